@@ -1,0 +1,105 @@
+// Package failure classifies errors at the edge of every activity, so that
+// Temporal retries what can succeed later and stops at once on what cannot.
+//
+// Permanent errors (bad input, 4xx other than 408/429, PostgreSQL classes
+// 22/23/42) become non-retryable application errors with a stable type string
+// that workflows and operators can branch on. Transient errors (network, 5xx,
+// PostgreSQL 08/40/53/57) stay retryable. Throttling (429, 503 with
+// Retry-After) is retryable with the server's requested delay.
+package failure
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Stable error types. They appear in the Temporal Web UI and in workflow
+// results; never rename one.
+const (
+	// TypeConfig: an integration or worker is misconfigured.
+	TypeConfig = "ConfigError"
+	// TypeSourceHTTP: the source answered with an HTTP error status.
+	TypeSourceHTTP = "SourceHTTPError"
+	// TypeSourceAuth: the source refused our credentials (401/403).
+	TypeSourceAuth = "SourceAuthError"
+	// TypeSourceNotFound: the source has no such resource (404/410).
+	TypeSourceNotFound = "SourceNotFound"
+	// TypeSourceThrottled: the source asked us to slow down (429, 503 + Retry-After).
+	TypeSourceThrottled = "SourceThrottled"
+	// TypeSourceUnavailable: the source could not be reached or failed (5xx, network).
+	TypeSourceUnavailable = "SourceUnavailable"
+	// TypeSourceMalformed: the source's answer could not be read (not JSON, no records).
+	TypeSourceMalformed = "SourceMalformedResponse"
+	// TypeSourceTooLarge: a page was larger than the configured limit.
+	TypeSourceTooLarge = "SourcePageTooLarge"
+	// TypeSinkSQL: the destination rejected a write for a reason retrying cannot fix.
+	TypeSinkSQL = "SinkSQLError"
+	// TypeSinkUnavailable: the destination could not be reached (retryable).
+	TypeSinkUnavailable = "SinkUnavailable"
+	// TypeInvalidThreshold: too many records failed validation or transformation.
+	TypeInvalidThreshold = "InvalidThresholdExceeded"
+	// TypeStagedPageMissing: a staged page the step needs is gone (run cleaned up).
+	TypeStagedPageMissing = "StagedPageMissing"
+	// TypeCompensation: a compensation could not restore the destination.
+	TypeCompensation = "CompensationFailed"
+)
+
+// Permanent wraps err as a non-retryable application error of the given type.
+// details are attached for the Web UI (status codes, page numbers, counts).
+func Permanent(typ string, err error, details ...any) error {
+	if err == nil {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(err.Error(), typ, unwrapCause(err), details...)
+}
+
+// Transient wraps err as a retryable application error of the given type.
+func Transient(typ string, err error, details ...any) error {
+	if err == nil {
+		return nil
+	}
+	return temporal.NewApplicationErrorWithCause(err.Error(), typ, unwrapCause(err), details...)
+}
+
+// Throttled wraps err as a retryable application error that asks Temporal to
+// wait at least retryAfter before the next attempt (Retry-After honoured).
+func Throttled(typ string, err error, retryAfter time.Duration, details ...any) error {
+	if err == nil {
+		return nil
+	}
+	return temporal.NewApplicationErrorWithOptions(err.Error(), typ, temporal.ApplicationErrorOptions{
+		Cause:          unwrapCause(err),
+		Details:        details,
+		NextRetryDelay: retryAfter,
+	})
+}
+
+// IsType reports whether err is (or wraps) an application error of type typ.
+func IsType(err error, typ string) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == typ
+}
+
+// IsPermanent reports whether err is a non-retryable application error.
+func IsPermanent(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.NonRetryable()
+}
+
+// unwrapCause keeps the wrapped chain out of the message duplication: the
+// message already carries err.Error(), so the cause is only kept when it adds
+// a distinct inner error.
+func unwrapCause(err error) error {
+	inner := errors.Unwrap(err)
+	if inner == nil {
+		return nil
+	}
+	return inner
+}
+
+// Errorf is fmt.Errorf kept here so callers classifying an error in one line
+// read naturally: failure.Permanent(failure.TypeConfig, failure.Errorf(...)).
+func Errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
