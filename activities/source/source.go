@@ -66,6 +66,28 @@ type Page struct {
 	RecordCount int
 	// StatusCode is the HTTP status (or 0 for non-HTTP sources), for progress and logs.
 	StatusCode int
+	// CacheKey identifies the request (its URL) for conditional requests.
+	CacheKey string
+	// ETag is the validator the source sent for this page, if any. The
+	// pipeline remembers it (see Memo) only after the page's records are
+	// committed, so a crash can never make a later run skip an unapplied page.
+	ETag string
+}
+
+// Memo is what is remembered about a page that was fully applied, so that a
+// later conditional request answered 304 can skip it and still know where the
+// next page is.
+type Memo struct {
+	ETag        string   `json:"etag"`
+	Next        Position `json:"next"`
+	Done        bool     `json:"done"`
+	RecordCount int      `json:"recordCount"`
+}
+
+// MemoStore recalls the memo of a page by integration and cache key. The
+// pipeline's state store implements it; connectors only read from it.
+type MemoStore interface {
+	Recall(ctx context.Context, integration, cacheKey string) (Memo, bool, error)
 }
 
 // Source reads pages. Implementations are safe for concurrent use and
