@@ -1,0 +1,79 @@
+// Package progress holds the counters and progress report of a sync run. The
+// types are plain data: they travel through workflow history, the progress
+// query, the runs table and the starter's progress bar, so this package
+// imports nothing that does I/O.
+package progress
+
+import "time"
+
+// Counts are the record counters of a run (cumulative across
+// continue-as-new).
+type Counts struct {
+	Pages       int `json:"pages"`       // pages read (including 304 pages)
+	Fetched     int `json:"fetched"`     // records received from the source
+	Skipped     int `json:"skipped"`     // records at or before the checkpoint (already applied)
+	Valid       int `json:"valid"`       // records that passed validation and transformation
+	Invalid     int `json:"invalid"`     // records quarantined (validation, transform or apply)
+	Inserted    int `json:"inserted"`    // rows inserted in the destination
+	Updated     int `json:"updated"`     // rows updated in the destination
+	Unchanged   int `json:"unchanged"`   // rows identical to the destination (not rewritten), incl. 304 pages
+	Stale       int `json:"stale"`       // rows older than the destination's version (skipped)
+	Duplicates  int `json:"duplicates"`  // duplicate keys collapsed inside a batch (last one won)
+	NotModified int `json:"notModified"` // pages answered 304 Not Modified
+}
+
+// Applied is the number of rows written (inserted or updated).
+func (c Counts) Applied() int { return c.Inserted + c.Updated }
+
+// Add returns the field-wise sum of c and o.
+func (c Counts) Add(o Counts) Counts {
+	return Counts{
+		Pages:       c.Pages + o.Pages,
+		Fetched:     c.Fetched + o.Fetched,
+		Skipped:     c.Skipped + o.Skipped,
+		Valid:       c.Valid + o.Valid,
+		Invalid:     c.Invalid + o.Invalid,
+		Inserted:    c.Inserted + o.Inserted,
+		Updated:     c.Updated + o.Updated,
+		Unchanged:   c.Unchanged + o.Unchanged,
+		Stale:       c.Stale + o.Stale,
+		Duplicates:  c.Duplicates + o.Duplicates,
+		NotModified: c.NotModified + o.NotModified,
+	}
+}
+
+// InvalidShare is the fraction of fetched, unskipped records that were
+// quarantined; 0 when nothing was fetched.
+func (c Counts) InvalidShare() float64 {
+	n := c.Fetched - c.Skipped
+	if n <= 0 {
+		return 0
+	}
+	return float64(c.Invalid) / float64(n)
+}
+
+// Run statuses, as stored in the runs table and shown in the SyncStatus
+// search attribute.
+const (
+	StatusRunning     = "Running"
+	StatusCompleted   = "Completed"
+	StatusFailed      = "Failed"
+	StatusCompensated = "Compensated" // failed or cancelled, destination restored
+	StatusCancelled   = "Cancelled"
+)
+
+// Report is the answer to the sync workflow's "progress" query.
+type Report struct {
+	Integration    string    `json:"integration"`
+	RunID          string    `json:"runId"`
+	Status         string    `json:"status"`
+	Step           string    `json:"step"`   // what the run is doing now, e.g. "FetchPage 12"
+	Cursor         string    `json:"cursor"` // (cursor, key) of the last committed record, or the page position
+	Counts         Counts    `json:"counts"`
+	PagesInFlight  int       `json:"pagesInFlight"`
+	Throttled      string    `json:"throttled,omitempty"` // last throttling answer from the source, if any
+	LastError      string    `json:"lastError,omitempty"`
+	StartedAt      time.Time `json:"startedAt"`
+	LastProgressAt time.Time `json:"lastProgressAt"`
+	Done           bool      `json:"done"`
+}
