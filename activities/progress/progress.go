@@ -12,6 +12,7 @@ type Counts struct {
 	Pages       int `json:"pages"`       // pages read (including 304 pages)
 	Fetched     int `json:"fetched"`     // records received from the source
 	Skipped     int `json:"skipped"`     // records at or before the checkpoint (already applied)
+	Checked     int `json:"checked"`     // records validated (fetched minus skipped, once processed)
 	Valid       int `json:"valid"`       // records that passed validation and transformation
 	Invalid     int `json:"invalid"`     // records quarantined (validation, transform or apply)
 	Inserted    int `json:"inserted"`    // rows inserted in the destination
@@ -31,6 +32,7 @@ func (c Counts) Add(o Counts) Counts {
 		Pages:       c.Pages + o.Pages,
 		Fetched:     c.Fetched + o.Fetched,
 		Skipped:     c.Skipped + o.Skipped,
+		Checked:     c.Checked + o.Checked,
 		Valid:       c.Valid + o.Valid,
 		Invalid:     c.Invalid + o.Invalid,
 		Inserted:    c.Inserted + o.Inserted,
@@ -42,14 +44,13 @@ func (c Counts) Add(o Counts) Counts {
 	}
 }
 
-// InvalidShare is the fraction of fetched, unskipped records that were
-// quarantined; 0 when nothing was fetched.
+// InvalidShare is the fraction of checked records that were quarantined;
+// 0 when nothing was checked.
 func (c Counts) InvalidShare() float64 {
-	n := c.Fetched - c.Skipped
-	if n <= 0 {
+	if c.Checked <= 0 {
 		return 0
 	}
-	return float64(c.Invalid) / float64(n)
+	return float64(c.Invalid) / float64(c.Checked)
 }
 
 // Run statuses, as stored in the runs table and shown in the SyncStatus

@@ -1,0 +1,168 @@
+package syncstep
+
+import (
+	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/source"
+)
+
+// Activity type names as they appear in event histories and the Web UI.
+// They are a wire contract: never rename one.
+const (
+	StartRunName        = "StartRun"
+	FetchPageName       = "FetchPage"
+	ValidateBatchName   = "ValidateBatch"
+	TransformBatchName  = "TransformBatch"
+	ApplyBatchName      = "ApplyBatch"
+	CompensateBatchName = "CompensateBatch"
+	FinishRunName       = "FinishRun"
+)
+
+// Plan is what a run needs to know about its integration. StartRun returns
+// it, so it is recorded in history: the definition is pinned for the run,
+// and workflow code never reads configuration.
+type Plan struct {
+	Integration      string  `json:"integration"`
+	Version          int     `json:"version"`
+	BatchSize        int     `json:"batchSize"`
+	PagesInFlight    int     `json:"pagesInFlight"`
+	Atomic           bool    `json:"atomic"`
+	InvalidThreshold float64 `json:"invalidThreshold"`
+	// Incremental is true when the integration reads by a cursor field:
+	// every page is requested "since" the last (cursor, key) seen.
+	Incremental bool `json:"incremental"`
+	// Since is where the read starts (incremental integrations).
+	Since source.Checkpoint `json:"since"`
+	// Start is the page to start from (full reads resuming an unfinished run).
+	Start source.Position `json:"start"`
+	// Resumed is true when the run continues where an unfinished run stopped.
+	Resumed bool `json:"resumed"`
+}
+
+// StartRunInput registers a run and asks for its plan.
+type StartRunInput struct {
+	Integration string `json:"integration"`
+	RunID       string `json:"runId"`
+	WorkflowID  string `json:"workflowId"`
+	Kind        string `json:"kind"`
+	// Full ignores the checkpoint and reads the whole source.
+	Full bool `json:"full"`
+}
+
+// StartRunOutput carries the run's plan.
+type StartRunOutput struct {
+	Plan Plan `json:"plan"`
+}
+
+// PageRef names a staged page: the claim-check that travels through history
+// instead of the records.
+type PageRef struct {
+	RunID string `json:"runId"`
+	Page  int    `json:"page"`
+}
+
+// FetchPageInput asks for one page.
+type FetchPageInput struct {
+	Integration string            `json:"integration"`
+	Ref         PageRef           `json:"ref"`
+	Position    source.Position   `json:"position"`
+	Since       source.Checkpoint `json:"since"`
+	Limit       int               `json:"limit"`
+}
+
+// FetchPageOutput describes the fetched page (never its records).
+type FetchPageOutput struct {
+	Ref         PageRef         `json:"ref"`
+	Count       int             `json:"count"`
+	Next        source.Position `json:"next"`
+	Done        bool            `json:"done"`
+	NotModified bool            `json:"notModified"`
+	Status      int             `json:"status"`
+	// Last is the (cursor, key) of the page's last record in source order;
+	// zero when the integration is not incremental or the page is empty.
+	Last source.Checkpoint `json:"last"`
+	// Advanced is true when Last is strictly after the request's Since: the
+	// read made progress and the next page can be asked "since" Last.
+	Advanced bool `json:"advanced"`
+	// Memo is what to remember about the page once it is committed (only
+	// when the source sent a validator).
+	Memo     *source.Memo `json:"memo,omitempty"`
+	CacheKey string       `json:"cacheKey,omitempty"`
+}
+
+// BatchInput names the staged page a step works on.
+type BatchInput struct {
+	Integration string  `json:"integration"`
+	Ref         PageRef `json:"ref"`
+	// Since: records at or before it were committed already and are skipped.
+	Since source.Checkpoint `json:"since"`
+}
+
+// ValidateOutput counts the page's records by outcome.
+type ValidateOutput struct {
+	Skipped int `json:"skipped"`
+	Valid   int `json:"valid"`
+	Invalid int `json:"invalid"`
+}
+
+// TransformOutput counts the records transformed and those quarantined.
+type TransformOutput struct {
+	Transformed int `json:"transformed"`
+	Invalid     int `json:"invalid"`
+}
+
+// ApplyInput writes one transformed page to the destination.
+type ApplyInput struct {
+	BatchInput
+	// Seq orders applied batches within the run (1-based); compensation
+	// runs them in reverse.
+	Seq    int  `json:"seq"`
+	Atomic bool `json:"atomic"`
+	// Checkpoint is saved in the same transaction as the batch.
+	Checkpoint source.Checkpoint `json:"checkpoint"`
+	// Next is the position of the following page, saved so an unfinished
+	// full read resumes there.
+	Next source.Position `json:"next"`
+	// Memo, when set, is remembered under CacheKey after the commit.
+	Memo     *source.Memo `json:"memo,omitempty"`
+	CacheKey string       `json:"cacheKey,omitempty"`
+	// Counts are the run's counters so far, stored with the batch so the
+	// runs table shows live progress.
+	Counts progress.Counts `json:"counts"`
+}
+
+// ApplyOutput reports what the batch changed.
+type ApplyOutput struct {
+	Inserted   int `json:"inserted"`
+	Updated    int `json:"updated"`
+	Unchanged  int `json:"unchanged"`
+	Stale      int `json:"stale"`
+	Duplicates int `json:"duplicates"`
+	// Rejected rows were refused by the destination and quarantined.
+	Rejected int `json:"rejected"`
+	// Replayed is true when the batch had been committed by an earlier
+	// attempt and nothing was written this time.
+	Replayed bool `json:"replayed"`
+}
+
+// CompensateInput undoes one applied batch of an atomic run.
+type CompensateInput struct {
+	Integration string `json:"integration"`
+	RunID       string `json:"runId"`
+	Seq         int    `json:"seq"`
+}
+
+// CompensateOutput counts the rows restored.
+type CompensateOutput struct {
+	Restored int `json:"restored"`
+}
+
+// FinishRunInput records how a run ended.
+type FinishRunInput struct {
+	Integration string            `json:"integration"`
+	RunID       string            `json:"runId"`
+	Status      string            `json:"status"`
+	Counts      progress.Counts   `json:"counts"`
+	To          source.Checkpoint `json:"to"`
+	Error       string            `json:"error,omitempty"`
+	ErrorType   string            `json:"errorType,omitempty"`
+}

@@ -1,0 +1,560 @@
+package datasync
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/syncstep"
+)
+
+// WorkflowType is the registered name of the sync workflow, as typed in
+// `temporal workflow start --type SyncWorkflow`.
+const WorkflowType = "SyncWorkflow"
+
+// QueryProgress is the query that returns a progress.Report.
+const QueryProgress = "progress"
+
+// DefaultTaskQueue is the task queue workers poll unless configured otherwise.
+const DefaultTaskQueue = "tether-sync"
+
+// Search attributes the workflow keeps up to date, so the Web UI can list
+// every run of an integration and filter by status. They must exist on the
+// server (the dev stack creates them; see README).
+var (
+	IntegrationAttr = temporal.NewSearchAttributeKeyKeyword("IntegrationName")
+	StatusAttr      = temporal.NewSearchAttributeKeyKeyword("SyncStatus")
+)
+
+// Input starts a sync. Only Integration is required, so the Temporal CLI and
+// Web UI can start a run with plain JSON: {"integration":"crm-contacts"}.
+type Input struct {
+	// Integration is the registered integration's name.
+	Integration string `json:"integration"`
+	// Full ignores the checkpoint and reads the whole source again; writes
+	// stay idempotent, so unchanged rows are counted, not rewritten.
+	Full bool `json:"full,omitempty"`
+	// MaxPages stops the run after this many pages (0 = no limit).
+	MaxPages int `json:"maxPages,omitempty"`
+	// Trigger says who started the run ("cli", "schedule", "webhook"...).
+	Trigger string `json:"trigger,omitempty"`
+	// State is set only by continue-as-new: the run's position carried over.
+	State *State `json:"state,omitempty"`
+}
+
+// State is what a run carries across continue-as-new.
+type State struct {
+	RunID      string            `json:"runId"`
+	Plan       syncstep.Plan     `json:"plan"`
+	Position   source.Position   `json:"position"`
+	Since      source.Checkpoint `json:"since"`
+	Checkpoint source.Checkpoint `json:"checkpoint"`
+	NextPage   int               `json:"nextPage"`
+	Seq        int               `json:"seq"`
+	// ApplyStarted is the highest batch whose ApplyBatch was started: the
+	// batches a compensation must undo.
+	ApplyStarted int `json:"applyStarted"`
+	Counts     progress.Counts   `json:"counts"`
+	StartedAt  time.Time         `json:"startedAt"`
+	Executions int               `json:"executions"`
+}
+
+// Result is what a finished run returns.
+type Result struct {
+	Integration string            `json:"integration"`
+	RunID       string            `json:"runId"`
+	Status      string            `json:"status"`
+	Counts      progress.Counts   `json:"counts"`
+	From        source.Checkpoint `json:"from"`
+	To          source.Checkpoint `json:"to"`
+	Batches     int               `json:"batches"`
+	Executions  int               `json:"executions"`
+}
+
+// maxPagesPerExecution bounds one execution's history even when the server
+// does not suggest continue-as-new yet (about 15 events per page).
+const maxPagesPerExecution = 250
+
+// earlyThresholdSample is the number of processed records after which the
+// invalid share is checked on every page (fail fast); below it the share is
+// only judged at the end of the run.
+const earlyThresholdSample = 1000
+
+// SyncWorkflow reads an integration's source page by page and applies it to
+// the destination through durable steps. See package doc.
+func SyncWorkflow(ctx workflow.Context, in Input) (Result, error) {
+	if in.Integration == "" {
+		return Result{}, temporal.NewNonRetryableApplicationError(
+			`input: "integration" is required, e.g. {"integration":"crm-contacts"}`, failure.TypeConfig, nil)
+	}
+	r := &run{in: in, log: workflow.GetLogger(ctx)}
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, r.report); err != nil {
+		return Result{}, err
+	}
+	if err := r.start(ctx); err != nil {
+		return r.result(), err
+	}
+	return r.execute(ctx)
+}
+
+// run is one execution's state; everything in it is derived from history.
+type run struct {
+	in  Input
+	log interface {
+		Info(string, ...interface{})
+		Warn(string, ...interface{})
+		Error(string, ...interface{})
+	}
+	st State
+
+	step          string
+	lastProgress  time.Time
+	lastError     string
+	throttled     string
+	pagesThisExec int
+	inFlight      int // pages fetched and not yet applied (or dropped)
+	applyNext     int // the seq allowed to apply next
+	done          bool
+	err           error // first permanent failure; stops the pipeline
+	errStep       string
+	status        string
+}
+
+func (r *run) report() (progress.Report, error) {
+	cursor := r.st.Checkpoint.Cursor
+	if r.st.Checkpoint.Key != "" {
+		cursor = fmt.Sprintf("%s / %s", r.st.Checkpoint.Cursor, r.st.Checkpoint.Key)
+	}
+	if cursor == "" || cursor == " / " {
+		cursor = positionString(r.st.Position)
+	}
+	return progress.Report{
+		Integration:    r.in.Integration,
+		RunID:          r.st.RunID,
+		Status:         r.statusOr(progress.StatusRunning),
+		Step:           r.step,
+		Cursor:         cursor,
+		Counts:         r.st.Counts,
+		PagesInFlight:  r.inFlight,
+		Throttled:      r.throttled,
+		LastError:      r.lastError,
+		StartedAt:      r.st.StartedAt,
+		LastProgressAt: r.lastProgress,
+		Done:           r.status != "",
+	}, nil
+}
+
+func (r *run) statusOr(s string) string {
+	if r.status != "" {
+		return r.status
+	}
+	return s
+}
+
+func positionString(p source.Position) string {
+	switch {
+	case p.NextURL != "":
+		return p.NextURL
+	case p.Token != "":
+		return "token " + p.Token
+	case p.Offset > 0:
+		return fmt.Sprintf("offset %d", p.Offset)
+	case p.Page > 0:
+		return fmt.Sprintf("page %d", p.Page)
+	}
+	return "start"
+}
+
+func (r *run) progressed(ctx workflow.Context, step string) {
+	r.step = step
+	r.lastProgress = workflow.Now(ctx)
+}
+
+// start registers the run (first execution) or restores the carried state.
+func (r *run) start(ctx workflow.Context) error {
+	info := workflow.GetInfo(ctx)
+	if r.in.State != nil {
+		r.st = *r.in.State
+		r.st.Executions++
+		r.applyNext = r.st.Seq + 1
+		r.progressed(ctx, "resumed after continue-as-new")
+		return nil
+	}
+	r.st = State{RunID: info.WorkflowExecution.ID + "/" + info.FirstRunID, StartedAt: workflow.Now(ctx), NextPage: 1, Executions: 1}
+	r.applyNext = 1
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		IntegrationAttr.ValueSet(r.in.Integration), StatusAttr.ValueSet(progress.StatusRunning))
+	r.progressed(ctx, syncstep.StartRunName)
+	var out syncstep.StartRunOutput
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.StartRunName, syncstep.StartRunInput{
+		Integration: r.in.Integration,
+		RunID:       r.st.RunID,
+		WorkflowID:  info.WorkflowExecution.ID,
+		Kind:        "sync",
+		Full:        r.in.Full,
+	}).Get(ctx, &out)
+	if err != nil {
+		r.status = progress.StatusFailed
+		_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
+		return stepError(syncstep.StartRunName, 0, err)
+	}
+	r.st.Plan = out.Plan
+	r.st.Since = out.Plan.Since
+	r.st.Checkpoint = out.Plan.Since
+	r.st.Position = out.Plan.Start
+	r.log.Info("sync started", "integration", r.in.Integration, "runId", r.st.RunID,
+		"incremental", out.Plan.Incremental, "since", out.Plan.Since, "resumed", out.Plan.Resumed)
+	return nil
+}
+
+func (r *run) result() Result {
+	return Result{
+		Integration: r.in.Integration,
+		RunID:       r.st.RunID,
+		Status:      r.status,
+		Counts:      r.st.Counts,
+		From:        r.st.Plan.Since,
+		To:          r.st.Checkpoint,
+		Batches:     r.applyNext - 1,
+		Executions:  r.st.Executions,
+	}
+}
+
+// execute runs the page pipeline, then continues as new, finishes, or
+// compensates.
+func (r *run) execute(ctx workflow.Context) (Result, error) {
+	pctx, cancelPipeline := workflow.WithCancel(ctx)
+	r.pipeline(pctx)
+	cancelPipeline()
+
+	if r.err == nil && ctx.Err() == nil && !r.done {
+		// Drained for continue-as-new.
+		st := r.st
+		r.log.Info("continuing as new", "pages", st.Counts.Pages, "position", st.Position)
+		next := r.in
+		next.State = &st
+		return r.result(), workflow.NewContinueAsNewError(ctx, SyncWorkflow, next)
+	}
+	if r.err == nil && ctx.Err() == nil && r.st.Plan.InvalidThreshold >= 0 &&
+		r.st.Counts.InvalidShare() > r.st.Plan.InvalidThreshold {
+		r.fail("threshold", thresholdError(r.st.Counts, r.st.Plan.InvalidThreshold))
+	}
+
+	if r.err == nil && ctx.Err() == nil {
+		r.status = progress.StatusCompleted
+		r.progressed(ctx, syncstep.FinishRunName)
+		if err := r.finish(ctx, ""); err != nil {
+			return r.result(), err
+		}
+		r.log.Info("sync completed", "integration", r.in.Integration, "counts", r.st.Counts)
+		return r.result(), nil
+	}
+
+	// Failed for good, or cancelled: compensate in a disconnected context so
+	// the saga also completes when the workflow itself was cancelled.
+	cancelled := ctx.Err() != nil && r.err == nil
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	cause := r.err
+	if cancelled {
+		cause = temporal.NewCanceledError("sync cancelled")
+	}
+	r.status = progress.StatusFailed
+	if cancelled {
+		r.status = progress.StatusCancelled
+	}
+	if r.st.Plan.Atomic && r.st.ApplyStarted > 0 {
+		left := r.compensate(dctx)
+		if len(left) == 0 {
+			r.status = progress.StatusCompensated
+		} else {
+			cause = temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"%v; compensation failed for batches %v of run %s: restore them by hand (before-images are kept in tether_before_images)",
+				cause, left, r.st.RunID), failure.TypeCompensation, cause)
+		}
+	}
+	if err := r.finish(dctx, cause.Error()); err != nil {
+		r.log.Error("recording the run's end failed", "error", err)
+	}
+	return r.result(), cause
+}
+
+// pipeline fetches pages in order and overlaps validate/transform/apply of
+// up to PagesInFlight pages with the next fetches. Applies run strictly in
+// page order, so each batch's checkpoint covers everything before it.
+func (r *run) pipeline(ctx workflow.Context) {
+	window := r.st.Plan.PagesInFlight
+	if window < 1 {
+		window = 1
+	}
+	running := 0
+	for !r.done && r.err == nil {
+		if err := workflow.Await(ctx, func() bool { return r.inFlight < window || r.err != nil }); err != nil {
+			break // cancelled
+		}
+		if r.err != nil {
+			break
+		}
+		if r.in.MaxPages > 0 && r.st.Counts.Pages >= r.in.MaxPages {
+			r.done = true
+			break
+		}
+		if r.pagesThisExec >= maxPagesPerExecution || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			break
+		}
+		out, err := r.fetch(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(syncstep.FetchPageName, err)
+			}
+			break
+		}
+		r.pagesThisExec++
+		r.st.Counts.Pages++
+		r.st.Counts.Fetched += out.Count
+		pageSince := r.st.Since
+		r.advance(out)
+		if out.NotModified {
+			r.st.Counts.Unchanged += out.Count
+			r.st.Counts.NotModified++
+			r.progressed(ctx, fmt.Sprintf("page %d not modified", out.Ref.Page))
+			continue
+		}
+		if out.Count == 0 {
+			continue
+		}
+		r.st.Seq++
+		seq := r.st.Seq
+		r.inFlight++
+		running++
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			defer func() { running--; r.inFlight-- }()
+			r.process(gctx, out, pageSince, seq)
+		})
+	}
+	_ = workflow.Await(ctx, func() bool { return running == 0 })
+	if running > 0 {
+		// Cancelled while steps were in flight: let them observe the
+		// cancellation before compensation starts.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		_ = workflow.Await(dctx, func() bool { return running == 0 })
+	}
+}
+
+// fetch reads the next page at the run's position.
+func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
+	page := r.st.NextPage
+	r.st.NextPage++
+	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.FetchPageName, page))
+	var out syncstep.FetchPageOutput
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, fetchStep), syncstep.FetchPageName, syncstep.FetchPageInput{
+		Integration: r.in.Integration,
+		Ref:         syncstep.PageRef{RunID: r.st.RunID, Page: page},
+		Position:    r.st.Position,
+		Since:       r.st.Since,
+		Limit:       r.st.Plan.BatchSize,
+	}).Get(ctx, &out)
+	if err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == failure.TypeSourceThrottled {
+			r.throttled = appErr.Error()
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+// advance moves the read position past a fetched page. Incremental reads
+// restart from the first page "since" the page's last (cursor, key), which
+// is robust to records moving while the run reads; when a whole page shares
+// one cursor value they page forward within it.
+func (r *run) advance(out syncstep.FetchPageOutput) {
+	if out.Done {
+		r.done = true
+	}
+	if r.st.Plan.Incremental && out.Advanced && !out.NotModified {
+		if out.Done {
+			return
+		}
+		r.st.Since = out.Last
+		r.st.Position = source.Position{}
+		return
+	}
+	r.st.Position = out.Next
+}
+
+// process validates, transforms and applies one page.
+func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since source.Checkpoint, seq int) {
+	lctx := workflow.WithLocalActivityOptions(ctx, localStep)
+	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since}
+
+	var v syncstep.ValidateOutput
+	if err := workflow.ExecuteLocalActivity(lctx, syncstep.ValidateBatchName, in).Get(ctx, &v); err != nil {
+		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, err))
+		return
+	}
+	r.st.Counts.Skipped += v.Skipped
+	r.st.Counts.Checked += v.Valid + v.Invalid
+	r.st.Counts.Invalid += v.Invalid
+	if r.thresholdPassed() {
+		return
+	}
+	var t syncstep.TransformOutput
+	if err := workflow.ExecuteLocalActivity(lctx, syncstep.TransformBatchName, in).Get(ctx, &t); err != nil {
+		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, err))
+		return
+	}
+	r.st.Counts.Invalid += t.Invalid
+	r.st.Counts.Valid += t.Transformed
+	if r.thresholdPassed() {
+		return
+	}
+
+	if err := workflow.Await(ctx, func() bool { return r.applyNext == seq || r.err != nil }); err != nil || r.err != nil {
+		return
+	}
+	checkpoint := r.st.Checkpoint
+	if page.Advanced {
+		checkpoint = page.Last
+	}
+	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.ApplyBatchName, page.Ref.Page))
+	r.st.ApplyStarted = seq
+	var a syncstep.ApplyOutput
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, applyStep), syncstep.ApplyBatchName, syncstep.ApplyInput{
+		BatchInput: in,
+		Seq:        seq,
+		Atomic:     r.st.Plan.Atomic,
+		Checkpoint: checkpoint,
+		Next:       page.Next,
+		Memo:       page.Memo,
+		CacheKey:   page.CacheKey,
+		Counts:     r.st.Counts,
+	}).Get(ctx, &a)
+	if err != nil {
+		r.failUnlessCancelled(ctx, syncstep.ApplyBatchName, pageError(page.Ref.Page, err))
+		return
+	}
+	r.st.Counts.Inserted += a.Inserted
+	r.st.Counts.Updated += a.Updated
+	r.st.Counts.Unchanged += a.Unchanged
+	r.st.Counts.Stale += a.Stale
+	r.st.Counts.Duplicates += a.Duplicates
+	r.st.Counts.Invalid += a.Rejected
+	r.st.Counts.Valid -= a.Rejected
+	r.st.Checkpoint = checkpoint
+	r.applyNext = seq + 1
+	r.progressed(ctx, fmt.Sprintf("applied page %d", page.Ref.Page))
+}
+
+// thresholdPassed fails the run early once enough records were processed
+// and the invalid share is over the integration's threshold.
+func (r *run) thresholdPassed() bool {
+	c := r.st.Counts
+	if c.Checked < earlyThresholdSample || c.InvalidShare() <= r.st.Plan.InvalidThreshold {
+		return false
+	}
+	r.fail("threshold", thresholdError(c, r.st.Plan.InvalidThreshold))
+	return true
+}
+
+func thresholdError(c progress.Counts, threshold float64) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"%d of %d records invalid (%.1f%%), over the integration's threshold of %.1f%%; they are in quarantine",
+		c.Invalid, c.Checked, 100*c.InvalidShare(), 100*threshold), failure.TypeInvalidThreshold, nil, c)
+}
+
+// fail records the first permanent failure; later ones are logged only.
+func (r *run) fail(step string, err error) {
+	if r.err != nil {
+		r.log.Warn("further failure after the run failed", "step", step, "error", err)
+		return
+	}
+	r.errStep = step
+	r.err = stepError(step, 0, err)
+	r.lastError = r.err.Error()
+}
+
+// failUnlessCancelled records a step's failure unless the run is being
+// cancelled (then the activity's error is only the cancellation echoing back).
+func (r *run) failUnlessCancelled(ctx workflow.Context, step string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.fail(step, err)
+}
+
+// compensate undoes applied batches in reverse order and returns the seqs
+// that could not be restored.
+func (r *run) compensate(ctx workflow.Context) []int {
+	var left []int
+	cctx := workflow.WithActivityOptions(ctx, compensateStep)
+	for seq := r.st.ApplyStarted; seq >= 1; seq-- {
+		r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.CompensateBatchName, seq))
+		var out syncstep.CompensateOutput
+		err := workflow.ExecuteActivity(cctx, syncstep.CompensateBatchName, syncstep.CompensateInput{
+			Integration: r.in.Integration, RunID: r.st.RunID, Seq: seq,
+		}).Get(ctx, &out)
+		if err != nil {
+			r.log.Error("compensation failed", "seq", seq, "error", err)
+			left = append(left, seq)
+		}
+	}
+	return left
+}
+
+func (r *run) finish(ctx workflow.Context, errMsg string) error {
+	errType := ""
+	var appErr *temporal.ApplicationError
+	if errors.As(r.err, &appErr) {
+		errType = appErr.Type()
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.FinishRunName, syncstep.FinishRunInput{
+		Integration: r.in.Integration,
+		RunID:       r.st.RunID,
+		Status:      r.status,
+		Counts:      r.st.Counts,
+		To:          r.st.Checkpoint,
+		Error:       errMsg,
+		ErrorType:   errType,
+	}).Get(ctx, nil)
+}
+
+// pageError adds the page number to a step's failure.
+func pageError(page int, err error) error {
+	return &pagedError{page: page, err: err}
+}
+
+type pagedError struct {
+	page int
+	err  error
+}
+
+func (e *pagedError) Error() string { return fmt.Sprintf("page %d: %v", e.page, e.err) }
+func (e *pagedError) Unwrap() error { return e.err }
+
+// stepError turns a step's failure into the workflow's failure: a
+// non-retryable application error whose message names the step and page and
+// carries the source's or database's own message, with the same type.
+func stepError(step string, _ int, err error) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && step == "threshold" {
+		return err
+	}
+	typ := "StepFailed"
+	msg := err.Error()
+	if errors.As(err, &appErr) {
+		typ = appErr.Type()
+		msg = appErr.Error()
+		var pe *pagedError
+		if errors.As(err, &pe) {
+			msg = fmt.Sprintf("page %d: %s", pe.page, msg)
+		}
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s failed: %s", step, msg), typ, err)
+}
