@@ -1,0 +1,243 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lib/pq"
+
+	"github.com/tetherflow/tether/activities/failure"
+)
+
+// Pipeline steps that quarantine records.
+const (
+	// StepValidate: the record failed its JSON Schema.
+	StepValidate = "validate"
+	// StepTransform: the record could not be transformed.
+	StepTransform = "transform"
+	// StepApply: the destination rejected the record's row.
+	StepApply = "apply"
+	// StepKey: the record's key could not be extracted.
+	StepKey = "key"
+)
+
+// ErrorDetail is one reason a record was quarantined.
+type ErrorDetail struct {
+	// Pointer is the JSON Pointer of the offending value ("" for the record).
+	Pointer string `json:"pointer"`
+	// Keyword is the failed JSON Schema keyword, when there is one.
+	Keyword string `json:"keyword,omitempty"`
+	// Message says what is wrong, for a person.
+	Message string `json:"message"`
+}
+
+// QuarantineEntry is one quarantined record.
+type QuarantineEntry struct {
+	// ID is assigned by the store.
+	ID          int64
+	Integration string
+	RunID       string
+	// Page and Index locate the record in the run's staged pages; a record is
+	// quarantined at most once per (RunID, Page, Index).
+	Page, Index int
+	// Key is the record's key, when it could be extracted.
+	Key string
+	// Step is one of the Step* constants.
+	Step string
+	// Payload is the record. Quarantine takes it as the source sent it,
+	// valid JSON or not. ListQuarantine returns it as stored in jsonb
+	// (PostgreSQL normalises spacing and key order), or nil when the record
+	// was not storable as JSON: its text is then in PayloadText.
+	Payload json.RawMessage
+	// PayloadText is the record's raw text when it is not valid JSON (so
+	// Payload, a json.RawMessage, stays marshalable). Quarantine uses it
+	// when Payload is empty.
+	PayloadText string
+	// Errors are the reasons.
+	Errors []ErrorDetail
+	// CreatedAt is set by the store.
+	CreatedAt time.Time
+	// ReplayedAt and ReplayRunID are set once a replay run has taken it.
+	ReplayedAt  *time.Time
+	ReplayRunID string
+}
+
+// Quarantine records entries in one statement and returns how many were
+// new: an entry already quarantined under the same (RunID, Page, Index) is
+// left alone, so a retried step never quarantines a record twice. Pass the
+// batch's transaction as q. A payload PostgreSQL cannot hold as jsonb
+// (not JSON, invalid UTF-8, a \u0000 escape) is kept as text in
+// payload_text instead, with invalid bytes replaced.
+func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineEntry) (int, error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	n := len(entries)
+	var (
+		integrations = make([]string, n)
+		runs         = make([]string, n)
+		pages        = make([]int64, n)
+		indexes      = make([]int64, n)
+		keys         = make([]string, n)
+		steps        = make([]string, n)
+		payloads     = make([]sql.NullString, n)
+		texts        = make([]sql.NullString, n)
+		errs         = make([]string, n)
+	)
+	for i, e := range entries {
+		integrations[i], runs[i], steps[i] = e.Integration, e.RunID, e.Step
+		pages[i], indexes[i] = int64(e.Page), int64(e.Index)
+		keys[i] = cleanText(e.Key)
+		switch {
+		case jsonbSafe(e.Payload):
+			payloads[i] = sql.NullString{String: string(e.Payload), Valid: true}
+		case len(e.Payload) == 0:
+			texts[i] = sql.NullString{String: cleanText(e.PayloadText), Valid: true}
+		default:
+			texts[i] = sql.NullString{String: cleanText(string(e.Payload)), Valid: true}
+		}
+		details := make([]ErrorDetail, len(e.Errors))
+		for j, d := range e.Errors {
+			details[j] = ErrorDetail{Pointer: cleanText(d.Pointer), Keyword: cleanText(d.Keyword), Message: cleanText(d.Message)}
+		}
+		b, err := json.Marshal(details)
+		if err != nil {
+			return 0, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("quarantine record %d of page %d: encode errors: %w", e.Index, e.Page, err))
+		}
+		errs[i] = string(b)
+	}
+	res, err := s.on(q).ExecContext(ctx, `
+INSERT INTO tether_quarantine (integration, run_id, page, record_index, record_key, step, payload, payload_text, errors)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::jsonb[])
+ON CONFLICT (run_id, page, record_index) DO NOTHING`,
+		pq.StringArray(integrations), pq.StringArray(runs), pq.Int64Array(pages), pq.Int64Array(indexes),
+		pq.StringArray(keys), pq.StringArray(steps), pq.GenericArray{A: payloads}, pq.GenericArray{A: texts},
+		pq.StringArray(errs))
+	what := fmt.Sprintf("quarantine %d records of run %q", n, entries[0].RunID)
+	if err != nil {
+		return 0, Classify(err, what)
+	}
+	added, err := res.RowsAffected()
+	if err != nil {
+		return 0, Classify(err, what)
+	}
+	return int(added), nil
+}
+
+// jsonbSafe reports whether p can be stored as jsonb as it is.
+func jsonbSafe(p json.RawMessage) bool {
+	return len(p) > 0 && json.Valid(p) && utf8.Valid(p) && !bytes.Contains(p, []byte(`\u0000`))
+}
+
+// QuarantineFilter selects quarantined records. Zero fields select all.
+type QuarantineFilter struct {
+	Integration string
+	RunID       string
+	// PendingOnly selects records not yet replayed.
+	PendingOnly bool
+	// AfterID selects records with a larger ID (keyset paging).
+	AfterID int64
+	// Limit caps the records listed (no cap when <= 0); CountQuarantine
+	// ignores it.
+	Limit int
+}
+
+// where returns the filter's WHERE clause and arguments.
+func (f QuarantineFilter) where() (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Integration != "" {
+		add("integration = $%d", f.Integration)
+	}
+	if f.RunID != "" {
+		add("run_id = $%d", f.RunID)
+	}
+	if f.AfterID > 0 {
+		add("id > $%d", f.AfterID)
+	}
+	if f.PendingOnly {
+		conds = append(conds, "replayed_at IS NULL")
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// ListQuarantine returns the quarantined records f selects, by ID.
+func (s *Store) ListQuarantine(ctx context.Context, f QuarantineFilter) ([]QuarantineEntry, error) {
+	where, args := f.where()
+	query := `SELECT id, integration, run_id, page, record_index, record_key, step,
+	payload::text, coalesce(payload_text, ''), errors, created_at, replayed_at, coalesce(replay_run_id, '')
+FROM tether_quarantine` + where + ` ORDER BY id`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		query += fmt.Sprintf(" LIMIT $%d", len(args))
+	}
+	rows, err := s.DB.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, Classify(err, "list quarantine")
+	}
+	defer rows.Close()
+	var out []QuarantineEntry
+	for rows.Next() {
+		var (
+			e        QuarantineEntry
+			payload  sql.NullString
+			errs     []byte
+			replayed sql.NullTime
+		)
+		if err := rows.Scan(&e.ID, &e.Integration, &e.RunID, &e.Page, &e.Index, &e.Key, &e.Step,
+			&payload, &e.PayloadText, &errs, &e.CreatedAt, &replayed, &e.ReplayRunID); err != nil {
+			return nil, Classify(err, "list quarantine")
+		}
+		if payload.Valid {
+			e.Payload = json.RawMessage(payload.String)
+		}
+		if err := decodeJSON(errs, &e.Errors, fmt.Sprintf("quarantine %d errors", e.ID)); err != nil {
+			return nil, err
+		}
+		if replayed.Valid {
+			t := replayed.Time
+			e.ReplayedAt = &t
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Classify(err, "list quarantine")
+	}
+	return out, nil
+}
+
+// CountQuarantine counts the quarantined records f selects.
+func (s *Store) CountQuarantine(ctx context.Context, f QuarantineFilter) (int, error) {
+	where, args := f.where()
+	var n int
+	err := s.DB.QueryRowContext(ctx, `SELECT count(*) FROM tether_quarantine`+where, args...).Scan(&n)
+	return n, Classify(err, "count quarantine")
+}
+
+// MarkReplayed records that the replay run replayRunID took the quarantined
+// records ids. Records already marked keep their first replay; pass the
+// replay batch's transaction as q.
+func (s *Store) MarkReplayed(ctx context.Context, q Querier, ids []int64, replayRunID string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.on(q).ExecContext(ctx, `
+UPDATE tether_quarantine SET replayed_at = now(), replay_run_id = $2
+WHERE id = ANY($1) AND replayed_at IS NULL`, pq.Int64Array(ids), replayRunID)
+	return Classify(err, fmt.Sprintf("mark %d quarantined records replayed by run %q", len(ids), replayRunID))
+}

@@ -1,0 +1,184 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tetherflow/tether/activities/failure"
+)
+
+// StagePage stores a page's raw records under (runID, page), replacing any
+// earlier copy, so a retried FetchPage stages the same page again harmlessly.
+// The records are kept byte for byte as one JSON array, with the end offset
+// of each record beside it (record_ends: little-endian uint32s) so LoadPage
+// can cut them apart without parsing.
+// An empty record is stored as null.
+func (s *Store) StagePage(ctx context.Context, runID string, page int, records []json.RawMessage) error {
+	what := fmt.Sprintf("stage page %d of run %q", page, runID)
+	body, ends := encodePage(records)
+	if utf8.Valid(body) && bytes.IndexByte(body, 0) < 0 {
+		// Sent as text the page travels as is; as bytea lib/pq would send it
+		// hex-encoded, twice the size, and staging would take twice as long.
+		_, err := s.DB.ExecContext(ctx, stagePageAsText, runID, page, body, ends, len(records))
+		if code := SQLState(err); !strings.HasPrefix(code, "22") {
+			return Classify(err, what)
+		}
+		// The server's encoding cannot hold the text: send bytes instead.
+	}
+	_, err := s.DB.ExecContext(ctx, stagePageAsBytes, runID, page, body, ends, len(records))
+	return Classify(err, what)
+}
+
+// stagePageAsText and stagePageAsBytes upsert a staged page; the first takes
+// the records as UTF-8 text, the second as bytea.
+const (
+	stagePageAsText = `
+INSERT INTO tether_staged_pages (run_id, page, records, record_ends, record_count)
+VALUES ($1, $2, convert_to($3::text, 'UTF8'), $4, $5)
+ON CONFLICT (run_id, page) DO UPDATE SET
+	records = EXCLUDED.records,
+	record_ends = EXCLUDED.record_ends,
+	record_count = EXCLUDED.record_count,
+	created_at = now()`
+	stagePageAsBytes = `
+INSERT INTO tether_staged_pages (run_id, page, records, record_ends, record_count)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (run_id, page) DO UPDATE SET
+	records = EXCLUDED.records,
+	record_ends = EXCLUDED.record_ends,
+	record_count = EXCLUDED.record_count,
+	created_at = now()`
+)
+
+// encodePage writes records as one JSON array and returns it with the end
+// offset of each record in it, packed as little-endian uint32s.
+func encodePage(records []json.RawMessage) ([]byte, []byte) {
+	size := 2 + len(records)
+	for _, r := range records {
+		size += len(r)
+	}
+	var buf bytes.Buffer
+	buf.Grow(size + 4*len(records)) // room for a few nulls
+	ends := make([]byte, 0, 4*len(records))
+	buf.WriteByte('[')
+	for i, r := range records {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if len(r) == 0 {
+			r = json.RawMessage("null")
+		}
+		buf.Write(r)
+		ends = binary.LittleEndian.AppendUint32(ends, uint32(buf.Len()))
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), ends
+}
+
+// LoadPage returns the records staged under (runID, page), byte for byte as
+// staged. A page that is not staged (the run was cleaned up, or the page
+// never fetched) is a non-retryable failure.TypeStagedPageMissing error
+// naming the run and page.
+func (s *Store) LoadPage(ctx context.Context, runID string, page int) ([]json.RawMessage, error) {
+	what := fmt.Sprintf("load staged page %d of run %q", page, runID)
+	var (
+		body  []byte
+		ends  []byte
+		count int
+	)
+	err := s.DB.QueryRowContext(ctx,
+		`SELECT records, record_ends, record_count FROM tether_staged_pages WHERE run_id = $1 AND page = $2`,
+		runID, page).Scan(&body, &ends, &count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, failure.Permanent(failure.TypeStagedPageMissing,
+			fmt.Errorf("%s: not staged (the run was cleaned up, or the page never fetched)", what), runID, page)
+	}
+	if err != nil {
+		return nil, Classify(err, what)
+	}
+	records, err := decodePage(body, ends, count)
+	if err != nil {
+		return nil, failure.Permanent(failure.TypeStagedPageMissing, fmt.Errorf("%s: %w", what, err), runID, page)
+	}
+	return records, nil
+}
+
+// decodePage cuts a staged array into its records: by the stored end
+// offsets when they are present and consistent, else by parsing the array.
+// The records share body's memory (each capped, so appending to one cannot
+// overwrite the next).
+func decodePage(body, ends []byte, count int) ([]json.RawMessage, error) {
+	if records, ok := splitByEnds(body, ends, count); ok {
+		return records, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, fmt.Errorf("staged records are not a JSON array")
+	}
+	records := make([]json.RawMessage, 0, count)
+	for dec.More() {
+		var r json.RawMessage
+		if err := dec.Decode(&r); err != nil {
+			return nil, fmt.Errorf("staged record %d: %w", len(records), err)
+		}
+		records = append(records, r)
+	}
+	if len(records) != count {
+		return nil, fmt.Errorf("staged page holds %d records, %d expected", len(records), count)
+	}
+	return records, nil
+}
+
+// splitByEnds cuts body at the given end offsets; ok is false when they do
+// not describe body.
+func splitByEnds(body, ends []byte, count int) ([]json.RawMessage, bool) {
+	if ends == nil || len(ends) != 4*count || len(body) < 2 || body[0] != '[' || body[len(body)-1] != ']' {
+		return nil, false
+	}
+	records := make([]json.RawMessage, count)
+	start := 1
+	for i := range records {
+		end := int(binary.LittleEndian.Uint32(ends[4*i:]))
+		if end < start || end > len(body)-1 {
+			return nil, false
+		}
+		records[i] = json.RawMessage(body[start:end:end])
+		start = end + 1
+	}
+	if count > 0 && start != len(body) || count == 0 && len(body) != 2 {
+		return nil, false
+	}
+	return records, true
+}
+
+// DropPages deletes every page staged by a run.
+func (s *Store) DropPages(ctx context.Context, runID string) error {
+	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_staged_pages WHERE run_id = $1`, runID)
+	return Classify(err, fmt.Sprintf("drop staged pages of run %q", runID))
+}
+
+// ForgetRun deletes what a run kept only for its own retries once the run
+// has ended: its staged pages and its applied-batch markers. The run's row,
+// its quarantined records and the checkpoint stay.
+func (s *Store) ForgetRun(ctx context.Context, runID string) error {
+	what := fmt.Sprintf("forget run %q", runID)
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return Classify(err, what)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_staged_pages WHERE run_id = $1`, runID); err != nil {
+		return Classify(err, what+": staged pages")
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_applied_batches WHERE run_id = $1`, runID); err != nil {
+		return Classify(err, what+": applied batches")
+	}
+	return Classify(tx.Commit(), what)
+}
