@@ -1,18 +1,5 @@
-// Package syncstep holds the durable steps of a sync run, as Temporal
-// activities: StartRun, FetchPage, ValidateBatch, TransformBatch, ApplyBatch,
-// CompensateBatch and FinishRun.
-//
-// What flows through history is small: a plan, page references (run id and
-// page number), positions, checkpoints and counts. Records travel by
-// reference: FetchPage stages each page's raw records once in PostgreSQL
-// (the claim-check) and keeps them in a worker-local cache. ValidateBatch,
-// TransformBatch and ApplyBatch work from the cache and, when a step lands on
-// another worker or after a crash, rebuild the page from the staged copy;
-// validation and transformation are pure functions of the staged records and
-// the pinned definition, so the rebuilt page is the same page.
-//
-// ApplyBatch commits the rows, the quarantined rejects, the (cursor, key)
-// checkpoint, the run's counters and an applied-batch marker in one
-// transaction: a retried ApplyBatch whose commit already happened writes
-// nothing, and a crash at any point resumes exactly where the data stands.
+// Package syncstep is the wire contract of the sync steps: activity names,
+// and the inputs and outputs that travel through workflow history. It is
+// plain data, so workflow code can import it without pulling in databases or
+// HTTP clients; package pipeline implements the steps.
 package syncstep

@@ -59,10 +59,10 @@ type State struct {
 	Seq        int               `json:"seq"`
 	// ApplyStarted is the highest batch whose ApplyBatch was started: the
 	// batches a compensation must undo.
-	ApplyStarted int `json:"applyStarted"`
-	Counts     progress.Counts   `json:"counts"`
-	StartedAt  time.Time         `json:"startedAt"`
-	Executions int               `json:"executions"`
+	ApplyStarted int             `json:"applyStarted"`
+	Counts       progress.Counts `json:"counts"`
+	StartedAt    time.Time       `json:"startedAt"`
+	Executions   int             `json:"executions"`
 }
 
 // Result is what a finished run returns.
