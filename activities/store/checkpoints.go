@@ -86,3 +86,24 @@ func (s *Store) ClearPosition(ctx context.Context, integration string) error {
 		integration)
 	return Classify(err, fmt.Sprintf("clear position of %q", integration))
 }
+
+// RestoreCheckpoint puts an integration's checkpoint back to st
+// unconditionally, e.g. where a compensated run found it.
+func (s *Store) RestoreCheckpoint(ctx context.Context, q Querier, integration string, st CheckpointState) error {
+	cp, err := checkpointJSON(st.Checkpoint)
+	if err != nil {
+		return err
+	}
+	pos, err := positionJSON(st.Position)
+	if err != nil {
+		return err
+	}
+	_, err = s.on(q).ExecContext(ctx, `
+INSERT INTO tether_checkpoints (integration, checkpoint, position, run_id, seq, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (integration) DO UPDATE SET
+	checkpoint = EXCLUDED.checkpoint, position = EXCLUDED.position,
+	run_id = EXCLUDED.run_id, seq = EXCLUDED.seq, updated_at = now()`,
+		integration, cp, pos, st.RunID, st.Seq)
+	return Classify(err, fmt.Sprintf("restore checkpoint of %q", integration))
+}

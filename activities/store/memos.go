@@ -95,3 +95,11 @@ func (s *Store) MarkBatchApplied(ctx context.Context, q Querier, runID string, s
 	}
 	return Classify(err, what)
 }
+
+// ForgetMemos drops every page memo of an integration, so the next run asks
+// for every page unconditionally (after a compensated run rolled back pages
+// whose memos were remembered).
+func (s *Store) ForgetMemos(ctx context.Context, integration string) error {
+	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_page_memos WHERE integration = $1`, integration)
+	return Classify(err, fmt.Sprintf("forget memos of %q", integration))
+}
