@@ -1,0 +1,255 @@
+// Package config loads a worker's configuration with viper from defaults, an
+// optional YAML file and the environment, and validates all of it before
+// the worker does anything. The ecosystem's usual variables are honoured:
+// TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL; every other key can
+// be set as TETHER_<SECTION>_<KEY>, e.g. TETHER_WORKER_TASK_QUEUE.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Config is the whole worker configuration.
+type Config struct {
+	Temporal Temporal `mapstructure:"temporal"`
+	Database Database `mapstructure:"database"`
+	Worker   Worker   `mapstructure:"worker"`
+	Log      Log      `mapstructure:"log"`
+	// Sources holds connection settings of the systems the shipped
+	// integrations read from, by system name (e.g. "crm").
+	Sources Sources `mapstructure:"sources"`
+}
+
+// Temporal says which cluster and namespace to work with.
+type Temporal struct {
+	Address   string `mapstructure:"address"`
+	Namespace string `mapstructure:"namespace"`
+	TaskQueue string `mapstructure:"task_queue"`
+	// ConnectTimeout bounds the start-up check that the server is reachable.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+}
+
+// Database is the PostgreSQL that holds the pipeline's state (runs,
+// checkpoints, quarantine, staged pages) and the shipped destinations.
+type Database struct {
+	URL          string `mapstructure:"url"`
+	MaxOpenConns int    `mapstructure:"max_open_conns"`
+}
+
+// Worker tunes the Temporal worker.
+type Worker struct {
+	MaxConcurrentActivities      int           `mapstructure:"max_concurrent_activities"`
+	MaxConcurrentLocalActivities int           `mapstructure:"max_concurrent_local_activities"`
+	MaxConcurrentWorkflowTasks   int           `mapstructure:"max_concurrent_workflow_tasks"`
+	GracefulStop                 time.Duration `mapstructure:"graceful_stop"`
+	CachePages                   int           `mapstructure:"cache_pages"`
+	// Integrations limits which registered integrations this worker runs
+	// (empty = all).
+	Integrations []string `mapstructure:"integrations"`
+}
+
+// Log configures slog.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Sources are the upstream systems.
+type Sources struct {
+	CRM CRM `mapstructure:"crm"`
+}
+
+// CRM is the (sandbox) CRM API the shipped integrations read.
+type CRM struct {
+	BaseURL string `mapstructure:"base_url"`
+	// Auth is none, bearer, api_key or oauth2.
+	Auth         string  `mapstructure:"auth"`
+	Token        string  `mapstructure:"token"`
+	APIKey       string  `mapstructure:"api_key"`
+	ClientID     string  `mapstructure:"client_id"`
+	ClientSecret string  `mapstructure:"client_secret"`
+	RateLimit    float64 `mapstructure:"rate_limit"` // requests per second, 0 = unlimited
+}
+
+// defaults lists every key (env overrides only bind to known keys).
+var defaults = map[string]any{
+	"temporal.address":                       "127.0.0.1:7233",
+	"temporal.namespace":                     "default",
+	"temporal.task_queue":                    "tether-sync",
+	"temporal.connect_timeout":               "10s",
+	"database.url":                           "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+	"database.max_open_conns":                16,
+	"worker.max_concurrent_activities":       64,
+	"worker.max_concurrent_local_activities": 64,
+	"worker.max_concurrent_workflow_tasks":   16,
+	"worker.graceful_stop":                   "30s",
+	"worker.cache_pages":                     64,
+	"worker.integrations":                    []string{},
+	"log.level":                              "info",
+	"log.format":                             "text",
+	"sources.crm.base_url":                   "http://127.0.0.1:8081",
+	"sources.crm.auth":                       "none",
+	"sources.crm.token":                      "",
+	"sources.crm.api_key":                    "",
+	"sources.crm.client_id":                  "",
+	"sources.crm.client_secret":              "",
+	"sources.crm.rate_limit":                 0.0,
+}
+
+// aliases are the ecosystem's variable names, read besides TETHER_*.
+var aliases = map[string]string{
+	"temporal.address":   "TEMPORAL_ADDRESS",
+	"temporal.namespace": "TEMPORAL_NAMESPACE",
+	"database.url":       "DATABASE_URL",
+}
+
+// Load reads defaults, then file (if not empty), then the environment, and
+// validates the result. Every problem is reported in one error that names
+// the file and the key.
+func Load(file string) (Config, error) {
+	v := viper.New()
+	for k, val := range defaults {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("TETHER")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for k := range defaults {
+		envs := []string{"TETHER_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))}
+		if alias, ok := aliases[k]; ok {
+			envs = append(envs, alias)
+		}
+		if err := v.BindEnv(append([]string{k}, envs...)...); err != nil {
+			return Config{}, fmt.Errorf("bind %s: %w", k, err)
+		}
+	}
+	where := "defaults and environment"
+	if file != "" {
+		if _, err := os.Stat(file); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
+		}
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
+		}
+		where = file
+	}
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", where, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem, one per line, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("  %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Temporal.Address); err != nil {
+		bad("temporal.address (TEMPORAL_ADDRESS)", "%q is not host:port: %v", c.Temporal.Address, err)
+	}
+	if c.Temporal.Namespace == "" {
+		bad("temporal.namespace (TEMPORAL_NAMESPACE)", "must not be empty")
+	}
+	if c.Temporal.TaskQueue == "" {
+		bad("temporal.task_queue", "must not be empty")
+	}
+	if c.Temporal.ConnectTimeout <= 0 {
+		bad("temporal.connect_timeout", "must be positive")
+	}
+	if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", redact(c.Database.URL))
+	}
+	if c.Database.MaxOpenConns < 2 {
+		bad("database.max_open_conns", "%d is too small (at least 2)", c.Database.MaxOpenConns)
+	}
+	for key, n := range map[string]int{
+		"worker.max_concurrent_activities":       c.Worker.MaxConcurrentActivities,
+		"worker.max_concurrent_local_activities": c.Worker.MaxConcurrentLocalActivities,
+		"worker.max_concurrent_workflow_tasks":   c.Worker.MaxConcurrentWorkflowTasks,
+		"worker.cache_pages":                     c.Worker.CachePages,
+	} {
+		if n < 1 {
+			bad(key, "%d must be at least 1", n)
+		}
+	}
+	if c.Worker.MaxConcurrentWorkflowTasks == 1 {
+		bad("worker.max_concurrent_workflow_tasks", "must be at least 2 (the SDK needs one sticky and one normal poller)")
+	}
+	if c.Worker.GracefulStop < 0 {
+		bad("worker.graceful_stop", "must not be negative")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if u, err := url.Parse(c.Sources.CRM.BaseURL); err != nil || u.Scheme == "" || u.Host == "" {
+		bad("sources.crm.base_url", "%q is not an absolute URL", c.Sources.CRM.BaseURL)
+	}
+	switch c.Sources.CRM.Auth {
+	case "none":
+	case "bearer":
+		if c.Sources.CRM.Token == "" {
+			bad("sources.crm.token", "required when sources.crm.auth is bearer")
+		}
+	case "api_key":
+		if c.Sources.CRM.APIKey == "" {
+			bad("sources.crm.api_key", "required when sources.crm.auth is api_key")
+		}
+	case "oauth2":
+		if c.Sources.CRM.ClientID == "" || c.Sources.CRM.ClientSecret == "" {
+			bad("sources.crm.client_id/client_secret", "required when sources.crm.auth is oauth2")
+		}
+	default:
+		bad("sources.crm.auth", "%q is not none, bearer, api_key or oauth2", c.Sources.CRM.Auth)
+	}
+	if c.Sources.CRM.RateLimit < 0 {
+		bad("sources.crm.rate_limit", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// redact hides a password in a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Redacted returns the database URL with any password hidden, for logs.
+func (d Database) Redacted() string { return redact(d.URL) }
+
+// EnvNames lists every environment variable the configuration reads.
+func EnvNames() []string {
+	names := make([]string, 0, len(defaults)+len(aliases))
+	for k := range defaults {
+		names = append(names, "TETHER_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_")))
+	}
+	for _, a := range aliases {
+		names = append(names, a)
+	}
+	return names
+}

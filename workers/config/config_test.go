@@ -1,0 +1,111 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "worker.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad_Defaults(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Temporal.Address != "127.0.0.1:7233" || cfg.Temporal.TaskQueue != "tether-sync" || cfg.Worker.GracefulStop != 30*time.Second {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func TestLoad_EnvironmentOverridesFile(t *testing.T) {
+	p := writeFile(t, "temporal:\n  address: file:7233\n  namespace: from-file\nworker:\n  integrations: [crm-contacts]\n")
+	t.Setenv("TEMPORAL_ADDRESS", "env:7233")
+	t.Setenv("DATABASE_URL", "postgres://u:secret@db:5432/x")
+	t.Setenv("TETHER_WORKER_CACHE_PAGES", "7")
+	cfg, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Temporal.Address != "env:7233" {
+		t.Errorf("TEMPORAL_ADDRESS not honoured: %q", cfg.Temporal.Address)
+	}
+	if cfg.Temporal.Namespace != "from-file" {
+		t.Errorf("file value lost: %q", cfg.Temporal.Namespace)
+	}
+	if cfg.Database.URL != "postgres://u:secret@db:5432/x" || cfg.Worker.CachePages != 7 {
+		t.Errorf("env: %+v", cfg)
+	}
+	if len(cfg.Worker.Integrations) != 1 || cfg.Worker.Integrations[0] != "crm-contacts" {
+		t.Errorf("integrations %v", cfg.Worker.Integrations)
+	}
+	if strings.Contains(cfg.Database.Redacted(), "secret") {
+		t.Errorf("Redacted leaks the password: %s", cfg.Database.Redacted())
+	}
+}
+
+func TestLoad_ReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		env  map[string]string
+		want []string
+	}{
+		{name: "typo in a key", give: "temporal:\n  adress: x:1\n", want: []string{"adress"}},
+		{name: "several bad values at once", give: "log:\n  level: loud\n  format: xml\nworker:\n  max_concurrent_activities: 0\n",
+			want: []string{"log.level", "log.format", "worker.max_concurrent_activities"}},
+		{name: "bad address", env: map[string]string{"TEMPORAL_ADDRESS": "nohostport"}, want: []string{"temporal.address (TEMPORAL_ADDRESS)"}},
+		{name: "bad database url", env: map[string]string{"DATABASE_URL": "mysql://u:pw@x/y"}, want: []string{"database.url (DATABASE_URL)", "xxxxx"}},
+		{name: "bearer without token", give: "sources:\n  crm:\n    auth: bearer\n", want: []string{"sources.crm.token"}},
+		{name: "unknown auth", give: "sources:\n  crm:\n    auth: magic\n", want: []string{"sources.crm.auth"}},
+		{name: "not yaml", give: "temporal: [x\n", want: []string{"config file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			p := ""
+			if tt.give != "" {
+				p = writeFile(t, tt.give)
+			}
+			_, err := Load(p)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "pw@") {
+				t.Errorf("error leaks a password: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoad_MissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+}
+
+func TestEnvNames_IncludeEcosystemVariables(t *testing.T) {
+	names := strings.Join(EnvNames(), " ")
+	for _, want := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "TETHER_WORKER_GRACEFUL_STOP", "TETHER_SOURCES_CRM_BASE_URL"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("EnvNames lacks %s", want)
+		}
+	}
+}
