@@ -1,0 +1,37 @@
+# The two commands of the README:
+#   make demo   run the dev stack (Temporal dev server + Web UI, sandbox API, a worker) and a demo sync
+#   make test   run every test (unit, replay, integration against the real Temporal dev server and PostgreSQL)
+SHELL := /bin/bash
+export GOFLAGS ?= -mod=mod
+TEMPORAL_CLI_MODULE := github.com/temporalio/cli/cmd/temporal@v1.5.1
+GOBIN_DIR := $(shell go env GOPATH)/bin
+GO_TEST_TIMEOUT ?= 20m
+
+.PHONY: demo test unit bench temporal-cli vet fmt
+
+demo: temporal-cli
+	go run ./starters/cmd/tether up $(ARGS)
+
+# Installs the pinned Temporal CLI through the Go module proxy when no
+# temporal binary is on PATH or in $(go env GOPATH)/bin (~5 min the first time).
+temporal-cli:
+	@if [ -n "$$TEMPORAL_CLI" ] && [ -x "$$TEMPORAL_CLI" ]; then exit 0; fi; \
+	if command -v temporal >/dev/null 2>&1 || [ -x "$(GOBIN_DIR)/temporal" ]; then exit 0; fi; \
+	echo "installing $(TEMPORAL_CLI_MODULE) (a few minutes the first time)"; \
+	go install $(TEMPORAL_CLI_MODULE)
+
+vet:
+	go vet ./...
+
+test: temporal-cli vet
+	go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
+
+# Unit tests only (no dev server, still the real PostgreSQL for SQL tests).
+unit:
+	go test -count=1 -short ./...
+
+bench: temporal-cli
+	go run ./tests/bench/cmd/bench $(ARGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

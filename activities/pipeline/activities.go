@@ -1,0 +1,418 @@
+package pipeline
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/tetherflow/tether/activities/syncstep"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/sink/pgsink"
+	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/validate"
+)
+
+// Deps are what the steps need. Build them once per worker.
+type Deps struct {
+	DB           *sql.DB
+	Store        *store.Store
+	Integrations *integration.Registry
+	Schemas      *validate.Registry
+	Logger       *slog.Logger
+	// CachePages bounds the worker-local page cache (default 64 pages).
+	CachePages int
+	// HTTPOptions are passed to every HTTP source (tests inject transports).
+	HTTPOptions []httpsource.Option
+}
+
+// Activities are the sync steps, as methods registered with a worker.
+type Activities struct {
+	db       *sql.DB
+	store    *store.Store
+	log      *slog.Logger
+	compiled map[string]*compiled
+	cache    *pageCache
+}
+
+// compiled is an integration with everything it needs built once: source
+// client, compiled schema, compiled mapping and sink.
+type compiled struct {
+	def        integration.Definition
+	src        source.Source
+	validator  *validate.Validator
+	transform  transform.Func
+	sink       *pgsink.Sink
+	keyPath    []string
+	cursorPath []string
+}
+
+// New compiles every registered integration. Every problem is reported.
+func New(d Deps) (*Activities, error) {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.CachePages <= 0 {
+		d.CachePages = 64
+	}
+	a := &Activities{db: d.DB, store: d.Store, log: d.Logger, compiled: map[string]*compiled{}, cache: newPageCache(d.CachePages)}
+	var errs []error
+	for _, def := range d.Integrations.All() {
+		c, err := compile(def, d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("integration %q: %w", def.Name, err))
+			continue
+		}
+		a.compiled[def.Name] = c
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func compile(def integration.Definition, d Deps) (*compiled, error) {
+	c := &compiled{def: def, keyPath: splitPath(def.KeyField), cursorPath: splitPath(def.CursorField)}
+	var errs []error
+	if def.Source.HTTP != nil {
+		opts := append([]httpsource.Option{httpsource.WithMemoStore(d.Store), httpsource.WithLogger(d.Logger)}, d.HTTPOptions...)
+		src, err := httpsource.New(def.Name, *def.Source.HTTP, opts...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("source: %w", err))
+		}
+		c.src = src
+	}
+	v, err := d.Schemas.Get(def.Schema)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("schema: %w", err))
+	}
+	c.validator = v
+	var fns []transform.Func
+	if len(def.Mapping.Fields) > 0 {
+		fn, err := def.Mapping.Compile()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mapping: %w", err))
+		}
+		fns = append(fns, fn)
+	}
+	fns = append(fns, def.Transform)
+	c.transform = transform.Chain(fns...)
+	if def.Destination.Postgres != nil {
+		s, err := pgsink.New(*def.Destination.Postgres)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("destination: %w", err))
+		}
+		c.sink = s
+	}
+	return c, errors.Join(errs...)
+}
+
+func (a *Activities) get(name string) (*compiled, error) {
+	c, ok := a.compiled[name]
+	if !ok {
+		names := make([]string, 0, len(a.compiled))
+		for n := range a.compiled {
+			names = append(names, n)
+		}
+		return nil, failure.Permanent(failure.TypeConfig,
+			fmt.Errorf("unknown integration %q: this worker runs %v", name, sortedStrings(names)))
+	}
+	return c, nil
+}
+
+// StartRun registers the run, makes sure the destination table exists, and
+// returns the run's plan: where to start reading and the policies to apply.
+func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (syncstep.StartRunOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
+	if err := c.sink.Ensure(ctx, a.db); err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
+	cp, found, err := a.store.LoadCheckpoint(ctx, a.db, in.Integration)
+	if err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
+	def := c.def
+	plan := syncstep.Plan{
+		Integration:      def.Name,
+		Version:          def.Version,
+		BatchSize:        def.BatchSize,
+		PagesInFlight:    def.PagesInFlight,
+		Atomic:           def.Atomic,
+		InvalidThreshold: def.InvalidThreshold,
+		Incremental:      def.CursorField != "",
+	}
+	switch {
+	case plan.Incremental && found && !in.Full && !cp.Checkpoint.IsZero():
+		plan.Since = cp.Checkpoint
+		plan.Resumed = true
+	case plan.Incremental:
+		plan.Since = source.Checkpoint{Cursor: def.InitialCursor}
+	case found && !in.Full && cp.Position != (source.Position{}):
+		plan.Start = cp.Position
+		plan.Resumed = true
+	}
+	err = a.store.BeginRun(ctx, store.Run{
+		RunID:       in.RunID,
+		Integration: in.Integration,
+		WorkflowID:  in.WorkflowID,
+		Kind:        in.Kind,
+		Status:      progress.StatusRunning,
+		From:        plan.Since,
+		Position:    plan.Start,
+	})
+	if err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
+	return syncstep.StartRunOutput{Plan: plan}, nil
+}
+
+// FetchPage reads one page from the source, stages its records in
+// PostgreSQL (the claim-check) and keeps them in the worker's cache. It
+// heartbeats while the request is in flight.
+func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) (syncstep.FetchPageOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.FetchPageOutput{}, err
+	}
+	stop := heartbeat(ctx, fmt.Sprintf("fetching page %d", in.Ref.Page))
+	page, err := c.src.Fetch(ctx, source.Request{Integration: in.Integration, Position: in.Position, Since: in.Since, Limit: in.Limit})
+	stop()
+	if err != nil {
+		return syncstep.FetchPageOutput{}, fmt.Errorf("page %d: %w", in.Ref.Page, err)
+	}
+	out := syncstep.FetchPageOutput{
+		Ref:         in.Ref,
+		Count:       page.RecordCount,
+		Next:        page.Next,
+		Done:        page.Done,
+		NotModified: page.NotModified,
+		Status:      page.StatusCode,
+		CacheKey:    page.CacheKey,
+	}
+	if page.NotModified {
+		return out, nil
+	}
+	out.Count = len(page.Records)
+	if page.ETag != "" {
+		out.Memo = &source.Memo{ETag: page.ETag, Next: page.Next, Done: page.Done, RecordCount: len(page.Records)}
+	}
+	if len(c.cursorPath) > 0 {
+		out.Last = lastPosition(page.Records, c.cursorPath, c.keyPath)
+		out.Advanced = !out.Last.IsZero() && compareCheckpoints(out.Last, in.Since) > 0
+	}
+	if len(page.Records) > 0 {
+		if err := a.store.StagePage(ctx, in.Ref.RunID, in.Ref.Page, page.Records); err != nil {
+			return syncstep.FetchPageOutput{}, err
+		}
+		a.cache.put(in.Ref, &pageEntry{raw: page.Records})
+	}
+	return out, nil
+}
+
+// ValidateBatch checks every record of a staged page against the
+// integration's JSON Schema and key, skips records at or before the
+// checkpoint, and quarantines the invalid ones with every error.
+func (a *Activities) ValidateBatch(ctx context.Context, in syncstep.BatchInput) (syncstep.ValidateOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.ValidateOutput{}, err
+	}
+	e, err := a.validated(ctx, c, in)
+	if err != nil {
+		return syncstep.ValidateOutput{}, err
+	}
+	return syncstep.ValidateOutput{Skipped: e.skipped, Valid: len(e.valid), Invalid: e.invalid}, nil
+}
+
+// TransformBatch maps the page's valid records to destination rows and
+// quarantines records the mapping rejects.
+func (a *Activities) TransformBatch(ctx context.Context, in syncstep.BatchInput) (syncstep.TransformOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.TransformOutput{}, err
+	}
+	e, err := a.transformed(ctx, c, in)
+	if err != nil {
+		return syncstep.TransformOutput{}, err
+	}
+	return syncstep.TransformOutput{Transformed: len(e.rows), Invalid: e.transformInvalid}, nil
+}
+
+// ApplyBatch upserts the page's rows and, in the same transaction,
+// quarantines rows the database refuses, saves the checkpoint, remembers the
+// page's validator, updates the run's counters and marks the batch applied.
+// A retry of a batch that already committed writes nothing.
+func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
+	}
+	if prev, done, err := a.store.BatchApplied(ctx, a.db, in.Ref.RunID, in.Seq); err != nil {
+		return syncstep.ApplyOutput{}, err
+	} else if done {
+		var out syncstep.ApplyOutput
+		if err := json.Unmarshal(prev, &out); err != nil {
+			return syncstep.ApplyOutput{}, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("read applied batch %d: %w", in.Seq, err))
+		}
+		out.Replayed = true
+		a.cache.drop(in.Ref)
+		return out, nil
+	}
+	e, err := a.transformed(ctx, c, in.BatchInput)
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
+	}
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return syncstep.ApplyOutput{}, store.Classify(err, "begin apply transaction")
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	res, err := c.sink.Upsert(ctx, tx, e.rows, pgsink.UpsertOptions{BeforeImages: in.Atomic, RunID: in.Ref.RunID, Seq: in.Seq})
+	if err != nil {
+		return syncstep.ApplyOutput{}, fmt.Errorf("page %d: %w", in.Ref.Page, err)
+	}
+	out := syncstep.ApplyOutput{
+		Inserted:   res.Inserted,
+		Updated:    res.Updated,
+		Unchanged:  res.Unchanged,
+		Stale:      res.Stale,
+		Duplicates: res.Duplicates,
+		Rejected:   len(res.Rejected),
+	}
+	if len(res.Rejected) > 0 {
+		q := make([]store.QuarantineEntry, 0, len(res.Rejected))
+		for _, rj := range res.Rejected {
+			idx := e.rowIndex[rj.Index]
+			q = append(q, a.quarantineEntry(in.Integration, in.Ref, idx, e.raw[idx], rj.Key, "apply",
+				[]store.ErrorDetail{{Keyword: "sqlstate " + rj.SQLState, Message: rj.Err}}))
+		}
+		if _, err := a.store.Quarantine(ctx, tx, q); err != nil {
+			return syncstep.ApplyOutput{}, err
+		}
+	}
+	counts := in.Counts.Add(progress.Counts{
+		Inserted: out.Inserted, Updated: out.Updated, Unchanged: out.Unchanged, Stale: out.Stale,
+		Duplicates: out.Duplicates, Invalid: out.Rejected, Valid: -out.Rejected,
+	})
+	err = a.store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{
+		Checkpoint: in.Checkpoint, Position: in.Next, RunID: in.Ref.RunID, Seq: in.Seq,
+	})
+	if err == nil && in.Memo != nil && in.CacheKey != "" {
+		err = a.store.Remember(ctx, tx, in.Integration, in.CacheKey, *in.Memo)
+	}
+	if err == nil {
+		err = a.store.UpdateRun(ctx, tx, in.Ref.RunID, counts, in.Checkpoint, in.Next)
+	}
+	if err == nil {
+		err = a.store.MarkBatchApplied(ctx, tx, in.Ref.RunID, in.Seq, out)
+	}
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return syncstep.ApplyOutput{}, store.Classify(err, fmt.Sprintf("commit batch %d", in.Seq))
+	}
+	a.cache.drop(in.Ref)
+	return out, nil
+}
+
+// CompensateBatch restores the before-images of one applied batch of an
+// atomic run. It is idempotent.
+func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.CompensateInput) (syncstep.CompensateOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.CompensateOutput{}, err
+	}
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return syncstep.CompensateOutput{}, store.Classify(err, "begin compensation")
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	n, err := c.sink.Compensate(ctx, tx, in.RunID, in.Seq)
+	if err != nil {
+		return syncstep.CompensateOutput{}, fmt.Errorf("compensate batch %d of run %s: %w", in.Seq, in.RunID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return syncstep.CompensateOutput{}, store.Classify(err, "commit compensation")
+	}
+	activity.GetLogger(ctx).Info("batch compensated", "runId", in.RunID, "seq", in.Seq, "restored", n)
+	return syncstep.CompensateOutput{Restored: n}, nil
+}
+
+// FinishRun records the run's end. A completed run clears the mid-read
+// position (the next run starts from the checkpoint); a compensated run puts
+// the checkpoint back where the run found it and forgets the page validators
+// it remembered, since the pages they describe were rolled back.
+func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) error {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return err
+	}
+	if err := a.store.FinishRun(ctx, in.RunID, in.Status, in.Counts, in.To, in.Error, in.ErrorType); err != nil {
+		return err
+	}
+	switch in.Status {
+	case progress.StatusCompleted:
+		if err := a.store.ClearPosition(ctx, in.Integration); err != nil {
+			return err
+		}
+	case progress.StatusCompensated:
+		run, err := a.store.GetRun(ctx, in.RunID)
+		if err != nil {
+			return err
+		}
+		if err := a.store.RestoreCheckpoint(ctx, a.db, in.Integration, store.CheckpointState{Checkpoint: run.From, RunID: in.RunID}); err != nil {
+			return err
+		}
+		if err := a.store.ForgetMemos(ctx, in.Integration); err != nil {
+			return err
+		}
+	}
+	if in.Status == progress.StatusCompleted || in.Status == progress.StatusCompensated {
+		if err := c.sink.DropBeforeImages(ctx, a.db, in.RunID); err != nil {
+			return err
+		}
+	}
+	if err := a.store.ForgetRun(ctx, in.RunID); err != nil {
+		return err
+	}
+	a.cache.dropRun(in.RunID)
+	return nil
+}
+
+// heartbeat records a heartbeat now and every few seconds until stopped.
+func heartbeat(ctx context.Context, detail string) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	activity.RecordHeartbeat(ctx, detail)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, detail)
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,338 @@
+// Package cli is tether's starter command line: start a sync and watch its
+// progress bar, list runs and quarantined records, and bring up the whole
+// development stack with a demo (`tether up`).
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/workers/app"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+const usage = `tether — durable integration syncs on Temporal
+
+Usage:
+  tether up [--exit] [--contacts N]        run the dev stack (Temporal dev server + Web UI,
+                                            sandbox CRM API, a worker) and a demo sync
+  tether start INTEGRATION [--watch] [--full] [--max-pages N]
+                                            start a sync run (and show its progress bar)
+  tether watch WORKFLOW_ID                  progress bar of a running sync until it ends
+  tether integrations                       the integrations the shipped worker runs
+  tether runs [--integration NAME]          recent runs with their counts (from PostgreSQL)
+  tether quarantine [--integration NAME] [--run RUN_ID]
+                                            quarantined records and why
+
+Common flags (and environment):
+  --address    Temporal host:port (TEMPORAL_ADDRESS, default 127.0.0.1:7233)
+  --namespace  Temporal namespace (TEMPORAL_NAMESPACE, default "default")
+  --task-queue task queue of the workers (TETHER_TEMPORAL_TASK_QUEUE, default tether-sync)
+  --database-url PostgreSQL URL (DATABASE_URL)
+  --ui         Temporal Web UI base URL for links (TETHER_UI_URL, default http://localhost:8233)
+`
+
+// Run executes the command line args (without the program name) and
+// returns the process exit status.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmds := map[string]func(context.Context, *env, []string) error{
+		"up":           cmdUp,
+		"start":        cmdStart,
+		"watch":        cmdWatch,
+		"integrations": cmdIntegrations,
+		"runs":         cmdRuns,
+		"quarantine":   cmdQuarantine,
+	}
+	fn, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tether: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	e := &env{out: stdout, errOut: stderr}
+	if err := fn(ctx, e, args[1:]); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "tether %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "tether %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+// env is what every command shares: output and connection settings.
+type env struct {
+	out, errOut io.Writer
+	address     string
+	namespace   string
+	taskQueue   string
+	databaseURL string
+	uiURL       string
+}
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// flags returns a flag set with the common connection flags bound to e.
+func (e *env) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.errOut)
+	fs.StringVar(&e.address, "address", getenv("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal host:port")
+	fs.StringVar(&e.namespace, "namespace", getenv("TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	fs.StringVar(&e.taskQueue, "task-queue", getenv("TETHER_TEMPORAL_TASK_QUEUE", datasync.DefaultTaskQueue), "task queue")
+	fs.StringVar(&e.databaseURL, "database-url", getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL URL")
+	fs.StringVar(&e.uiURL, "ui", getenv("TETHER_UI_URL", "http://localhost:8233"), "Temporal Web UI base URL")
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (e *env) dial(ctx context.Context) (client.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return app.Dial(ctx, config.Temporal{Address: e.address, Namespace: e.namespace}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func (e *env) db(ctx context.Context) (*sql.DB, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return store.Open(ctx, e.databaseURL)
+}
+
+// WorkflowID names a run so that operators scanning the Web UI see what ran:
+// integration, kind, trigger and start time.
+func WorkflowID(integration, trigger string, at time.Time) string {
+	return fmt.Sprintf("%s/sync/%s/%s", integration, trigger, at.UTC().Format("20060102T150405.000Z"))
+}
+
+// StartSync starts a sync run and returns its workflow id and run id.
+func StartSync(ctx context.Context, c client.Client, taskQueue string, in datasync.Input) (client.WorkflowRun, error) {
+	if in.Trigger == "" {
+		in.Trigger = "cli"
+	}
+	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        WorkflowID(in.Integration, in.Trigger, time.Now()),
+		TaskQueue: taskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			datasync.IntegrationAttr.ValueSet(in.Integration),
+			datasync.StatusAttr.ValueSet(progress.StatusRunning),
+		),
+	}, datasync.WorkflowType, in)
+}
+
+// RunLink is the Web UI address of a run.
+func RunLink(uiURL, namespace, workflowID, runID string) string {
+	if runID == "" {
+		return fmt.Sprintf("%s/namespaces/%s/workflows/%s",
+			strings.TrimRight(uiURL, "/"), url.PathEscape(namespace), url.PathEscape(workflowID))
+	}
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history",
+		strings.TrimRight(uiURL, "/"), url.PathEscape(namespace), url.PathEscape(workflowID), url.PathEscape(runID))
+}
+
+func cmdStart(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("start")
+	watch := fs.Bool("watch", false, "show a progress bar until the run ends")
+	full := fs.Bool("full", false, "ignore the checkpoint and read the whole source")
+	maxPages := fs.Int("max-pages", 0, "stop after this many pages (0 = all)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{errors.New("want exactly one INTEGRATION, e.g. tether start crm-contacts")}
+	}
+	c, err := e.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	run, err := StartSync(ctx, c, e.taskQueue, datasync.Input{Integration: pos[0], Full: *full, MaxPages: *maxPages})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", pos[0], err)
+	}
+	fmt.Fprintf(e.out, "started %s\n  workflow id: %s\n  run id:      %s\n  Web UI:      %s\n",
+		pos[0], run.GetID(), run.GetRunID(), RunLink(e.uiURL, e.namespace, run.GetID(), run.GetRunID()))
+	if !*watch {
+		return nil
+	}
+	res, err := Watch(ctx, c, e.out, run.GetID(), 0)
+	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: run.GetID(), RunID: run.GetRunID()}}, e.uiURL, e.namespace)
+	return err
+}
+
+func cmdWatch(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("watch")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{errors.New("want exactly one WORKFLOW_ID")}
+	}
+	c, err := e.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res, err := Watch(ctx, c, e.out, pos[0], 0)
+	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: pos[0]}}, e.uiURL, e.namespace)
+	return err
+}
+
+func cmdIntegrations(_ context.Context, e *env, args []string) error {
+	fs := e.flags("integrations")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSCHEMA\tKEY\tCURSOR\tATOMIC\tDESCRIPTION")
+	for _, d := range integrations.All(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.Name, d.Schema, d.KeyField, orDash(d.CursorField), d.Atomic, d.Description)
+	}
+	return tw.Flush()
+}
+
+func cmdRuns(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("runs")
+	integ := fs.String("integration", "", "only this integration")
+	limit := fs.Int("limit", 20, "how many runs")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := e.db(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	runs, err := store.New(db).ListRuns(ctx, *integ, *limit)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STARTED\tINTEGRATION\tSTATUS\tFETCHED\tVALID\tQUARANTINED\tAPPLIED\tUNCHANGED\tTO\tERROR")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.StartedAt.Format(time.DateTime), r.Integration, r.Status,
+			r.Counts.Fetched, r.Counts.Valid, r.Counts.Invalid, r.Counts.Applied(), r.Counts.Unchanged, orDash(r.To.Cursor), truncate(r.Error, 80))
+	}
+	return tw.Flush()
+}
+
+func cmdQuarantine(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("quarantine")
+	integ := fs.String("integration", "", "only this integration")
+	runID := fs.String("run", "", "only this run")
+	limit := fs.Int("limit", 50, "how many records")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := e.db(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st := store.New(db)
+	f := store.QuarantineFilter{Integration: *integ, RunID: *runID, PendingOnly: true, Limit: *limit}
+	n, err := st.CountQuarantine(ctx, f)
+	if err != nil {
+		return err
+	}
+	entries, err := st.ListQuarantine(ctx, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.out, "%d quarantined record(s) awaiting replay\n", n)
+	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tINTEGRATION\tKEY\tSTEP\tPAGE\tERRORS")
+	for _, q := range entries {
+		var errs []string
+		for _, d := range q.Errors {
+			errs = append(errs, strings.TrimSpace(orDash(d.Pointer)+" "+d.Message))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", q.ID, q.Integration, orDash(q.Key), q.Step, q.Page, truncate(strings.Join(errs, "; "), 100))
+	}
+	return tw.Flush()
+}
+
+// Outcome is one finished run, for PrintSummary.
+type Outcome struct {
+	Result     datasync.Result
+	Err        error
+	WorkflowID string
+	RunID      string
+}
+
+// PrintSummary prints what each run fetched, validated, quarantined,
+// applied and left unchanged, with the Web UI link to it.
+func PrintSummary(w io.Writer, outs []Outcome, uiURL, namespace string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nINTEGRATION\tSTATUS\tFETCHED\tVALID\tQUARANTINED\tAPPLIED\tUNCHANGED\tSKIPPED")
+	for _, o := range outs {
+		status := o.Result.Status
+		if o.Err != nil && status == "" {
+			status = progress.StatusFailed
+		}
+		c := o.Result.Counts
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), status,
+			c.Fetched, c.Valid, c.Invalid, c.Applied(), c.Unchanged, c.Skipped)
+	}
+	_ = tw.Flush()
+	for _, o := range outs {
+		if o.Err != nil {
+			fmt.Fprintf(w, "  %s failed: %v\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), o.Err)
+		}
+		fmt.Fprintf(w, "  %s: %s\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), RunLink(uiURL, namespace, o.WorkflowID, o.RunID))
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

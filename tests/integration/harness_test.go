@@ -1,0 +1,361 @@
+// Package integration runs tether end to end against a real Temporal dev
+// server (the pinned Temporal CLI, started with testsuite.StartDevServer),
+// the real PostgreSQL (one schema per test) and the sandbox CRM API served
+// over loopback HTTP.
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	historypb "go.temporal.io/api/history/v1"
+
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/schemas"
+	"github.com/tetherflow/tether/starters/cli"
+	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/tests/pgtest"
+	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/workers/app"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+var (
+	devServer   *testsuite.DevServer
+	temporalCLI string
+	recordDir   = flag.String("record-histories", "", "write the histories of the runs tests name to this directory (replay test data)")
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration tests skipped in -short mode")
+		os.Exit(0)
+	}
+	temporalCLI = devstack.FindTemporalCLI()
+	if temporalCLI == "" {
+		fmt.Fprintln(os.Stderr, "integration: no temporal binary found (PATH, $(go env GOPATH)/bin or TEMPORAL_CLI); `make test` installs the pinned one")
+		os.Exit(1)
+	}
+	ctx := context.Background()
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath: temporalCLI,
+		ClientOptions: &client.Options{
+			Namespace: "default",
+			Logger:    quietLogger(),
+		},
+		LogLevel: "error",
+		ExtraArgs: []string{
+			"--search-attribute", "IntegrationName=Keyword",
+			"--search-attribute", "SyncStatus=Keyword",
+			"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+		},
+		Stdout: io.Discard,
+		Stderr: io.Discard,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: start Temporal dev server with %s: %v\n", temporalCLI, err)
+		os.Exit(1)
+	}
+	devServer = srv
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+func quietLogger() *testLogger { return &testLogger{} }
+
+// testLogger drops the SDK's logs unless TETHER_TEST_LOGS is set.
+type testLogger struct{}
+
+func (*testLogger) Debug(string, ...any) {}
+func (*testLogger) Info(string, ...any)  {}
+func (*testLogger) Warn(msg string, kv ...any) {
+	if os.Getenv("TETHER_TEST_LOGS") != "" {
+		fmt.Fprintln(os.Stderr, append([]any{"WARN", msg}, kv...)...)
+	}
+}
+func (*testLogger) Error(msg string, kv ...any) {
+	if os.Getenv("TETHER_TEST_LOGS") != "" {
+		fmt.Fprintln(os.Stderr, append([]any{"ERROR", msg}, kv...)...)
+	}
+}
+
+// stack is one test's world: a schema, a sandbox API, a worker on its own
+// task queue, and a client.
+type stack struct {
+	t         *testing.T
+	schema    *pgtest.Schema
+	store     *store.Store
+	sandbox   *sandbox.Server
+	url       string
+	client    client.Client
+	taskQueue string
+	worker    worker.Worker
+	defs      []integration.Definition
+	// httpOptions are passed to every HTTP source of the in-process worker.
+	httpOptions []httpsource.Option
+}
+
+type stackOptions struct {
+	sandbox sandbox.Options
+	// defs builds the integrations from the CRM settings (default: the shipped ones).
+	defs func(config.CRM) []integration.Definition
+	crm  config.CRM
+	// noWorker skips the in-process worker (tests that run worker processes).
+	noWorker bool
+	// transport wraps the HTTP sources' transport (fault injection).
+	transport func(http.RoundTripper) http.RoundTripper
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	s := &stack{t: t, schema: pgtest.New(t), client: devServer.Client()}
+	ctx := context.Background()
+	if err := store.Migrate(ctx, s.schema.DB); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	s.store = store.New(s.schema.DB)
+	sb, err := sandbox.New(o.sandbox)
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	ts := httptest.NewServer(sb.Handler())
+	t.Cleanup(ts.Close)
+	s.sandbox, s.url = sb, ts.URL
+	crm := o.crm
+	crm.BaseURL = ts.URL
+	if crm.Auth == "" {
+		crm.Auth = "none"
+	}
+	if o.defs == nil {
+		o.defs = integrations.All
+	}
+	s.defs = o.defs(crm)
+	s.taskQueue = taskQueueName(t)
+	if o.transport != nil {
+		s.httpOptions = append(s.httpOptions, httpsource.WithTransport(o.transport(http.DefaultTransport.(*http.Transport).Clone())))
+	}
+	if !o.noWorker {
+		s.startWorker()
+	}
+	return s
+}
+
+func taskQueueName(t *testing.T) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")
+	return "it-" + name + "-" + hex.EncodeToString(b[:])
+}
+
+// startWorker runs an in-process worker on the stack's task queue.
+func (s *stack) startWorker() {
+	s.t.Helper()
+	reg, err := integration.NewRegistry(s.defs...)
+	if err != nil {
+		s.t.Fatalf("registry: %v", err)
+	}
+	sch, err := validate.NewRegistry(schemas.FS())
+	if err != nil {
+		s.t.Fatalf("schemas: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("TETHER_TEST_LOGS") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	acts, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log, HTTPOptions: s.httpOptions})
+	if err != nil {
+		s.t.Fatalf("activities: %v", err)
+	}
+	w := worker.New(s.client, s.taskQueue, worker.Options{})
+	app.Register(w, acts)
+	if err := w.Start(); err != nil {
+		s.t.Fatalf("worker: %v", err)
+	}
+	s.worker = w
+	s.t.Cleanup(w.Stop)
+}
+
+// start starts a sync run without waiting.
+func (s *stack) start(in datasync.Input) client.WorkflowRun {
+	s.t.Helper()
+	in.Trigger = "test"
+	run, err := cli.StartSync(context.Background(), s.client, s.taskQueue, in)
+	if err != nil {
+		s.t.Fatalf("start %s: %v", in.Integration, err)
+	}
+	return run
+}
+
+// sync runs a sync to its end and returns its result and error.
+func (s *stack) sync(in datasync.Input) (datasync.Result, error) {
+	s.t.Helper()
+	run := s.start(in)
+	return s.wait(run)
+}
+
+func (s *stack) wait(run client.WorkflowRun) (datasync.Result, error) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var res datasync.Result
+	err := s.client.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &res)
+	if ctx.Err() != nil {
+		s.t.Fatalf("run %s did not finish in 5 minutes", run.GetID())
+	}
+	s.record(run.GetID())
+	return res, err
+}
+
+// mustSync runs a sync that must complete.
+func (s *stack) mustSync(in datasync.Input) datasync.Result {
+	s.t.Helper()
+	res, err := s.sync(in)
+	if err != nil {
+		s.t.Fatalf("sync %s: %v", in.Integration, err)
+	}
+	return res
+}
+
+// record writes the run's history for the replay tests when asked to.
+func (s *stack) record(workflowID string) {
+	if *recordDir == "" {
+		return
+	}
+	ctx := context.Background()
+	iter := s.client.GetWorkflowHistory(ctx, workflowID, "", false, 0)
+	var h historypb.History
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			s.t.Fatalf("history: %v", err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.Marshal(&h)
+	if err != nil {
+		s.t.Fatalf("marshal history: %v", err)
+	}
+	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(s.t.Name(), "_") + ".json"
+	if err := os.WriteFile(filepath.Join(*recordDir, strings.ToLower(name)), b, 0o644); err != nil {
+		s.t.Fatalf("write history: %v", err)
+	}
+}
+
+// tableRows returns every row of a destination table as JSON objects keyed
+// by id.
+func (s *stack) tableRows(table string) map[int64]map[string]any {
+	s.t.Helper()
+	rows, err := s.schema.DB.Query(`SELECT id, to_jsonb(t) FROM ` + table + ` t`)
+	if err != nil {
+		s.t.Fatalf("read %s: %v", table, err)
+	}
+	defer rows.Close()
+	out := map[int64]map[string]any{}
+	for rows.Next() {
+		var id int64
+		var raw []byte
+		if err := rows.Scan(&id, &raw); err != nil {
+			s.t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			s.t.Fatal(err)
+		}
+		out[id] = m
+	}
+	if err := rows.Err(); err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+// count runs a COUNT(*) query.
+func (s *stack) count(query string, args ...any) int {
+	s.t.Helper()
+	var n int
+	if err := s.schema.DB.QueryRow(query, args...).Scan(&n); err != nil {
+		s.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// quarantinedKeys lists the record keys in quarantine for an integration.
+func (s *stack) quarantinedKeys(integrationName string) []string {
+	s.t.Helper()
+	rows, err := s.schema.DB.Query(`SELECT coalesce(record_key, '') FROM tether_quarantine WHERE integration = $1 ORDER BY 1`, integrationName)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			s.t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func idStrings(ids []int64) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = fmt.Sprint(id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var buildOnce sync.Once
+var builtWorker string
+var buildErr error
+
+// workerBinary builds workers/cmd/worker once per test binary.
+func workerBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tether-worker-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtWorker, buildErr = devstack.BuildBinary(context.Background(), "../..", "./workers/cmd/worker", dir)
+	})
+	if buildErr != nil {
+		t.Fatalf("build worker: %v", buildErr)
+	}
+	return builtWorker
+}
+
+// pgDSN is the test database (without a schema).
+func pgDSN() string { return pgtest.BaseDSN() }

@@ -1,0 +1,224 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+// pageFault answers, or rewrites, the n-th request to a path (1-based)
+// while it is armed; every other request passes through.
+type pageFault struct {
+	next   http.RoundTripper
+	path   string
+	n      int64
+	armed  atomic.Bool
+	seen   atomic.Int64
+	status int                      // answer this status instead, or
+	mutate func(body []byte) []byte // rewrite the body
+}
+
+func (f *pageFault) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !f.armed.Load() || !strings.HasPrefix(req.URL.Path, f.path) || req.URL.Path == "/oauth/token" {
+		return f.next.RoundTrip(req)
+	}
+	n := f.seen.Add(1)
+	if n != f.n {
+		return f.next.RoundTrip(req)
+	}
+	if f.status != 0 {
+		return &http.Response{StatusCode: f.status, Status: http.StatusText(f.status), Request: req,
+			Header: http.Header{"Content-Type": {"application/json"}},
+			Body:   io.NopCloser(strings.NewReader(`{"error":"injected by the test"}`))}, nil
+	}
+	resp, err := f.next.RoundTrip(req)
+	if err != nil || f.mutate == nil {
+		return resp, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	b = f.mutate(b)
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Del("Content-Length")
+	resp.Header.Del("ETag")
+	return resp, nil
+}
+
+var reEmployees = regexp.MustCompile(`"employees":\d+`)
+
+// companyRows snapshots crm_companies.
+func companyRows(s *stack) map[int64]map[string]any { return s.tableRows("crm_companies") }
+
+func TestSaga_AtomicRunRestoresDestinationOnFailureAtEachStep(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    func(f *pageFault)
+		blockSQL string // installed before the failing run (apply failure)
+		wantType string
+	}{
+		{
+			name:     "fetch fails for good (403)",
+			fault:    func(f *pageFault) { f.status = http.StatusForbidden },
+			wantType: failure.TypeSourceAuth,
+		},
+		{
+			name: "validation passes the threshold",
+			fault: func(f *pageFault) {
+				f.mutate = func(b []byte) []byte {
+					return bytes.ReplaceAll(b, []byte(`"industry":"`), []byte(`"industry":"not-an-industry-`))
+				}
+			},
+			wantType: failure.TypeInvalidThreshold,
+		},
+		{
+			name: "transformation passes the threshold",
+			fault: func(f *pageFault) {
+				// Valid JSON Schema integers that do not fit the destination's int.
+				f.mutate = func(b []byte) []byte { return reEmployees.ReplaceAll(b, []byte(`"employees":1e30`)) }
+			},
+			wantType: failure.TypeInvalidThreshold,
+		},
+		{
+			name:     "apply fails for good (permission denied)",
+			blockSQL: `CREATE FUNCTION block_late_rows() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id > 1000 THEN RAISE EXCEPTION 'writes to company % are blocked', NEW.id USING ERRCODE = '42501'; END IF; RETURN NEW; END $$; CREATE TRIGGER block_late_rows BEFORE INSERT OR UPDATE ON crm_companies FOR EACH ROW EXECUTE FUNCTION block_late_rows();`,
+			wantType: failure.TypeSinkSQL,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fault := &pageFault{path: "/v1/companies", n: 3}
+			if tt.fault != nil {
+				tt.fault(fault)
+			}
+			s := newStack(t, stackOptions{
+				sandbox:   sandbox.Options{Seed: 11, Contacts: 20000}, // 2,000 companies: 4 pages of 500
+				transport: func(rt http.RoundTripper) http.RoundTripper { fault.next = rt; return fault },
+			})
+			// The state before the failing run: a first sync, then changes upstream.
+			s.mustSync(datasync.Input{Integration: "crm-companies"})
+			s.sandbox.Touch("companies", 300)
+			s.sandbox.Add("companies", 30)
+			before := companyRows(s)
+			cpBefore, _, err := s.store.LoadCheckpoint(context.Background(), s.schema.DB, "crm-companies")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.blockSQL != "" {
+				if _, err := s.schema.DB.Exec(tt.blockSQL); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				fault.armed.Store(true)
+			}
+
+			res, err := s.sync(datasync.Input{Integration: "crm-companies"})
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != tt.wantType {
+				t.Fatalf("want a %s failure, got %v", tt.wantType, err)
+			}
+			if res.Status != "" && res.Status != progress.StatusCompensated {
+				t.Errorf("status %q, want %q", res.Status, progress.StatusCompensated)
+			}
+			if after := companyRows(s); !reflect.DeepEqual(before, after) {
+				t.Errorf("crm_companies not restored: %d rows before, %d after", len(before), len(after))
+			}
+			runs, err := s.store.ListRuns(context.Background(), "crm-companies", 1)
+			if err != nil || len(runs) != 1 || runs[0].Status != progress.StatusCompensated || runs[0].ErrorType != tt.wantType {
+				t.Errorf("last run on record: %+v (err %v)", runs, err)
+			}
+			cpAfter, _, err := s.store.LoadCheckpoint(context.Background(), s.schema.DB, "crm-companies")
+			if err != nil || cpAfter.Checkpoint != cpBefore.Checkpoint || cpAfter.Position != (source.Position{}) {
+				t.Errorf("checkpoint after compensation %+v, want %+v from the start", cpAfter, cpBefore)
+			}
+			if n := s.count(`SELECT count(*) FROM tether_before_images`); n != 0 {
+				t.Errorf("before-images left behind: %d", n)
+			}
+
+			// With the fault gone, the next run applies the changes.
+			fault.armed.Store(false)
+			if tt.blockSQL != "" {
+				if _, err := s.schema.DB.Exec(`DROP TRIGGER block_late_rows ON crm_companies`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res2 := s.mustSync(datasync.Input{Integration: "crm-companies"})
+			if res2.Counts.Updated != 300 || res2.Counts.Inserted != 30 {
+				t.Errorf("run after repair: counts %+v, want 300 updated and 30 inserted", res2.Counts)
+			}
+		})
+	}
+}
+
+func TestSaga_CancelledAtomicRunIsCompensated(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 12, Contacts: 20000, Faults: sandbox.Faults{Latency: 300 * time.Millisecond}}})
+	run := s.start(datasync.Input{Integration: "crm-companies"})
+	deadline := time.Now().Add(time.Minute)
+	for s.count(`SELECT count(*) FROM tether_applied_batches`) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no batch applied within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.client.CancelWorkflow(context.Background(), run.GetID(), ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.wait(run)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("want cancelled, got %v", err)
+	}
+	if n := s.count(`SELECT count(*) FROM crm_companies`); n != 0 {
+		t.Errorf("crm_companies has %d rows after the cancelled atomic run, want 0 as before it", n)
+	}
+	runs, _ := s.store.ListRuns(context.Background(), "crm-companies", 1)
+	if len(runs) != 1 || runs[0].Status != progress.StatusCompensated {
+		t.Errorf("run on record: %+v", runs)
+	}
+}
+
+func TestSaga_NonAtomicRunKeepsBatchesAndResumes(t *testing.T) {
+	fault := &pageFault{path: "/v1/contacts", n: 4, status: http.StatusNotFound}
+	fault.armed.Store(true)
+	s := newStack(t, stackOptions{
+		sandbox:   sandbox.Options{Seed: 13, Contacts: 6000},
+		transport: func(rt http.RoundTripper) http.RoundTripper { fault.next = rt; return fault },
+	})
+	_, err := s.sync(datasync.Input{Integration: "crm-contacts"})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != failure.TypeSourceNotFound {
+		t.Fatalf("want %s, got %v", failure.TypeSourceNotFound, err)
+	}
+	if !strings.Contains(err.Error(), "FetchPage failed") || !strings.Contains(err.Error(), "404") {
+		t.Errorf("failure does not name the step and status: %v", err)
+	}
+	kept := s.count(`SELECT count(*) FROM crm_contacts`)
+	if kept != 3000 {
+		t.Errorf("%d rows kept after the failure at page 4, want the 3 committed pages (3000)", kept)
+	}
+	fault.armed.Store(false)
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	if res.Counts.Inserted != 3000 {
+		t.Errorf("resumed run inserted %d, want the remaining 3000 (counts %+v)", res.Counts.Inserted, res.Counts)
+	}
+	checkContacts(t, s)
+}

@@ -1,0 +1,268 @@
+package integration
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+// checkContacts compares crm_contacts with the sandbox row by row: every
+// valid contact is there with its mapped values, nothing else is.
+func checkContacts(t *testing.T, s *stack) {
+	t.Helper()
+	rows := s.tableRows("crm_contacts")
+	invalid := map[int64]bool{}
+	for _, id := range s.sandbox.InvalidContactIDs() {
+		invalid[id] = true
+	}
+	want := 0
+	for _, c := range s.sandbox.Contacts() {
+		if invalid[c.ID] {
+			if _, ok := rows[c.ID]; ok {
+				t.Errorf("contact %d is schema-invalid but was applied", c.ID)
+			}
+			continue
+		}
+		want++
+		row, ok := rows[c.ID]
+		if !ok {
+			t.Errorf("contact %d missing from crm_contacts", c.ID)
+			continue
+		}
+		if got, exp := row["email"], strings.ToLower(strings.TrimSpace(c.Email)); got != exp {
+			t.Errorf("contact %d: email %v, want %v", c.ID, got, exp)
+		}
+		if got := row["score"]; got != float64(c.Score) {
+			t.Errorf("contact %d: score %v, want %d", c.ID, got, c.Score)
+		}
+		if got := row["status"]; got != c.Status {
+			t.Errorf("contact %d: status %v, want %s", c.ID, got, c.Status)
+		}
+		if got, exp := row["full_name"], strings.Join(strings.Fields(c.FirstName+" "+c.LastName), " "); got != exp {
+			t.Errorf("contact %d: full_name %v, want %v", c.ID, got, exp)
+		}
+		gotAt, err := time.Parse(time.RFC3339Nano, fmt.Sprint(row["updated_at"]))
+		wantAt, err2 := time.Parse(time.RFC3339Nano, c.UpdatedAt)
+		if err != nil || err2 != nil || !gotAt.Equal(wantAt) {
+			t.Errorf("contact %d: updated_at %v, want %v", c.ID, row["updated_at"], c.UpdatedAt)
+		}
+	}
+	if len(rows) != want {
+		t.Errorf("crm_contacts has %d rows, want %d", len(rows), want)
+	}
+}
+
+func TestSync_TenThousandContactsRowByRow(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 1, Contacts: 10000}})
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	if res.Status != progress.StatusCompleted {
+		t.Fatalf("status %q", res.Status)
+	}
+	if got := res.Counts.Fetched - res.Counts.Skipped; got != 10000 {
+		t.Errorf("fetched-skipped = %d, want 10000 (counts %+v)", got, res.Counts)
+	}
+	if res.Counts.Inserted != 10000 || res.Counts.Invalid != 0 {
+		t.Errorf("counts %+v, want 10000 inserted, 0 invalid", res.Counts)
+	}
+	checkContacts(t, s)
+	before := s.tableRows("crm_contacts")
+
+	// A rerun finds nothing new and changes nothing.
+	res2 := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	if res2.Counts.Applied() != 0 {
+		t.Errorf("rerun applied %d rows, want 0 (counts %+v)", res2.Counts.Applied(), res2.Counts)
+	}
+	if !reflect.DeepEqual(before, s.tableRows("crm_contacts")) {
+		t.Error("rerun changed crm_contacts")
+	}
+
+	// A full rerun reads everything and rewrites nothing.
+	res3 := s.mustSync(datasync.Input{Integration: "crm-contacts", Full: true})
+	if res3.Counts.Applied() != 0 || res3.Counts.Unchanged != 10000 {
+		t.Errorf("full rerun counts %+v, want 0 applied and 10000 unchanged", res3.Counts)
+	}
+
+	// The run is on record in PostgreSQL.
+	runs, err := s.store.ListRuns(t.Context(), "crm-contacts", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 3 || runs[2].Status != progress.StatusCompleted || runs[2].Counts.Inserted != 10000 {
+		t.Errorf("runs table: %+v", runs)
+	}
+}
+
+func TestSync_IncrementalAfterSourceChanged(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 2, Contacts: 3000}})
+	s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	touched := s.sandbox.Touch("contacts", 150)
+	added := s.sandbox.Add("contacts", 40)
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	if res.Counts.Updated != len(touched) || res.Counts.Inserted != len(added) {
+		t.Errorf("incremental run counts %+v, want %d updated and %d inserted", res.Counts, len(touched), len(added))
+	}
+	if res.Counts.Fetched > len(touched)+len(added)+50 {
+		t.Errorf("incremental run fetched %d records for %d changes: it re-read too much", res.Counts.Fetched, len(touched)+len(added))
+	}
+	checkContacts(t, s)
+}
+
+func TestSync_InvalidRecordsQuarantined(t *testing.T) {
+	tests := []struct {
+		name     string
+		rate     float64
+		wantFail bool
+	}{
+		{name: "3 percent quarantined, run completes", rate: 0.03},
+		{name: "10 percent fails the run with counts", rate: 0.10, wantFail: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 4, Contacts: 5000, Faults: sandbox.Faults{InvalidRate: tt.rate}}})
+			res, err := s.sync(datasync.Input{Integration: "crm-contacts"})
+			invalid := s.sandbox.InvalidContactIDs()
+			if !tt.wantFail {
+				if err != nil {
+					t.Fatalf("sync: %v", err)
+				}
+				if res.Counts.Invalid != len(invalid) {
+					t.Errorf("invalid count %d, want %d", res.Counts.Invalid, len(invalid))
+				}
+				// Exactly the invalid records are quarantined, each once; the
+				// ones served without an id are quarantined with an empty key.
+				got := s.quarantinedKeys("crm-contacts")
+				if len(got) != len(invalid) {
+					t.Errorf("%d records quarantined, want %d", len(got), len(invalid))
+				}
+				isInvalid := map[string]bool{}
+				for _, k := range idStrings(invalid) {
+					isInvalid[k] = true
+				}
+				seen := map[string]bool{}
+				for _, k := range got {
+					if k == "" {
+						continue
+					}
+					if !isInvalid[k] || seen[k] {
+						t.Errorf("quarantined key %s: invalid=%v, seen before=%v", k, isInvalid[k], seen[k])
+					}
+					seen[k] = true
+				}
+				// Every quarantined record carries its payload and at least one error with a pointer or keyword.
+				if n := s.count(`SELECT count(*) FROM tether_quarantine WHERE jsonb_array_length(errors) = 0 OR (payload IS NULL AND payload_text IS NULL)`); n != 0 {
+					t.Errorf("%d quarantined records without errors or payload", n)
+				}
+				checkContacts(t, s)
+				return
+			}
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != failure.TypeInvalidThreshold {
+				t.Fatalf("want %s failure, got %v", failure.TypeInvalidThreshold, err)
+			}
+			if !strings.Contains(err.Error(), "over the integration's threshold of 5.0%") || !strings.Contains(err.Error(), "records invalid") {
+				t.Errorf("failure message does not report the counts: %v", err)
+			}
+			if n := s.count(`SELECT count(*) FROM tether_quarantine`); n == 0 {
+				t.Error("nothing quarantined")
+			}
+		})
+	}
+}
+
+func head(s []string) []string {
+	if len(s) > 20 {
+		return s[:20]
+	}
+	return s
+}
+
+func TestSync_WorkerKilledMidSyncLosesAndDuplicatesNothing(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 5, Contacts: 20000, Faults: sandbox.Faults{Latency: 40 * time.Millisecond}}, noWorker: true})
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+	env := []string{
+		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
+		"DATABASE_URL=" + s.schema.DSN,
+		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
+		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
+		"TETHER_WORKER_GRACEFUL_STOP=1s",
+		"TETHER_LOG_LEVEL=debug",
+	}
+	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w1.Stop(5 * time.Second) })
+	run := s.start(datasync.Input{Integration: "crm-contacts"})
+
+	deadline := time.Now().Add(2 * time.Minute)
+	for s.count(`SELECT count(*) FROM tether_applied_batches`) < 4 {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(logDir, "worker-1.log"))
+			t.Fatalf("no progress before the kill; worker log:\n%s", tail(string(b), 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w1.Kill()
+	committed := s.count(`SELECT count(*) FROM crm_contacts`)
+	if committed == 0 || committed >= 20000 {
+		t.Fatalf("kill landed at %d rows; want mid-sync", committed)
+	}
+	t.Logf("worker killed with %d of 20000 rows committed", committed)
+
+	w2, err := devstack.StartProcess("worker-2", filepath.Join(logDir, "worker-2.log"), env, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w2.Stop(5 * time.Second) })
+	res, err := s.wait(run)
+	if err != nil {
+		b, _ := os.ReadFile(filepath.Join(logDir, "worker-2.log"))
+		t.Fatalf("run after restart: %v\nworker-2 log:\n%s", err, tail(string(b), 30))
+	}
+	if res.Counts.Inserted != 20000 {
+		t.Errorf("inserted %d, want exactly 20000 (counts %+v)", res.Counts.Inserted, res.Counts)
+	}
+	checkContacts(t, s)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestSync_LongRunContinuesAsNewAndCompletes(t *testing.T) {
+	smallPages := func(crm config.CRM) []integration.Definition {
+		d := integrations.CRMContacts(crm)
+		d.BatchSize = 10 // 3,000 records → 300 pages: more than one execution
+		return []integration.Definition{d}
+	}
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 6, Contacts: 3000}, defs: smallPages})
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	if res.Executions < 2 {
+		t.Errorf("the run used %d execution(s); want it to continue as new", res.Executions)
+	}
+	if res.Counts.Inserted != 3000 {
+		t.Errorf("inserted %d, want 3000 (counts %+v)", res.Counts.Inserted, res.Counts)
+	}
+	checkContacts(t, s)
+}

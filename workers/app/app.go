@@ -1,0 +1,252 @@
+// Package app wires a sync worker with fx: configuration → logger →
+// PostgreSQL (migrated) → integrations and schemas → activities → Temporal
+// client → worker. Every constructor works without fx too; the module only
+// connects them and ties start and stop to the fx lifecycle.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/schemas"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+// Module is the sync worker. Supply a config.Config and the integrations
+// to run (a []integration.Definition) alongside it.
+var Module = fx.Module("worker",
+	fx.Provide(
+		NewLogger,
+		NewDB,
+		NewStore,
+		NewIntegrations,
+		NewSchemas,
+		NewActivities,
+		NewTemporalClient,
+		NewWorker,
+	),
+	fx.Invoke(func(worker.Worker) {}),
+)
+
+// New builds the worker application for cfg and the shipped integrations.
+func New(cfg config.Config, extra ...fx.Option) *fx.App {
+	opts := []fx.Option{
+		fx.Supply(cfg),
+		fx.Supply(integrations.All(cfg.Sources.CRM)),
+		Module,
+		fx.WithLogger(func(l *slog.Logger) fxevent.Logger {
+			fl := &fxevent.SlogLogger{Logger: l.With("component", "fx")}
+			fl.UseLogLevel(slog.LevelDebug)
+			fl.UseErrorLevel(slog.LevelDebug) // start-up errors are reported once, by main
+			return fl
+		}),
+		fx.StartTimeout(cfg.Temporal.ConnectTimeout + 30*time.Second),
+		fx.StopTimeout(cfg.Worker.GracefulStop + 10*time.Second),
+	}
+	return fx.New(append(opts, extra...)...)
+}
+
+// NewLogger builds the process's slog logger.
+func NewLogger(cfg config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h)
+}
+
+// NewDB opens PostgreSQL and migrates the pipeline's tables at start. Many
+// workers may start at once: migrations take an advisory lock.
+func NewDB(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (*sql.DB, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Temporal.ConnectTimeout)
+	defer cancel()
+	db, err := store.Open(ctx, cfg.Database.URL)
+	if err != nil {
+		return nil, fmt.Errorf("database (database.url / DATABASE_URL): %w", err)
+	}
+	db.SetMaxOpenConns(cfg.Database.MaxOpenConns)
+	db.SetMaxIdleConns(cfg.Database.MaxOpenConns)
+	if err := store.Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: migrate: %w", cfg.Database.Redacted(), err)
+	}
+	log.Info("database ready", "url", cfg.Database.Redacted())
+	lc.Append(fx.StopHook(db.Close))
+	return db, nil
+}
+
+// NewStore wraps the database in the pipeline's state store.
+func NewStore(db *sql.DB) *store.Store { return store.New(db) }
+
+// NewIntegrations registers the integrations this worker runs, limited to
+// worker.integrations when that is set.
+func NewIntegrations(cfg config.Config, defs []integration.Definition) (*integration.Registry, error) {
+	if len(cfg.Worker.Integrations) > 0 {
+		var kept []integration.Definition
+		known := make([]string, 0, len(defs))
+		for _, d := range defs {
+			known = append(known, d.Name)
+			if slices.Contains(cfg.Worker.Integrations, d.Name) {
+				kept = append(kept, d)
+			}
+		}
+		for _, want := range cfg.Worker.Integrations {
+			if !slices.Contains(known, want) {
+				return nil, fmt.Errorf("worker.integrations: unknown integration %q (known: %s)", want, strings.Join(known, ", "))
+			}
+		}
+		defs = kept
+	}
+	r, err := integration.NewRegistry(defs...)
+	if err != nil {
+		return nil, fmt.Errorf("integrations:\n%w", err)
+	}
+	return r, nil
+}
+
+// NewSchemas compiles every schema in schemas/ once.
+func NewSchemas() (*validate.Registry, error) { return validate.NewRegistry(schemas.FS()) }
+
+// NewActivities compiles the integrations into the sync steps.
+func NewActivities(cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, sch *validate.Registry, log *slog.Logger) (*pipeline.Activities, error) {
+	return pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log, CachePages: cfg.Worker.CachePages})
+}
+
+// NewTemporalClient connects to Temporal, checks the server answers, and
+// creates the search attributes the workflows use if they are missing.
+func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Temporal.ConnectTimeout)
+	defer cancel()
+	c, err := Dial(ctx, cfg.Temporal, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := EnsureSearchAttributes(ctx, c, cfg.Temporal.Namespace); err != nil {
+		log.Warn("search attributes could not be created; create them with `temporal operator search-attribute create`", "error", err)
+	}
+	lc.Append(fx.StopHook(c.Close))
+	return c, nil
+}
+
+// Dial connects to Temporal and checks it answers within ctx.
+func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  t.Address,
+		Namespace: t.Namespace,
+		Logger:    tlog.NewStructuredLogger(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s (temporal.address / TEMPORAL_ADDRESS) is unreachable: %w", t.Address, err)
+	}
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("temporal at %s is not healthy: %w", t.Address, err)
+	}
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, describeNamespace(t.Namespace)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("temporal namespace %q (temporal.namespace / TEMPORAL_NAMESPACE): %w", t.Namespace, err)
+	}
+	return c, nil
+}
+
+// SearchAttributes are the custom search attributes the workflows upsert.
+var SearchAttributes = map[string]enums.IndexedValueType{
+	datasync.IntegrationAttr.GetName(): enums.INDEXED_VALUE_TYPE_KEYWORD,
+	datasync.StatusAttr.GetName():      enums.INDEXED_VALUE_TYPE_KEYWORD,
+}
+
+// EnsureSearchAttributes creates the missing custom search attributes;
+// it is idempotent.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	ops := c.OperatorService()
+	have, err := ops.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for name, typ := range SearchAttributes {
+		if _, ok := have.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = ops.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing})
+	if err != nil && !strings.Contains(strings.ToLower(err.Error()), "already") {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}
+
+// NewWorker registers the workflows and activities and starts polling in
+// OnStart. OnStop stops polling and waits up to worker.graceful_stop for
+// running activities to finish.
+func NewWorker(lc fx.Lifecycle, cfg config.Config, c client.Client, acts *pipeline.Activities, log *slog.Logger) worker.Worker {
+	w := worker.New(c, cfg.Temporal.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:      cfg.Worker.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: cfg.Worker.MaxConcurrentLocalActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  cfg.Worker.MaxConcurrentWorkflowTasks,
+		WorkerStopTimeout:                       cfg.Worker.GracefulStop,
+	})
+	Register(w, acts)
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			if err := w.Start(); err != nil {
+				return fmt.Errorf("start worker on task queue %q: %w", cfg.Temporal.TaskQueue, err)
+			}
+			log.Info("worker polling", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace, "address", cfg.Temporal.Address)
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			log.Info("worker stopping: no new tasks; running activities may finish", "gracefulStop", cfg.Worker.GracefulStop)
+			w.Stop()
+			return nil
+		},
+	})
+	return w
+}
+
+// Register puts the sync workflow and its steps on a worker.
+func Register(w worker.Registry, acts *pipeline.Activities) {
+	w.RegisterWorkflowWithOptions(datasync.SyncWorkflow, workflow.RegisterOptions{Name: datasync.WorkflowType})
+	w.RegisterActivity(acts)
+}
+
+// StartError makes fx's start-up error one readable line: the first cause
+// that is ours, without fx's dependency-graph noise.
+func StartError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "): "); i >= 0 && strings.Contains(msg, "could not build arguments") {
+		msg = msg[i+3:]
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,60 @@
+// Command worker runs tether's sync workflows and their steps.
+//
+//	worker [--config FILE]
+//
+// Configuration comes from defaults, the optional YAML file and the
+// environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL,
+// TETHER_*). Bad configuration, or a Temporal or PostgreSQL that cannot be
+// reached, stops it with one message and exit status 1 before it polls.
+// SIGINT or SIGTERM stop polling and let running activities finish.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tetherflow/tether/workers/app"
+	"github.com/tetherflow/tether/workers/config"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	file := fs.String("config", os.Getenv("TETHER_CONFIG"), "YAML configuration file (env TETHER_CONFIG)")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
+		return 1
+	}
+	a := app.New(cfg)
+	if err := a.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", app.StartError(err))
+		return 1
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), a.StartTimeout())
+	defer cancel()
+	if err := a.Start(startCtx); err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", app.StartError(err))
+		return 1
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	stopCtx, cancel2 := context.WithTimeout(context.Background(), a.StopTimeout())
+	defer cancel2()
+	if err := a.Stop(stopCtx); err != nil {
+		fmt.Fprintf(os.Stderr, "worker: stop: %v\n", err)
+		return 1
+	}
+	return 0
+}
