@@ -49,6 +49,10 @@ const (
 
 // Permanent wraps err as a non-retryable application error of the given type.
 // details are attached for the Web UI (status codes, page numbers, counts).
+//
+// Return the result as it is: the SDK recognises an application error only
+// at the top of the returned chain, so wrapping it again with fmt.Errorf
+// would make it a retryable generic error.
 func Permanent(typ string, err error, details ...any) error {
 	if err == nil {
 		return nil
@@ -89,16 +93,11 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &appErr) && appErr.NonRetryable()
 }
 
-// unwrapCause keeps the wrapped chain out of the message duplication: the
-// message already carries err.Error(), so the cause is only kept when it adds
-// a distinct inner error.
-func unwrapCause(err error) error {
-	inner := errors.Unwrap(err)
-	if inner == nil {
-		return nil
-	}
-	return inner
-}
+// unwrapCause returns no cause: the message already carries err.Error()
+// with its whole chain, and Temporal appends a cause's text to the message,
+// so passing one would say everything twice. (Go error chains do not survive
+// serialization into history anyway.)
+func unwrapCause(error) error { return nil }
 
 // Errorf is fmt.Errorf kept here so callers classifying an error in one line
 // read naturally: failure.Permanent(failure.TypeConfig, failure.Errorf(...)).

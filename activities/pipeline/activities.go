@@ -191,7 +191,7 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 	page, err := c.src.Fetch(ctx, source.Request{Integration: in.Integration, Position: in.Position, Since: in.Since, Limit: in.Limit})
 	stop()
 	if err != nil {
-		return syncstep.FetchPageOutput{}, fmt.Errorf("page %d: %w", in.Ref.Page, err)
+		return syncstep.FetchPageOutput{}, err // classified; the workflow adds the page
 	}
 	out := syncstep.FetchPageOutput{
 		Ref:         in.Ref,
@@ -282,7 +282,7 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	res, err := c.sink.Upsert(ctx, tx, e.rows, pgsink.UpsertOptions{BeforeImages: in.Atomic, RunID: in.Ref.RunID, Seq: in.Seq})
 	if err != nil {
-		return syncstep.ApplyOutput{}, fmt.Errorf("page %d: %w", in.Ref.Page, err)
+		return syncstep.ApplyOutput{}, err // classified; the workflow adds the page
 	}
 	out := syncstep.ApplyOutput{
 		Inserted:   res.Inserted,
@@ -343,7 +343,7 @@ func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.Compensate
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	n, err := c.sink.Compensate(ctx, tx, in.RunID, in.Seq)
 	if err != nil {
-		return syncstep.CompensateOutput{}, fmt.Errorf("compensate batch %d of run %s: %w", in.Seq, in.RunID, err)
+		return syncstep.CompensateOutput{}, err // classified; the workflow names the batch
 	}
 	if err := tx.Commit(); err != nil {
 		return syncstep.CompensateOutput{}, store.Classify(err, "commit compensation")

@@ -40,7 +40,7 @@ func TestBadInput_SourceAnswersFailTheRunWithTheirCause(t *testing.T) {
 			if !errors.As(err, &appErr) || appErr.Type() != tt.wantType {
 				t.Fatalf("want a %s failure, got %v", tt.wantType, err)
 			}
-			if !strings.Contains(err.Error(), "FetchPage failed: page 1") || !strings.Contains(err.Error(), tt.wantText) {
+			if !strings.Contains(err.Error(), "FetchPage failed on page 1") || !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("failure does not name the step, page and cause (%q): %v", tt.wantText, err)
 			}
 			if n := s.count(`SELECT count(*) FROM tether_runs WHERE status = 'Failed' AND error_type = $1`, tt.wantType); n != 1 {

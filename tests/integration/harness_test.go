@@ -120,6 +120,7 @@ type stack struct {
 	taskQueue string
 	worker    worker.Worker
 	defs      []integration.Definition
+	recorded  int // histories written by record
 	// httpOptions are passed to every HTTP source of the in-process worker.
 	httpOptions []httpsource.Option
 }
@@ -245,28 +246,43 @@ func (s *stack) mustSync(in datasync.Input) datasync.Result {
 	return res
 }
 
-// record writes the run's history for the replay tests when asked to.
+// record writes the run's histories for the replay tests when asked to:
+// one file per execution, following continue-as-new back to the first.
 func (s *stack) record(workflowID string) {
 	if *recordDir == "" {
 		return
 	}
 	ctx := context.Background()
-	iter := s.client.GetWorkflowHistory(ctx, workflowID, "", false, 0)
-	var h historypb.History
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			s.t.Fatalf("history: %v", err)
-		}
-		h.Events = append(h.Events, ev)
-	}
-	b, err := protojson.Marshal(&h)
+	d, err := s.client.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
-		s.t.Fatalf("marshal history: %v", err)
+		s.t.Fatalf("describe: %v", err)
 	}
-	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(s.t.Name(), "_") + ".json"
-	if err := os.WriteFile(filepath.Join(*recordDir, strings.ToLower(name)), b, 0o644); err != nil {
-		s.t.Fatalf("write history: %v", err)
+	s.recorded++
+	base := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(s.t.Name(), "_"))
+	base = fmt.Sprintf("%s_run%d", strings.Trim(base, "_"), s.recorded)
+	runID := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	for n := 0; runID != ""; n++ {
+		iter := s.client.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
+		var h historypb.History
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			if err != nil {
+				s.t.Fatalf("history: %v", err)
+			}
+			h.Events = append(h.Events, ev)
+		}
+		b, err := protojson.Marshal(&h)
+		if err != nil {
+			s.t.Fatalf("marshal history: %v", err)
+		}
+		name := base + ".json"
+		if n > 0 {
+			name = fmt.Sprintf("%s_previous_%d.json", base, n)
+		}
+		if err := os.WriteFile(filepath.Join(*recordDir, name), b, 0o644); err != nil {
+			s.t.Fatalf("write history: %v", err)
+		}
+		runID = h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
 	}
 }
 

@@ -253,12 +253,12 @@ func tail(s string, n int) string {
 func TestSync_LongRunContinuesAsNewAndCompletes(t *testing.T) {
 	smallPages := func(crm config.CRM) []integration.Definition {
 		d := integrations.CRMContacts(crm)
-		d.BatchSize = 10 // 3,000 records → 300 pages: more than one execution
+		d.BatchSize = 100 // 3,000 records → 30+ pages
 		return []integration.Definition{d}
 	}
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 6, Contacts: 3000}, defs: smallPages})
-	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
-	if res.Executions < 2 {
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts", PagesPerExecution: 12})
+	if res.Executions < 3 {
 		t.Errorf("the run used %d execution(s); want it to continue as new", res.Executions)
 	}
 	if res.Counts.Inserted != 3000 {

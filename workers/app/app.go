@@ -25,8 +25,8 @@ import (
 	"go.uber.org/fx/fxevent"
 
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/config"

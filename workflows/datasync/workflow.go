@@ -42,6 +42,9 @@ type Input struct {
 	Full bool `json:"full,omitempty"`
 	// MaxPages stops the run after this many pages (0 = no limit).
 	MaxPages int `json:"maxPages,omitempty"`
+	// PagesPerExecution bounds the pages one execution reads before it
+	// continues as new (default 250; Temporal's own suggestion also applies).
+	PagesPerExecution int `json:"pagesPerExecution,omitempty"`
 	// Trigger says who started the run ("cli", "schedule", "webhook"...).
 	Trigger string `json:"trigger,omitempty"`
 	// State is set only by continue-as-new: the run's position carried over.
@@ -80,6 +83,13 @@ type Result struct {
 // maxPagesPerExecution bounds one execution's history even when the server
 // does not suggest continue-as-new yet (about 15 events per page).
 const maxPagesPerExecution = 250
+
+func (r *run) pagesPerExecution() int {
+	if r.in.PagesPerExecution > 0 {
+		return r.in.PagesPerExecution
+	}
+	return maxPagesPerExecution
+}
 
 // earlyThresholdSample is the number of processed records after which the
 // invalid share is checked on every page (fail fast); below it the share is
@@ -304,13 +314,13 @@ func (r *run) pipeline(ctx workflow.Context) {
 			r.done = true
 			break
 		}
-		if r.pagesThisExec >= maxPagesPerExecution || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if r.pagesThisExec >= r.pagesPerExecution() || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			break
 		}
 		out, err := r.fetch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				r.fail(syncstep.FetchPageName, err)
+				r.fail(syncstep.FetchPageName, pageError(r.st.NextPage-1, err))
 			}
 			break
 		}
@@ -551,10 +561,10 @@ func stepError(step string, _ int, err error) error {
 	if errors.As(err, &appErr) {
 		typ = appErr.Type()
 		msg = appErr.Error()
-		var pe *pagedError
-		if errors.As(err, &pe) {
-			msg = fmt.Sprintf("page %d: %s", pe.page, msg)
-		}
+	}
+	var pe *pagedError
+	if errors.As(err, &pe) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s failed on page %d: %s", step, pe.page, msg), typ, err)
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s failed: %s", step, msg), typ, err)
 }

@@ -209,7 +209,7 @@ func TestSyncWorkflow_PermanentFetchFailure(t *testing.T) {
 			err := env.GetWorkflowError()
 			require.Error(t, err)
 			require.Equal(t, failure.TypeSourceAuth, appErrorType(err))
-			require.Contains(t, err.Error(), "FetchPage failed")
+			require.Contains(t, err.Error(), "FetchPage failed on page 3")
 			require.Contains(t, err.Error(), "401 Unauthorized")
 			require.Equal(t, []int{1, 2}, f.applied)
 			require.Equal(t, tt.wantComp, f.compensated)
@@ -227,7 +227,7 @@ func TestSyncWorkflow_ApplyFailureCompensatesEarlierBatches(t *testing.T) {
 	err := env.GetWorkflowError()
 	require.Error(t, err)
 	require.Equal(t, failure.TypeSinkSQL, appErrorType(err))
-	require.Contains(t, err.Error(), "ApplyBatch failed: page 3")
+	require.Contains(t, err.Error(), "ApplyBatch failed on page 3")
 	require.Contains(t, err.Error(), "SQLSTATE 42501")
 	require.Equal(t, []int{1, 2}, f.applied)
 	// Seq 3 is compensated too: its transaction rolled back, so restoring
