@@ -110,7 +110,9 @@ func (s *Source) classifyTransportError(ctx context.Context, u *url.URL, err err
 		return failure.Throttled(failure.TypeSourceThrottled, fmt.Errorf("%s: %w", where, te), te.wait, details)
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return failure.Transient(failure.TypeSourceUnavailable, fmt.Errorf("%s: %w", where, ctxErr), details)
+		// The activity is ending (cancelled or timed out): say so plainly and
+		// keep the context's error in the chain; Temporal records why.
+		return fmt.Errorf("%s: %w", where, ctxErr)
 	}
 	// Drop the *url.Error layer: it repeats the URL, unredacted.
 	attempts := 1
