@@ -145,6 +145,21 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		return syncstep.StartRunOutput{}, err
 	}
 	def := c.def
+	if in.Kind == store.KindReplay {
+		upTo, err := a.store.MaxQuarantineID(ctx, in.Integration)
+		if err != nil {
+			return syncstep.StartRunOutput{}, err
+		}
+		err = a.store.BeginRun(ctx, store.Run{RunID: in.RunID, Integration: in.Integration, WorkflowID: in.WorkflowID,
+			Kind: in.Kind, Status: progress.StatusRunning})
+		if err != nil {
+			return syncstep.StartRunOutput{}, err
+		}
+		return syncstep.StartRunOutput{Plan: syncstep.Plan{
+			Integration: def.Name, Version: def.Version, BatchSize: def.BatchSize, PagesInFlight: def.PagesInFlight,
+			Atomic: def.Atomic, InvalidThreshold: 1, ReplayUpTo: upTo,
+		}}, nil
+	}
 	plan := syncstep.Plan{
 		Integration:      def.Name,
 		Version:          def.Version,
@@ -219,6 +234,45 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 		}
 		a.cache.put(in.Ref, &pageEntry{raw: page.Records})
 	}
+	return out, nil
+}
+
+// FetchQuarantinedPage reads the next page of pending quarantined records
+// and stages their payloads like a fetched page, so a replay runs them
+// through the same validate, transform and apply steps once the schema or
+// mapping is fixed.
+func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.FetchQuarantinedInput) (syncstep.FetchPageOutput, error) {
+	if _, err := a.get(in.Integration); err != nil {
+		return syncstep.FetchPageOutput{}, err
+	}
+	entries, err := a.store.ListQuarantine(ctx, store.QuarantineFilter{
+		Integration: in.Integration, PendingOnly: true, AfterID: in.AfterID, UpToID: in.UpTo, Limit: in.Limit,
+	})
+	if err != nil {
+		return syncstep.FetchPageOutput{}, err
+	}
+	out := syncstep.FetchPageOutput{Ref: in.Ref, Count: len(entries), Next: source.Position{Offset: int(in.AfterID)},
+		Done: len(entries) < in.Limit}
+	if len(entries) == 0 {
+		out.Done = true
+		return out, nil
+	}
+	records := make([]json.RawMessage, len(entries))
+	out.QuarantineIDs = make([]int64, len(entries))
+	for i, e := range entries {
+		records[i] = e.Payload
+		if len(e.Payload) == 0 {
+			records[i] = json.RawMessage(e.PayloadText)
+		}
+		out.QuarantineIDs[i] = e.ID
+	}
+	last := entries[len(entries)-1].ID
+	out.Next = source.Position{Offset: int(last)}
+	out.Done = out.Done || last >= in.UpTo
+	if err := a.store.StagePage(ctx, in.Ref.RunID, in.Ref.Page, records); err != nil {
+		return syncstep.FetchPageOutput{}, err
+	}
+	a.cache.put(in.Ref, &pageEntry{raw: records})
 	return out, nil
 }
 
@@ -307,11 +361,15 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 		Inserted: out.Inserted, Updated: out.Updated, Unchanged: out.Unchanged, Stale: out.Stale,
 		Duplicates: out.Duplicates, Invalid: out.Rejected, Valid: -out.Rejected,
 	})
-	err = a.store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{
-		Checkpoint: in.Checkpoint, Position: in.Next, RunID: in.Ref.RunID, Seq: in.Seq,
-	})
-	if err == nil && in.Memo != nil && in.CacheKey != "" {
-		err = a.store.Remember(ctx, tx, in.Integration, in.CacheKey, *in.Memo)
+	if in.Replay {
+		err = a.store.MarkReplayed(ctx, tx, in.QuarantineIDs, in.Ref.RunID)
+	} else {
+		err = a.store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{
+			Checkpoint: in.Checkpoint, Position: in.Next, RunID: in.Ref.RunID, Seq: in.Seq,
+		})
+		if err == nil && in.Memo != nil && in.CacheKey != "" {
+			err = a.store.Remember(ctx, tx, in.Integration, in.CacheKey, *in.Memo)
+		}
 	}
 	if err == nil {
 		err = a.store.UpdateRun(ctx, tx, in.Ref.RunID, counts, in.Checkpoint, in.Next)
@@ -364,12 +422,14 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 	if err := a.store.FinishRun(ctx, in.RunID, in.Status, in.Counts, in.To, in.Error, in.ErrorType); err != nil {
 		return err
 	}
-	switch in.Status {
-	case progress.StatusCompleted:
+	switch {
+	case in.Kind == store.KindReplay:
+		// A replay never moves the integration's checkpoint or memos.
+	case in.Status == progress.StatusCompleted:
 		if err := a.store.ClearPosition(ctx, in.Integration); err != nil {
 			return err
 		}
-	case progress.StatusCompensated:
+	case in.Status == progress.StatusCompensated:
 		run, err := a.store.GetRun(ctx, in.RunID)
 		if err != nil {
 			return err

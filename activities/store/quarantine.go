@@ -143,6 +143,9 @@ type QuarantineFilter struct {
 	PendingOnly bool
 	// AfterID selects records with a larger ID (keyset paging).
 	AfterID int64
+	// UpToID, when positive, selects records with an ID at most UpToID (a
+	// replay reads only what was quarantined before it started).
+	UpToID int64
 	// Limit caps the records listed (no cap when <= 0); CountQuarantine
 	// ignores it.
 	Limit int
@@ -166,6 +169,9 @@ func (f QuarantineFilter) where() (string, []any) {
 	}
 	if f.AfterID > 0 {
 		add("id > $%d", f.AfterID)
+	}
+	if f.UpToID > 0 {
+		add("id <= $%d", f.UpToID)
 	}
 	if f.PendingOnly {
 		conds = append(conds, "replayed_at IS NULL")
@@ -240,4 +246,13 @@ func (s *Store) MarkReplayed(ctx context.Context, q Querier, ids []int64, replay
 UPDATE tether_quarantine SET replayed_at = now(), replay_run_id = $2
 WHERE id = ANY($1) AND replayed_at IS NULL`, pq.Int64Array(ids), replayRunID)
 	return Classify(err, fmt.Sprintf("mark %d quarantined records replayed by run %q", len(ids), replayRunID))
+}
+
+// MaxQuarantineID is the largest quarantine ID of an integration (0 when
+// none): the upper bound of a replay.
+func (s *Store) MaxQuarantineID(ctx context.Context, integration string) (int64, error) {
+	var id int64
+	err := s.DB.QueryRowContext(ctx,
+		`SELECT coalesce(max(id), 0) FROM tether_quarantine WHERE integration = $1`, integration).Scan(&id)
+	return id, Classify(err, fmt.Sprintf("newest quarantined record of %q", integration))
 }

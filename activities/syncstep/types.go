@@ -8,13 +8,15 @@ import (
 // Activity type names as they appear in event histories and the Web UI.
 // They are a wire contract: never rename one.
 const (
-	StartRunName        = "StartRun"
-	FetchPageName       = "FetchPage"
-	ValidateBatchName   = "ValidateBatch"
-	TransformBatchName  = "TransformBatch"
-	ApplyBatchName      = "ApplyBatch"
-	CompensateBatchName = "CompensateBatch"
-	FinishRunName       = "FinishRun"
+	StartRunName  = "StartRun"
+	FetchPageName = "FetchPage"
+	// FetchQuarantinedName reads a page of quarantined records (replay runs).
+	FetchQuarantinedName = "FetchQuarantinedPage"
+	ValidateBatchName    = "ValidateBatch"
+	TransformBatchName   = "TransformBatch"
+	ApplyBatchName       = "ApplyBatch"
+	CompensateBatchName  = "CompensateBatch"
+	FinishRunName        = "FinishRun"
 )
 
 // Plan is what a run needs to know about its integration. StartRun returns
@@ -36,6 +38,9 @@ type Plan struct {
 	Start source.Position `json:"start"`
 	// Resumed is true when the run continues where an unfinished run stopped.
 	Resumed bool `json:"resumed"`
+	// ReplayUpTo bounds a replay run: it replays records quarantined with an
+	// ID up to this one (those it quarantines again come after it).
+	ReplayUpTo int64 `json:"replayUpTo,omitempty"`
 }
 
 // StartRunInput registers a run and asks for its plan.
@@ -43,7 +48,7 @@ type StartRunInput struct {
 	Integration string `json:"integration"`
 	RunID       string `json:"runId"`
 	WorkflowID  string `json:"workflowId"`
-	Kind        string `json:"kind"`
+	Kind        string `json:"kind"` // "sync" or "replay"
 	// Full ignores the checkpoint and reads the whole source.
 	Full bool `json:"full"`
 }
@@ -87,6 +92,18 @@ type FetchPageOutput struct {
 	// when the source sent a validator).
 	Memo     *source.Memo `json:"memo,omitempty"`
 	CacheKey string       `json:"cacheKey,omitempty"`
+	// QuarantineIDs are the quarantine entries a replay page holds, in order.
+	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
+}
+
+// FetchQuarantinedInput asks for the next page of pending quarantined
+// records of an integration, after AfterID and up to UpTo.
+type FetchQuarantinedInput struct {
+	Integration string  `json:"integration"`
+	Ref         PageRef `json:"ref"`
+	AfterID     int64   `json:"afterId"`
+	UpTo        int64   `json:"upTo"`
+	Limit       int     `json:"limit"`
 }
 
 // BatchInput names the staged page a step works on.
@@ -128,6 +145,10 @@ type ApplyInput struct {
 	// Counts are the run's counters so far, stored with the batch so the
 	// runs table shows live progress.
 	Counts progress.Counts `json:"counts"`
+	// Replay marks a replay run's batch: it leaves the integration's
+	// checkpoint and page memos alone and marks QuarantineIDs replayed.
+	Replay        bool    `json:"replay,omitempty"`
+	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
 }
 
 // ApplyOutput reports what the batch changed.
@@ -159,6 +180,7 @@ type CompensateOutput struct {
 // FinishRunInput records how a run ended.
 type FinishRunInput struct {
 	Integration string            `json:"integration"`
+	Kind        string            `json:"kind,omitempty"` // "" or "sync", or "replay"
 	RunID       string            `json:"runId"`
 	Status      string            `json:"status"`
 	Counts      progress.Counts   `json:"counts"`

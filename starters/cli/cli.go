@@ -40,6 +40,9 @@ Usage:
   tether runs [--integration NAME]          recent runs with their counts (from PostgreSQL)
   tether quarantine [--integration NAME] [--run RUN_ID]
                                             quarantined records and why
+  tether quarantine replay --integration NAME [--watch]
+                                            after fixing the schema or mapping: run the pending
+                                            quarantined records through validate/transform/apply
 
 Common flags (and environment):
   --address    Temporal host:port (TEMPORAL_ADDRESS, default 127.0.0.1:7233)
@@ -145,9 +148,9 @@ func (e *env) db(ctx context.Context) (*sql.DB, error) {
 }
 
 // WorkflowID names a run so that operators scanning the Web UI see what ran:
-// integration, kind, trigger and start time.
-func WorkflowID(integration, trigger string, at time.Time) string {
-	return fmt.Sprintf("%s/sync/%s/%s", integration, trigger, at.UTC().Format("20060102T150405.000Z"))
+// integration, kind (sync or replay), trigger and start time.
+func WorkflowID(integration, kind, trigger string, at time.Time) string {
+	return fmt.Sprintf("%s/%s/%s/%s", integration, kind, trigger, at.UTC().Format("20060102T150405.000Z"))
 }
 
 // StartSync starts a sync run and returns its workflow id and run id.
@@ -155,8 +158,12 @@ func StartSync(ctx context.Context, c client.Client, taskQueue string, in datasy
 	if in.Trigger == "" {
 		in.Trigger = "cli"
 	}
+	kind := "sync"
+	if in.Replay {
+		kind = "replay"
+	}
 	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        WorkflowID(in.Integration, in.Trigger, time.Now()),
+		ID:        WorkflowID(in.Integration, kind, in.Trigger, time.Now()),
 		TaskQueue: taskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			datasync.IntegrationAttr.ValueSet(in.Integration),
@@ -268,8 +275,19 @@ func cmdQuarantine(ctx context.Context, e *env, args []string) error {
 	integ := fs.String("integration", "", "only this integration")
 	runID := fs.String("run", "", "only this run")
 	limit := fs.Int("limit", 50, "how many records")
-	if _, err := parse(fs, args); err != nil {
+	watch := fs.Bool("watch", false, "replay: show a progress bar until the replay ends")
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) == 1 && pos[0] == "replay" {
+		if *integ == "" {
+			return usageError{errors.New("replay needs --integration NAME")}
+		}
+		return replayQuarantine(ctx, e, *integ, *watch)
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Errorf("unknown quarantine command %q (want: replay)", pos[0])}
 	}
 	db, err := e.db(ctx)
 	if err != nil {
@@ -297,6 +315,27 @@ func cmdQuarantine(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", q.ID, q.Integration, orDash(q.Key), q.Step, q.Page, truncate(strings.Join(errs, "; "), 100))
 	}
 	return tw.Flush()
+}
+
+// replayQuarantine starts a replay run of an integration's quarantine.
+func replayQuarantine(ctx context.Context, e *env, integration string, watch bool) error {
+	c, err := e.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	run, err := StartSync(ctx, c, e.taskQueue, datasync.Input{Integration: integration, Replay: true})
+	if err != nil {
+		return fmt.Errorf("start replay of %s: %w", integration, err)
+	}
+	fmt.Fprintf(e.out, "replaying the quarantine of %s\n  workflow id: %s\n  Web UI:      %s\n",
+		integration, run.GetID(), RunLink(e.uiURL, e.namespace, run.GetID(), run.GetRunID()))
+	if !watch {
+		return nil
+	}
+	res, err := Watch(ctx, c, e.out, run.GetID(), 0)
+	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: run.GetID(), RunID: run.GetRunID()}}, e.uiURL, e.namespace)
+	return err
 }
 
 // Outcome is one finished run, for PrintSummary.

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -120,6 +121,8 @@ type stack struct {
 	taskQueue string
 	worker    worker.Worker
 	defs      []integration.Definition
+	// schemas overrides the embedded schema files (tests that "fix" a schema).
+	schemas fs.FS
 	recorded  int // histories written by record
 	// httpOptions are passed to every HTTP source of the in-process worker.
 	httpOptions []httpsource.Option
@@ -184,7 +187,11 @@ func (s *stack) startWorker() {
 	if err != nil {
 		s.t.Fatalf("registry: %v", err)
 	}
-	sch, err := validate.NewRegistry(schemas.FS())
+	fsys := schemas.FS()
+	if s.schemas != nil {
+		fsys = s.schemas
+	}
+	sch, err := validate.NewRegistry(fsys)
 	if err != nil {
 		s.t.Fatalf("schemas: %v", err)
 	}
@@ -203,6 +210,17 @@ func (s *stack) startWorker() {
 	}
 	s.worker = w
 	s.t.Cleanup(w.Stop)
+}
+
+// restartWorker stops the in-process worker and starts one running defs
+// with the schema files fsys (nil: the embedded ones), as a deploy would.
+func (s *stack) restartWorker(defs []integration.Definition, fsys fs.FS) {
+	s.t.Helper()
+	if s.worker != nil {
+		s.worker.Stop()
+	}
+	s.defs, s.schemas = defs, fsys
+	s.startWorker()
 }
 
 // start starts a sync run without waiting.

@@ -40,6 +40,11 @@ type Input struct {
 	// Full ignores the checkpoint and reads the whole source again; writes
 	// stay idempotent, so unchanged rows are counted, not rewritten.
 	Full bool `json:"full,omitempty"`
+	// Replay re-runs the integration's pending quarantined records through
+	// validation, transformation and apply (after a schema or mapping fix)
+	// instead of reading the source. Records still invalid are quarantined
+	// again under the replay run; every replayed entry is marked.
+	Replay bool `json:"replay,omitempty"`
 	// MaxPages stops the run after this many pages (0 = no limit).
 	MaxPages int `json:"maxPages,omitempty"`
 	// PagesPerExecution bounds the pages one execution reads before it
@@ -206,7 +211,7 @@ func (r *run) start(ctx workflow.Context) error {
 		Integration: r.in.Integration,
 		RunID:       r.st.RunID,
 		WorkflowID:  info.WorkflowExecution.ID,
-		Kind:        "sync",
+		Kind:        r.kind(),
 		Full:        r.in.Full,
 	}).Get(ctx, &out)
 	if err != nil {
@@ -221,6 +226,14 @@ func (r *run) start(ctx workflow.Context) error {
 	r.log.Info("sync started", "integration", r.in.Integration, "runId", r.st.RunID,
 		"incremental", out.Plan.Incremental, "since", out.Plan.Since, "resumed", out.Plan.Resumed)
 	return nil
+}
+
+// kind is "replay" for quarantine replays, else "sync".
+func (r *run) kind() string {
+	if r.in.Replay {
+		return "replay"
+	}
+	return "sync"
 }
 
 func (r *run) result() Result {
@@ -362,13 +375,27 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 	r.st.NextPage++
 	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.FetchPageName, page))
 	var out syncstep.FetchPageOutput
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, fetchStep), syncstep.FetchPageName, syncstep.FetchPageInput{
-		Integration: r.in.Integration,
-		Ref:         syncstep.PageRef{RunID: r.st.RunID, Page: page},
-		Position:    r.st.Position,
-		Since:       r.st.Since,
-		Limit:       r.st.Plan.BatchSize,
-	}).Get(ctx, &out)
+	ref := syncstep.PageRef{RunID: r.st.RunID, Page: page}
+	actx := workflow.WithActivityOptions(ctx, fetchStep)
+	var f workflow.Future
+	if r.in.Replay {
+		f = workflow.ExecuteActivity(actx, syncstep.FetchQuarantinedName, syncstep.FetchQuarantinedInput{
+			Integration: r.in.Integration,
+			Ref:         ref,
+			AfterID:     int64(r.st.Position.Offset),
+			UpTo:        r.st.Plan.ReplayUpTo,
+			Limit:       r.st.Plan.BatchSize,
+		})
+	} else {
+		f = workflow.ExecuteActivity(actx, syncstep.FetchPageName, syncstep.FetchPageInput{
+			Integration: r.in.Integration,
+			Ref:         ref,
+			Position:    r.st.Position,
+			Since:       r.st.Since,
+			Limit:       r.st.Plan.BatchSize,
+		})
+	}
+	err := f.Get(ctx, &out)
 	if err != nil {
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.Type() == failure.TypeSourceThrottled {
@@ -444,6 +471,9 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 		Memo:       page.Memo,
 		CacheKey:   page.CacheKey,
 		Counts:     r.st.Counts,
+		Replay:     r.in.Replay,
+		// A replay marks the quarantine entries it applied.
+		QuarantineIDs: page.QuarantineIDs,
 	}).Get(ctx, &a)
 	if err != nil {
 		r.failUnlessCancelled(ctx, syncstep.ApplyBatchName, pageError(page.Ref.Page, err))
@@ -526,6 +556,7 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.FinishRunName, syncstep.FinishRunInput{
 		Integration: r.in.Integration,
+		Kind:        r.kind(),
 		RunID:       r.st.RunID,
 		Status:      r.status,
 		Counts:      r.st.Counts,

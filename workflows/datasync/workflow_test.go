@@ -40,7 +40,20 @@ type fakeSteps struct {
 	finished    []syncstep.FinishRunInput
 	fetchSince  []source.Checkpoint
 	applyCounts []progress.Counts
+	applyInputs []syncstep.ApplyInput
 	attempts    map[int]int
+}
+
+// fetchQuarantined serves quarantine IDs 1..pages*perPage in pages.
+func (f *fakeSteps) fetchQuarantined(_ context.Context, in syncstep.FetchQuarantinedInput) (syncstep.FetchPageOutput, error) {
+	out := syncstep.FetchPageOutput{Ref: in.Ref}
+	for id := in.AfterID + 1; id <= in.UpTo && len(out.QuarantineIDs) < in.Limit; id++ {
+		out.QuarantineIDs = append(out.QuarantineIDs, id)
+	}
+	out.Count = len(out.QuarantineIDs)
+	out.Done = out.Count < in.Limit || in.AfterID+int64(out.Count) >= in.UpTo
+	out.Next = source.Position{Offset: int(in.AfterID) + out.Count}
+	return out, nil
 }
 
 func (f *fakeSteps) register(env *testsuite.TestWorkflowEnvironment) {
@@ -49,6 +62,7 @@ func (f *fakeSteps) register(env *testsuite.TestWorkflowEnvironment) {
 	}
 	reg(f.startRun, syncstep.StartRunName)
 	reg(f.fetchPage, syncstep.FetchPageName)
+	reg(f.fetchQuarantined, syncstep.FetchQuarantinedName)
 	reg(f.validateBatch, syncstep.ValidateBatchName)
 	reg(f.transformBatch, syncstep.TransformBatchName)
 	reg(f.applyBatch, syncstep.ApplyBatchName)
@@ -122,6 +136,7 @@ func (f *fakeSteps) applyBatch(_ context.Context, in syncstep.ApplyInput) (syncs
 	}
 	f.applied = append(f.applied, in.Seq)
 	f.applyCounts = append(f.applyCounts, in.Counts)
+	f.applyInputs = append(f.applyInputs, in)
 	return syncstep.ApplyOutput{Inserted: f.perPage - f.invalidPer}, nil
 }
 
@@ -343,4 +358,21 @@ func TestSyncWorkflow_MaxPages(t *testing.T) {
 	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts", MaxPages: 3})
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, []int{1, 2, 3}, f.applied)
+}
+
+func TestSyncWorkflow_ReplayRunsQuarantinedRecordsThroughTheSteps(t *testing.T) {
+	f := &fakeSteps{perPage: 10, plan: syncstep.Plan{PagesInFlight: 2, InvalidThreshold: 1, ReplayUpTo: 25, BatchSize: 10}}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts", Replay: true})
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, f.applyInputs, 3)
+	var ids []int64
+	for _, in := range f.applyInputs {
+		require.True(t, in.Replay, "a replay batch must not move the checkpoint")
+		ids = append(ids, in.QuarantineIDs...)
+	}
+	require.Len(t, ids, 25)
+	require.Equal(t, int64(1), ids[0])
+	require.Equal(t, int64(25), ids[24])
+	require.Equal(t, "replay", f.finished[0].Kind)
 }
