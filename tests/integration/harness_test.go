@@ -122,8 +122,8 @@ type stack struct {
 	worker    worker.Worker
 	defs      []integration.Definition
 	// schemas overrides the embedded schema files (tests that "fix" a schema).
-	schemas fs.FS
-	recorded  int // histories written by record
+	schemas  fs.FS
+	recorded int // histories written by record
 	// httpOptions are passed to every HTTP source of the in-process worker.
 	httpOptions []httpsource.Option
 }

@@ -266,3 +266,56 @@ func TestSync_LongRunContinuesAsNewAndCompletes(t *testing.T) {
 	}
 	checkContacts(t, s)
 }
+
+func TestSync_WorkerSIGTERMStopsGracefullyAndTheRunCompletes(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 7, Contacts: 8000, Faults: sandbox.Faults{Latency: 150 * time.Millisecond}}, noWorker: true})
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+	env := []string{
+		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
+		"DATABASE_URL=" + s.schema.DSN,
+		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
+		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
+		"TETHER_WORKER_GRACEFUL_STOP=10s",
+	}
+	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := s.start(datasync.Input{Integration: "crm-contacts"})
+	deadline := time.Now().Add(time.Minute)
+	for s.count(`SELECT count(*) FROM tether_applied_batches`) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no progress within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// SIGTERM: the worker stops polling, lets running activities finish,
+	// and exits 0 well within its grace period.
+	start := time.Now()
+	if err := w1.Stop(30 * time.Second); err != nil {
+		t.Fatalf("worker did not stop on SIGTERM: %v", err)
+	}
+	if exited, err := w1.Exited(); !exited || err != nil {
+		t.Errorf("worker exit after SIGTERM: exited=%v err=%v (want status 0)", exited, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(logDir, "worker-1.log"))
+	if !strings.Contains(string(b), "worker stopping") {
+		t.Errorf("the worker did not log its graceful stop:\n%s", tail(string(b), 20))
+	}
+	t.Logf("worker stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+
+	w2, err := devstack.StartProcess("worker-2", filepath.Join(logDir, "worker-2.log"), env, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w2.Stop(5 * time.Second) })
+	res, err := s.wait(run)
+	if err != nil {
+		t.Fatalf("run after the restart: %v", err)
+	}
+	if res.Counts.Inserted != 8000 {
+		t.Errorf("inserted %d, want 8000", res.Counts.Inserted)
+	}
+	checkContacts(t, s)
+}
