@@ -102,3 +102,22 @@ func unwrapCause(error) error { return nil }
 // Errorf is fmt.Errorf kept here so callers classifying an error in one line
 // read naturally: failure.Permanent(failure.TypeConfig, failure.Errorf(...)).
 func Errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// PostgreSQL classifies err by the SQLSTATE PostgreSQL answered with:
+// classes 22/23/42 (and 0A, 2B, 3F, 44, P0: unsupported, rejected by a
+// trigger or rule, no such schema) are permanent TypeSinkSQL; 28 and 3D
+// (credentials, database) are permanent TypeConfig; 08, 40, 53, 55, 57, 58,
+// XX and every other class are retryable TypeSinkUnavailable. The code is
+// attached as a detail.
+func PostgreSQL(err error, sqlstate string) error {
+	if len(sqlstate) != 5 {
+		return Transient(TypeSinkUnavailable, err)
+	}
+	switch sqlstate[:2] {
+	case "22", "23", "42", "0A", "2B", "3F", "44", "P0":
+		return Permanent(TypeSinkSQL, err, sqlstate)
+	case "28", "3D":
+		return Permanent(TypeConfig, err, sqlstate)
+	}
+	return Transient(TypeSinkUnavailable, err, sqlstate)
+}

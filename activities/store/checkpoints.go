@@ -55,7 +55,13 @@ SELECT checkpoint, position, run_id, seq, updated_at FROM tether_checkpoints WHE
 // the destination does. Within one run it never moves back: a save carrying
 // a lower Seq than the one recorded for the same run is ignored.
 func (s *Store) SaveCheckpoint(ctx context.Context, q Querier, integration string, st CheckpointState) error {
-	what := fmt.Sprintf("save checkpoint of %q", integration)
+	return s.writeCheckpoint(ctx, q, integration, st,
+		"WHERE c.run_id <> EXCLUDED.run_id OR c.seq <= EXCLUDED.seq", fmt.Sprintf("save checkpoint of %q", integration))
+}
+
+// writeCheckpoint upserts the checkpoint row, under guard (a WHERE clause
+// on the conflict update, or "" to overwrite).
+func (s *Store) writeCheckpoint(ctx context.Context, q Querier, integration string, st CheckpointState, guard, what string) error {
 	cp, err := checkpointJSON(st.Checkpoint)
 	if err != nil {
 		return err
@@ -73,7 +79,7 @@ ON CONFLICT (integration) DO UPDATE SET
 	run_id = EXCLUDED.run_id,
 	seq = EXCLUDED.seq,
 	updated_at = now()
-WHERE c.run_id <> EXCLUDED.run_id OR c.seq <= EXCLUDED.seq`,
+`+guard,
 		integration, cp, pos, st.RunID, st.Seq)
 	return Classify(err, what)
 }
@@ -90,20 +96,5 @@ func (s *Store) ClearPosition(ctx context.Context, integration string) error {
 // RestoreCheckpoint puts an integration's checkpoint back to st
 // unconditionally, e.g. where a compensated run found it.
 func (s *Store) RestoreCheckpoint(ctx context.Context, q Querier, integration string, st CheckpointState) error {
-	cp, err := checkpointJSON(st.Checkpoint)
-	if err != nil {
-		return err
-	}
-	pos, err := positionJSON(st.Position)
-	if err != nil {
-		return err
-	}
-	_, err = s.on(q).ExecContext(ctx, `
-INSERT INTO tether_checkpoints (integration, checkpoint, position, run_id, seq, updated_at)
-VALUES ($1, $2, $3, $4, $5, now())
-ON CONFLICT (integration) DO UPDATE SET
-	checkpoint = EXCLUDED.checkpoint, position = EXCLUDED.position,
-	run_id = EXCLUDED.run_id, seq = EXCLUDED.seq, updated_at = now()`,
-		integration, cp, pos, st.RunID, st.Seq)
-	return Classify(err, fmt.Sprintf("restore checkpoint of %q", integration))
+	return s.writeCheckpoint(ctx, q, integration, st, "", fmt.Sprintf("restore checkpoint of %q", integration))
 }

@@ -393,3 +393,13 @@ func workerBinary(t *testing.T) string {
 
 // pgDSN is the test database (without a schema).
 func pgDSN() string { return pgtest.BaseDSN() }
+
+// workerEnv is the environment of a worker process serving this stack.
+func (s *stack) workerEnv(extra ...string) []string {
+	return append([]string{
+		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
+		"DATABASE_URL=" + s.schema.DSN,
+		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
+		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
+	}, extra...)
+}

@@ -196,14 +196,7 @@ func TestSync_WorkerKilledMidSyncLosesAndDuplicatesNothing(t *testing.T) {
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 5, Contacts: 20000, Faults: sandbox.Faults{Latency: 40 * time.Millisecond}}, noWorker: true})
 	bin := workerBinary(t)
 	logDir := t.TempDir()
-	env := []string{
-		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
-		"DATABASE_URL=" + s.schema.DSN,
-		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
-		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
-		"TETHER_WORKER_GRACEFUL_STOP=1s",
-		"TETHER_LOG_LEVEL=debug",
-	}
+	env := s.workerEnv("TETHER_WORKER_GRACEFUL_STOP=1s", "TETHER_LOG_LEVEL=debug")
 	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
 	if err != nil {
 		t.Fatal(err)
@@ -271,13 +264,7 @@ func TestSync_WorkerSIGTERMStopsGracefullyAndTheRunCompletes(t *testing.T) {
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 7, Contacts: 8000, Faults: sandbox.Faults{Latency: 150 * time.Millisecond}}, noWorker: true})
 	bin := workerBinary(t)
 	logDir := t.TempDir()
-	env := []string{
-		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
-		"DATABASE_URL=" + s.schema.DSN,
-		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
-		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
-		"TETHER_WORKER_GRACEFUL_STOP=10s",
-	}
+	env := s.workerEnv("TETHER_WORKER_GRACEFUL_STOP=10s")
 	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
 	if err != nil {
 		t.Fatal(err)

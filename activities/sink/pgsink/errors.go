@@ -90,14 +90,7 @@ func classify(err error, what string) error {
 		return wrapped
 	}
 	if code := sqlState(err); len(code) == 5 {
-		switch code[:2] {
-		case "22", "23", "42", "0A", "2B", "3F", "44", "P0":
-			return failure.Permanent(failure.TypeSinkSQL, wrapped, code)
-		case "28", "3D":
-			return failure.Permanent(failure.TypeConfig, wrapped, code)
-		default: // 08, 40, 53, 55, 57, 58, XX and the rest
-			return failure.Transient(failure.TypeSinkUnavailable, wrapped, code)
-		}
+		return failure.PostgreSQL(wrapped, code)
 	}
 	var netErr net.Error
 	switch {
