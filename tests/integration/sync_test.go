@@ -15,6 +15,7 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/config"
@@ -305,4 +306,50 @@ func TestSync_WorkerSIGTERMStopsGracefullyAndTheRunCompletes(t *testing.T) {
 		t.Errorf("inserted %d, want 8000", res.Counts.Inserted)
 	}
 	checkContacts(t, s)
+}
+
+func TestSync_EveryPaginationStyleAndAuthKindEndToEnd(t *testing.T) {
+	tests := []struct {
+		name       string
+		pagination httpsource.Pagination
+		query      map[string]string
+		auth       sandbox.Auth
+		crm        config.CRM
+	}{
+		{name: "offset/limit with API key", pagination: httpsource.Pagination{Style: "offset", OffsetParam: "offset", LimitParam: "limit"},
+			query: map[string]string{"pagination": "offset"}, auth: sandbox.Auth{Mode: "api_key", APIKey: "k-123"}, crm: config.CRM{Auth: "api_key", APIKey: "k-123"}},
+		{name: "cursor token with OAuth2 client credentials", pagination: httpsource.Pagination{Style: "cursor", CursorParam: "cursor", LimitParam: "limit", NextCursorPath: "next_cursor"},
+			query: map[string]string{"pagination": "cursor"}, auth: sandbox.Auth{Mode: "oauth2", ClientID: "tether", ClientSecret: "s3cret"}, crm: config.CRM{Auth: "oauth2", ClientID: "tether", ClientSecret: "s3cret"}},
+		{name: "Link headers with bearer token", pagination: httpsource.Pagination{Style: "link", LimitParam: "limit"},
+			query: map[string]string{"pagination": "link"}, auth: sandbox.Auth{Mode: "bearer", Token: "t-456"}, crm: config.CRM{Auth: "bearer", Token: "t-456"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defs := func(crm config.CRM) []integration.Definition {
+				d := integrations.CRMContacts(crm)
+				d.Source.HTTP.Pagination = tt.pagination
+				d.Source.HTTP.Query = tt.query
+				d.BatchSize = 500
+				return []integration.Definition{d}
+			}
+			s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 8, Contacts: 2500, Auth: tt.auth}, crm: tt.crm, defs: defs})
+			res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+			if res.Counts.Inserted != 2500 {
+				t.Errorf("inserted %d, want 2500 (counts %+v)", res.Counts.Inserted, res.Counts)
+			}
+			checkContacts(t, s)
+			// Incremental after changes, through the same style.
+			touched := s.sandbox.Touch("contacts", 60)
+			res2 := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+			if res2.Counts.Updated != len(touched) || res2.Counts.Inserted != 0 {
+				t.Errorf("incremental run: counts %+v, want %d updated", res2.Counts, len(touched))
+			}
+			checkContacts(t, s)
+			if tt.auth.Mode == "oauth2" {
+				if n := s.sandbox.Stats().TokensIssued; n < 1 || n > 2 {
+					t.Errorf("%d OAuth2 tokens issued for two runs; want the token cached", n)
+				}
+			}
+		})
+	}
 }
