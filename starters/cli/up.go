@@ -36,6 +36,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port")
 	stateDir := fs.String("state-dir", ".tether", "where the stack keeps its database file, binaries and logs")
 	schema := fs.String("schema", "tether_demo", "PostgreSQL schema for the demo's tables")
+	keepData := fs.Bool("keep-data", false, "keep the demo schema's tables from an earlier `up` (default: start from an empty schema)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 
 	// PostgreSQL first: nothing works without it, and its error is the
 	// most common one on a new machine.
-	dsn, err := demoDatabase(ctx, e.databaseURL, *schema)
+	dsn, err := demoDatabase(ctx, e.databaseURL, *schema, !*keepData)
 	if err != nil {
 		return err
 	}
@@ -171,14 +172,19 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// demoDatabase checks PostgreSQL, creates the demo schema and returns a URL
-// whose search_path is that schema.
-func demoDatabase(ctx context.Context, base, schema string) (string, error) {
+// demoDatabase checks PostgreSQL, creates the demo schema (emptied first
+// when fresh) and returns a URL whose search_path is that schema.
+func demoDatabase(ctx context.Context, base, schema string, fresh bool) (string, error) {
 	db, err := store.Open(ctx, base)
 	if err != nil {
 		return "", fmt.Errorf("%w\n  set DATABASE_URL or --database-url to a PostgreSQL you can create a schema in", err)
 	}
 	defer db.Close()
+	if fresh {
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+quoteIdent(schema)+` CASCADE`); err != nil {
+			return "", fmt.Errorf("empty schema %s: %w", schema, err)
+		}
+	}
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(schema)); err != nil {
 		return "", fmt.Errorf("create schema %s: %w", schema, err)
 	}
