@@ -314,7 +314,8 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
 	}
-	if prev, done, err := a.store.BatchApplied(ctx, a.db, in.Ref.RunID, in.Seq); err != nil {
+	marker := batchMarker(ctx, in.Ref.RunID)
+	if prev, done, err := a.store.BatchApplied(ctx, a.db, marker, in.Seq); err != nil {
 		return syncstep.ApplyOutput{}, err
 	} else if done {
 		var out syncstep.ApplyOutput
@@ -375,7 +376,7 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 		err = a.store.UpdateRun(ctx, tx, in.Ref.RunID, counts, in.Checkpoint, in.Next)
 	}
 	if err == nil {
-		err = a.store.MarkBatchApplied(ctx, tx, in.Ref.RunID, in.Seq, out)
+		err = a.store.MarkBatchApplied(ctx, tx, marker, in.Seq, out)
 	}
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
@@ -385,6 +386,17 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	}
 	a.cache.drop(in.Ref)
 	return out, nil
+}
+
+// batchMarker keys applied-batch markers by the run and the workflow
+// execution applying it: retries of an ApplyBatch share the key and find
+// their own commit, while a reset execution, which numbers its batches
+// afresh, never mistakes an earlier execution's batch for its own.
+func batchMarker(ctx context.Context, runID string) string {
+	if !activity.IsActivity(ctx) {
+		return runID
+	}
+	return runID + "#" + activity.GetInfo(ctx).WorkflowExecution.RunID
 }
 
 // CompensateBatch restores the before-images of one applied batch of an
@@ -441,13 +453,21 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 			return err
 		}
 	}
+	// A failed or cancelled run keeps its staged pages and markers, so a
+	// reset from the Web UI can continue it; they go once a later run of the
+	// integration completes.
 	if in.Status == progress.StatusCompleted || in.Status == progress.StatusCompensated {
 		if err := c.sink.DropBeforeImages(ctx, a.db, in.RunID); err != nil {
 			return err
 		}
+		if err := a.store.ForgetRun(ctx, in.RunID); err != nil {
+			return err
+		}
 	}
-	if err := a.store.ForgetRun(ctx, in.RunID); err != nil {
-		return err
+	if in.Status == progress.StatusCompleted {
+		if err := a.store.ForgetEarlierRuns(ctx, in.Integration, in.RunID); err != nil {
+			return err
+		}
 	}
 	a.cache.dropRun(in.RunID)
 	return nil

@@ -177,8 +177,40 @@ func (s *Store) ForgetRun(ctx context.Context, runID string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_staged_pages WHERE run_id = $1`, runID); err != nil {
 		return Classify(err, what+": staged pages")
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_applied_batches WHERE run_id = $1`, runID); err != nil {
+	// Markers are keyed by the run, or by the run and one of its executions
+	// ("<run>#<execution>"): forget both.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_applied_batches WHERE run_id = $1 OR starts_with(run_id, $1 || '#')`, runID); err != nil {
 		return Classify(err, what+": applied batches")
 	}
 	return Classify(tx.Commit(), what)
+}
+
+// ForgetEarlierRuns drops the staged pages and applied-batch markers of an
+// integration's finished runs other than keep: a run that failed keeps its
+// pages so that a reset can continue it, until a later run completes.
+func (s *Store) ForgetEarlierRuns(ctx context.Context, integration, keep string) error {
+	rows, err := s.DB.QueryContext(ctx,
+		`SELECT run_id FROM tether_runs WHERE integration = $1 AND run_id <> $2 AND status <> 'Running'`, integration, keep)
+	if err != nil {
+		return Classify(err, fmt.Sprintf("list earlier runs of %q", integration))
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return Classify(err, "scan run id")
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return Classify(err, "list earlier runs")
+	}
+	for _, id := range ids {
+		if err := s.ForgetRun(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }

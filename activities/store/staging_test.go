@@ -215,3 +215,42 @@ func BenchmarkMarshalOnly(b *testing.B) {
 		}
 	}
 }
+
+func TestStore_ForgetEarlierRuns(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	runs := []struct{ id, integration, status string }{
+		{"failed", "crm", "Failed"},
+		{"running", "crm", "Running"},
+		{"done", "crm", "Completed"},
+		{"other", "billing", "Failed"},
+	}
+	for _, r := range runs {
+		if err := s.BeginRun(ctx, Run{RunID: r.id, Integration: r.integration, Kind: KindSync, Status: r.status}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StagePage(ctx, r.id, 1, raw([]string{`{"id":1}`})); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkBatchApplied(ctx, nil, r.id+"#exec-1", 1, map[string]int{"inserted": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ForgetEarlierRuns(ctx, "crm", "done"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		run      string
+		wantKept bool
+	}{{"failed", false}, {"running", true}, {"done", true}, {"other", true}} {
+		_, errLoad := s.LoadPage(ctx, tt.run, 1)
+		_, marked, err := s.BatchApplied(ctx, nil, tt.run+"#exec-1", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept := errLoad == nil; kept != tt.wantKept || marked != tt.wantKept {
+			t.Errorf("run %s: page kept %v, marker kept %v; want %v", tt.run, kept, marked, tt.wantKept)
+		}
+	}
+}

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tetherflow/tether/activities/failure"
@@ -229,6 +232,56 @@ func TestSaga_NonAtomicRunKeepsBatchesAndResumes(t *testing.T) {
 	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
 	if res.Counts.Inserted != 6000-kept {
 		t.Errorf("resumed run inserted %d, want the remaining %d (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
+	}
+	checkContacts(t, s)
+}
+
+func TestSaga_ResetFailedRunResumesFromTheCheckpointWithoutDuplicates(t *testing.T) {
+	// Page 4 is refused (401) until the operator fixes the credentials.
+	fault := &pageFault{path: "/v1/contacts", n: 4, status: http.StatusUnauthorized}
+	fault.armed.Store(true)
+	s := newStack(t, stackOptions{
+		sandbox:   sandbox.Options{Seed: 14, Contacts: 6000},
+		transport: func(rt http.RoundTripper) http.RoundTripper { fault.next = rt; return fault },
+	})
+	run := s.start(datasync.Input{Integration: "crm-contacts"})
+	_, err := s.wait(run)
+	if err == nil {
+		t.Fatal("want the run to fail at page 4")
+	}
+	kept := s.count(`SELECT count(*) FROM crm_contacts`)
+
+	// The operator fixes the credentials and resets the run in the Web UI
+	// (Reset → first workflow task).
+	fault.armed.Store(false)
+	ctx := context.Background()
+	firstTask := int64(0)
+	iter := s.client.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, 0)
+	for iter.HasNext() && firstTask == 0 {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			firstTask = ev.GetEventId()
+		}
+	}
+	reset, err := s.client.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 "default",
+		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: run.GetID(), RunId: run.GetRunID()},
+		Reason:                    "credentials fixed",
+		WorkflowTaskFinishEventId: firstTask,
+		RequestId:                 run.GetRunID() + "-reset",
+	})
+	if err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	var res datasync.Result
+	if err := s.client.GetWorkflow(ctx, run.GetID(), reset.GetRunId()).Get(ctx, &res); err != nil {
+		t.Fatalf("reset run: %v", err)
+	}
+	if res.Counts.Inserted != 6000-kept {
+		t.Errorf("reset run inserted %d, want the %d rows not committed before (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
 	}
 	checkContacts(t, s)
 }
