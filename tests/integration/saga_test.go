@@ -199,42 +199,85 @@ func TestSaga_CancelledAtomicRunIsCompensated(t *testing.T) {
 	}
 }
 
-func TestSaga_NonAtomicRunKeepsBatchesAndResumes(t *testing.T) {
-	fault := &pageFault{path: "/v1/contacts", n: 4, status: http.StatusNotFound}
-	fault.armed.Store(true)
-	s := newStack(t, stackOptions{
-		sandbox:   sandbox.Options{Seed: 13, Contacts: 6000},
-		transport: func(rt http.RoundTripper) http.RoundTripper { fault.next = rt; return fault },
-	})
-	_, err := s.sync(datasync.Input{Integration: "crm-contacts"})
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != failure.TypeSourceNotFound {
-		t.Fatalf("want %s, got %v", failure.TypeSourceNotFound, err)
+func TestSaga_NonAtomicRunKeepsBatchesAndResumesAfterFailureAtEachStep(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    func(f *pageFault)
+		blockSQL string
+		wantType string
+		wantText string
+	}{
+		{name: "fetch (404)", fault: func(f *pageFault) { f.status = http.StatusNotFound },
+			wantType: failure.TypeSourceNotFound, wantText: "FetchPage failed on page 4"},
+		{name: "validation over the threshold", fault: func(f *pageFault) {
+			f.mutate = func(b []byte) []byte { return bytes.ReplaceAll(b, []byte(`"status":"`), []byte(`"status":"unknown-`)) }
+		}, wantType: failure.TypeInvalidThreshold, wantText: "over the integration's threshold"},
+		{name: "transformation over the threshold", fault: func(f *pageFault) {
+			// Valid JSON Schema integers that do not fit the mapping's int cast.
+			f.mutate = func(b []byte) []byte { return reCompany.ReplaceAll(b, []byte(`"company_id":1e30`)) }
+		}, wantType: failure.TypeInvalidThreshold, wantText: "over the integration's threshold"},
+		{name: "apply (permission denied)",
+			blockSQL: `CREATE FUNCTION block_late_rows() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id > 3600 THEN RAISE EXCEPTION 'writes to contact % are blocked', NEW.id USING ERRCODE = '42501'; END IF; RETURN NEW; END $$; CREATE TRIGGER block_late_rows BEFORE INSERT OR UPDATE ON crm_contacts FOR EACH ROW EXECUTE FUNCTION block_late_rows();`,
+			wantType: failure.TypeSinkSQL, wantText: "ApplyBatch failed on page"},
 	}
-	if !strings.Contains(err.Error(), "FetchPage failed on page 4") || !strings.Contains(err.Error(), "404") {
-		t.Errorf("failure does not name the step and status: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fault := &pageFault{path: "/v1/contacts", n: 4}
+			if tt.fault != nil {
+				tt.fault(fault)
+				fault.armed.Store(true)
+			}
+			s := newStack(t, stackOptions{
+				sandbox:   sandbox.Options{Seed: 13, Contacts: 6000},
+				transport: func(rt http.RoundTripper) http.RoundTripper { fault.next = rt; return fault },
+			})
+			if tt.blockSQL != "" {
+				// The table exists once a run has started: create it first.
+				if _, err := s.sync(datasync.Input{Integration: "crm-contacts", MaxPages: 1}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.schema.DB.Exec(tt.blockSQL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := s.sync(datasync.Input{Integration: "crm-contacts"})
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != tt.wantType {
+				t.Fatalf("want %s, got %v", tt.wantType, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("failure does not say %q: %v", tt.wantText, err)
+			}
+			// The committed batches are kept, and the checkpoint covers
+			// exactly them.
+			kept := s.count(`SELECT count(*) FROM crm_contacts`)
+			if kept < 1000 || kept >= 6000 {
+				t.Errorf("%d rows kept after the failure, want the committed batches only", kept)
+			}
+			cp, _, err := s.store.LoadCheckpoint(context.Background(), s.schema.DB, "crm-contacts")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := s.count(`SELECT count(*) FROM crm_contacts WHERE (updated_at, id) > ($1::timestamptz, $2::bigint)`, cp.Checkpoint.Cursor, cp.Checkpoint.Key); n != 0 {
+				t.Errorf("%d rows beyond the checkpoint %+v: the checkpoint lags the data", n, cp.Checkpoint)
+			}
+			// Fixed: the next run resumes from the checkpoint and completes.
+			fault.armed.Store(false)
+			if tt.blockSQL != "" {
+				if _, err := s.schema.DB.Exec(`DROP TRIGGER block_late_rows ON crm_contacts`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+			if res.Counts.Inserted != 6000-kept {
+				t.Errorf("resumed run inserted %d, want the remaining %d (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
+			}
+			checkContacts(t, s)
+		})
 	}
-	// Three pages were committed (each incremental page re-reads the records
-	// that share the last cursor value, so they hold a little under 3,000 new
-	// rows); they are kept, with the checkpoint of the last one.
-	kept := s.count(`SELECT count(*) FROM crm_contacts`)
-	if kept < 2900 || kept > 3000 {
-		t.Errorf("%d rows kept after the failure at page 4, want the 3 committed pages", kept)
-	}
-	cp, _, err := s.store.LoadCheckpoint(context.Background(), s.schema.DB, "crm-contacts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := s.count(`SELECT count(*) FROM crm_contacts WHERE (updated_at, id) > ($1::timestamptz, $2::bigint)`, cp.Checkpoint.Cursor, cp.Checkpoint.Key); n != 0 {
-		t.Errorf("%d rows beyond the checkpoint %+v: the checkpoint lags the data", n, cp.Checkpoint)
-	}
-	fault.armed.Store(false)
-	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
-	if res.Counts.Inserted != 6000-kept {
-		t.Errorf("resumed run inserted %d, want the remaining %d (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
-	}
-	checkContacts(t, s)
 }
+
+var reCompany = regexp.MustCompile(`"company_id":\d+`)
 
 func TestSaga_ResetFailedRunResumesFromTheCheckpointWithoutDuplicates(t *testing.T) {
 	// Page 4 is refused (401) until the operator fixes the credentials.
