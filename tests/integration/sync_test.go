@@ -353,3 +353,25 @@ func TestSync_EveryPaginationStyleAndAuthKindEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+func TestSync_UnchangedPagesAreSkippedWith304(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 9, Contacts: 20000}}) // 2,000 companies, 4 pages
+	first := s.mustSync(datasync.Input{Integration: "crm-companies"})
+	if first.Counts.Inserted != 2000 || first.Counts.NotModified != 0 {
+		t.Fatalf("first run counts %+v", first.Counts)
+	}
+	before := s.sandbox.Stats().NotModified
+	second := s.mustSync(datasync.Input{Integration: "crm-companies"})
+	if second.Counts.NotModified != first.Counts.Pages || second.Counts.Unchanged != 2000 || second.Counts.Applied() != 0 {
+		t.Errorf("second run counts %+v, want every page 304 Not Modified and 2000 unchanged", second.Counts)
+	}
+	if got := s.sandbox.Stats().NotModified - before; got != first.Counts.Pages {
+		t.Errorf("the sandbox answered 304 %d times, want %d", got, first.Counts.Pages)
+	}
+	// A change on one page makes only that page come back in full.
+	touched := s.sandbox.Touch("companies", 1)
+	third := s.mustSync(datasync.Input{Integration: "crm-companies"})
+	if third.Counts.Updated != 1 || third.Counts.NotModified < first.Counts.Pages-1 {
+		t.Errorf("after touching company %v: counts %+v, want 1 updated and the other pages 304", touched, third.Counts)
+	}
+}
