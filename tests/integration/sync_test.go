@@ -375,3 +375,23 @@ func TestSync_UnchangedPagesAreSkippedWith304(t *testing.T) {
 		t.Errorf("after touching company %v: counts %+v, want 1 updated and the other pages 304", touched, third.Counts)
 	}
 }
+
+func TestSync_SeveralWorkerProcessesShareOneRun(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 15, Contacts: 12000, Faults: sandbox.Faults{InvalidRate: 0.02}}, noWorker: true})
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+	for i := 1; i <= 3; i++ {
+		w, err := devstack.StartProcess(fmt.Sprintf("worker-%d", i), filepath.Join(logDir, fmt.Sprintf("worker-%d.log", i)),
+			s.workerEnv("TETHER_WORKER_CACHE_PAGES=2"), bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Stop(10 * time.Second) })
+	}
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	invalid := len(s.sandbox.InvalidContactIDs())
+	if res.Counts.Inserted != 12000-invalid || res.Counts.Invalid != invalid {
+		t.Errorf("counts %+v, want %d inserted and %d quarantined", res.Counts, 12000-invalid, invalid)
+	}
+	checkContacts(t, s)
+}
