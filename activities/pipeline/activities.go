@@ -288,7 +288,7 @@ func (a *Activities) ValidateBatch(ctx context.Context, in syncstep.BatchInput) 
 	if err != nil {
 		return syncstep.ValidateOutput{}, err
 	}
-	return syncstep.ValidateOutput{Skipped: e.skipped, Valid: len(e.valid), Invalid: e.invalid}, nil
+	return syncstep.ValidateOutput{Skipped: e.skipped, Valid: e.validCount, Invalid: e.invalid}, nil
 }
 
 // TransformBatch maps the page's valid records to destination rows and

@@ -29,6 +29,7 @@ type pageEntry struct {
 	validatedDone bool
 	skipped       int
 	invalid       int
+	validCount    int // len(valid) when validated; valid is dropped after transformation
 	valid         []validRecord
 
 	transformedDone  bool
@@ -176,7 +177,7 @@ func (a *Activities) validated(ctx context.Context, c *compiled, in syncstep.Bat
 			return nil, err
 		}
 	}
-	e.valid, e.skipped, e.invalid, e.validatedDone = valid, skipped, len(bad), true
+	e.valid, e.validCount, e.skipped, e.invalid, e.validatedDone = valid, len(valid), skipped, len(bad), true
 	return e, nil
 }
 

@@ -33,10 +33,12 @@ var (
 			MaximumAttempts:    8,
 		},
 	}
-	// applyStep: one transactional batch upsert.
+	// applyStep: one transactional batch upsert. WaitForCancellation: a
+	// cancelled run waits for an apply in flight to commit or roll back
+	// before compensation starts, so a late commit cannot slip past it.
 	applyStep = workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
@@ -57,14 +59,16 @@ var (
 	}
 	// localStep: validation and transformation, pure CPU on the worker that
 	// runs the workflow task (local activities: no task-queue round trip).
+	// They read staged pages and write quarantine rows, so they get a
+	// budget that rides out a PostgreSQL restart like applyStep does.
 	localStep = workflow.LocalActivityOptions{
-		ScheduleToCloseTimeout: 2 * time.Minute,
+		ScheduleToCloseTimeout: 5 * time.Minute,
 		StartToCloseTimeout:    time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    500 * time.Millisecond,
 			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Second,
-			MaximumAttempts:    5,
+			MaximumInterval:    30 * time.Second,
+			MaximumAttempts:    10,
 		},
 	}
 )

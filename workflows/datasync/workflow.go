@@ -272,7 +272,10 @@ func (r *run) execute(ctx workflow.Context) (Result, error) {
 	if r.err == nil && ctx.Err() == nil {
 		r.status = progress.StatusCompleted
 		r.progressed(ctx, syncstep.FinishRunName)
-		if err := r.finish(ctx, ""); err != nil {
+		// Disconnected: a cancel arriving now must not leave the run's
+		// record half-finished.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if err := r.finish(dctx, ""); err != nil {
 			return r.result(), err
 		}
 		r.log.Info("sync completed", "integration", r.in.Integration, "counts", r.st.Counts)
@@ -529,9 +532,9 @@ func (r *run) failUnlessCancelled(ctx workflow.Context, step string, err error) 
 }
 
 // compensate undoes applied batches in reverse order and returns the seqs
-// that could not be restored.
+// left to restore by hand. It stops at the first batch it cannot restore:
+// restoring earlier batches over it would make its before-images wrong.
 func (r *run) compensate(ctx workflow.Context) []int {
-	var left []int
 	cctx := workflow.WithActivityOptions(ctx, compensateStep)
 	for seq := r.st.ApplyStarted; seq >= 1; seq-- {
 		r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.CompensateBatchName, seq))
@@ -541,10 +544,14 @@ func (r *run) compensate(ctx workflow.Context) []int {
 		}).Get(ctx, &out)
 		if err != nil {
 			r.log.Error("compensation failed", "seq", seq, "error", err)
-			left = append(left, seq)
+			left := make([]int, 0, seq)
+			for s := seq; s >= 1; s-- {
+				left = append(left, s)
+			}
+			return left
 		}
 	}
-	return left
+	return nil
 }
 
 func (r *run) finish(ctx workflow.Context, errMsg string) error {
