@@ -63,7 +63,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "✓ PostgreSQL     %s (schema %s)\n", redactURL(e.databaseURL), *schema)
+	fmt.Fprintf(out, "✓ PostgreSQL     %s (schema %s)\n", store.RedactDSN(e.databaseURL), *schema)
 
 	cli, err := devstack.EnsureTemporalCLI(ctx, out)
 	if err != nil {
@@ -192,14 +192,6 @@ func demoDatabase(ctx context.Context, base, schema string, fresh bool) (string,
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
-func redactURL(s string) string {
-	u, err := urlParse(s)
-	if err != nil {
-		return s
-	}
-	return u
-}
 
 // waitWorker waits until the worker logs that it polls, or fails with the
 // tail of its log when it exits first.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+
+	"github.com/tetherflow/tether/activities/store"
 )
 
 // Config is the whole worker configuration.
@@ -170,7 +172,7 @@ func (c Config) Validate() error {
 		bad("temporal.connect_timeout", "must be positive")
 	}
 	if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		bad("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", redact(c.Database.URL))
+		bad("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", store.RedactDSN(c.Database.URL))
 	}
 	if c.Database.MaxOpenConns < 2 {
 		bad("database.max_open_conns", "%d is too small (at least 2)", c.Database.MaxOpenConns)
@@ -227,20 +229,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// redact hides a password in a URL for messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
-
 // Redacted returns the database URL with any password hidden, for logs.
-func (d Database) Redacted() string { return redact(d.URL) }
+func (d Database) Redacted() string { return store.RedactDSN(d.URL) }
 
 // EnvNames lists every environment variable the configuration reads.
 func EnvNames() []string {
