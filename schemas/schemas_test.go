@@ -1,10 +1,15 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"reflect"
+	"strconv"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v5"
 )
 
 func TestFS(t *testing.T) {
@@ -44,4 +49,59 @@ func TestFS(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFS_LeavesOutTheIntegrationFileSchema(t *testing.T) {
+	if _, err := fs.ReadFile(FS(), IntegrationFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("FS() serves %s (err %v): it is not a record schema", IntegrationFile, err)
+	}
+	if _, err := fs.Stat(FS(), IntegrationFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat(%s) err = %v, want ErrNotExist", IntegrationFile, err)
+	}
+}
+
+// TestIntegration checks the integration file schema is a valid draft
+// 2020-12 schema that closes every object, so typos are caught. What it
+// accepts and refuses is tested in activities/integration/declarative.
+func TestIntegration(t *testing.T) {
+	raw := Integration()
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["$schema"] != "https://json-schema.org/draft/2020-12/schema" {
+		t.Errorf("$schema = %v", doc["$schema"])
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("https://tetherflow.dev/schemas/"+IntegrationFile, bytes.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Compile("https://tetherflow.dev/schemas/" + IntegrationFile); err != nil {
+		t.Fatalf("does not compile: %v", err)
+	}
+	// Every object type with properties is closed, except the placeholders
+	// for connectors being written.
+	open := map[string]bool{
+		"/$defs/source/properties/postgres":  true,
+		"/$defs/destination/properties/http": true,
+	}
+	var walk func(p string, v any)
+	walk = func(p string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if _, ok := x["properties"].(map[string]any); ok && x["type"] == "object" && !open[p] {
+				if x["additionalProperties"] != false {
+					t.Errorf("%s has properties but is not closed (additionalProperties: false)", p)
+				}
+			}
+			for k, c := range x {
+				walk(p+"/"+k, c)
+			}
+		case []any:
+			for i, c := range x {
+				walk(p+"/"+strconv.Itoa(i), c)
+			}
+		}
+	}
+	walk("", doc)
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
@@ -54,9 +55,12 @@ type Validator struct {
 // Name returns the schema file the validator was compiled from.
 func (v *Validator) Name() string { return v.name }
 
-// Registry holds the compiled schemas of a schema directory, by file name.
+// Registry holds the compiled schemas of a schema directory, by file name,
+// and the schemas added to it later with Add. It is safe for concurrent use.
 type Registry struct {
+	mu         sync.RWMutex
 	validators map[string]*Validator
+	added      map[string][]byte // documents given to Add, by name
 }
 
 // NewRegistry compiles every *.json file in fsys (at any depth; the name
@@ -80,12 +84,7 @@ func NewRegistry(fsys fs.FS) (*Registry, error) {
 	}
 	sort.Strings(names)
 
-	c := jsonschema.NewCompiler()
-	c.AssertFormat = true
-	c.AssertContent = true
-	c.LoadURL = func(s string) (io.ReadCloser, error) {
-		return nil, fmt.Errorf("cannot load %s: only the schema files themselves can be referenced (remote references and unknown $schema drafts are not loaded)", strings.TrimPrefix(s, baseURL))
-	}
+	c := newCompiler()
 	var errs []error
 	for _, name := range names {
 		raw, err := fs.ReadFile(fsys, name)
@@ -117,6 +116,79 @@ func NewRegistry(fsys fs.FS) (*Registry, error) {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// newCompiler returns a compiler that asserts formats and content and
+// never loads anything but the resources added to it.
+func newCompiler() *jsonschema.Compiler {
+	c := jsonschema.NewCompiler()
+	c.AssertFormat = true
+	c.AssertContent = true
+	c.LoadURL = func(s string) (io.ReadCloser, error) {
+		return nil, fmt.Errorf("cannot load %s: only the schema files themselves can be referenced (remote references and unknown $schema drafts are not loaded)", strings.TrimPrefix(s, baseURL))
+	}
+	return c
+}
+
+// Add compiles doc, a JSON Schema that does not come from the schema
+// directory (e.g. one an integration file names by path), and registers it
+// under name. The document must be self-contained: its "$ref"s may only
+// point inside it. Adding a name again with the same document does nothing;
+// with another document, or a name the directory already has, is an error:
+// a name always means one schema, so a changed file is added under a new
+// name.
+func (r *Registry) Add(name string, doc []byte) error {
+	if name == "" {
+		return errors.New("add schema: empty name")
+	}
+	r.mu.RLock()
+	err := r.conflict(name, doc)
+	r.mu.RUnlock()
+	if err != nil || r.has(name) {
+		return err
+	}
+	if err := checkJSON(doc); err != nil {
+		return fmt.Errorf("schema %s: not valid JSON: %w", name, err)
+	}
+	c := newCompiler()
+	if err := c.AddResource(baseURL+name, bytes.NewReader(doc)); err != nil {
+		return fmt.Errorf("schema %s: %w", name, err)
+	}
+	s, err := c.Compile(baseURL + name)
+	if err != nil {
+		return &compileError{file: name, problem: schemaProblem(err), err: err}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.conflict(name, doc); err != nil {
+		return err
+	}
+	if r.added == nil {
+		r.added = map[string][]byte{}
+	}
+	r.added[name] = bytes.Clone(doc)
+	r.validators[name] = &Validator{name: name, schema: s}
+	return nil
+}
+
+// conflict reports a name registered with another document than doc. The
+// caller holds r.mu.
+func (r *Registry) conflict(name string, doc []byte) error {
+	if _, ok := r.validators[name]; !ok {
+		return nil
+	}
+	if prev, ok := r.added[name]; ok && bytes.Equal(prev, doc) {
+		return nil
+	}
+	return fmt.Errorf("schema %s is already registered with another document", name)
+}
+
+// has reports whether name is registered.
+func (r *Registry) has(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.validators[name]
+	return ok
 }
 
 // checkJSON reports where a schema file stops being JSON, with its line.
@@ -168,7 +240,10 @@ func schemaProblem(err error) string {
 // Get returns the validator compiled from the named file, e.g.
 // "contacts.schema.json".
 func (r *Registry) Get(name string) (*Validator, error) {
-	if v, ok := r.validators[name]; ok {
+	r.mu.RLock()
+	v, ok := r.validators[name]
+	r.mu.RUnlock()
+	if ok {
 		return v, nil
 	}
 	return nil, fmt.Errorf("no schema %q; known schemas: %s", name, strings.Join(r.Names(), ", "))
@@ -176,6 +251,8 @@ func (r *Registry) Get(name string) (*Validator, error) {
 
 // Names returns the file names of the compiled schemas, sorted.
 func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	names := make([]string, 0, len(r.validators))
 	for n := range r.validators {
 		names = append(names, n)
