@@ -3,9 +3,10 @@ package httpsource
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tetherflow/tether/activities/httpclient"
 )
 
 // Pagination styles a Config can name in Pagination.Style.
@@ -25,31 +26,29 @@ const (
 // Authentication kinds a Config can name in Auth.Kind.
 const (
 	// AuthNone sends no credentials.
-	AuthNone = "none"
+	AuthNone = httpclient.AuthNone
 	// AuthBearer sends "Authorization: Bearer <token>".
-	AuthBearer = "bearer"
+	AuthBearer = httpclient.AuthBearer
 	// AuthAPIKey sends the key in a header (X-API-Key unless Auth.Header says otherwise).
-	AuthAPIKey = "api_key"
+	AuthAPIKey = httpclient.AuthAPIKey
 	// AuthOAuth2 obtains a token with the OAuth2 client credentials grant.
-	AuthOAuth2 = "oauth2"
+	AuthOAuth2 = httpclient.AuthOAuth2
 )
 
 // Defaults applied by New to every key left at its zero value.
 const (
-	DefaultTimeout        = 30 * time.Second
+	DefaultTimeout        = httpclient.DefaultTimeout
 	DefaultMaxBodyBytes   = 32 << 20
-	DefaultRetryMax       = 2
-	DefaultRetryWaitMin   = 100 * time.Millisecond
-	DefaultRetryWaitMax   = 2 * time.Second
+	DefaultRetryMax       = httpclient.DefaultRetryMax
+	DefaultRetryWaitMin   = httpclient.DefaultRetryWaitMin
+	DefaultRetryWaitMax   = httpclient.DefaultRetryWaitMax
 	DefaultPageParam      = "page"
 	DefaultSizeParam      = "per_page"
 	DefaultOffsetParam    = "offset"
 	DefaultLimitParam     = "limit"
 	DefaultCursorParam    = "cursor"
 	DefaultNextCursorPath = "next_cursor"
-	DefaultAPIKeyHeader   = "X-API-Key"
-	// maxRetryMax bounds inner retries: Temporal owns long backoff.
-	maxRetryMax = 10
+	DefaultAPIKeyHeader   = httpclient.DefaultAPIKeyHeader
 )
 
 // totalPagesPath is where page-numbered APIs commonly report their page count.
@@ -118,45 +117,16 @@ type Incremental struct {
 	Param string `mapstructure:"param" yaml:"param" json:"param"`
 }
 
-// Auth holds a source's credentials.
-type Auth struct {
-	// Kind is one of none, bearer, api_key or oauth2 (empty = none).
-	Kind string `mapstructure:"kind" yaml:"kind" json:"kind"`
-	// Token is the bearer token.
-	Token string `mapstructure:"token" yaml:"token" json:"token"`
-	// Header names the API-key header (default "X-API-Key").
-	Header string `mapstructure:"header" yaml:"header" json:"header"`
-	// APIKey is the API key.
-	APIKey string `mapstructure:"api_key" yaml:"api_key" json:"api_key"`
-	// TokenURL is the OAuth2 token endpoint.
-	TokenURL string `mapstructure:"token_url" yaml:"token_url" json:"token_url"`
-	// ClientID is the OAuth2 client id.
-	ClientID string `mapstructure:"client_id" yaml:"client_id" json:"client_id"`
-	// ClientSecret is the OAuth2 client secret.
-	ClientSecret string `mapstructure:"client_secret" yaml:"client_secret" json:"client_secret"`
-	// Scopes are the OAuth2 scopes asked for.
-	Scopes []string `mapstructure:"scopes" yaml:"scopes" json:"scopes"`
-}
+// Auth holds a source's credentials (shared with the HTTP sink). Its
+// secrets never appear in logs or errors.
+type Auth = httpclient.Auth
 
 // RateLimit is a token bucket shared by every Fetch of one Source.
-type RateLimit struct {
-	// RequestsPerSecond is the sustained rate; 0 means unlimited.
-	RequestsPerSecond float64 `mapstructure:"requests_per_second" yaml:"requests_per_second" json:"requests_per_second"`
-	// Burst is how many requests may go at once (default 1 when limited).
-	Burst int `mapstructure:"burst" yaml:"burst" json:"burst"`
-}
+type RateLimit = httpclient.RateLimit
 
 // Retry bounds the in-process retries of one Fetch. They stay short:
 // anything longer is returned to Temporal, which owns long backoff.
-type Retry struct {
-	// Max is the number of retries after the first attempt (default 2; -1 = none).
-	Max int `mapstructure:"max" yaml:"max" json:"max"`
-	// WaitMin is the first backoff (default 100ms).
-	WaitMin time.Duration `mapstructure:"wait_min" yaml:"wait_min" json:"wait_min"`
-	// WaitMax caps a backoff and is the longest server-requested wait
-	// (Retry-After, X-RateLimit-Reset) slept in process (default 2s).
-	WaitMax time.Duration `mapstructure:"wait_max" yaml:"wait_max" json:"wait_max"`
-}
+type Retry = httpclient.Retry
 
 // Validate reports every problem in c, each naming its field.
 func (c Config) Validate() error {
@@ -166,16 +136,8 @@ func (c Config) Validate() error {
 	}
 	d := c.withDefaults()
 
-	if c.BaseURL == "" {
-		add("base_url", "required (e.g. \"https://api.example.com\")")
-	} else if u, err := url.Parse(c.BaseURL); err != nil {
-		add("base_url", "not a URL: %v", err)
-	} else if u.Scheme != "http" && u.Scheme != "https" {
-		add("base_url", "scheme %q is not http or https", u.Scheme)
-	} else if u.Host == "" {
-		add("base_url", "no host in %q", c.BaseURL)
-	} else if u.User != nil {
-		add("base_url", "credentials in the URL are not allowed (use auth)")
+	if err := httpclient.CheckBaseURL(c.BaseURL); err != nil {
+		add("base_url", "%v", err)
 	}
 	if strings.ContainsAny(c.Path, "?#") {
 		add("path", "%q holds a query or fragment (use query)", c.Path)
@@ -185,12 +147,8 @@ func (c Config) Validate() error {
 			add("query", "empty parameter name")
 		}
 	}
-	for k := range c.Headers {
-		if !validHeaderName(k) {
-			add("headers", "%q is not a valid header name", k)
-		}
-	}
-	if err := checkPath(c.RecordsPath); err != nil {
+	errs = append(errs, httpclient.HeaderProblems("headers", c.Headers)...)
+	if err := httpclient.CheckDotPath(c.RecordsPath); err != nil {
 		add("records_path", "%v", err)
 	}
 
@@ -204,7 +162,7 @@ func (c Config) Validate() error {
 		add("pagination.start_page", "must not be negative, got %d", c.Pagination.StartPage)
 	}
 	if p.Style == StyleCursor {
-		if err := checkPath(p.NextCursorPath); err != nil {
+		if err := httpclient.CheckDotPath(p.NextCursorPath); err != nil {
 			add("pagination.next_cursor_path", "%v", err)
 		}
 		if p.NextCursorPath == "" {
@@ -244,60 +202,15 @@ func (c Config) Validate() error {
 		}
 	}
 
-	a := d.Auth
-	switch a.Kind {
-	case AuthNone:
-	case AuthBearer:
-		if a.Token == "" {
-			add("auth.token", "required for auth kind bearer")
-		}
-	case AuthAPIKey:
-		if a.APIKey == "" {
-			add("auth.api_key", "required for auth kind api_key")
-		}
-		if !validHeaderName(a.Header) {
-			add("auth.header", "%q is not a valid header name", a.Header)
-		}
-	case AuthOAuth2:
-		if a.TokenURL == "" {
-			add("auth.token_url", "required for auth kind oauth2")
-		} else if u, err := url.Parse(a.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("auth.token_url", "not an http(s) URL")
-		}
-		if a.ClientID == "" {
-			add("auth.client_id", "required for auth kind oauth2")
-		}
-		if a.ClientSecret == "" {
-			add("auth.client_secret", "required for auth kind oauth2")
-		}
-	default:
-		add("auth.kind", "unknown kind %q (want none, bearer, api_key or oauth2)", c.Auth.Kind)
-	}
-
-	if c.RateLimit.RequestsPerSecond < 0 {
-		add("rate_limit.requests_per_second", "must not be negative, got %g", c.RateLimit.RequestsPerSecond)
-	}
-	if c.RateLimit.Burst < 0 {
-		add("rate_limit.burst", "must not be negative, got %d", c.RateLimit.Burst)
-	}
+	errs = append(errs, c.Auth.Problems("auth")...)
+	errs = append(errs, c.RateLimit.Problems("rate_limit")...)
 	if c.Timeout < 0 {
 		add("timeout", "must not be negative, got %s", c.Timeout)
 	}
 	if c.MaxBodyBytes < 0 {
 		add("max_body_bytes", "must not be negative, got %d", c.MaxBodyBytes)
 	}
-	if c.Retry.Max < -1 || c.Retry.Max > maxRetryMax {
-		add("retry.max", "%d is out of range (want -1 for none, 0 for the default %d, up to %d: Temporal owns long backoff)", c.Retry.Max, DefaultRetryMax, maxRetryMax)
-	}
-	if c.Retry.WaitMin < 0 {
-		add("retry.wait_min", "must not be negative, got %s", c.Retry.WaitMin)
-	}
-	if c.Retry.WaitMax < 0 {
-		add("retry.wait_max", "must not be negative, got %s", c.Retry.WaitMax)
-	}
-	if d.Retry.WaitMin > d.Retry.WaitMax {
-		add("retry.wait_min", "%s is above retry.wait_max %s", d.Retry.WaitMin, d.Retry.WaitMax)
-	}
+	errs = append(errs, c.Retry.Problems("retry")...)
 	return errors.Join(errs...)
 }
 
@@ -316,31 +229,15 @@ func (c Config) withDefaults() Config {
 	if p.StartPage == 0 {
 		p.StartPage = 1
 	}
-	if c.Auth.Kind == "" {
-		c.Auth.Kind = AuthNone
-	}
-	setDefault(&c.Auth.Header, DefaultAPIKeyHeader)
-	if c.RateLimit.RequestsPerSecond > 0 && c.RateLimit.Burst == 0 {
-		c.RateLimit.Burst = 1
-	}
+	c.Auth = c.Auth.WithDefaults()
+	c.RateLimit = c.RateLimit.WithDefaults()
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	switch c.Retry.Max {
-	case 0:
-		c.Retry.Max = DefaultRetryMax
-	case -1:
-		c.Retry.Max = 0
-	}
-	if c.Retry.WaitMin == 0 {
-		c.Retry.WaitMin = DefaultRetryWaitMin
-	}
-	if c.Retry.WaitMax == 0 {
-		c.Retry.WaitMax = DefaultRetryWaitMax
-	}
+	c.Retry = c.Retry.WithDefaults()
 	return c
 }
 
@@ -348,34 +245,4 @@ func setDefault(s *string, def string) {
 	if *s == "" {
 		*s = def
 	}
-}
-
-// checkPath reports a dot path with an empty segment ("a..b", ".a", "a.").
-func checkPath(p string) error {
-	if p == "" {
-		return nil
-	}
-	for i, seg := range strings.Split(p, ".") {
-		if seg == "" {
-			return fmt.Errorf("%q has an empty segment at position %d", p, i+1)
-		}
-	}
-	return nil
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/httpclient/httpclienttest"
 	"github.com/tetherflow/tether/activities/source"
 )
 
@@ -43,7 +44,7 @@ func TestSource_FetchStatusErrors(t *testing.T) {
 			}}
 			s, srv := newTestSource(t, api, Config{RecordsPath: "data", Auth: Auth{Kind: AuthBearer, Token: "s3cret-bearer"}}, nil)
 			_, err := s.Fetch(context.Background(), source.Request{Limit: 5})
-			ae := appError(t, err)
+			ae := httpclienttest.AppError(t, err)
 			if ae.Type() != tt.wantType || ae.NonRetryable() != tt.wantPermanent {
 				t.Errorf("type %s permanent %v, want %s %v", ae.Type(), ae.NonRetryable(), tt.wantType, tt.wantPermanent)
 			}
@@ -80,7 +81,7 @@ func TestSource_FetchTransportErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = s.Fetch(context.Background(), source.Request{})
-		ae := appError(t, err)
+		ae := httpclienttest.AppError(t, err)
 		if ae.Type() != failure.TypeSourceUnavailable || ae.NonRetryable() {
 			t.Errorf("type %s permanent %v: %v", ae.Type(), ae.NonRetryable(), err)
 		}
@@ -98,7 +99,7 @@ func TestSource_FetchTransportErrors(t *testing.T) {
 		}}
 		s, _ := newTestSource(t, api, Config{Timeout: 50 * time.Millisecond, Retry: Retry{Max: -1}}, nil)
 		_, err := s.Fetch(context.Background(), source.Request{})
-		ae := appError(t, err)
+		ae := httpclienttest.AppError(t, err)
 		if ae.Type() != failure.TypeSourceUnavailable || ae.NonRetryable() {
 			t.Errorf("type %s permanent %v: %v", ae.Type(), ae.NonRetryable(), err)
 		}
@@ -113,7 +114,7 @@ func TestSource_FetchTransportErrors(t *testing.T) {
 		}}
 		s, _ := newTestSource(t, api, Config{Auth: Auth{Kind: AuthAPIKey, APIKey: "k3y-value"}}, nil)
 		_, err := s.Fetch(context.Background(), source.Request{})
-		ae := appError(t, err)
+		ae := httpclienttest.AppError(t, err)
 		if ae.Type() != failure.TypeSourceHTTP || !ae.NonRetryable() || !strings.Contains(err.Error(), "status 302") {
 			t.Errorf("type %s permanent %v: %v", ae.Type(), ae.NonRetryable(), err)
 		}
@@ -160,7 +161,7 @@ func TestSource_FetchMalformed(t *testing.T) {
 			})
 			s, _ := newTestSource(t, h, tt.cfg, nil)
 			_, err := s.Fetch(context.Background(), source.Request{Limit: 5, Position: source.Position{Token: "same"}})
-			ae := appError(t, err)
+			ae := httpclienttest.AppError(t, err)
 			if ae.Type() != tt.wantType || !ae.NonRetryable() {
 				t.Errorf("type %s permanent %v, want permanent %s: %v", ae.Type(), ae.NonRetryable(), tt.wantType, err)
 			}
@@ -181,12 +182,12 @@ func TestSource_FetchLinkToAnotherHost(t *testing.T) {
 	})
 	s, _ := newTestSource(t, h, Config{RecordsPath: "data", Pagination: Pagination{Style: StyleLink}}, nil)
 	_, err := s.Fetch(context.Background(), source.Request{Limit: 1})
-	ae := appError(t, err)
+	ae := httpclienttest.AppError(t, err)
 	if ae.Type() != failure.TypeSourceMalformed || !strings.Contains(err.Error(), "not on the base_url's host") {
 		t.Errorf("type %s: %v", ae.Type(), err)
 	}
 	_, err = s.Fetch(context.Background(), source.Request{Position: source.Position{NextURL: "https://evil.example/x"}})
-	if ae := appError(t, err); ae.Type() != failure.TypeConfig || !ae.NonRetryable() {
+	if ae := httpclienttest.AppError(t, err); ae.Type() != failure.TypeConfig || !ae.NonRetryable() {
 		t.Errorf("foreign NextURL in the position: type %s: %v", ae.Type(), err)
 	}
 }
@@ -282,18 +283,5 @@ func TestConfig_Validate(t *testing.T) {
 				t.Errorf("New() = %v, want a permanent config error", err)
 			}
 		})
-	}
-}
-
-func TestRedactURL(t *testing.T) {
-	tests := []struct{ give, want string }{
-		{give: "http://h/x?page=2&api_key=abc&access_token=t&sig=s", want: "http://h/x?access_token=REDACTED&api_key=REDACTED&page=2&sig=REDACTED"},
-		{give: "http://user:pw@h/x", want: "http://h/x"},
-		{give: "http://h/x?page=2", want: "http://h/x?page=2"},
-	}
-	for _, tt := range tests {
-		if got := redactURL(tt.give); got != tt.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tt.give, got, tt.want)
-		}
 	}
 }

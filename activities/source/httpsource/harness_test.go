@@ -3,7 +3,6 @@ package httpsource
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
-
+	"github.com/tetherflow/tether/activities/httpclient/httpclienttest"
 	"github.com/tetherflow/tether/activities/source"
 )
 
@@ -102,44 +100,9 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
-// testClock is an injected clock; its sleep advances it and records the
-// waits, so tests see exactly how long the Source chose to wait.
-type testClock struct {
-	mu     sync.Mutex
-	t      time.Time
-	sleeps []time.Duration
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	c.sleeps = append(c.sleeps, d)
-	return nil
-}
-
-func (c *testClock) waits() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.sleeps...)
-}
-
 // newTestSource starts h on loopback and builds a Source for it. When clk is
 // set, the Source reads time from it and sleeps through it.
-func newTestSource(t *testing.T, h http.Handler, cfg Config, clk *testClock, opts ...Option) (*Source, *httptest.Server) {
+func newTestSource(t *testing.T, h http.Handler, cfg Config, clk *httpclienttest.Clock, opts ...Option) (*Source, *httptest.Server) {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -154,14 +117,11 @@ func newTestSource(t *testing.T, h http.Handler, cfg Config, clk *testClock, opt
 		cfg.Retry.WaitMax = 2 * time.Second
 	}
 	if clk != nil {
-		opts = append(opts, WithClock(clk.now))
+		opts = append(opts, WithClock(clk.Now), func(s *Source) { s.sleep = clk.Sleep })
 	}
 	s, err := New("test-items", cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
-	}
-	if clk != nil {
-		s.pacer.sleep = clk.sleep
 	}
 	return s, srv
 }
@@ -195,16 +155,6 @@ func readAll(t *testing.T, s *Source, req source.Request) ([]int, int) {
 		}
 		req.Position = page.Next
 	}
-}
-
-// appError returns err's *temporal.ApplicationError or fails the test.
-func appError(t *testing.T, err error) *temporal.ApplicationError {
-	t.Helper()
-	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) {
-		t.Fatalf("error %v (%T) is not an ApplicationError", err, err)
-	}
-	return ae
 }
 
 // memoryMemos is a MemoStore in memory.

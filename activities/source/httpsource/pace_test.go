@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/httpclient/httpclienttest"
 	"github.com/tetherflow/tether/activities/source"
 )
 
 func TestSource_FetchHonoursServerPacing(t *testing.T) {
-	clk := newTestClock()
-	unix := func(d time.Duration) string { return strconv.FormatInt(clk.now().Add(d).Unix(), 10) }
+	clk := httpclienttest.NewClock()
+	unix := func(d time.Duration) string { return strconv.FormatInt(clk.Now().Add(d).Unix(), 10) }
 	tests := []struct {
 		name string
 		// first sees the first request; later ones are served normally.
@@ -78,7 +79,7 @@ func TestSource_FetchHonoursServerPacing(t *testing.T) {
 		{
 			name: "503 with Retry-After as an HTTP-date",
 			first: func(w http.ResponseWriter) bool {
-				w.Header().Set("Retry-After", clk.now().Add(2*time.Second).Format(http.TimeFormat))
+				w.Header().Set("Retry-After", clk.Now().Add(2*time.Second).Format(http.TimeFormat))
 				w.WriteHeader(http.StatusServiceUnavailable)
 				return true
 			},
@@ -122,7 +123,7 @@ func TestSource_FetchHonoursServerPacing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk = newTestClock()
+			clk = httpclienttest.NewClock()
 			api := &fakeAPI{n: 3, style: StyleNone, before: func(w http.ResponseWriter, r *http.Request, call int) bool {
 				return call == 1 && tt.first(w)
 			}}
@@ -131,7 +132,7 @@ func TestSource_FetchHonoursServerPacing(t *testing.T) {
 
 			_, err := s.Fetch(ctx, source.Request{Limit: 5})
 			if tt.wantErr != "" {
-				ae := appError(t, err)
+				ae := httpclienttest.AppError(t, err)
 				if ae.Type() != tt.wantErr || ae.NonRetryable() {
 					t.Fatalf("first Fetch: type %s, permanent %v: %v", ae.Type(), ae.NonRetryable(), err)
 				}
@@ -144,7 +145,7 @@ func TestSource_FetchHonoursServerPacing(t *testing.T) {
 
 			_, err = s.Fetch(ctx, source.Request{Limit: 5})
 			if tt.secondFails {
-				ae := appError(t, err)
+				ae := httpclienttest.AppError(t, err)
 				if ae.Type() != failure.TypeSourceThrottled || ae.NextRetryDelay() < tt.wantDelay-time.Second {
 					t.Errorf("second Fetch: type %s, delay %s, want throttled ~%s: %v", ae.Type(), ae.NextRetryDelay(), tt.wantDelay, err)
 				}
@@ -154,7 +155,7 @@ func TestSource_FetchHonoursServerPacing(t *testing.T) {
 			if api.calls() != tt.wantCalls {
 				t.Errorf("requests = %d, want %d", api.calls(), tt.wantCalls)
 			}
-			if got := clk.waits(); !equalDurations(got, tt.wantWaits) {
+			if got := clk.Waits(); !equalDurations(got, tt.wantWaits) {
 				t.Errorf("waits = %v, want %v", got, tt.wantWaits)
 			}
 		})
@@ -195,7 +196,7 @@ func TestSource_FetchServerWaitIsReal(t *testing.T) {
 	}
 
 	t.Run("waiting respects ctx", func(t *testing.T) {
-		s.pacer.pauseUntil(time.Now().Add(time.Second), "test")
+		s.client.Pacer().PauseUntil(time.Now().Add(time.Second), "test")
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		calls := api.calls()
@@ -221,28 +222,5 @@ func TestSource_FetchTokenBucket(t *testing.T) {
 	// 5 requests at 20/s with a burst of 1: at least 4 intervals of 50ms.
 	if elapsed := time.Since(start); elapsed < 190*time.Millisecond {
 		t.Errorf("5 requests took %s, want at least 200ms at 20 rps", elapsed)
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		give   string
-		want   time.Duration
-		wantOK bool
-	}{
-		{give: "7", want: 7 * time.Second, wantOK: true},
-		{give: " 0 ", want: 0, wantOK: true},
-		{give: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second, wantOK: true},
-		{give: now.Add(-time.Hour).Format(http.TimeFormat), want: 0, wantOK: true},
-		{give: "-3"},
-		{give: "soon"},
-		{give: ""},
-	}
-	for _, tt := range tests {
-		got, ok := parseRetryAfter(tt.give, now)
-		if got != tt.want || ok != tt.wantOK {
-			t.Errorf("parseRetryAfter(%q) = %s, %v; want %s, %v", tt.give, got, ok, tt.want, tt.wantOK)
-		}
 	}
 }

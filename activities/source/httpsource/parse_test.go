@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/tetherflow/tether/activities/httpclient"
 )
 
 func TestNextLink(t *testing.T) {
@@ -97,7 +99,7 @@ func FuzzDocumentRecords(f *testing.F) {
 		f.Add([]byte(seed.body), seed.path)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, path string) {
-		if checkPath(path) != nil {
+		if httpclient.CheckDotPath(path) != nil {
 			return
 		}
 		doc, err := parseDocument(body)

@@ -8,14 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
-	cleanhttp "github.com/hashicorp/go-cleanhttp"
-	retryablehttp "github.com/hashicorp/go-retryablehttp"
-	"golang.org/x/time/rate"
-
 	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/httpclient"
 	"github.com/tetherflow/tether/activities/source"
 )
 
@@ -27,14 +23,14 @@ type Source struct {
 	cfg         Config // with defaults
 	base        *url.URL
 
-	client *retryablehttp.Client
-	pacer  *pacer
-	oauth  *oauthTokens // nil unless Auth.Kind is oauth2
+	client *httpclient.Client
 	memos  source.MemoStore
 	log    *slog.Logger
-	now    func() time.Time
 
-	transport http.RoundTripper // under the retries and the pacer
+	// Taken by New for the client.
+	now       func() time.Time
+	sleep     func(ctx context.Context, d time.Duration) error // nil = real timers
+	transport http.RoundTripper                                // under the retries and the pacer
 }
 
 var _ source.Source = (*Source)(nil)
@@ -97,35 +93,20 @@ func New(integration string, cfg Config, opts ...Option) (*Source, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	transport := s.transport
-	if transport == nil {
-		transport = cleanhttp.DefaultPooledTransport()
-	}
-
-	var limiter *rate.Limiter
-	if cfg.RateLimit.RequestsPerSecond > 0 {
-		limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit.RequestsPerSecond), cfg.RateLimit.Burst)
-	}
-	s.pacer = &pacer{limiter: limiter, now: s.now, sleep: sleepCtx, maxWait: cfg.Retry.WaitMax}
-
-	s.client = &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport:     &pacedTransport{next: transport, pacer: s.pacer},
-			Timeout:       cfg.Timeout,
-			CheckRedirect: sameHostRedirects,
-		},
-		Logger:         nil, // retries are logged by RequestLogHook, through slog
-		RetryMax:       cfg.Retry.Max,
-		RetryWaitMin:   cfg.Retry.WaitMin,
-		RetryWaitMax:   cfg.Retry.WaitMax,
-		CheckRetry:     s.checkRetry,
-		Backoff:        s.backoff,
-		ErrorHandler:   keepLastResponse,
-		RequestLogHook: s.logRetry,
-	}
-	if cfg.Auth.Kind == AuthOAuth2 {
-		s.oauth = newOAuthTokens(cfg.Auth, &http.Client{Transport: transport, Timeout: cfg.Timeout})
-	}
+	s.client = httpclient.New(httpclient.Options{
+		Name:      integration,
+		Auth:      cfg.Auth,
+		RateLimit: cfg.RateLimit,
+		Retry:     cfg.Retry,
+		Timeout:   cfg.Timeout,
+		Headers:   cfg.Headers,
+		UserAgent: "tether-httpsource",
+		Types:     errorTypes,
+		Transport: s.transport,
+		Logger:    s.log,
+		Now:       s.now,
+		Sleep:     s.sleep,
+	})
 	return s, nil
 }
 
@@ -151,7 +132,7 @@ func (s *Source) Fetch(ctx context.Context, req source.Request) (source.Page, er
 		case err != nil:
 			// An unconditional request is always correct, only slower.
 			s.log.WarnContext(ctx, "page memo unavailable; requesting the page unconditionally",
-				"integration", integration, "url", redactURL(cacheKey), "error", err)
+				"integration", integration, "url", httpclient.RedactURL(cacheKey), "error", err)
 		case ok && m.ETag != "":
 			memo, conditional = m, true
 		}
@@ -169,45 +150,19 @@ func (s *Source) Fetch(ctx context.Context, req source.Request) (source.Page, er
 		return source.Page{}, err
 	}
 	page.CacheKey = cacheKey
-	s.log.DebugContext(ctx, "fetched page", "integration", integration, "url", redactURL(cacheKey),
+	s.log.DebugContext(ctx, "fetched page", "integration", integration, "url", httpclient.RedactURL(cacheKey),
 		"status", page.StatusCode, "records", page.RecordCount, "notModified", page.NotModified,
 		"done", page.Done, "elapsed", time.Since(start))
 	return page, nil
 }
 
-// send performs the GET with inner retries. With OAuth2, a 401 drops the
-// cached token and the request is sent once more with a fresh one.
+// send performs the GET, with If-None-Match when conditional.
 func (s *Source) send(ctx context.Context, u *url.URL, etag string, conditional bool) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
-		hreq, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("GET %s: %w", redactURL(u.String()), err))
-		}
-		hreq.Header.Set("Accept", "application/json")
-		hreq.Header.Set("User-Agent", "tether-httpsource")
-		for k, v := range s.cfg.Headers {
-			hreq.Header.Set(k, v)
-		}
-		tok, err := s.authorize(hreq.Request)
-		if err != nil {
-			return nil, err
-		}
-		if conditional {
-			hreq.Header.Set("If-None-Match", etag)
-		}
-		resp, err := s.client.Do(hreq)
-		if err != nil {
-			return nil, s.classifyTransportError(ctx, u, err)
-		}
-		if resp.StatusCode == http.StatusUnauthorized && s.oauth != nil && attempt == 0 {
-			drain(resp)
-			s.oauth.invalidate(tok)
-			s.log.InfoContext(ctx, "source refused the OAuth2 token; fetching a new one",
-				"integration", s.integration, "url", redactURL(u.String()))
-			continue
-		}
-		return resp, nil
+	var header http.Header
+	if conditional {
+		header = http.Header{"If-None-Match": {etag}}
 	}
+	return s.client.Do(ctx, http.MethodGet, u, nil, header)
 }
 
 // requestURL builds the URL of the page at req.Position.
@@ -216,18 +171,18 @@ func (s *Source) requestURL(req source.Request) (*url.URL, error) {
 	pos := req.Position
 	if p.Style == StyleLink && pos.NextURL != "" {
 		u, err := url.Parse(pos.NextURL)
-		if err == nil && !sameOrigin(s.base, u) {
+		if err == nil && !httpclient.SameOrigin(s.base, u) {
 			err = errors.New("not on the base_url's host")
 		}
 		if err != nil {
 			return nil, failure.Permanent(failure.TypeConfig,
-				fmt.Errorf("position next URL %s: %w", redactURL(pos.NextURL), err))
+				fmt.Errorf("position next URL %s: %w", httpclient.RedactURL(pos.NextURL), err))
 		}
 		return u, nil
 	}
 
 	u := *s.base
-	u.Path = joinPath(s.base.Path, s.cfg.Path)
+	u.Path = httpclient.JoinPath(s.base.Path, s.cfg.Path)
 	u.RawPath = ""
 	q := u.Query()
 	for k, v := range s.cfg.Query {
@@ -290,7 +245,7 @@ func (s *Source) readPage(resp *http.Response, req source.Request, u *url.URL, m
 	case resp.StatusCode == http.StatusNoContent:
 		return source.Page{Done: true, StatusCode: resp.StatusCode, ETag: resp.Header.Get("ETag")}, nil
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return source.Page{}, s.statusError(resp, u)
+		return source.Page{}, s.client.StatusError(http.MethodGet, u, resp)
 	}
 
 	body, err := s.readBody(resp, u)
@@ -366,10 +321,10 @@ func (s *Source) advance(req source.Request, u *url.URL, doc document, resp *htt
 		}
 		next, err := u.Parse(target)
 		if err != nil {
-			return source.Position{}, false, fmt.Errorf("link rel=\"next\" %q: %w", redactURL(target), err)
+			return source.Position{}, false, fmt.Errorf("link rel=\"next\" %q: %w", httpclient.RedactURL(target), err)
 		}
-		if !sameOrigin(s.base, next) {
-			return source.Position{}, false, fmt.Errorf("link rel=\"next\" %s is not on the base_url's host: credentials are not sent elsewhere", redactURL(next.String()))
+		if !httpclient.SameOrigin(s.base, next) {
+			return source.Position{}, false, fmt.Errorf("link rel=\"next\" %s is not on the base_url's host: credentials are not sent elsewhere", httpclient.RedactURL(next.String()))
 		}
 		if next.String() == u.String() {
 			return source.Position{}, false, fmt.Errorf("link rel=\"next\" points at the page itself: the read would never end")
@@ -378,45 +333,4 @@ func (s *Source) advance(req source.Request, u *url.URL, doc document, resp *htt
 	default:
 		return source.Position{}, true, nil
 	}
-}
-
-// joinPath appends p to the base path with exactly one slash between.
-func joinPath(base, p string) string {
-	switch {
-	case p == "":
-		return base
-	case base == "" || base == "/":
-		if p[0] != '/' {
-			return "/" + p
-		}
-		return p
-	}
-	for len(base) > 0 && base[len(base)-1] == '/' {
-		base = base[:len(base)-1]
-	}
-	for len(p) > 0 && p[0] == '/' {
-		p = p[1:]
-	}
-	return base + "/" + p
-}
-
-// sameOrigin reports whether u is on base's host (https may replace http).
-func sameOrigin(base, u *url.URL) bool {
-	if u.Host == "" || !strings.EqualFold(u.Host, base.Host) {
-		return false
-	}
-	return u.Scheme == base.Scheme || (base.Scheme == "http" && u.Scheme == "https")
-}
-
-// sameHostRedirects follows redirects on the source's host only: Go drops
-// Authorization on a cross-host redirect but not an API-key header. A
-// refused redirect surfaces as its 3xx status.
-func sameHostRedirects(req *http.Request, via []*http.Request) error {
-	if len(via) >= 10 {
-		return http.ErrUseLastResponse
-	}
-	if !sameOrigin(via[0].URL, req.URL) {
-		return http.ErrUseLastResponse
-	}
-	return nil
 }

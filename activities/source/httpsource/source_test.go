@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/httpclient/httpclienttest"
 	"github.com/tetherflow/tether/activities/source"
 )
 
@@ -343,7 +344,7 @@ func TestSource_FetchOAuth2Errors(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = s.Fetch(context.Background(), source.Request{Limit: 5})
-			ae := appError(t, err)
+			ae := httpclienttest.AppError(t, err)
 			if ae.Type() != tt.wantType || ae.NonRetryable() != tt.wantPermanent {
 				t.Errorf("type %s permanent %v, want %s %v: %v", ae.Type(), ae.NonRetryable(), tt.wantType, tt.wantPermanent, err)
 			}
