@@ -39,12 +39,30 @@ const (
 	TypeSinkSQL = "SinkSQLError"
 	// TypeSinkUnavailable: the destination could not be reached (retryable).
 	TypeSinkUnavailable = "SinkUnavailable"
+	// TypeSinkHTTP: the destination answered with an HTTP error status a
+	// retry cannot fix.
+	TypeSinkHTTP = "SinkHTTPError"
+	// TypeSinkAuth: the destination refused our credentials (401/403).
+	TypeSinkAuth = "SinkAuthError"
+	// TypeSinkNotFound: the destination has no such endpoint (404/410).
+	TypeSinkNotFound = "SinkNotFound"
+	// TypeSinkThrottled: the destination asked us to slow down (429, 503 + Retry-After).
+	TypeSinkThrottled = "SinkThrottled"
+	// TypeSinkMalformed: the destination's answer could not be read (not
+	// JSON, no id where the configuration says it is).
+	TypeSinkMalformed = "SinkMalformedResponse"
+	// TypeCircuitOpen: calls to the destination are suspended after too
+	// many failures (retryable, with the time left before the next probe).
+	TypeCircuitOpen = "CircuitOpen"
 	// TypeInvalidThreshold: too many records failed validation or transformation.
 	TypeInvalidThreshold = "InvalidThresholdExceeded"
 	// TypeStagedPageMissing: a staged page the step needs is gone (run cleaned up).
 	TypeStagedPageMissing = "StagedPageMissing"
 	// TypeCompensation: a compensation could not restore the destination.
 	TypeCompensation = "CompensationFailed"
+	// TypeRunFenced: a batch of a run that is being (or was) compensated
+	// was refused.
+	TypeRunFenced = "RunFenced"
 )
 
 // Permanent wraps err as a non-retryable application error of the given type.

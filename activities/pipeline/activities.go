@@ -2,11 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tetherflow/tether/activities/syncstep"
 	"log/slog"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tetherflow/tether/activities/source"
 	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/transform"
 	"github.com/tetherflow/tether/activities/validate"
 )
@@ -202,14 +204,17 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 	if err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
+	// The heartbeat covers the request and the staging.
 	stop := heartbeat(ctx, fmt.Sprintf("fetching page %d", in.Ref.Page))
+	defer stop()
 	page, err := c.src.Fetch(ctx, source.Request{Integration: in.Integration, Position: in.Position, Since: in.Since, Limit: in.Limit})
-	stop()
 	if err != nil {
 		return syncstep.FetchPageOutput{}, err // classified; the workflow adds the page
 	}
+	ref := in.Ref
+	ref.Stage = newStageToken()
 	out := syncstep.FetchPageOutput{
-		Ref:         in.Ref,
+		Ref:         ref,
 		Count:       page.RecordCount,
 		Next:        page.Next,
 		Done:        page.Done,
@@ -229,10 +234,10 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 		out.Advanced = !out.Last.IsZero() && compareCheckpoints(out.Last, in.Since) > 0
 	}
 	if len(page.Records) > 0 {
-		if err := a.store.StagePage(ctx, in.Ref.RunID, in.Ref.Page, page.Records); err != nil {
+		if err := a.store.StagePage(ctx, ref.RunID, ref.Page, ref.Stage, page.Records); err != nil {
 			return syncstep.FetchPageOutput{}, err
 		}
-		a.cache.put(in.Ref, &pageEntry{raw: page.Records})
+		a.cache.put(ref, &pageEntry{raw: page.Records})
 	}
 	return out, nil
 }
@@ -251,7 +256,9 @@ func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.Fetch
 	if err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
-	out := syncstep.FetchPageOutput{Ref: in.Ref, Count: len(entries), Next: source.Position{Offset: int(in.AfterID)},
+	ref := in.Ref
+	ref.Stage = newStageToken()
+	out := syncstep.FetchPageOutput{Ref: ref, Count: len(entries), Next: source.Position{Offset: int(in.AfterID)},
 		Done: len(entries) < in.Limit}
 	if len(entries) == 0 {
 		out.Done = true
@@ -269,10 +276,10 @@ func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.Fetch
 	last := entries[len(entries)-1].ID
 	out.Next = source.Position{Offset: int(last)}
 	out.Done = out.Done || last >= in.UpTo
-	if err := a.store.StagePage(ctx, in.Ref.RunID, in.Ref.Page, records); err != nil {
+	if err := a.store.StagePage(ctx, ref.RunID, ref.Page, ref.Stage, records); err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
-	a.cache.put(in.Ref, &pageEntry{raw: records})
+	a.cache.put(ref, &pageEntry{raw: records})
 	return out, nil
 }
 
@@ -363,7 +370,7 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 		Duplicates: out.Duplicates, Invalid: out.Rejected, Valid: -out.Rejected,
 	})
 	if in.Replay {
-		err = a.store.MarkReplayed(ctx, tx, in.QuarantineIDs, in.Ref.RunID)
+		err = a.store.MarkReplayed(ctx, tx, appliedEntries(in.QuarantineIDs, e, res.Rejected), in.Ref.RunID)
 	} else {
 		err = a.store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{
 			Checkpoint: in.Checkpoint, Position: in.Next, RunID: in.Ref.RunID, Seq: in.Seq,
@@ -386,6 +393,33 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	}
 	a.cache.drop(in.Ref)
 	return out, nil
+}
+
+// appliedEntries picks, among a replay page's quarantine entries (one per
+// record), those whose records reached the destination: not those found
+// invalid again, nor rows the destination rejected.
+func appliedEntries(ids []int64, e *pageEntry, rejected []pgsink.Rejected) []int64 {
+	if len(ids) != len(e.raw) {
+		return nil // not a replay page as staged; mark nothing rather than the wrong entries
+	}
+	refused := make(map[int]bool, len(rejected))
+	for _, rj := range rejected {
+		refused[rj.Index] = true
+	}
+	applied := make([]int64, 0, len(e.rowIndex))
+	for j, idx := range e.rowIndex {
+		if !refused[j] {
+			applied = append(applied, ids[idx])
+		}
+	}
+	return applied
+}
+
+// newStageToken returns a fresh random token naming one fetch's staged copy.
+func newStageToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // batchMarker keys applied-batch markers by the run and the workflow
@@ -422,6 +456,46 @@ func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.Compensate
 	return syncstep.CompensateOutput{Restored: n}, nil
 }
 
+// BeginCompensation starts undoing a failed or cancelled atomic run. It
+// marks the run Compensating, which fences out any late apply of it, and
+// puts back what the run moved before a single row is restored: the
+// checkpoint returns to where the run found it and the page validators it
+// remembered are forgotten (a sync run), or the quarantine entries it
+// marked replayed are pending again (a replay run). So if compensation
+// stops half-way, the next run re-reads everything the run read; nothing is
+// skipped. It returns the last batch with before-images to undo.
+func (a *Activities) BeginCompensation(ctx context.Context, in syncstep.BeginCompensationInput) (syncstep.BeginCompensationOutput, error) {
+	c, err := a.get(in.Integration)
+	if err != nil {
+		return syncstep.BeginCompensationOutput{}, err
+	}
+	run, err := a.store.BeginCompensation(ctx, in.RunID)
+	if err != nil {
+		return syncstep.BeginCompensationOutput{}, err
+	}
+	if err := a.rollBackRunState(ctx, in.Integration, in.Kind, run); err != nil {
+		return syncstep.BeginCompensationOutput{}, err
+	}
+	last, err := c.sink.LastImagedBatch(ctx, a.db, in.RunID)
+	if err != nil {
+		return syncstep.BeginCompensationOutput{}, err
+	}
+	return syncstep.BeginCompensationOutput{LastBatch: last}, nil
+}
+
+// rollBackRunState puts back the integration state a compensated run moved:
+// the checkpoint and page memos of a sync run, the replay marks of a replay
+// run. It is idempotent.
+func (a *Activities) rollBackRunState(ctx context.Context, integration, kind string, run store.Run) error {
+	if kind == store.KindReplay {
+		return a.store.UnmarkReplayed(ctx, run.RunID)
+	}
+	if err := a.store.RestoreCheckpoint(ctx, a.db, integration, store.CheckpointState{Checkpoint: run.From, RunID: run.RunID}); err != nil {
+		return err
+	}
+	return a.store.ForgetMemos(ctx, integration)
+}
+
 // FinishRun records the run's end. A completed run clears the mid-read
 // position (the next run starts from the checkpoint); a compensated run puts
 // the checkpoint back where the run found it and forgets the page validators
@@ -431,25 +505,30 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 	if err != nil {
 		return err
 	}
-	if err := a.store.FinishRun(ctx, in.RunID, in.Status, in.Counts, in.To, in.Error, in.ErrorType); err != nil {
+	err = a.store.FinishRun(ctx, in.RunID, in.Status, in.Counts, in.To, in.Error, in.ErrorType)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The run failed before StartRun recorded it: nothing to finish.
+		activity.GetLogger(ctx).Warn("finishing a run that was never recorded", "runId", in.RunID, "status", in.Status)
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	switch {
-	case in.Kind == store.KindReplay:
-		// A replay never moves the integration's checkpoint or memos.
-	case in.Status == progress.StatusCompleted:
-		if err := a.store.ClearPosition(ctx, in.Integration); err != nil {
-			return err
-		}
 	case in.Status == progress.StatusCompensated:
+		// BeginCompensation did this already; runs recorded before it
+		// existed rely on this.
 		run, err := a.store.GetRun(ctx, in.RunID)
 		if err != nil {
 			return err
 		}
-		if err := a.store.RestoreCheckpoint(ctx, a.db, in.Integration, store.CheckpointState{Checkpoint: run.From, RunID: in.RunID}); err != nil {
+		if err := a.rollBackRunState(ctx, in.Integration, in.Kind, run); err != nil {
 			return err
 		}
-		if err := a.store.ForgetMemos(ctx, in.Integration); err != nil {
+	case in.Kind == store.KindReplay:
+		// A replay never moves the integration's checkpoint or memos.
+	case in.Status == progress.StatusCompleted:
+		if err := a.store.ClearPosition(ctx, in.Integration); err != nil {
 			return err
 		}
 	}

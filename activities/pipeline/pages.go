@@ -1,12 +1,13 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tetherflow/tether/activities/syncstep"
 	"math/big"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source"
 	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/transform"
 	"github.com/tetherflow/tether/activities/validate"
 )
@@ -111,7 +113,7 @@ func (a *Activities) entry(ctx context.Context, ref syncstep.PageRef) (*pageEntr
 	if e, ok := a.cache.get(ref); ok {
 		return e, nil
 	}
-	raw, err := a.store.LoadPage(ctx, ref.RunID, ref.Page)
+	raw, err := a.store.LoadPage(ctx, ref.RunID, ref.Page, ref.Stage)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +123,8 @@ func (a *Activities) entry(ctx context.Context, ref syncstep.PageRef) (*pageEntr
 }
 
 // validated brings the page to the validated stage, quarantining invalid
-// records (idempotently: a rebuilt page quarantines the same records under
-// the same (run, page, index), which the store ignores).
+// records (idempotently: the store keeps one pending entry per record, so a
+// rebuilt page, a rerun or a reset meeting the same record adds nothing).
 func (a *Activities) validated(ctx context.Context, c *compiled, in syncstep.BatchInput) (*pageEntry, error) {
 	e, err := a.entry(ctx, in.Ref)
 	if err != nil {
@@ -149,18 +151,25 @@ func (a *Activities) validated(ctx context.Context, c *compiled, in syncstep.Bat
 				[]store.ErrorDetail{{Keyword: "type", Message: fmt.Sprintf("record is a JSON %s, not an object", jsonKind(v))}}))
 			continue
 		}
+		// Records strictly before the checkpoint's cursor were committed
+		// already: skip them before anything else, even when keyless.
+		cur, hasCur := "", false
+		if len(c.cursorPath) > 0 && !in.Since.IsZero() {
+			cur, hasCur = scalarString(lookup(rec, c.cursorPath))
+			if hasCur && compareValues(cur, in.Since.Cursor, true) < 0 {
+				skipped++
+				continue
+			}
+		}
 		key, hasKey := scalarString(lookup(rec, c.keyPath))
 		if !hasKey {
 			bad = append(bad, a.quarantineEntry(c.def.Name, in.Ref, i, raw, "", "key",
 				[]store.ErrorDetail{{Pointer: pointer(c.keyPath), Keyword: "key", Message: fmt.Sprintf("record has no key: field %q is missing, null or not a scalar", c.def.KeyField)}}))
 			continue
 		}
-		if len(c.cursorPath) > 0 && !in.Since.IsZero() {
-			if cur, ok := scalarString(lookup(rec, c.cursorPath)); ok &&
-				compareCheckpoints(source.Checkpoint{Cursor: cur, Key: key}, in.Since) <= 0 {
-				skipped++
-				continue
-			}
+		if hasCur && compareCheckpoints(source.Checkpoint{Cursor: cur, Key: key}, in.Since) <= 0 {
+			skipped++
+			continue
 		}
 		if errs := c.validator.Validate(v); len(errs) > 0 {
 			details := make([]store.ErrorDetail, len(errs))
@@ -253,9 +262,7 @@ func lastPosition(records []json.RawMessage, cursorPath, keyPath []string) sourc
 	return source.Checkpoint{}
 }
 
-// compareCheckpoints orders (cursor, key) pairs: cursors as instants when
-// both are RFC 3339 timestamps, as numbers when both are numbers, else as
-// text; keys likewise as numbers or text.
+// compareCheckpoints orders (cursor, key) pairs: by cursor, then by key.
 func compareCheckpoints(a, b source.Checkpoint) int {
 	if c := compareValues(a.Cursor, b.Cursor, true); c != 0 {
 		return c
@@ -263,23 +270,52 @@ func compareCheckpoints(a, b source.Checkpoint) int {
 	return compareValues(a.Key, b.Key, false)
 }
 
+// Kinds of cursor and key values, in the order values of different kinds
+// sort: a field mixing kinds still gets one total order.
+const (
+	kindNumber = iota
+	kindInstant
+	kindText
+)
+
+// numberRE is a JSON number with a bounded exponent (so parsing stays cheap).
+var numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$`)
+
+// compareValues orders two cursor or key values. Numbers compare exactly as
+// numbers (big.Rat: ids beyond 2^53 and long decimals included), RFC 3339
+// timestamps as instants when times is set (a cursor), anything else as
+// text; values of different kinds by kind. Equal numbers or instants
+// spelled differently ("1.0" and "1", "Z" and "+00:00") are equal.
 func compareValues(a, b string, times bool) int {
 	if a == b {
 		return 0
 	}
-	if times {
-		ta, errA := time.Parse(time.RFC3339Nano, a)
-		tb, errB := time.Parse(time.RFC3339Nano, b)
-		if errA == nil && errB == nil {
-			return ta.Compare(tb)
-		}
+	ka, ra, ta := valueKind(a, times)
+	kb, rb, tb := valueKind(b, times)
+	if ka != kb {
+		return cmp.Compare(ka, kb)
 	}
-	na, okA := new(big.Float).SetString(a)
-	nb, okB := new(big.Float).SetString(b)
-	if okA && okB {
-		return na.Cmp(nb)
+	switch ka {
+	case kindNumber:
+		return ra.Cmp(rb)
+	case kindInstant:
+		return ta.Compare(tb)
 	}
 	return strings.Compare(a, b)
+}
+
+func valueKind(s string, times bool) (int, *big.Rat, time.Time) {
+	if numberRE.MatchString(s) {
+		if r, ok := new(big.Rat).SetString(s); ok {
+			return kindNumber, r, time.Time{}
+		}
+	}
+	if times {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return kindInstant, nil, t
+		}
+	}
+	return kindText, nil, time.Time{}
 }
 
 func splitPath(p string) []string {

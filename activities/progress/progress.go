@@ -60,7 +60,10 @@ const (
 	StatusCompleted   = "Completed"
 	StatusFailed      = "Failed"
 	StatusCompensated = "Compensated" // failed or cancelled, destination restored
-	StatusCancelled   = "Cancelled"
+	// StatusCompensating: the run failed or was cancelled and its applied
+	// batches are being undone; no further batch may commit.
+	StatusCompensating = "Compensating"
+	StatusCancelled    = "Cancelled"
 )
 
 // Report is the answer to the sync workflow's "progress" query.

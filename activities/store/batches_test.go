@@ -78,10 +78,10 @@ func TestStore_AppliedBatches(t *testing.T) {
 	}
 
 	// Once the run ends its markers and staged pages go; other runs' stay.
-	if err := s.StagePage(ctx, "r1", 1, raw([]string{`1`})); err != nil {
+	if err := s.StagePage(ctx, "r1", 1, "", raw([]string{`1`})); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StagePage(ctx, "r2", 1, raw([]string{`2`})); err != nil {
+	if err := s.StagePage(ctx, "r2", 1, "", raw([]string{`2`})); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.MarkBatchApplied(ctx, nil, "r2", 1, result{}); err != nil {
@@ -93,13 +93,13 @@ func TestStore_AppliedBatches(t *testing.T) {
 	if _, ok, err := s.BatchApplied(ctx, nil, "r1", 1); err != nil || ok {
 		t.Errorf("r1 batch 1 still marked after ForgetRun: %v, %v", ok, err)
 	}
-	if _, err := s.LoadPage(ctx, "r1", 1); !failure.IsType(err, failure.TypeStagedPageMissing) {
+	if _, err := s.LoadPage(ctx, "r1", 1, ""); !failure.IsType(err, failure.TypeStagedPageMissing) {
 		t.Errorf("r1 page 1 after ForgetRun: %v; want %s", err, failure.TypeStagedPageMissing)
 	}
 	if _, ok, err := s.BatchApplied(ctx, nil, "r2", 1); err != nil || !ok {
 		t.Errorf("ForgetRun(r1) removed r2's marker: %v, %v", ok, err)
 	}
-	if _, err := s.LoadPage(ctx, "r2", 1); err != nil {
+	if _, err := s.LoadPage(ctx, "r2", 1, ""); err != nil {
 		t.Errorf("ForgetRun(r1) removed r2's page: %v", err)
 	}
 }

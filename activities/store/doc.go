@@ -14,15 +14,22 @@
 //     never be ahead of or behind the destination.
 //   - staged pages (UNLOGGED): the claim-check between steps. FetchPage
 //     stages a page's raw records once; later steps LoadPage them by (run,
-//     page) when their worker-local cache misses. ForgetRun drops them.
+//     page, stage token) when their worker-local cache misses. The token is
+//     new for every fetch, so a retried fetch or a reset execution never
+//     reads another fetch's records. ForgetRun drops them.
 //   - quarantine: records that failed validation, transformation, keying or
-//     the apply, with the reasons, kept until a person replays them. A retried
-//     step never quarantines a record twice.
+//     the apply, with the reasons, kept until a person replays them. An
+//     integration has one pending entry per record (key and payload): a
+//     retried step, a rerun, a reset or a replay that meets it again updates
+//     its errors instead of adding another.
 //   - page memos: the ETag and next position of fully applied pages, for
 //     conditional requests (Store implements source.MemoStore).
 //   - applied batches: a marker per (run, seq) written in the batch's
 //     transaction, so a retried ApplyBatch whose commit already happened
 //     writes nothing.
+//   - runs double as the apply fence: BeginCompensation marks a run
+//     Compensating, after which UpdateRun (in every batch's transaction)
+//     refuses it with failure.TypeRunFenced.
 //
 // What flows out: Run, CheckpointState, staged records, QuarantineEntry and
 // memos, and errors already classified with package failure (PostgreSQL

@@ -103,6 +103,28 @@ CREATE TABLE tether_applied_batches (
     applied_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, seq)
 );`},
+		{7, "staged page tokens", `
+-- Two fetches of one page number (a retried fetch, a reset execution)
+-- stage under their own token.
+ALTER TABLE tether_staged_pages ADD COLUMN stage text NOT NULL DEFAULT '';
+ALTER TABLE tether_staged_pages DROP CONSTRAINT tether_staged_pages_pkey;
+ALTER TABLE tether_staged_pages ADD PRIMARY KEY (run_id, page, stage);`},
+		{8, "one pending entry per record", `
+-- A record that is read again while it waits in quarantine (a rerun, a
+-- full read, a reset, a replay that still finds it invalid) keeps its one
+-- pending entry instead of gaining another. Pending duplicates recorded
+-- before this migration are kept, marked as merged into the oldest one.
+UPDATE tether_quarantine q SET replayed_at = now(), replay_run_id = 'merged-into-' || d.keep
+FROM (
+    SELECT id, min(id) OVER (PARTITION BY integration, record_key, md5(coalesce(payload::text, payload_text, ''))) AS keep
+    FROM tether_quarantine WHERE replayed_at IS NULL
+) d
+WHERE q.id = d.id AND d.id <> d.keep;
+ALTER TABLE tether_quarantine DROP CONSTRAINT tether_quarantine_record_key;
+CREATE UNIQUE INDEX tether_quarantine_pending_record ON tether_quarantine
+    (integration, record_key, md5(coalesce(payload::text, payload_text, ''))) WHERE replayed_at IS NULL;
+CREATE INDEX tether_quarantine_run_idx ON tether_quarantine (run_id);
+CREATE INDEX tether_quarantine_replay_run_idx ON tether_quarantine (replay_run_id) WHERE replay_run_id IS NOT NULL;`},
 	}
 }
 

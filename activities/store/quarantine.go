@@ -43,8 +43,8 @@ type QuarantineEntry struct {
 	ID          int64
 	Integration string
 	RunID       string
-	// Page and Index locate the record in the run's staged pages; a record is
-	// quarantined at most once per (RunID, Page, Index).
+	// Page and Index locate the record in the page of RunID that first
+	// quarantined it.
 	Page, Index int
 	// Key is the record's key, when it could be extracted.
 	Key string
@@ -69,11 +69,15 @@ type QuarantineEntry struct {
 }
 
 // Quarantine records entries in one statement and returns how many were
-// new: an entry already quarantined under the same (RunID, Page, Index) is
-// left alone, so a retried step never quarantines a record twice. Pass the
-// batch's transaction as q. A payload PostgreSQL cannot hold as jsonb
-// (not JSON, invalid UTF-8, a \u0000 escape) is kept as text in
-// payload_text instead, with invalid bytes replaced.
+// new. An integration keeps one pending entry per record: an entry whose
+// (key, payload) is already pending — a retried step, a rerun or full read
+// that meets the record again, a replay that still finds it invalid — gets
+// the new errors and step instead of a second entry, so the quarantine
+// never lists a record twice and a replay never applies it twice. Identical
+// records within entries are kept once. Pass the batch's transaction as q.
+// A payload PostgreSQL cannot hold as jsonb (not JSON, invalid UTF-8, a
+// \u0000 escape) is kept as text in payload_text instead, with invalid
+// bytes replaced.
 func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineEntry) (int, error) {
 	if len(entries) == 0 {
 		return 0, nil
@@ -112,10 +116,7 @@ func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineE
 		}
 		errs[i] = string(b)
 	}
-	res, err := s.on(q).ExecContext(ctx, `
-INSERT INTO tether_quarantine (integration, run_id, page, record_index, record_key, step, payload, payload_text, errors)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::jsonb[])
-ON CONFLICT (run_id, page, record_index) DO NOTHING`,
+	rows, err := s.on(q).QueryContext(ctx, quarantineSQL,
 		pq.StringArray(integrations), pq.StringArray(runs), pq.Int64Array(pages), pq.Int64Array(indexes),
 		pq.StringArray(keys), pq.StringArray(steps), pq.GenericArray{A: payloads}, pq.GenericArray{A: texts},
 		pq.StringArray(errs))
@@ -123,12 +124,36 @@ ON CONFLICT (run_id, page, record_index) DO NOTHING`,
 	if err != nil {
 		return 0, Classify(err, what)
 	}
-	added, err := res.RowsAffected()
-	if err != nil {
-		return 0, Classify(err, what)
+	defer rows.Close()
+	added := 0
+	for rows.Next() {
+		var inserted bool
+		if err := rows.Scan(&inserted); err != nil {
+			return 0, Classify(err, what)
+		}
+		if inserted {
+			added++
+		}
 	}
-	return int(added), nil
+	return added, Classify(rows.Err(), what)
 }
+
+// quarantineSQL inserts entries, one per distinct pending record; the
+// conflict target is the partial unique index of migration 8.
+const quarantineSQL = `
+WITH incoming AS (
+    SELECT u.*, md5(coalesce(u.payload::text, u.payload_text, '')) AS payload_hash
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::jsonb[])
+        WITH ORDINALITY AS u(integration, run_id, page, record_index, record_key, step, payload, payload_text, errors, ord)
+), once AS (
+    SELECT DISTINCT ON (integration, record_key, payload_hash) *
+    FROM incoming ORDER BY integration, record_key, payload_hash, ord
+)
+INSERT INTO tether_quarantine (integration, run_id, page, record_index, record_key, step, payload, payload_text, errors)
+SELECT integration, run_id, page, record_index, record_key, step, payload, payload_text, errors FROM once ORDER BY ord
+ON CONFLICT (integration, record_key, md5(coalesce(payload::text, payload_text, ''))) WHERE replayed_at IS NULL
+DO UPDATE SET errors = EXCLUDED.errors, step = EXCLUDED.step
+RETURNING (xmax = 0)`
 
 // jsonbSafe reports whether p can be stored as jsonb as it is.
 func jsonbSafe(p json.RawMessage) bool {
@@ -235,8 +260,8 @@ func (s *Store) CountQuarantine(ctx context.Context, f QuarantineFilter) (int, e
 	return n, Classify(err, "count quarantine")
 }
 
-// MarkReplayed records that the replay run replayRunID took the quarantined
-// records ids. Records already marked keep their first replay; pass the
+// MarkReplayed records that the replay run replayRunID applied the
+// quarantined records ids (records it found still invalid stay pending). Records already marked keep their first replay; pass the
 // replay batch's transaction as q.
 func (s *Store) MarkReplayed(ctx context.Context, q Querier, ids []int64, replayRunID string) error {
 	if len(ids) == 0 {
@@ -255,4 +280,17 @@ func (s *Store) MaxQuarantineID(ctx context.Context, integration string) (int64,
 	err := s.DB.QueryRowContext(ctx,
 		`SELECT coalesce(max(id), 0) FROM tether_quarantine WHERE integration = $1`, integration).Scan(&id)
 	return id, Classify(err, fmt.Sprintf("newest quarantined record of %q", integration))
+}
+
+// UnmarkReplayed puts back in the pending list the records a replay run had
+// marked, once that run was compensated: its applies were rolled back.
+func (s *Store) UnmarkReplayed(ctx context.Context, replayRunID string) error {
+	_, err := s.DB.ExecContext(ctx, `
+UPDATE tether_quarantine q SET replayed_at = NULL, replay_run_id = NULL
+WHERE q.replay_run_id = $1 AND NOT EXISTS (
+    -- met again since and pending under another entry: that one stays
+    SELECT 1 FROM tether_quarantine p
+    WHERE p.replayed_at IS NULL AND p.integration = q.integration AND p.record_key = q.record_key
+      AND md5(coalesce(p.payload::text, p.payload_text, '')) = md5(coalesce(q.payload::text, q.payload_text, '')))`, replayRunID)
+	return Classify(err, fmt.Sprintf("put back the records replayed by run %q", replayRunID))
 }

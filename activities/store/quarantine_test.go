@@ -146,3 +146,73 @@ func TestStore_Quarantine(t *testing.T) {
 		t.Errorf("replayed entry: ReplayedAt %v, ReplayRunID %q; want set, replay-1", r.ReplayedAt, r.ReplayRunID)
 	}
 }
+
+// TestStore_QuarantineOnePendingEntryPerRecord: a record met again while it
+// waits in quarantine (a rerun, a full read, a reset, a replay that still
+// finds it invalid) keeps one pending entry, with the latest errors.
+func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	entry := func(run string, page, index int, key, payload, msg string) QuarantineEntry {
+		return QuarantineEntry{Integration: "crm", RunID: run, Page: page, Index: index, Key: key, Step: StepValidate,
+			Payload: json.RawMessage(payload), Errors: []ErrorDetail{{Pointer: "/email", Message: msg}}}
+	}
+	pending := func() []QuarantineEntry {
+		t.Helper()
+		got, err := s.ListQuarantine(ctx, QuarantineFilter{Integration: "crm", PendingOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// Two identical keyless records in one page are one entry; a different
+	// record with the same key is another.
+	n, err := s.Quarantine(ctx, nil, []QuarantineEntry{
+		entry("r1", 1, 0, "7", `{"id":7,"email":1}`, "first"),
+		entry("r1", 1, 1, "", `{"email":2}`, "no key"),
+		entry("r1", 1, 2, "", `{"email": 2}`, "no key"), // same JSON, other spacing
+		entry("r1", 2, 0, "7", `{"id":7,"email":3}`, "changed since"),
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("Quarantine = %d, %v; want 3 new", n, err)
+	}
+	// Another run meets record 7 again (other page, other index, other
+	// errors): no new entry, the errors are the latest.
+	n, err = s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 5, 9, "7", `{"email":1, "id":7}`, "second")})
+	if err != nil || n != 0 {
+		t.Fatalf("Quarantine again = %d, %v; want 0 new", n, err)
+	}
+	got := pending()
+	if len(got) != 3 || got[0].RunID != "r1" || got[0].Page != 1 || got[0].Errors[0].Message != "second" {
+		t.Fatalf("pending = %+v; want 3 entries, the first still r1's with the latest errors", got)
+	}
+	// Once replayed, meeting the record again is a new pending entry.
+	if err := s.MarkReplayed(ctx, nil, []int64{got[0].ID}, "replay-1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r3", 1, 0, "7", `{"id":7,"email":1}`, "third")}); err != nil || n != 1 {
+		t.Fatalf("Quarantine after replay = %d, %v; want 1 new", n, err)
+	}
+	// Compensating replay-1 puts its entry back only when no twin is
+	// pending (here one is), so the pending list never holds a record twice.
+	if err := s.UnmarkReplayed(ctx, "replay-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(); len(got) != 3 {
+		t.Fatalf("after UnmarkReplayed with a pending twin: %d pending, want 3", len(got))
+	}
+	// Without a twin it is pending again.
+	if err := s.MarkReplayed(ctx, nil, []int64{got[1].ID}, "replay-2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(); len(got) != 2 {
+		t.Fatalf("after MarkReplayed: %d pending, want 2", len(got))
+	}
+	if err := s.UnmarkReplayed(ctx, "replay-2"); err != nil {
+		t.Fatal(err)
+	}
+	if again := pending(); len(again) != 3 || again[0].ID != got[1].ID || again[0].ReplayRunID != "" {
+		t.Fatalf("after UnmarkReplayed: %+v; want entry %d pending again", again, got[1].ID)
+	}
+}

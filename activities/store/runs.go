@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tetherflow/tether/activities/failure"
@@ -96,9 +97,14 @@ ON CONFLICT (run_id) DO UPDATE SET
 }
 
 // UpdateRun records a run's progress: its counters, the last checkpoint it
-// committed and the next page to read. Pass the batch's transaction as q so
+// committed and the next page to read, and marks it Running again (a failed
+// run reset from the Web UI resumes). Pass the batch's transaction as q so
 // the runs table never shows progress that did not commit. A zero to keeps
 // the checkpoint already recorded.
+//
+// It is also the batch's fence: once a run is being compensated (or was),
+// UpdateRun fails with a non-retryable failure.TypeRunFenced error, so a
+// late attempt of an apply can never commit behind the compensation.
 func (s *Store) UpdateRun(ctx context.Context, q Querier, runID string, c progress.Counts, to source.Checkpoint, pos source.Position) error {
 	what := fmt.Sprintf("update run %q", runID)
 	counts, err := json.Marshal(c)
@@ -113,10 +119,45 @@ func (s *Store) UpdateRun(ctx context.Context, q Querier, runID string, c progre
 	if err != nil {
 		return err
 	}
-	res, err := s.on(q).ExecContext(ctx, `
-UPDATE tether_runs SET counts = $2, checkpoint_to = coalesce($3, checkpoint_to), position = $4, updated_at = now()
-WHERE run_id = $1`, runID, string(counts), toJSON, posJSON)
-	return mustAffect(res, err, what)
+	var status string
+	err = s.on(q).QueryRowContext(ctx, `
+WITH prev AS (SELECT status FROM tether_runs WHERE run_id = $1 FOR UPDATE),
+upd AS (
+    UPDATE tether_runs SET counts = $2, checkpoint_to = coalesce($3, checkpoint_to), position = $4,
+        status = 'Running', finished_at = NULL, error = NULL, error_type = NULL, updated_at = now()
+    WHERE run_id = $1 AND status NOT IN ('Compensating', 'Compensated')
+)
+SELECT status FROM prev`, runID, string(counts), toJSON, posJSON).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: no such run: %w", what, sql.ErrNoRows)
+	}
+	if err != nil {
+		return Classify(err, what)
+	}
+	if status == progress.StatusCompensating || status == progress.StatusCompensated {
+		return failure.Permanent(failure.TypeRunFenced, fmt.Errorf(
+			"%s: the run is %s, so this batch is not applied; start a new run instead of resetting this one",
+			what, strings.ToLower(status)), runID)
+	}
+	return nil
+}
+
+// BeginCompensation marks a run Compensating, which fences out every later
+// apply of it (see UpdateRun), and returns the run as recorded. Calling it
+// again is harmless.
+func (s *Store) BeginCompensation(ctx context.Context, runID string) (Run, error) {
+	what := fmt.Sprintf("begin compensating run %q", runID)
+	r, err := scanRun(s.DB.QueryRowContext(ctx, `
+UPDATE tether_runs SET status = CASE WHEN status = 'Compensated' THEN status ELSE 'Compensating' END, updated_at = now()
+WHERE run_id = $1
+RETURNING `+runColumns, runID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("%s: no such run: %w", what, err)
+	}
+	if err != nil {
+		return Run{}, Classify(err, what)
+	}
+	return r, nil
 }
 
 // FinishRun records how a run ended: its final status, counters and

@@ -14,25 +14,28 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 )
 
-// StagePage stores a page's raw records under (runID, page), replacing any
-// earlier copy, so a retried FetchPage stages the same page again harmlessly.
+// StagePage stores a page's raw records under (runID, page, stage). The
+// stage token tells apart two fetches of the same page number: a retried
+// FetchPage, or an execution reset from the Web UI that numbers its pages
+// afresh, stages under a new token, so no step ever reads records another
+// fetch staged. Staging the same key again replaces the copy.
 // The records are kept byte for byte as one JSON array, with the end offset
 // of each record beside it (record_ends: little-endian uint32s) so LoadPage
 // can cut them apart without parsing.
 // An empty record is stored as null.
-func (s *Store) StagePage(ctx context.Context, runID string, page int, records []json.RawMessage) error {
+func (s *Store) StagePage(ctx context.Context, runID string, page int, stage string, records []json.RawMessage) error {
 	what := fmt.Sprintf("stage page %d of run %q", page, runID)
 	body, ends := encodePage(records)
 	if utf8.Valid(body) && bytes.IndexByte(body, 0) < 0 {
 		// Sent as text the page travels as is; as bytea lib/pq would send it
 		// hex-encoded, twice the size, and staging would take twice as long.
-		_, err := s.DB.ExecContext(ctx, stagePageAsText, runID, page, body, ends, len(records))
+		_, err := s.DB.ExecContext(ctx, stagePageAsText, runID, page, stage, body, ends, len(records))
 		if code := SQLState(err); !strings.HasPrefix(code, "22") {
 			return Classify(err, what)
 		}
 		// The server's encoding cannot hold the text: send bytes instead.
 	}
-	_, err := s.DB.ExecContext(ctx, stagePageAsBytes, runID, page, body, ends, len(records))
+	_, err := s.DB.ExecContext(ctx, stagePageAsBytes, runID, page, stage, body, ends, len(records))
 	return Classify(err, what)
 }
 
@@ -40,17 +43,17 @@ func (s *Store) StagePage(ctx context.Context, runID string, page int, records [
 // the records as UTF-8 text, the second as bytea.
 const (
 	stagePageAsText = `
-INSERT INTO tether_staged_pages (run_id, page, records, record_ends, record_count)
-VALUES ($1, $2, convert_to($3::text, 'UTF8'), $4, $5)
-ON CONFLICT (run_id, page) DO UPDATE SET
+INSERT INTO tether_staged_pages (run_id, page, stage, records, record_ends, record_count)
+VALUES ($1, $2, $3, convert_to($4::text, 'UTF8'), $5, $6)
+ON CONFLICT (run_id, page, stage) DO UPDATE SET
 	records = EXCLUDED.records,
 	record_ends = EXCLUDED.record_ends,
 	record_count = EXCLUDED.record_count,
 	created_at = now()`
 	stagePageAsBytes = `
-INSERT INTO tether_staged_pages (run_id, page, records, record_ends, record_count)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (run_id, page) DO UPDATE SET
+INSERT INTO tether_staged_pages (run_id, page, stage, records, record_ends, record_count)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (run_id, page, stage) DO UPDATE SET
 	records = EXCLUDED.records,
 	record_ends = EXCLUDED.record_ends,
 	record_count = EXCLUDED.record_count,
@@ -82,11 +85,11 @@ func encodePage(records []json.RawMessage) ([]byte, []byte) {
 	return buf.Bytes(), ends
 }
 
-// LoadPage returns the records staged under (runID, page), byte for byte as
+// LoadPage returns the records staged under (runID, page, stage), byte for byte as
 // staged. A page that is not staged (the run was cleaned up, or the page
 // never fetched) is a non-retryable failure.TypeStagedPageMissing error
 // naming the run and page.
-func (s *Store) LoadPage(ctx context.Context, runID string, page int) ([]json.RawMessage, error) {
+func (s *Store) LoadPage(ctx context.Context, runID string, page int, stage string) ([]json.RawMessage, error) {
 	what := fmt.Sprintf("load staged page %d of run %q", page, runID)
 	var (
 		body  []byte
@@ -94,8 +97,8 @@ func (s *Store) LoadPage(ctx context.Context, runID string, page int) ([]json.Ra
 		count int
 	)
 	err := s.DB.QueryRowContext(ctx,
-		`SELECT records, record_ends, record_count FROM tether_staged_pages WHERE run_id = $1 AND page = $2`,
-		runID, page).Scan(&body, &ends, &count)
+		`SELECT records, record_ends, record_count FROM tether_staged_pages WHERE run_id = $1 AND page = $2 AND stage = $3`,
+		runID, page, stage).Scan(&body, &ends, &count)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, failure.Permanent(failure.TypeStagedPageMissing,
 			fmt.Errorf("%s: not staged (the run was cleaned up, or the page never fetched)", what), runID, page)

@@ -40,14 +40,14 @@ func TestStore_StageLoadPage(t *testing.T) {
 			if want == nil {
 				want = tt.give
 			}
-			if err := s.StagePage(ctx, "run-a", i, records); err != nil {
+			if err := s.StagePage(ctx, "run-a", i, "", records); err != nil {
 				t.Fatalf("StagePage: %v", err)
 			}
 			// Staging again (a retried FetchPage) is harmless.
-			if err := s.StagePage(ctx, "run-a", i, records); err != nil {
+			if err := s.StagePage(ctx, "run-a", i, "", records); err != nil {
 				t.Fatalf("StagePage again: %v", err)
 			}
-			got, err := s.LoadPage(ctx, "run-a", i)
+			got, err := s.LoadPage(ctx, "run-a", i, "")
 			if err != nil {
 				t.Fatalf("LoadPage: %v", err)
 			}
@@ -70,14 +70,14 @@ func TestStore_StageLoadPage(t *testing.T) {
 	}
 
 	// Restaging a page replaces it.
-	if err := s.StagePage(ctx, "run-a", 1, raw([]string{`{"id":2}`, `{"id":3}`})); err != nil {
+	if err := s.StagePage(ctx, "run-a", 1, "", raw([]string{`{"id":2}`, `{"id":3}`})); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.LoadPage(ctx, "run-a", 1); err != nil || len(got) != 2 || string(got[1]) != `{"id":3}` {
+	if got, err := s.LoadPage(ctx, "run-a", 1, ""); err != nil || len(got) != 2 || string(got[1]) != `{"id":3}` {
 		t.Errorf("LoadPage after restage = %q, %v", got, err)
 	}
 
-	if err := s.StagePage(ctx, "run-b", 1, raw([]string{`1`})); err != nil {
+	if err := s.StagePage(ctx, "run-b", 1, "", raw([]string{`1`})); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DropPages(ctx, "run-a"); err != nil {
@@ -88,7 +88,7 @@ func TestStore_StageLoadPage(t *testing.T) {
 		page int
 	}{{"run-a", 1}, {"run-a", 2}, {"never", 9}}
 	for _, tt := range missing {
-		_, err := s.LoadPage(ctx, tt.run, tt.page)
+		_, err := s.LoadPage(ctx, tt.run, tt.page, "")
 		if !failure.IsType(err, failure.TypeStagedPageMissing) || !failure.IsPermanent(err) {
 			t.Errorf("LoadPage(%q, %d) after drop: %v; want a permanent %s", tt.run, tt.page, err, failure.TypeStagedPageMissing)
 		}
@@ -96,7 +96,7 @@ func TestStore_StageLoadPage(t *testing.T) {
 			t.Errorf("LoadPage error %q does not name run %q and page %d", err, tt.run, tt.page)
 		}
 	}
-	if _, err := s.LoadPage(ctx, "run-b", 1); err != nil {
+	if _, err := s.LoadPage(ctx, "run-b", 1, ""); err != nil {
 		t.Errorf("DropPages of run-a dropped run-b's page: %v", err)
 	}
 }
@@ -178,10 +178,10 @@ func BenchmarkStageLoadPage(b *testing.B) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if err := s.StagePage(ctx, "bench", i, records); err != nil {
+		if err := s.StagePage(ctx, "bench", i, "", records); err != nil {
 			b.Fatal(err)
 		}
-		got, err := s.LoadPage(ctx, "bench", i)
+		got, err := s.LoadPage(ctx, "bench", i, "")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -230,7 +230,7 @@ func TestStore_ForgetEarlierRuns(t *testing.T) {
 		if err := s.BeginRun(ctx, Run{RunID: r.id, Integration: r.integration, Kind: KindSync, Status: r.status}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.StagePage(ctx, r.id, 1, raw([]string{`{"id":1}`})); err != nil {
+		if err := s.StagePage(ctx, r.id, 1, "", raw([]string{`{"id":1}`})); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.MarkBatchApplied(ctx, nil, r.id+"#exec-1", 1, map[string]int{"inserted": 1}); err != nil {
@@ -244,7 +244,7 @@ func TestStore_ForgetEarlierRuns(t *testing.T) {
 		run      string
 		wantKept bool
 	}{{"failed", false}, {"running", true}, {"done", true}, {"other", true}} {
-		_, errLoad := s.LoadPage(ctx, tt.run, 1)
+		_, errLoad := s.LoadPage(ctx, tt.run, 1, "")
 		_, marked, err := s.BatchApplied(ctx, nil, tt.run+"#exec-1", 1)
 		if err != nil {
 			t.Fatal(err)
@@ -252,5 +252,28 @@ func TestStore_ForgetEarlierRuns(t *testing.T) {
 		if kept := errLoad == nil; kept != tt.wantKept || marked != tt.wantKept {
 			t.Errorf("run %s: page kept %v, marker kept %v; want %v", tt.run, kept, marked, tt.wantKept)
 		}
+	}
+}
+
+// TestStore_StageTokens: two fetches of one page number (a retried fetch,
+// a reset execution) keep their own staged copies.
+func TestStore_StageTokens(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	if err := s.StagePage(ctx, "run", 1, "a", raw([]string{`{"id":1}`})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StagePage(ctx, "run", 1, "b", raw([]string{`{"id":2}`, `{"id":3}`})); err != nil {
+		t.Fatal(err)
+	}
+	for stage, want := range map[string]int{"a": 1, "b": 2} {
+		got, err := s.LoadPage(ctx, "run", 1, stage)
+		if err != nil || len(got) != want {
+			t.Errorf("LoadPage(stage %s) = %d records, %v; want %d", stage, len(got), err, want)
+		}
+	}
+	if _, err := s.LoadPage(ctx, "run", 1, "c"); !failure.IsType(err, failure.TypeStagedPageMissing) {
+		t.Errorf("LoadPage(unknown stage) = %v; want %s", err, failure.TypeStagedPageMissing)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/progress"
 	"github.com/tetherflow/tether/activities/source"
 	"github.com/tetherflow/tether/tests/pgtest"
@@ -304,5 +305,50 @@ func TestStore_Memos(t *testing.T) {
 	}
 	if _, ok, err := ms.Recall(ctx, "other", "https://api.example/items?page=1"); err != nil || ok {
 		t.Errorf("Recall of another integration = %v, %v; want not found", ok, err)
+	}
+}
+
+// TestStore_CompensationFence: a reset of a failed run resumes it (Running
+// again); once a run is being compensated no batch of it may commit.
+func TestStore_CompensationFence(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	from := source.Checkpoint{Cursor: "2026-01-01T00:00:00Z", Key: "1"}
+	if err := s.BeginRun(ctx, Run{RunID: "r1", Integration: "crm", From: from}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRun(ctx, "r1", progress.StatusFailed, progress.Counts{Pages: 1}, source.Checkpoint{}, "boom", "X"); err != nil {
+		t.Fatal(err)
+	}
+	// A reset execution applies another batch: the run is Running again.
+	if err := s.UpdateRun(ctx, nil, "r1", progress.Counts{Pages: 2}, source.Checkpoint{}, source.Position{}); err != nil {
+		t.Fatalf("UpdateRun of a failed run: %v", err)
+	}
+	if r, err := s.GetRun(ctx, "r1"); err != nil || r.Status != progress.StatusRunning || r.Error != "" || !r.FinishedAt.IsZero() {
+		t.Fatalf("after UpdateRun: %+v, %v; want Running without error or finish", r, err)
+	}
+	r, err := s.BeginCompensation(ctx, "r1")
+	if err != nil || r.Status != progress.StatusCompensating || r.From != from {
+		t.Fatalf("BeginCompensation = %+v, %v; want Compensating with From %v", r, err, from)
+	}
+	err = s.UpdateRun(ctx, nil, "r1", progress.Counts{Pages: 3}, source.Checkpoint{}, source.Position{})
+	if !failure.IsType(err, failure.TypeRunFenced) || !failure.IsPermanent(err) {
+		t.Fatalf("UpdateRun while compensating = %v; want a non-retryable %s", err, failure.TypeRunFenced)
+	}
+	if r, _ := s.GetRun(ctx, "r1"); r.Counts.Pages != 2 {
+		t.Errorf("a fenced UpdateRun changed the counts to %+v", r.Counts)
+	}
+	if err := s.FinishRun(ctx, "r1", progress.StatusCompensated, progress.Counts{Pages: 2}, source.Checkpoint{}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.BeginCompensation(ctx, "r1"); err != nil || r.Status != progress.StatusCompensated {
+		t.Errorf("BeginCompensation of a compensated run = %+v, %v; want it left Compensated", r, err)
+	}
+	if err := s.UpdateRun(ctx, nil, "r1", progress.Counts{}, source.Checkpoint{}, source.Position{}); !failure.IsType(err, failure.TypeRunFenced) {
+		t.Errorf("UpdateRun of a compensated run = %v; want %s", err, failure.TypeRunFenced)
+	}
+	if _, err := s.BeginCompensation(ctx, "nope"); !errors.Is(err, sql.ErrNoRows) {
+		t.Errorf("BeginCompensation(unknown run) = %v; want sql.ErrNoRows", err)
 	}
 }

@@ -16,7 +16,10 @@ const (
 	TransformBatchName   = "TransformBatch"
 	ApplyBatchName       = "ApplyBatch"
 	CompensateBatchName  = "CompensateBatch"
-	FinishRunName        = "FinishRun"
+	// BeginCompensationName fences a failed atomic run against late applies,
+	// puts its checkpoint back, and says which batches to undo.
+	BeginCompensationName = "BeginCompensation"
+	FinishRunName         = "FinishRun"
 )
 
 // Plan is what a run needs to know about its integration. StartRun returns
@@ -63,6 +66,10 @@ type StartRunOutput struct {
 type PageRef struct {
 	RunID string `json:"runId"`
 	Page  int    `json:"page"`
+	// Stage is the token FetchPage staged the page under: unique per fetch
+	// attempt, so a retried fetch, or a reset execution that numbers its
+	// pages afresh, never reads records another fetch staged.
+	Stage string `json:"stage,omitempty"`
 }
 
 // FetchPageInput asks for one page.
@@ -146,7 +153,9 @@ type ApplyInput struct {
 	// runs table shows live progress.
 	Counts progress.Counts `json:"counts"`
 	// Replay marks a replay run's batch: it leaves the integration's
-	// checkpoint and page memos alone and marks QuarantineIDs replayed.
+	// checkpoint and page memos alone and marks replayed the entries of
+	// QuarantineIDs (one per record of the page) whose records it applied;
+	// records still invalid stay pending with their new errors.
 	Replay        bool    `json:"replay,omitempty"`
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
 }
@@ -170,6 +179,20 @@ type CompensateInput struct {
 	Integration string `json:"integration"`
 	RunID       string `json:"runId"`
 	Seq         int    `json:"seq"`
+}
+
+// BeginCompensationInput starts undoing a run.
+type BeginCompensationInput struct {
+	Integration string `json:"integration"`
+	Kind        string `json:"kind,omitempty"`
+	RunID       string `json:"runId"`
+}
+
+// BeginCompensationOutput says where compensation starts.
+type BeginCompensationOutput struct {
+	// LastBatch is the highest batch of the run with before-images left,
+	// including batches an earlier execution applied before a reset.
+	LastBatch int `json:"lastBatch"`
 }
 
 // CompensateOutput counts the rows restored.

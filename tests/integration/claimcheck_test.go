@@ -52,7 +52,7 @@ func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := syncstep.BatchInput{Integration: "crm-contacts", Ref: ref, Since: since}
+		in := syncstep.BatchInput{Integration: "crm-contacts", Ref: out.Ref, Since: since}
 		v, err := applier.ValidateBatch(ctx, in)
 		if err != nil {
 			t.Fatalf("validate on the other worker: %v", err)

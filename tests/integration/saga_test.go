@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/progress"
 	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
@@ -298,8 +301,24 @@ func TestSaga_ResetFailedRunResumesFromTheCheckpointWithoutDuplicates(t *testing
 	// (Reset → first workflow task).
 	fault.armed.Store(false)
 	ctx := context.Background()
+	newRun := resetToFirstTask(t, s, run.GetID(), run.GetRunID())
+	var res datasync.Result
+	if err := s.client.GetWorkflow(ctx, run.GetID(), newRun).Get(ctx, &res); err != nil {
+		t.Fatalf("reset run: %v", err)
+	}
+	if res.Counts.Inserted != 6000-kept {
+		t.Errorf("reset run inserted %d, want the %d rows not committed before (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
+	}
+	checkContacts(t, s)
+}
+
+// resetToFirstTask resets a closed run to its first workflow task, as the
+// Web UI's "Reset → first workflow task" does, and returns the new run id.
+func resetToFirstTask(t *testing.T, s *stack, workflowID, runID string) string {
+	t.Helper()
+	ctx := context.Background()
 	firstTask := int64(0)
-	iter := s.client.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, 0)
+	iter := s.client.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
 	for iter.HasNext() && firstTask == 0 {
 		ev, err := iter.Next()
 		if err != nil {
@@ -311,20 +330,60 @@ func TestSaga_ResetFailedRunResumesFromTheCheckpointWithoutDuplicates(t *testing
 	}
 	reset, err := s.client.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
 		Namespace:                 "default",
-		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: run.GetID(), RunId: run.GetRunID()},
-		Reason:                    "credentials fixed",
+		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: workflowID, RunId: runID},
+		Reason:                    "source fixed",
 		WorkflowTaskFinishEventId: firstTask,
-		RequestId:                 run.GetRunID() + "-reset",
+		RequestId:                 runID + "-reset",
 	})
 	if err != nil {
 		t.Fatalf("reset: %v", err)
 	}
+	return reset.GetRunId()
+}
+
+// A reset execution reuses the run's id and numbers its pages from 1 again,
+// on several worker processes whose caches hold pages of the first
+// execution: every invalid record is still quarantined exactly once, and
+// every valid one applied exactly once.
+func TestSaga_ResetRunOnSeveralWorkersQuarantinesEachInvalidRecordOnce(t *testing.T) {
+	faults := sandbox.Faults{InvalidRate: 0.03, Latency: 50 * time.Millisecond}
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 16, Contacts: 8000, Faults: faults}, noWorker: true})
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+	for i := 1; i <= 2; i++ {
+		w, err := devstack.StartProcess(fmt.Sprintf("worker-%d", i), filepath.Join(logDir, fmt.Sprintf("worker-%d.log", i)),
+			s.workerEnv(), bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Stop(10 * time.Second) })
+	}
+	run := s.start(datasync.Input{Integration: "crm-contacts"})
+	// Once a few batches are in, the source starts refusing the credentials.
+	deadline := time.Now().Add(time.Minute)
+	for s.count(`SELECT count(*) FROM tether_applied_batches`) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no batches applied within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	broken := faults
+	broken.FailNext, broken.FailStatus = 1_000_000, http.StatusUnauthorized
+	s.sandbox.SetFaults(broken)
+	if _, err := s.wait(run); !failure.IsType(err, failure.TypeSourceAuth) {
+		t.Fatalf("want the run to fail with %s, got %v", failure.TypeSourceAuth, err)
+	}
+	kept := s.count(`SELECT count(*) FROM crm_contacts`)
+	if kept == 0 || kept >= 8000 {
+		t.Fatalf("%d rows after the failed run; the test needs a run that failed half-way", kept)
+	}
+
+	s.sandbox.SetFaults(faults)
+	newRun := resetToFirstTask(t, s, run.GetID(), run.GetRunID())
 	var res datasync.Result
-	if err := s.client.GetWorkflow(ctx, run.GetID(), reset.GetRunId()).Get(ctx, &res); err != nil {
+	if err := s.client.GetWorkflow(context.Background(), run.GetID(), newRun).Get(context.Background(), &res); err != nil {
 		t.Fatalf("reset run: %v", err)
 	}
-	if res.Counts.Inserted != 6000-kept {
-		t.Errorf("reset run inserted %d, want the %d rows not committed before (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
-	}
 	checkContacts(t, s)
+	checkQuarantinedOnce(t, s, s.sandbox.InvalidContactIDs())
 }

@@ -145,26 +145,7 @@ func TestSync_InvalidRecordsQuarantined(t *testing.T) {
 				if res.Counts.Invalid != len(invalid) {
 					t.Errorf("invalid count %d, want %d", res.Counts.Invalid, len(invalid))
 				}
-				// Exactly the invalid records are quarantined, each once; the
-				// ones served without an id are quarantined with an empty key.
-				got := s.quarantinedKeys("crm-contacts")
-				if len(got) != len(invalid) {
-					t.Errorf("%d records quarantined, want %d", len(got), len(invalid))
-				}
-				isInvalid := map[string]bool{}
-				for _, k := range idStrings(invalid) {
-					isInvalid[k] = true
-				}
-				seen := map[string]bool{}
-				for _, k := range got {
-					if k == "" {
-						continue
-					}
-					if !isInvalid[k] || seen[k] {
-						t.Errorf("quarantined key %s: invalid=%v, seen before=%v", k, isInvalid[k], seen[k])
-					}
-					seen[k] = true
-				}
+				checkQuarantinedOnce(t, s, invalid)
 				// Every quarantined record carries its payload and at least one error with a pointer or keyword.
 				if n := s.count(`SELECT count(*) FROM tether_quarantine WHERE jsonb_array_length(errors) = 0 OR (payload IS NULL AND payload_text IS NULL)`); n != 0 {
 					t.Errorf("%d quarantined records without errors or payload", n)
@@ -183,6 +164,31 @@ func TestSync_InvalidRecordsQuarantined(t *testing.T) {
 				t.Error("nothing quarantined")
 			}
 		})
+	}
+}
+
+// checkQuarantinedOnce checks that exactly the invalid contacts are in
+// quarantine, each once; the ones served without an id are quarantined
+// with an empty key.
+func checkQuarantinedOnce(t *testing.T, s *stack, invalid []int64) {
+	t.Helper()
+	got := s.quarantinedKeys("crm-contacts")
+	if len(got) != len(invalid) {
+		t.Errorf("%d records quarantined, want %d", len(got), len(invalid))
+	}
+	isInvalid := map[string]bool{}
+	for _, k := range idStrings(invalid) {
+		isInvalid[k] = true
+	}
+	seen := map[string]bool{}
+	for _, k := range got {
+		if k == "" {
+			continue
+		}
+		if !isInvalid[k] || seen[k] {
+			t.Errorf("quarantined key %s: invalid=%v, seen before=%v", k, isInvalid[k], seen[k])
+		}
+		seen[k] = true
 	}
 }
 

@@ -216,8 +216,23 @@ func (r *run) start(ctx workflow.Context) error {
 	}).Get(ctx, &out)
 	if err != nil {
 		r.status = progress.StatusFailed
+		r.err = stepError(syncstep.StartRunName, 0, err)
+		cause := r.err
+		if ctx.Err() != nil {
+			r.status = progress.StatusCancelled
+			r.err = nil
+			cause = temporal.NewCanceledError("sync cancelled while starting")
+		}
 		_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
-		return stepError(syncstep.StartRunName, 0, err)
+		if workflow.GetVersion(ctx, versionFinishFailedStart, workflow.DefaultVersion, 1) == 1 {
+			// StartRun may have recorded the run before it failed or was
+			// cancelled: record how it ended (a no-op when it did not).
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			if ferr := r.finish(dctx, cause.Error()); ferr != nil {
+				r.log.Error("recording the run's end failed", "error", ferr)
+			}
+		}
+		return cause
 	}
 	r.st.Plan = out.Plan
 	r.st.Since = out.Plan.Since
@@ -294,14 +309,15 @@ func (r *run) execute(ctx workflow.Context) (Result, error) {
 	if cancelled {
 		r.status = progress.StatusCancelled
 	}
-	if r.st.Plan.Atomic && r.st.ApplyStarted > 0 {
-		left := r.compensate(dctx)
-		if len(left) == 0 {
-			r.status = progress.StatusCompensated
-		} else {
+	if r.st.Plan.Atomic {
+		undone, left := r.undo(dctx)
+		switch {
+		case len(left) > 0:
 			cause = temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 				"%v; compensation failed for batches %v of run %s: restore them by hand (before-images are kept in tether_before_images)",
 				cause, left, r.st.RunID), failure.TypeCompensation, cause)
+		case undone:
+			r.status = progress.StatusCompensated
 		}
 	}
 	if err := r.finish(dctx, cause.Error()); err != nil {
@@ -531,12 +547,49 @@ func (r *run) failUnlessCancelled(ctx workflow.Context, step string, err error) 
 	r.fail(step, err)
 }
 
-// compensate undoes applied batches in reverse order and returns the seqs
-// left to restore by hand. It stops at the first batch it cannot restore:
-// restoring earlier batches over it would make its before-images wrong.
-func (r *run) compensate(ctx workflow.Context) []int {
+// Change IDs of workflow.GetVersion: histories recorded before a change
+// replay the old way.
+const (
+	// versionBeginCompensation: compensation starts with BeginCompensation.
+	versionBeginCompensation = "begin-compensation"
+	// versionFinishFailedStart: a run whose StartRun failed records its end.
+	versionFinishFailedStart = "finish-failed-start"
+)
+
+// undo compensates a failed or cancelled atomic run. It reports whether
+// anything was undone, and the batches left to restore by hand.
+func (r *run) undo(ctx workflow.Context) (undone bool, left []int) {
+	if workflow.GetVersion(ctx, versionBeginCompensation, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		if r.st.ApplyStarted == 0 {
+			return false, nil
+		}
+		return true, r.compensate(ctx, r.st.ApplyStarted)
+	}
+	// Fence the run and put its checkpoint back before restoring a row.
+	r.progressed(ctx, syncstep.BeginCompensationName)
+	var begin syncstep.BeginCompensationOutput
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.BeginCompensationName,
+		syncstep.BeginCompensationInput{Integration: r.in.Integration, Kind: r.kind(), RunID: r.st.RunID}).Get(ctx, &begin)
+	if err != nil {
+		// Undo what this execution applied anyway; FinishRun puts the
+		// checkpoint back once every batch is restored.
+		r.log.Error("compensation could not fence the run; undoing this execution's batches", "error", err)
+	}
+	// Batches an execution before a reset applied count too.
+	last := max(r.st.ApplyStarted, begin.LastBatch)
+	if last == 0 {
+		return false, nil
+	}
+	return true, r.compensate(ctx, last)
+}
+
+// compensate undoes applied batches from last down to 1 and returns the
+// seqs left to restore by hand. It stops at the first batch it cannot
+// restore: restoring earlier batches over it would make its before-images
+// wrong.
+func (r *run) compensate(ctx workflow.Context, last int) []int {
 	cctx := workflow.WithActivityOptions(ctx, compensateStep)
-	for seq := r.st.ApplyStarted; seq >= 1; seq-- {
+	for seq := last; seq >= 1; seq-- {
 		r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.CompensateBatchName, seq))
 		var out syncstep.CompensateOutput
 		err := workflow.ExecuteActivity(cctx, syncstep.CompensateBatchName, syncstep.CompensateInput{

@@ -34,6 +34,12 @@ type fakeSteps struct {
 	failApplyAt int // seq whose apply fails permanently
 	flakyApply  int // seq whose first apply attempt fails transiently
 	fetchDelay  time.Duration
+	startDelay  time.Duration
+	// imagedBefore is the highest batch an earlier execution of the run
+	// left before-images for (a reset); BeginCompensation reports it.
+	imagedBefore int
+	noBegin      bool // BeginCompensation fails
+	began        []syncstep.BeginCompensationInput
 
 	applied     []int
 	compensated []int
@@ -67,10 +73,32 @@ func (f *fakeSteps) register(env *testsuite.TestWorkflowEnvironment) {
 	reg(f.transformBatch, syncstep.TransformBatchName)
 	reg(f.applyBatch, syncstep.ApplyBatchName)
 	reg(f.compensateBatch, syncstep.CompensateBatchName)
+	reg(f.beginCompensation, syncstep.BeginCompensationName)
 	reg(f.finishRun, syncstep.FinishRunName)
 }
 
-func (f *fakeSteps) startRun(_ context.Context, in syncstep.StartRunInput) (syncstep.StartRunOutput, error) {
+func (f *fakeSteps) beginCompensation(_ context.Context, in syncstep.BeginCompensationInput) (syncstep.BeginCompensationOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.began = append(f.began, in)
+	if f.noBegin {
+		return syncstep.BeginCompensationOutput{}, failure.Permanent(failure.TypeSinkUnavailable, errors.New("database is down"))
+	}
+	last := f.imagedBefore
+	if n := len(f.applied); n > last {
+		last = n
+	}
+	return syncstep.BeginCompensationOutput{LastBatch: last}, nil
+}
+
+func (f *fakeSteps) startRun(ctx context.Context, in syncstep.StartRunInput) (syncstep.StartRunOutput, error) {
+	if f.startDelay > 0 {
+		select {
+		case <-time.After(f.startDelay):
+		case <-ctx.Done():
+			return syncstep.StartRunOutput{}, ctx.Err()
+		}
+	}
 	p := f.plan
 	p.Integration = in.Integration
 	if p.BatchSize == 0 {
@@ -375,4 +403,57 @@ func TestSyncWorkflow_ReplayRunsQuarantinedRecordsThroughTheSteps(t *testing.T) 
 	require.Equal(t, int64(1), ids[0])
 	require.Equal(t, int64(25), ids[24])
 	require.Equal(t, "replay", f.finished[0].Kind)
+}
+
+// A reset execution numbers its batches afresh: batches an earlier
+// execution applied (before-images up to seq 4) are compensated too, after
+// BeginCompensation fenced the run.
+func TestSyncWorkflow_CompensatesBatchesOfAnEarlierExecution(t *testing.T) {
+	f := &fakeSteps{pages: 5, perPage: 10, failFetchAt: 3, imagedBefore: 4,
+		plan: syncstep.Plan{PagesInFlight: 1, Atomic: true, InvalidThreshold: 0.05}}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts"})
+	require.Error(t, env.GetWorkflowError())
+	require.Equal(t, []int{1, 2}, f.applied)
+	require.Len(t, f.began, 1)
+	require.Equal(t, "sync", f.began[0].Kind)
+	require.Equal(t, []int{4, 3, 2, 1}, f.compensated)
+	require.Equal(t, progress.StatusCompensated, f.finished[0].Status)
+}
+
+// When the fence cannot be set, the execution's own batches are still undone.
+func TestSyncWorkflow_CompensatesWhenTheFenceFails(t *testing.T) {
+	f := &fakeSteps{pages: 5, perPage: 10, failFetchAt: 3, noBegin: true,
+		plan: syncstep.Plan{PagesInFlight: 1, Atomic: true, InvalidThreshold: 0.05}}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts"})
+	require.Error(t, env.GetWorkflowError())
+	require.Equal(t, []int{2, 1}, f.compensated)
+	require.Equal(t, progress.StatusCompensated, f.finished[0].Status)
+}
+
+// An atomic run failing before any batch has nothing to undo: Failed.
+func TestSyncWorkflow_AtomicFailureBeforeAnyBatch(t *testing.T) {
+	f := &fakeSteps{pages: 5, perPage: 10, failFetchAt: 1, plan: syncstep.Plan{PagesInFlight: 1, Atomic: true, InvalidThreshold: 0.05}}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts"})
+	require.Error(t, env.GetWorkflowError())
+	require.Len(t, f.began, 1)
+	require.Empty(t, f.compensated)
+	require.Equal(t, progress.StatusFailed, f.finished[0].Status)
+}
+
+// Cancelled while StartRun runs: the run ends Cancelled, not Failed, and
+// its end is recorded.
+func TestSyncWorkflow_CancelDuringStartRun(t *testing.T) {
+	f := &fakeSteps{pages: 5, perPage: 10, startDelay: 10 * time.Second, plan: syncstep.Plan{PagesInFlight: 1, InvalidThreshold: 0.05}}
+	env := newEnv(t, f)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Second)
+	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts"})
+	err := env.GetWorkflowError()
+	var canceled *temporal.CanceledError
+	require.True(t, errors.As(err, &canceled), "got %v", err)
+	require.Len(t, f.finished, 1)
+	require.Equal(t, progress.StatusCancelled, f.finished[0].Status)
+	require.Empty(t, f.applied)
 }

@@ -295,6 +295,21 @@ func (s *Sink) Compensate(ctx context.Context, tx *sql.Tx, runID string, seq int
 	return restored, nil
 }
 
+// LastImagedBatch returns the highest batch of run runID that still has
+// before-images (0 when none): where compensating the run must start, also
+// for batches an earlier execution of the run applied before a reset.
+func (s *Sink) LastImagedBatch(ctx context.Context, db *sql.DB, runID string) (int, error) {
+	var seq int
+	err := db.QueryRowContext(ctx, s.sql.lastImageSeq, runID).Scan(&seq)
+	if sqlState(err) == "42P01" { // no before-images table: nothing to undo
+		return 0, nil
+	}
+	if err != nil {
+		return 0, classify(err, fmt.Sprintf("find the before-images of run %s in %s", runID, s.sql.images))
+	}
+	return seq, nil
+}
+
 // DropBeforeImages forgets the before-images of a run, once it has completed
 // or been compensated. It is idempotent.
 func (s *Sink) DropBeforeImages(ctx context.Context, db *sql.DB, runID string) error {

@@ -612,6 +612,8 @@ func TestSink_Compensate(t *testing.T) {
 		upsert(t, db, s, b, UpsertOptions{BeforeImages: true, RunID: "run-1", Seq: i + 1})
 	}
 	// A retried batch keeps its first before-images (ON CONFLICT DO NOTHING).
+	// So does a batch that a reset execution numbers afresh: seq 1 again.
+	upsert(t, db, s, []Row{full(1, "one-reset", 12)}, UpsertOptions{BeforeImages: true, RunID: "run-1", Seq: 1})
 	upsert(t, db, s, batches[2], UpsertOptions{BeforeImages: true, RunID: "run-1", Seq: 3})
 	// Another run's images are left alone.
 	upsert(t, db, s, []Row{full(9, "other run", 9)}, UpsertOptions{BeforeImages: true, RunID: "run-2", Seq: 1})
@@ -634,7 +636,10 @@ func TestSink_Compensate(t *testing.T) {
 		}
 		return n
 	}
-	want := map[int]int{3: 3, 2: 4, 1: 2} // seq 3: 5, 3, 7; seq 2: 1, 5, 6, 4; seq 1: 1, 5 (2 was unchanged)
+	// A key keeps the before-image of the first batch that touched it (its
+	// state before the run): seq 3 restores 3 and 7; seq 2 restores 6 and 4;
+	// seq 1 restores 1 and 5 (2 was unchanged).
+	want := map[int]int{3: 2, 2: 2, 1: 2}
 	for seq := 3; seq >= 1; seq-- {
 		if n := compensate(seq); n != want[seq] {
 			t.Errorf("Compensate(%d) restored %d rows, want %d", seq, n, want[seq])

@@ -37,6 +37,8 @@ type statements struct {
 	compensate string
 	// dropImages deletes a run's images ($1 run id).
 	dropImages string
+	// lastImageSeq is the highest batch of a run ($1) with before-images left.
+	lastImageSeq string
 }
 
 // buildStatements renders the SQL for a validated table.
@@ -98,7 +100,11 @@ func buildStatements(t Table) statements {
     key jsonb NOT NULL,
     image jsonb,
     PRIMARY KEY (run_id, seq, key)
-)`
+);
+-- One before-image per key and run: the first batch to touch a key keeps
+-- the key's state before the run, whatever later batches (or a reset
+-- execution numbering its batches afresh) do to it.
+CREATE UNIQUE INDEX IF NOT EXISTS tether_before_images_run_key ON ` + st.images + ` (run_id, key)`
 
 	// Staging: one temporary table per connection and table definition
 	// (the name hashes the definition), created once and emptied at every
@@ -151,7 +157,7 @@ func buildStatements(t Table) statements {
 		"\n    SELECT $1, $2, jsonb_build_object(" + strings.Join(keyObject, ", ") + ")," +
 		"\n           CASE WHEN t." + keys[0] + " IS NULL THEN NULL ELSE to_jsonb(t) END" +
 		"\n    FROM staged s LEFT JOIN " + st.target + " t ON " + joinOn("t", "s") +
-		"\n    ON CONFLICT (run_id, seq, key) DO NOTHING\n)"
+		"\n    ON CONFLICT DO NOTHING\n)"
 	result := "SELECT stats.distinct_rows, stats.stale," +
 		"\n       (SELECT count(*) FROM applied WHERE inserted)," +
 		"\n       (SELECT count(*) FROM applied WHERE NOT inserted)\nFROM stats"
@@ -179,6 +185,7 @@ func buildStatements(t Table) statements {
 		"\nconsumed AS (\n    DELETE FROM " + st.images + " WHERE run_id = $1 AND seq = $2\n)" +
 		"\nSELECT (SELECT count(*) FROM deleted) + (SELECT count(*) FROM restored)"
 	st.dropImages = "DELETE FROM " + st.images + " WHERE run_id = $1"
+	st.lastImageSeq = "SELECT coalesce(max(seq), 0) FROM " + st.images + " WHERE run_id = $1"
 	return st
 }
 
@@ -193,6 +200,7 @@ func (st statements) golden() string {
 		{"upsert with before-images", st.upsertImages},
 		{"compensate", st.compensate},
 		{"drop before-images", st.dropImages},
+		{"last batch with before-images", st.lastImageSeq},
 	}
 	var b strings.Builder
 	for _, p := range parts {
