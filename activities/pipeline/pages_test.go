@@ -15,10 +15,10 @@ func TestCompareValues(t *testing.T) {
 		times bool
 		want  int
 	}{
-		{"9", "10", false, -1},                                     // numbers, not text
+		{"9", "10", false, -1}, // numbers, not text
 		{"12345678901234567890", "12345678901234567891", false, -1}, // beyond float64
-		{"0.30000000000000001", "0.3", false, 1},                   // exact decimals
-		{"1.0", "1", false, 0},                                     // one number, two spellings
+		{"0.30000000000000001", "0.3", false, 1},                    // exact decimals
+		{"1.0", "1", false, 0},                                      // one number, two spellings
 		{"1e2", "100", false, 0},
 		{"2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", true, 0}, // one instant
 		{"2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00.25Z", true, 1},
