@@ -30,9 +30,10 @@
 //     carries one it wins over Since. Parameters are cast to the column
 //     types, looked up once from the catalog. Strings are compared
 //     byte-wise (COLLATE "C") and every page is checked to be in the order
-//     the pipeline compares checkpoints in (RFC 3339 instants, then
-//     numbers, then text); a disagreement fails the read permanently
-//     instead of losing rows. Rows whose cursor is NULL are not read. The
+//     the pipeline compares checkpoints in (numbers as numbers, RFC 3339
+//     instants as instants, other text byte-wise; numbers before instants
+//     before text); a disagreement fails the read permanently instead of
+//     losing rows. Rows whose cursor is NULL are not read. The
 //     integration's cursor_field and key_field must name the cursor and
 //     key columns.
 //

@@ -1,9 +1,11 @@
 package pgsource
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"regexp"
 	"strings"
 	"time"
 
@@ -52,8 +54,7 @@ func decodeToken(s string, keys int, incremental bool) (token, error) {
 
 // comparePositions orders (cursor, key) pairs the way the pipeline orders
 // checkpoints (compareCheckpoints in activities/pipeline; keep the two in
-// step): cursors as instants when both parse as RFC 3339, as numbers when
-// both are numbers, else as text; keys as numbers or text.
+// step): by cursor, then by key.
 func comparePositions(a, b source.Checkpoint) int {
 	if c := compareValues(a.Cursor, b.Cursor, true); c != 0 {
 		return c
@@ -61,33 +62,63 @@ func comparePositions(a, b source.Checkpoint) int {
 	return compareValues(a.Key, b.Key, false)
 }
 
+// Kinds of cursor and key values, in the order values of different kinds
+// sort.
+const (
+	kindNumber = iota
+	kindInstant
+	kindText
+)
+
+// numberRE is a JSON number with a bounded exponent.
+var numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$`)
+
+// compareValues orders two cursor or key values as the pipeline does:
+// numbers exactly as numbers, RFC 3339 timestamps as instants when times
+// is set (a cursor), anything else as text; values of different kinds by
+// kind (numbers, then instants, then text).
 func compareValues(a, b string, times bool) int {
 	if a == b {
 		return 0
 	}
-	if times {
-		ta, errA := time.Parse(time.RFC3339Nano, a)
-		tb, errB := time.Parse(time.RFC3339Nano, b)
-		if errA == nil && errB == nil {
-			return ta.Compare(tb)
-		}
+	ka, ra, ta := valueKind(a, times)
+	kb, rb, tb := valueKind(b, times)
+	if ka != kb {
+		return cmp.Compare(ka, kb)
 	}
-	na, okA := new(big.Float).SetString(a)
-	nb, okB := new(big.Float).SetString(b)
-	if okA && okB {
-		return na.Cmp(nb)
+	switch ka {
+	case kindNumber:
+		return ra.Cmp(rb)
+	case kindInstant:
+		return ta.Compare(tb)
 	}
 	return strings.Compare(a, b)
 }
 
+func valueKind(s string, times bool) (int, *big.Rat, time.Time) {
+	if numberRE.MatchString(s) {
+		if r, ok := new(big.Rat).SetString(s); ok {
+			return kindNumber, r, time.Time{}
+		}
+	}
+	if times {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return kindInstant, nil, t
+		}
+	}
+	return kindText, nil, time.Time{}
+}
+
 // checkOrder verifies that PostgreSQL's order of an incremental page
-// agrees with the pipeline's: every row strictly after since (unless since
-// is zero) and each row strictly after the one before. The pipeline drops
-// records at or before its checkpoint, so a disagreement would lose rows
-// silently; it is reported instead. Rows with an empty cursor or key are
-// passed over, as the pipeline passes over them.
+// agrees with the pipeline's: each row strictly after the one before, and
+// the first strictly after since when since is a position (it has a key).
+// The pipeline drops records at or before its checkpoint, so a
+// disagreement would lose rows silently; it is reported instead. (A
+// starting cursor without a key is a filter, not a position: what the
+// pipeline keeps at that cursor is its own rule.) Rows with an empty
+// cursor or key are passed over, as the pipeline passes over them.
 func checkOrder(positions []source.Checkpoint, since source.Checkpoint) error {
-	prev, havePrev := since, !since.IsZero()
+	prev, havePrev := since, since.Key != ""
 	for _, p := range positions {
 		if p.Cursor == "" || p.Key == "" {
 			continue

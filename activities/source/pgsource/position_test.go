@@ -64,6 +64,14 @@ func TestComparePositions(t *testing.T) {
 		{cp("a", "10"), cp("a", "9"), 1},
 		{cp("a", "B"), cp("a", "a"), -1},
 		{cp("2026-01-02", "1"), cp("2026-01-10", "1"), -1},
+		// Past 2^53 and long decimals: exact.
+		{cp("1", "9007199254740993"), cp("1", "9007199254740992"), 1},
+		{cp("0.30000000000000000001", "1"), cp("0.3", "1"), 1},
+		// Values of different kinds: numbers, then instants, then text.
+		{cp("5", "1"), cp("2026-01-02T03:04:05Z", "1"), -1},
+		{cp("2026-01-02T03:04:05Z", "1"), cp("infinity", "1"), -1},
+		{cp("1", "10"), cp("1", "9a"), -1},
+		{cp("1", "0x10"), cp("1", "9"), 1}, // not a JSON number: text
 	}
 	for _, tt := range tests {
 		if got := comparePositions(tt.a, tt.b); got != tt.want {
@@ -83,7 +91,9 @@ func TestCheckOrder(t *testing.T) {
 	}{
 		{name: "increasing", give: []source.Checkpoint{cp("1", "5"), cp("1", "6"), cp("2", "1")}},
 		{name: "after since", give: []source.Checkpoint{cp("1", "6")}, since: cp("1", "5")},
-		{name: "initial cursor without key keeps its rows", give: []source.Checkpoint{cp("1", "1")}, since: cp("1", "")},
+		{name: "a starting cursor without a key is no position", give: []source.Checkpoint{cp("1", "1"), cp("1", "a")}, since: cp("1", "")},
+		{name: "a starting cursor without a key still checks the page", give: []source.Checkpoint{cp("1", "10"), cp("1", "9")}, since: cp("1", ""),
+			wantErr: `(cursor "1", key "9") after (cursor "1", key "10")`},
 		{name: "empty key passed over", give: []source.Checkpoint{cp("1", "5"), cp("1", ""), cp("1", "6")}},
 		{name: "not after since", give: []source.Checkpoint{cp("1", "5")}, since: cp("1", "5"),
 			wantErr: `PostgreSQL orders (cursor "1", key "5") after (cursor "1", key "5"), the pipeline does not`},
