@@ -1,17 +1,13 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source"
@@ -262,61 +258,11 @@ func lastPosition(records []json.RawMessage, cursorPath, keyPath []string) sourc
 	return source.Checkpoint{}
 }
 
-// compareCheckpoints orders (cursor, key) pairs: by cursor, then by key.
-func compareCheckpoints(a, b source.Checkpoint) int {
-	if c := compareValues(a.Cursor, b.Cursor, true); c != 0 {
-		return c
-	}
-	return compareValues(a.Key, b.Key, false)
-}
-
-// Kinds of cursor and key values, in the order values of different kinds
-// sort: a field mixing kinds still gets one total order.
-const (
-	kindNumber = iota
-	kindInstant
-	kindText
+// compareCheckpoints and compareValues are the source package's order.
+var (
+	compareCheckpoints = source.CompareCheckpoints
+	compareValues      = source.CompareValues
 )
-
-// numberRE is a JSON number with a bounded exponent (so parsing stays cheap).
-var numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$`)
-
-// compareValues orders two cursor or key values. Numbers compare exactly as
-// numbers (big.Rat: ids beyond 2^53 and long decimals included), RFC 3339
-// timestamps as instants when times is set (a cursor), anything else as
-// text; values of different kinds by kind. Equal numbers or instants
-// spelled differently ("1.0" and "1", "Z" and "+00:00") are equal.
-func compareValues(a, b string, times bool) int {
-	if a == b {
-		return 0
-	}
-	ka, ra, ta := valueKind(a, times)
-	kb, rb, tb := valueKind(b, times)
-	if ka != kb {
-		return cmp.Compare(ka, kb)
-	}
-	switch ka {
-	case kindNumber:
-		return ra.Cmp(rb)
-	case kindInstant:
-		return ta.Compare(tb)
-	}
-	return strings.Compare(a, b)
-}
-
-func valueKind(s string, times bool) (int, *big.Rat, time.Time) {
-	if numberRE.MatchString(s) {
-		if r, ok := new(big.Rat).SetString(s); ok {
-			return kindNumber, r, time.Time{}
-		}
-	}
-	if times {
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			return kindInstant, nil, t
-		}
-	}
-	return kindText, nil, time.Time{}
-}
 
 func splitPath(p string) []string {
 	if p == "" {

@@ -1,13 +1,9 @@
 package pgsource
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"regexp"
 	"strings"
-	"time"
 
 	"github.com/tetherflow/tether/activities/source"
 )
@@ -52,62 +48,8 @@ func decodeToken(s string, keys int, incremental bool) (token, error) {
 	return t, nil
 }
 
-// comparePositions orders (cursor, key) pairs the way the pipeline orders
-// checkpoints (compareCheckpoints in activities/pipeline; keep the two in
-// step): by cursor, then by key.
-func comparePositions(a, b source.Checkpoint) int {
-	if c := compareValues(a.Cursor, b.Cursor, true); c != 0 {
-		return c
-	}
-	return compareValues(a.Key, b.Key, false)
-}
-
-// Kinds of cursor and key values, in the order values of different kinds
-// sort.
-const (
-	kindNumber = iota
-	kindInstant
-	kindText
-)
-
-// numberRE is a JSON number with a bounded exponent.
-var numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$`)
-
-// compareValues orders two cursor or key values as the pipeline does:
-// numbers exactly as numbers, RFC 3339 timestamps as instants when times
-// is set (a cursor), anything else as text; values of different kinds by
-// kind (numbers, then instants, then text).
-func compareValues(a, b string, times bool) int {
-	if a == b {
-		return 0
-	}
-	ka, ra, ta := valueKind(a, times)
-	kb, rb, tb := valueKind(b, times)
-	if ka != kb {
-		return cmp.Compare(ka, kb)
-	}
-	switch ka {
-	case kindNumber:
-		return ra.Cmp(rb)
-	case kindInstant:
-		return ta.Compare(tb)
-	}
-	return strings.Compare(a, b)
-}
-
-func valueKind(s string, times bool) (int, *big.Rat, time.Time) {
-	if numberRE.MatchString(s) {
-		if r, ok := new(big.Rat).SetString(s); ok {
-			return kindNumber, r, time.Time{}
-		}
-	}
-	if times {
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			return kindInstant, nil, t
-		}
-	}
-	return kindText, nil, time.Time{}
-}
+// comparePositions is the pipeline's checkpoint order.
+var comparePositions = source.CompareCheckpoints
 
 // checkOrder verifies that PostgreSQL's order of an incremental page
 // agrees with the pipeline's: each row strictly after the one before, and
