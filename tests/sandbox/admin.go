@@ -18,6 +18,11 @@ const maxAdminCount = 1_000_000
 //	POST /admin/faults                        (JSON Faults, replaces them)
 //	POST /admin/{contacts|companies}/touch?count=N
 //	POST /admin/{contacts|companies}/add?count=N
+//	GET  /admin/customers                     ({"data": Customers()})
+//	POST /admin/customers/reset               (ResetCustomers)
+//	POST /admin/customers/seed                (JSON array of customers: SeedCustomers)
+//	GET  /admin/notifications                 ({"data": Notifications()})
+//	GET  /admin/writes                        (WriteStats)
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/admin/")
 	method := func(allowed string) bool {
@@ -43,6 +48,32 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		default:
 			w.Header().Set("Allow", "GET, POST")
 			writeError(w, http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path)
+		}
+		return
+	case "customers":
+		if method(http.MethodGet) {
+			writeJSON(w, http.StatusOK, map[string]any{"data": s.Customers()})
+		}
+		return
+	case "customers/reset":
+		if method(http.MethodPost) {
+			s.ResetCustomers()
+			writeJSON(w, http.StatusOK, map[string]string{"status": "reset"})
+		}
+		return
+	case "customers/seed":
+		if method(http.MethodPost) {
+			s.postSeedCustomers(w, r)
+		}
+		return
+	case "notifications":
+		if method(http.MethodGet) {
+			writeJSON(w, http.StatusOK, map[string]any{"data": s.Notifications()})
+		}
+		return
+	case "writes":
+		if method(http.MethodGet) {
+			writeJSON(w, http.StatusOK, s.WriteStats())
 		}
 		return
 	}
@@ -85,4 +116,23 @@ func (s *Server) postFaults(w http.ResponseWriter, r *http.Request) {
 	}
 	s.SetFaults(f)
 	writeJSON(w, http.StatusOK, s.Faults())
+}
+
+func (s *Server) postSeedCustomers(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWriteBody))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: %v", err)
+		return
+	}
+	var cs []Customer
+	if err := json.Unmarshal(body, &cs); err != nil {
+		writeError(w, http.StatusBadRequest, "body must be a JSON array of customers: %v", err)
+		return
+	}
+	created, err := s.SeedCustomers(cs...)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": created})
 }

@@ -31,6 +31,9 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status    int
 	throttled bool
+	// writeAPI marks a request of the write API, whose errors are objects
+	// (see APIError).
+	writeAPI bool
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -56,7 +59,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAdmin(w, r)
 		return
 	}
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{ResponseWriter: w, writeAPI: isWriteAPIPath(r.URL.Path)}
 	s.serveAPI(rec, r)
 	status := rec.status
 	if status == 0 {
@@ -72,6 +75,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stats.RateLimited++
 	}
 	s.mu.Unlock()
+	if rec.writeAPI && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.wmu.Lock()
+		st := &s.ws.stats
+		st.Total++
+		if st.ByMethod[r.Method] == nil {
+			st.ByMethod[r.Method] = map[int]int{}
+		}
+		st.ByMethod[r.Method][status]++
+		if rec.throttled {
+			st.RateLimited++
+		}
+		s.wmu.Unlock()
+	}
 }
 
 func (s *Server) serveAPI(w *statusRecorder, r *http.Request) {
@@ -96,6 +112,10 @@ func (s *Server) serveAPI(w *statusRecorder, r *http.Request) {
 	case "/v1/" + ResourceCompanies:
 		s.serveCollection(w, r, &s.co)
 	default:
+		if w.writeAPI {
+			s.serveWriteAPI(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no route for %s", r.URL.Path)
 	}
 }
@@ -489,7 +509,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n')) // the client went away: nothing to do
 }
 
-// writeError writes {"error": message}.
+// writeError writes {"error": message}, or {"error": APIError} on the
+// write API.
 func writeError(w http.ResponseWriter, status int, format string, args ...any) {
-	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
+	msg := fmt.Sprintf(format, args...)
+	if rec, ok := w.(*statusRecorder); ok && rec.writeAPI {
+		writeJSON(w, status, map[string]APIError{"error": {Type: errorTypeOf(status), Message: msg}})
+		return
+	}
+	writeJSON(w, status, map[string]string{"error": msg})
 }

@@ -37,7 +37,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	forbid := func() bool {
-		writeError(w, http.StatusForbidden, "these credentials may not read %s", r.URL.Path)
+		verb := "read"
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			verb = "write"
+		}
+		writeError(w, http.StatusForbidden, "these credentials may not %s %s", verb, r.URL.Path)
 		return false
 	}
 	switch a.Mode {

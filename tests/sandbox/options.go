@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 )
 
@@ -74,8 +76,10 @@ type RateLimit struct {
 	Window time.Duration
 }
 
-// Faults is the fault injection applied to collection requests (GET
-// /v1/contacts and /v1/companies that passed the rate limit and auth).
+// Faults is the fault injection. Its top-level fields apply to collection
+// requests (GET /v1/contacts and /v1/companies that passed the rate limit
+// and auth); Writes applies to the write API. Reads of /v1/customers are
+// never faulted.
 type Faults struct {
 	// ErrorRate is the fraction of collection requests answered 500,
 	// drawn from an RNG seeded by Options.Seed.
@@ -99,6 +103,110 @@ type Faults struct {
 	// NonJSONNext makes the next N collection requests get an HTML error
 	// page with status 200 and Content-Type text/html.
 	NonJSONNext int
+	// Writes is the fault injection of write requests.
+	Writes WriteFaults
+}
+
+// WriteFaults is the fault injection applied to write requests (POST, PUT,
+// PATCH and DELETE on /v1/customers... and /v1/notifications) that passed
+// the rate limit and auth, optionally narrowed to one resource and one
+// method. A request that does not match is neither faulted nor counted.
+//
+// At most one fault hits a write, tried in this order: FailNext, FailEvery,
+// ErrorRate (refused before anything is written: nothing changes, no
+// idempotency key is remembered), then LostResponseNext, LostResponseEvery
+// (the request is processed in full, so a create or update is committed and
+// its idempotency key remembered, then answered 500 instead: "the write
+// happened but the response was lost").
+type WriteFaults struct {
+	// Resource narrows the faults to "customers" (every /v1/customers
+	// endpoint, batch included) or "notifications"; "" matches both.
+	Resource string
+	// Method narrows the faults to one of POST, PUT, PATCH, DELETE; ""
+	// matches every write.
+	Method string
+	// Latency is added to each matching write before it is processed. The
+	// write goes ahead even if the client stopped waiting, as on a real
+	// server: a client timeout shorter than Latency loses the response of
+	// a committed write.
+	Latency time.Duration
+	// FailNext refuses the next N matching writes with FailStatus.
+	FailNext int
+	// FailEvery refuses every Nth matching write (the Nth, 2Nth, ...
+	// counted from the last SetFaults) with FailStatus.
+	FailEvery int
+	// FailStatus is the status of FailNext and FailEvery (default 503).
+	FailStatus int
+	// FailRetryAfter is the Retry-After, in seconds, sent with a 429 or
+	// 503 FailStatus.
+	FailRetryAfter int
+	// ErrorRate is the fraction of matching writes refused with 500, drawn
+	// from an RNG seeded by Options.Seed (apart from the one of reads).
+	ErrorRate float64
+	// LostResponseNext makes the next N matching writes happen and then be
+	// answered 500.
+	LostResponseNext int
+	// LostResponseEvery makes every Nth matching write happen and then be
+	// answered 500.
+	LostResponseEvery int
+}
+
+// matches says whether the faults apply to a write of resource by method.
+func (f WriteFaults) matches(resource, method string) bool {
+	return (f.Resource == "" || f.Resource == resource) && (f.Method == "" || f.Method == method)
+}
+
+// validate appends the out-of-range fields of f to errs.
+func (f WriteFaults) validate(errs []error) []error {
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("faults: writes."+format, args...))
+	}
+	if !(f.ErrorRate >= 0 && f.ErrorRate <= 1) {
+		bad("error_rate %v is not in [0, 1]", f.ErrorRate)
+	}
+	if f.Latency < 0 {
+		bad("latency %v is negative", f.Latency)
+	}
+	for _, c := range []struct {
+		name string
+		n    int
+	}{
+		{"fail_next", f.FailNext}, {"fail_every", f.FailEvery}, {"fail_retry_after", f.FailRetryAfter},
+		{"lost_response_next", f.LostResponseNext}, {"lost_response_every", f.LostResponseEvery},
+	} {
+		if c.n < 0 {
+			bad("%s %d is negative", c.name, c.n)
+		}
+	}
+	if f.FailStatus != 0 && (f.FailStatus < 400 || f.FailStatus > 599) {
+		bad("fail_status %d is not an HTTP error status (400-599)", f.FailStatus)
+	}
+	if f.Resource != "" && f.Resource != ResourceCustomers && f.Resource != ResourceNotifications {
+		bad("resource %q is not customers or notifications", f.Resource)
+	}
+	switch strings.ToUpper(f.Method) {
+	case "", http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		bad("method %q is not POST, PUT, PATCH or DELETE", f.Method)
+	}
+	return errs
+}
+
+// normalized clamps f into range; an unknown Resource or Method is kept
+// and matches no write.
+func (f WriteFaults) normalized() WriteFaults {
+	if !(f.ErrorRate > 0) {
+		f.ErrorRate = 0
+	}
+	f.ErrorRate = min(f.ErrorRate, 1)
+	f.Latency = max(f.Latency, 0)
+	f.FailNext, f.FailEvery, f.FailRetryAfter = max(f.FailNext, 0), max(f.FailEvery, 0), max(f.FailRetryAfter, 0)
+	f.LostResponseNext, f.LostResponseEvery = max(f.LostResponseNext, 0), max(f.LostResponseEvery, 0)
+	if f.FailStatus < 400 || f.FailStatus > 599 {
+		f.FailStatus = DefaultFailStatus
+	}
+	f.Method = strings.ToUpper(f.Method)
+	return f
 }
 
 // Validate reports every out-of-range field, joined.
@@ -127,6 +235,7 @@ func (f Faults) Validate() error {
 	if f.FailRetryAfter < 0 {
 		errs = append(errs, fmt.Errorf("faults: fail_retry_after %d is negative", f.FailRetryAfter))
 	}
+	errs = f.Writes.validate(errs)
 	return errors.Join(errs...)
 }
 
@@ -140,6 +249,23 @@ type faultsJSON struct {
 	FailStatus     int     `json:"fail_status"`
 	FailRetryAfter int     `json:"fail_retry_after"`
 	NonJSONNext    int     `json:"non_json_next"`
+	// Writes is a pointer so that a body without "writes" is told apart
+	// from one that sets every write fault to zero (both mean no faults).
+	Writes *writeFaultsJSON `json:"writes,omitempty"`
+}
+
+// writeFaultsJSON is the wire form of WriteFaults.
+type writeFaultsJSON struct {
+	Resource          string  `json:"resource,omitempty"`
+	Method            string  `json:"method,omitempty"`
+	Latency           string  `json:"latency"`
+	FailNext          int     `json:"fail_next"`
+	FailEvery         int     `json:"fail_every"`
+	FailStatus        int     `json:"fail_status"`
+	FailRetryAfter    int     `json:"fail_retry_after"`
+	ErrorRate         float64 `json:"error_rate"`
+	LostResponseNext  int     `json:"lost_response_next"`
+	LostResponseEvery int     `json:"lost_response_every"`
 }
 
 // MarshalJSON encodes Faults with snake_case names and the latency as a
@@ -149,6 +275,12 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		ErrorRate: f.ErrorRate, Latency: f.Latency.String(), MalformedRate: f.MalformedRate,
 		InvalidRate: f.InvalidRate, FailNext: f.FailNext, FailStatus: f.FailStatus,
 		FailRetryAfter: f.FailRetryAfter, NonJSONNext: f.NonJSONNext,
+		Writes: &writeFaultsJSON{
+			Resource: f.Writes.Resource, Method: f.Writes.Method, Latency: f.Writes.Latency.String(),
+			FailNext: f.Writes.FailNext, FailEvery: f.Writes.FailEvery, FailStatus: f.Writes.FailStatus,
+			FailRetryAfter: f.Writes.FailRetryAfter, ErrorRate: f.Writes.ErrorRate,
+			LostResponseNext: f.Writes.LostResponseNext, LostResponseEvery: f.Writes.LostResponseEvery,
+		},
 	})
 }
 
@@ -161,20 +293,41 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&w); err != nil {
 		return fmt.Errorf("faults: %w", err)
 	}
-	var lat time.Duration
-	if w.Latency != "" {
-		d, err := time.ParseDuration(w.Latency)
-		if err != nil {
-			return fmt.Errorf("faults: latency: %w", err)
-		}
-		lat = d
+	lat, err := parseLatency("latency", w.Latency)
+	if err != nil {
+		return err
 	}
-	*f = Faults{
+	g := Faults{
 		ErrorRate: w.ErrorRate, Latency: lat, MalformedRate: w.MalformedRate,
 		InvalidRate: w.InvalidRate, FailNext: w.FailNext, FailStatus: w.FailStatus,
 		FailRetryAfter: w.FailRetryAfter, NonJSONNext: w.NonJSONNext,
 	}
+	if ww := w.Writes; ww != nil {
+		lat, err := parseLatency("writes.latency", ww.Latency)
+		if err != nil {
+			return err
+		}
+		g.Writes = WriteFaults{
+			Resource: ww.Resource, Method: ww.Method, Latency: lat,
+			FailNext: ww.FailNext, FailEvery: ww.FailEvery, FailStatus: ww.FailStatus,
+			FailRetryAfter: ww.FailRetryAfter, ErrorRate: ww.ErrorRate,
+			LostResponseNext: ww.LostResponseNext, LostResponseEvery: ww.LostResponseEvery,
+		}
+	}
+	*f = g
 	return nil
+}
+
+// parseLatency reads a duration string of the wire form; "" is zero.
+func parseLatency(name, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("faults: %s: %w", name, err)
+	}
+	return d, nil
 }
 
 // normalized clamps f into range, for SetFaults which cannot fail.
@@ -191,6 +344,7 @@ func (f Faults) normalized() Faults {
 	if f.FailStatus < 400 || f.FailStatus > 599 {
 		f.FailStatus = DefaultFailStatus
 	}
+	f.Writes = f.Writes.normalized()
 	return f
 }
 

@@ -821,6 +821,8 @@ func TestFaults_JSON(t *testing.T) {
 		{give: Faults{}},
 		{give: Faults{ErrorRate: 0.1, Latency: 250 * time.Millisecond, MalformedRate: 0.2, InvalidRate: 0.03,
 			FailNext: 2, FailStatus: 429, FailRetryAfter: 3, NonJSONNext: 1}},
+		{give: Faults{Writes: WriteFaults{Resource: ResourceCustomers, Method: "PATCH", Latency: time.Second, FailNext: 1,
+			FailEvery: 5, FailStatus: 409, FailRetryAfter: 2, ErrorRate: 0.25, LostResponseNext: 3, LostResponseEvery: 7}}},
 	}
 	for _, tt := range tests {
 		b, err := json.Marshal(tt.give)
@@ -847,6 +849,9 @@ func TestNew_RejectsBadOptions(t *testing.T) {
 		{name: "oauth2 without client", give: Options{Auth: Auth{Mode: AuthOAuth2}}, want: "client"},
 		{name: "rate out of range", give: Options{Faults: Faults{InvalidRate: 1.5}}, want: "invalid_rate"},
 		{name: "fail status not an error", give: Options{Faults: Faults{FailStatus: 200}}, want: "fail_status"},
+		{name: "write fail status not an error", give: Options{Faults: Faults{Writes: WriteFaults{FailStatus: 302}}}, want: "writes.fail_status"},
+		{name: "write faults of a read resource", give: Options{Faults: Faults{Writes: WriteFaults{Resource: ResourceContacts}}}, want: "writes.resource"},
+		{name: "negative write fail every", give: Options{Faults: Faults{Writes: WriteFaults{FailEvery: -1}}}, want: "writes.fail_every"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

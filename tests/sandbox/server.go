@@ -61,7 +61,9 @@ func (t *table) maxUpd() int64 {
 	return t.upd[t.byUpd[len(t.byUpd)-1]]
 }
 
-// Server is an in-memory CRM API. It is safe for concurrent use.
+// Server is an in-memory CRM API (contacts and companies to read) and
+// billing API (customers and notifications to write). It is safe for
+// concurrent use.
 type Server struct {
 	opts    Options
 	vocab   *vocab
@@ -83,6 +85,11 @@ type Server struct {
 	windowStart time.Time
 	windowCount int
 	tokens      map[string]time.Time // oauth2 access token -> expiry
+	wrng        *rand.Rand           // WriteFaults.ErrorRate draws
+	writesSeen  int                  // writes matching WriteFaults since SetFaults
+
+	wmu sync.Mutex // guards ws
+	ws  writeStore // customers, notifications, idempotency keys, WriteStats
 
 	bufs sync.Pool // *[]byte page buffers
 }
@@ -98,8 +105,10 @@ func New(opts Options) (*Server, error) {
 		vocab:  newVocab(),
 		faults: o.Faults,
 		rng:    rngFor(o.Seed, streamFaults, 0),
+		wrng:   rngFor(o.Seed, streamWriteFaults, 0),
 		stats:  Stats{ByStatus: map[int]int{}},
 		tokens: map[string]time.Time{},
+		ws:     newWriteStore(),
 	}
 	nco := max(1, o.Contacts/10)
 	created, updated := timeline(o.Seed, streamCompany, nco)
@@ -126,13 +135,15 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // SetFaults replaces the fault injection (out-of-range values are clamped;
-// FailNext and NonJSONNext restart from the given counts). A new
-// InvalidRate re-chooses the schema-invalid contacts without changing their
-// updated_at, so set it before a sync reads them.
+// FailNext, NonJSONNext and the write counts restart from the given
+// values, and FailEvery and LostResponseEvery count writes from here). A
+// new InvalidRate re-chooses the schema-invalid contacts without changing
+// their updated_at, so set it before a sync reads them.
 func (s *Server) SetFaults(f Faults) {
 	f = f.normalized()
 	s.mu.Lock()
 	s.faults = f
+	s.writesSeen = 0
 	s.mu.Unlock()
 	s.data.Lock()
 	defer s.data.Unlock()
@@ -153,8 +164,9 @@ func (s *Server) SetFaults(f Faults) {
 	}
 }
 
-// Faults returns the fault injection in force (with FailNext and
-// NonJSONNext counting down as they are used).
+// Faults returns the fault injection in force (with FailNext, NonJSONNext,
+// Writes.FailNext and Writes.LostResponseNext counting down as they are
+// used).
 func (s *Server) Faults() Faults {
 	s.mu.Lock()
 	defer s.mu.Unlock()

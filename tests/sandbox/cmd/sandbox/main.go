@@ -1,5 +1,6 @@
-// Command sandbox serves the sandbox CRM API (package tests/sandbox) on a
-// TCP address, for the demo, docker compose and manual testing.
+// Command sandbox serves the sandbox CRM and billing API (package
+// tests/sandbox) on a TCP address, for the demo, docker compose and manual
+// testing.
 //
 //	sandbox --addr 127.0.0.1:8081 --contacts 5000 --invalid-rate 0.03
 //
@@ -67,6 +68,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs.DurationVar(&o.Faults.Latency, "latency", 0, "latency added to each collection request, e.g. 20ms")
 	fs.Float64Var(&o.Faults.InvalidRate, "invalid-rate", 0, "fraction of contacts served in violation of the schema")
 	fs.Float64Var(&o.Faults.MalformedRate, "malformed-rate", 0, "fraction of pages served as truncated JSON")
+	fs.DurationVar(&o.Faults.Writes.Latency, "write-latency", 0, "latency added to each write (POST/PUT/PATCH/DELETE), e.g. 20ms")
+	fs.Float64Var(&o.Faults.Writes.ErrorRate, "write-error-rate", 0, "fraction of writes refused with 500 before they happen")
+	fs.IntVar(&o.Faults.Writes.LostResponseEvery, "write-lost-response-every", 0, "every Nth write happens, then is answered 500 (0 = never)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug (logs every request), info, warn or error")
 

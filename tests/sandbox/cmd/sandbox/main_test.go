@@ -26,6 +26,8 @@ func TestRun_BadFlagsExit2(t *testing.T) {
 		{name: "unknown auth", args: []string{"--auth", "kerberos"}, want: "kerberos"},
 		{name: "bearer without token", args: []string{"--auth", "bearer"}, want: "token"},
 		{name: "rate out of range", args: []string{"--invalid-rate", "3"}, want: "invalid_rate"},
+		{name: "write rate out of range", args: []string{"--write-error-rate", "2"}, want: "writes.error_rate"},
+		{name: "negative lost every", env: map[string]string{"SANDBOX_WRITE_LOST_RESPONSE_EVERY": "-1"}, want: "writes.lost_response_every"},
 		{name: "negative rate limit", args: []string{"--rate-limit", "-1"}, want: "rate-limit"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, want: "log-format"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "log-level"},
