@@ -1,0 +1,474 @@
+package declarative
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/schemas"
+)
+
+// Problem is one thing wrong with an integration file.
+type Problem struct {
+	// File is the integration file's path.
+	File string
+	// Pointer is the JSON pointer (RFC 6901) of the offending value in the
+	// document, e.g. "/source/http/auth/token"; "" is the whole document.
+	// For a missing property it points at the property that should be
+	// there.
+	Pointer string
+	// Line is the line of the offending key or value in the file, 0 when
+	// unknown.
+	Line int
+	// Reason says what is wrong and, where it helps, what to write instead.
+	// It never contains a secret.
+	Reason string
+}
+
+// Error formats the problem as "<file>: <pointer>: <reason> (line N)".
+func (p *Problem) Error() string {
+	ptr := p.Pointer
+	if ptr == "" {
+		ptr = "(document)"
+	}
+	s := p.File + ": " + ptr + ": " + p.Reason
+	if p.Line > 0 {
+		s += " (line " + strconv.Itoa(p.Line) + ")"
+	}
+	return s
+}
+
+// Problems returns every *Problem in err, a tree of joined and wrapped
+// errors, in order.
+func Problems(err error) []*Problem {
+	var out []*Problem
+	var walk func(error)
+	walk = func(err error) {
+		switch x := err.(type) {
+		case nil:
+		case *Problem:
+			out = append(out, x)
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
+// Load reads one integration file (YAML) and checks it against
+// integration.schema.json. It reports every problem at once, each a
+// *Problem naming the file, the JSON pointer and the reason, joined; then
+// it decodes the file into a Spec. A schema given by path must exist and be
+// JSON: its SHA-256 becomes part of the spec. Secrets are not read: see
+// Resolve.
+func Load(path string) (Spec, error) {
+	doc, root, err := read(path)
+	if err != nil {
+		return Spec{}, err
+	}
+	if errs := checkDocument(path, doc, root); len(errs) > 0 {
+		return Spec{}, errors.Join(errs...)
+	}
+	spec, err := decode(path, doc)
+	if err != nil {
+		return Spec{}, err
+	}
+	if err := spec.checkSchemaFile(root); err != nil {
+		return Spec{}, err
+	}
+	return spec, nil
+}
+
+// read reads the file with viper and returns the document as written, as
+// JSON-compatible values, with its YAML node tree for line numbers.
+func read(path string) (map[string]any, *yaml.Node, error) {
+	problem := func(format string, args ...any) error {
+		return &Problem{File: path, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+	default:
+		return nil, nil, problem("not an integration file: want a .yaml or .yml file")
+	}
+	// viper lower-cases every key, which would silently change query
+	// parameter and header names, and reads timestamps as times: a codec
+	// of our own keeps the document as written.
+	doc := &document{}
+	codecs := viper.NewCodecRegistry()
+	for _, ext := range []string{"yaml", "yml"} {
+		if err := codecs.RegisterCodec(ext, doc); err != nil {
+			return nil, nil, problem("%v", err)
+		}
+	}
+	v := viper.NewWithOptions(viper.WithCodecRegistry(codecs))
+	v.SetConfigFile(path)
+	if err := v.ReadInConfig(); err != nil {
+		if doc.err != nil {
+			line, msg := yamlError(doc.err)
+			return nil, nil, &Problem{File: path, Line: line, Reason: "not valid YAML: " + msg}
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, nil, problem("cannot read: %v", pe.Err)
+		}
+		return nil, nil, problem("cannot read: %v", err)
+	}
+	if doc.doc == nil {
+		doc.doc = map[string]any{}
+	}
+	return doc.doc, doc.root, nil
+}
+
+// document is a viper codec that keeps what it decodes, as written.
+type document struct {
+	root *yaml.Node
+	doc  map[string]any
+	err  error
+}
+
+// Decode parses b; v, viper's copy, is filled too.
+func (d *document) Decode(b []byte, v map[string]any) error {
+	d.root, d.doc, d.err = parseYAML(b)
+	if d.err != nil {
+		return d.err
+	}
+	if d.root.Kind == 0 { // empty file
+		return nil
+	}
+	cp, err := parseCopy(d.root)
+	if err != nil {
+		return err
+	}
+	for k, x := range cp {
+		v[k] = x
+	}
+	return nil
+}
+
+// Encode is never used: integration files are only read.
+func (d *document) Encode(map[string]any) ([]byte, error) {
+	return nil, errors.New("integration files are not written")
+}
+
+// parseYAML decodes one YAML document into JSON-compatible values: mapping
+// keys as strings, timestamps as the text written, integers as int.
+func parseYAML(b []byte) (*yaml.Node, map[string]any, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, nil, err
+	}
+	if root.Kind == 0 { // empty file
+		return &root, map[string]any{}, nil
+	}
+	top := &root
+	if top.Kind == yaml.DocumentNode && len(top.Content) == 1 {
+		top = top.Content[0]
+	}
+	if top.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("line %d: the document is not a mapping of keys to values", top.Line)
+	}
+	retagTimestamps(&root)
+	doc, err := parseCopy(&root)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &root, doc, nil
+}
+
+// parseCopy decodes the node tree into a new map.
+func parseCopy(root *yaml.Node) (map[string]any, error) {
+	var doc map[string]any
+	if err := root.Decode(&doc); err != nil {
+		return nil, err
+	}
+	v, err := jsonCompatible(doc)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := v.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+// retagTimestamps makes YAML timestamps plain strings: a cursor or a default
+// is kept exactly as written.
+func retagTimestamps(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!timestamp" {
+		n.Tag = "!!str"
+	}
+	for _, c := range n.Content {
+		retagTimestamps(c)
+	}
+}
+
+// jsonCompatible turns maps with non-string keys into maps with string
+// keys, and refuses values JSON cannot hold.
+func jsonCompatible(v any) (any, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			c, err := jsonCompatible(e)
+			if err != nil {
+				return nil, err
+			}
+			x[k] = c
+		}
+		return x, nil
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			c, err := jsonCompatible(e)
+			if err != nil {
+				return nil, err
+			}
+			m[fmt.Sprint(k)] = c
+		}
+		return m, nil
+	case []any:
+		for i, e := range x {
+			c, err := jsonCompatible(e)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = c
+		}
+		return x, nil
+	case float64:
+		if _, err := json.Marshal(x); err != nil {
+			return nil, fmt.Errorf("%v is not a number JSON can hold", x)
+		}
+	}
+	return v, nil
+}
+
+// yamlError splits a YAML error into its line and the rest of its message.
+func yamlError(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "unmarshal errors:\n"); ok {
+		msg = strings.TrimSpace(rest)
+	}
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, msg
+	}
+	num, after, ok := strings.Cut(rest, ": ")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return 0, msg
+	}
+	return n, after
+}
+
+// decode decodes a document that satisfies the schema into a Spec. The
+// schema and Spec agree (a test keeps them so): an error here means they
+// drifted apart.
+func decode(path string, doc map[string]any) (Spec, error) {
+	var spec Spec
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
+		ErrorUnused: true,
+		Result:      &spec,
+		TagName:     "mapstructure",
+	})
+	if err != nil {
+		return Spec{}, err
+	}
+	if err := dec.Decode(doc); err != nil {
+		return Spec{}, &Problem{File: path, Reason: "decode: " + err.Error()}
+	}
+	spec.File = path
+	return spec, nil
+}
+
+// schemaByPath reports whether a spec's schema is a file given by path
+// rather than a name in schemas/.
+func schemaByPath(schema string) bool {
+	return strings.ContainsAny(schema, `/\`)
+}
+
+// schemaPath is the file a schema given by path names.
+func (s Spec) schemaPath() string {
+	if filepath.IsAbs(s.Schema) {
+		return s.Schema
+	}
+	return filepath.Join(filepath.Dir(s.File), filepath.FromSlash(s.Schema))
+}
+
+// checkSchemaFile checks the spec's schema exists: a name in schemas/, or
+// a readable JSON file, whose SHA-256 it records.
+func (s *Spec) checkSchemaFile(root *yaml.Node) error {
+	problem := func(format string, args ...any) error {
+		return &Problem{File: s.File, Pointer: "/schema", Line: lineOf(root, "/schema"), Reason: fmt.Sprintf(format, args...)}
+	}
+	if !schemaByPath(s.Schema) {
+		names, err := fs.Glob(schemas.FS(), "*.json")
+		if err != nil {
+			return problem("%v", err)
+		}
+		if !slices.Contains(names, s.Schema) {
+			return problem("no schema %q in schemas/ (known: %s); a schema file beside this one is written ./%s", s.Schema, strings.Join(names, ", "), s.Schema)
+		}
+		return nil
+	}
+	b, err := os.ReadFile(s.schemaPath())
+	if err != nil {
+		return problem("schema file %s: %v", s.schemaPath(), unwrapPath(err))
+	}
+	if _, err := validate.Decode(b); err != nil {
+		return problem("schema file %s is not JSON: %v", s.schemaPath(), err)
+	}
+	sum := sha256.Sum256(b)
+	s.SchemaSHA256 = hex.EncodeToString(sum[:])
+	return nil
+}
+
+// unwrapPath drops the path an *fs.PathError repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Files returns the integration files of dir: every *.yaml and *.yml
+// directly in it, sorted. Hidden files (editors' and Kubernetes' "..data"
+// links) are left out.
+func Files(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("integrations directory %s: %w", dir, unwrapPath(err))
+	}
+	var out []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		switch strings.ToLower(filepath.Ext(name)) {
+		case ".yaml", ".yml":
+		default:
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if info, err := os.Stat(p); err != nil || info.IsDir() {
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// LoadDir loads every integration file of dir (see Files). Every problem
+// of every file is reported, joined, and so is a name defined by two files,
+// naming both; no spec is returned unless all files load.
+func LoadDir(dir string) ([]Spec, error) {
+	files, err := Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	var specs []Spec
+	var errs []error
+	for _, f := range files {
+		s, err := Load(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		specs = append(specs, s)
+	}
+	errs = append(errs, CheckNames(specs))
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return specs, nil
+}
+
+// CheckNames reports every name more than one spec defines, naming the
+// files.
+func CheckNames(specs []Spec) error {
+	first := map[string]string{}
+	var errs []error
+	for _, s := range specs {
+		if f, dup := first[s.Name]; dup {
+			errs = append(errs, &Problem{File: s.File, Pointer: "/name",
+				Reason: fmt.Sprintf("integration %q is also defined in %s: names must be unique", s.Name, f)})
+			continue
+		}
+		first[s.Name] = s.File
+	}
+	return errors.Join(errs...)
+}
+
+// lineOf returns the line of the value at pointer in the YAML tree: the
+// line of its key in a mapping, or of the nearest ancestor that exists.
+func lineOf(root *yaml.Node, pointer string) int {
+	if root == nil {
+		return 0
+	}
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	line := 0
+	if pointer == "" {
+		return line
+	}
+	for _, seg := range strings.Split(pointer[1:], "/") {
+		seg = strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
+		for n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == seg {
+					line, next = n.Content[i].Line, n.Content[i+1]
+				}
+			}
+			if next == nil {
+				return lineOr(line, n.Line)
+			}
+			n = next
+		case yaml.SequenceNode:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return lineOr(line, n.Line)
+			}
+			n = n.Content[i]
+			line = n.Line
+		default:
+			return lineOr(line, n.Line)
+		}
+	}
+	return line
+}
+
+func lineOr(line, def int) int {
+	if line > 0 {
+		return line
+	}
+	return def
+}

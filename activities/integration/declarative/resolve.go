@@ -1,0 +1,311 @@
+package declarative
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/validate"
+)
+
+// Resolved is a Spec made runnable.
+type Resolved struct {
+	// Definition is the integration, normalised and valid, with its
+	// secrets.
+	Definition integration.Definition
+	// Schema is the document of a schema file the spec names by path:
+	// register it in the worker's validate.Registry under
+	// Definition.Schema (Registry.Add). It is nil when Definition.Schema
+	// is a file in schemas/.
+	Schema []byte
+}
+
+// Resolve turns the spec into the integration a worker runs: secrets read
+// through env (os.LookupEnv) and readFile (os.ReadFile), a schema file
+// given by path read, defaults filled (Normalize) and the definition
+// validated. Every problem is reported, joined, each naming the file and
+// the field, and for a secret the variable or file, never its value.
+func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]byte, error)) (Resolved, error) {
+	r := resolver{spec: s, env: env, readFile: readFile}
+	def := integration.Definition{
+		Name:             s.Name,
+		Description:      s.Description,
+		Version:          s.Version,
+		KeyField:         s.KeyField,
+		CursorField:      s.CursorField,
+		InitialCursor:    s.InitialCursor,
+		Atomic:           s.Atomic,
+		InvalidThreshold: s.InvalidThreshold,
+		BatchSize:        s.BatchSize,
+		PagesInFlight:    s.PagesInFlight,
+	}
+	switch {
+	case s.Source.HTTP != nil:
+		def.Source.HTTP = r.httpSource(*s.Source.HTTP)
+	case s.Source.Postgres != nil:
+		r.problem("/source/postgres", "the postgres source is not available to integration files yet")
+	}
+	var doc []byte
+	def.Schema, doc = r.schema()
+	def.Mapping = r.mapping()
+	switch {
+	case s.Destination.Postgres != nil:
+		t := *s.Destination.Postgres
+		t.Columns = slices.Clone(t.Columns)
+		t.Key = slices.Clone(t.Key)
+		def.Destination.Postgres = &t
+	case s.Destination.HTTP != nil:
+		r.problem("/destination/http", "the http destination is not available to integration files yet")
+	}
+	if len(r.errs) == 0 {
+		def = def.Normalize()
+		for _, err := range unjoin(def.Validate()) {
+			r.errs = append(r.errs, definitionProblem(s.File, s.Name, err))
+		}
+	}
+	if err := errors.Join(r.errs...); err != nil {
+		return Resolved{}, err
+	}
+	return Resolved{Definition: def, Schema: doc}, nil
+}
+
+// resolver collects the problems of one Resolve.
+type resolver struct {
+	spec     Spec
+	env      func(string) (string, bool)
+	readFile func(string) ([]byte, error)
+	errs     []error
+}
+
+func (r *resolver) problem(pointer, format string, args ...any) {
+	r.errs = append(r.errs, &Problem{File: r.spec.File, Pointer: pointer, Reason: fmt.Sprintf(format, args...)})
+}
+
+// path makes a path from the file relative to the spec's directory.
+func (r *resolver) path(p string) string {
+	if filepath.IsAbs(p) || r.spec.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(r.spec.File), filepath.FromSlash(p))
+}
+
+// secret reads a referenced secret; a nil reference is "".
+func (r *resolver) secret(pointer string, ref *Secret) string {
+	switch {
+	case ref == nil:
+		return ""
+	case ref.Env != "":
+		v, ok := r.env(ref.Env)
+		switch {
+		case !ok:
+			r.problem(pointer, "environment variable %s is not set", ref.Env)
+		case v == "":
+			r.problem(pointer, "environment variable %s is empty", ref.Env)
+		}
+		return v
+	case ref.File != "":
+		p := r.path(ref.File)
+		b, err := r.readFile(p)
+		if err != nil {
+			r.problem(pointer, "secret file %s: %v", p, unwrapPath(err))
+			return ""
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			r.problem(pointer, "secret file %s is empty", p)
+		}
+		return v
+	}
+	r.problem(pointer, "a secret reference needs env or file")
+	return ""
+}
+
+// httpSource is the source's configuration with its secrets.
+func (r *resolver) httpSource(h HTTPSource) *httpsource.Config {
+	const at = "/source/http/auth/"
+	return &httpsource.Config{
+		BaseURL:     h.BaseURL,
+		Path:        h.Path,
+		Query:       maps.Clone(h.Query),
+		Headers:     maps.Clone(h.Headers),
+		RecordsPath: h.RecordsPath,
+		Pagination:  h.Pagination,
+		Incremental: h.Incremental,
+		Auth: httpsource.Auth{
+			Kind:         h.Auth.Kind,
+			Token:        r.secret(at+"token", h.Auth.Token),
+			Header:       h.Auth.Header,
+			APIKey:       r.secret(at+"api_key", h.Auth.APIKey),
+			TokenURL:     h.Auth.TokenURL,
+			ClientID:     h.Auth.ClientID,
+			ClientSecret: r.secret(at+"client_secret", h.Auth.ClientSecret),
+			Scopes:       slices.Clone(h.Auth.Scopes),
+		},
+		ConditionalRequests: h.ConditionalRequests,
+		RateLimit:           h.RateLimit,
+		Timeout:             h.Timeout,
+		MaxBodyBytes:        h.MaxBodyBytes,
+		Retry:               h.Retry,
+	}
+}
+
+// schema returns the name to validate records with and, for a schema file
+// given by path, its document. The name of such a file is its base name and
+// the start of its SHA-256, so a changed file is a new schema.
+func (r *resolver) schema() (string, []byte) {
+	if !schemaByPath(r.spec.Schema) {
+		return r.spec.Schema, nil
+	}
+	p := r.path(r.spec.Schema)
+	b, err := r.readFile(p)
+	if err != nil {
+		r.problem("/schema", "schema file %s: %v", p, unwrapPath(err))
+		return "", nil
+	}
+	if _, err := validate.Decode(b); err != nil {
+		r.problem("/schema", "schema file %s is not JSON: %v", p, err)
+		return "", nil
+	}
+	sum := sha256.Sum256(b)
+	digest := hex.EncodeToString(sum[:])
+	if r.spec.SchemaSHA256 != "" && r.spec.SchemaSHA256 != digest {
+		r.problem("/schema", "schema file %s changed since the integration file was loaded: load it again", p)
+		return "", nil
+	}
+	return filepath.Base(p) + "@" + digest[:12], b
+}
+
+// mapping converts the spec's fields; join becomes a Compute function.
+func (r *resolver) mapping() transform.Mapping {
+	fields := make([]transform.Field, 0, len(r.spec.Mapping))
+	for _, f := range r.spec.Mapping {
+		tf := transform.Field{
+			To:        f.To,
+			From:      f.From,
+			Cast:      f.Cast,
+			Default:   f.Default,
+			Normalize: slices.Clone(f.Normalize),
+			Required:  f.Required,
+		}
+		if len(f.Join) > 0 {
+			sep := " "
+			if f.Separator != nil {
+				sep = *f.Separator
+			}
+			tf.Compute = joinFunc(f.Join, sep)
+		}
+		fields = append(fields, tf)
+	}
+	return transform.Mapping{Fields: fields}
+}
+
+// joinFunc joins the values at paths with sep; absent, null and empty
+// values are left out.
+func joinFunc(paths []string, sep string) func(transform.Record) (any, error) {
+	split := make([][]string, len(paths))
+	for i, p := range paths {
+		split[i] = strings.Split(p, ".")
+	}
+	return func(rec transform.Record) (any, error) {
+		var b strings.Builder
+		n := 0
+		for i, path := range split {
+			s, err := scalarText(lookupPath(rec, path))
+			if err != nil {
+				return nil, fmt.Errorf("join %s: %w", paths[i], err)
+			}
+			if s == "" {
+				continue
+			}
+			if n > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(s)
+			n++
+		}
+		return b.String(), nil
+	}
+}
+
+// lookupPath follows a dot path through objects and arrays; anything
+// missing gives nil.
+func lookupPath(rec transform.Record, path []string) any {
+	var cur any = rec
+	for _, seg := range path {
+		switch c := cur.(type) {
+		case map[string]any:
+			cur = c[seg]
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil
+			}
+			cur = c[i]
+		default:
+			return nil
+		}
+	}
+	return cur
+}
+
+// scalarText writes a scalar as text; null is "".
+func scalarText(v any) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return x, nil
+	case json.Number:
+		return string(x), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case map[string]any:
+		return "", errors.New("an object, not a scalar")
+	case []any:
+		return "", errors.New("an array, not a scalar")
+	}
+	return "", fmt.Errorf("a Go %T, not a scalar", v)
+}
+
+// unjoin lists the errors an errors.Join holds.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// fieldPrefix is the field a Definition.Validate message starts with,
+// e.g. "source.http: " or "invalid_threshold: ".
+var fieldPrefix = regexp.MustCompile(`^([a-z_]+(?:\.[a-z_]+)*): `)
+
+// definitionProblem turns an integration.Definition.Validate error,
+// `integration "x": source.http: base_url: required`, into a Problem
+// pointing at its field.
+func definitionProblem(file, name string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("integration %q: ", name))
+	if m := fieldPrefix.FindStringSubmatch(msg); m != nil {
+		return &Problem{File: file, Pointer: "/" + strings.ReplaceAll(m[1], ".", "/"), Reason: msg[len(m[0]):]}
+	}
+	return &Problem{File: file, Reason: msg}
+}

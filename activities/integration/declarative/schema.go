@@ -1,0 +1,315 @@
+package declarative
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v5"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/schemas"
+)
+
+// fileSchema is integration.schema.json, compiled, with its document for
+// the "errorMessage" annotations and the known keys of each object.
+type fileSchema struct {
+	schema *jsonschema.Schema
+	doc    any
+}
+
+// compiledFileSchema compiles the embedded schema once; it cannot fail
+// unless the embedded file is broken, which the tests catch.
+var compiledFileSchema = sync.OnceValues(func() (*fileSchema, error) {
+	const url = "https://tetherflow.dev/schemas/" + schemas.IntegrationFile
+	raw := schemas.Integration()
+	doc, err := validate.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", schemas.IntegrationFile, err)
+	}
+	c := jsonschema.NewCompiler()
+	c.Draft = jsonschema.Draft2020
+	if err := c.AddResource(url, bytes.NewReader(raw)); err != nil {
+		return nil, fmt.Errorf("%s: %w", schemas.IntegrationFile, err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", schemas.IntegrationFile, err)
+	}
+	return &fileSchema{schema: s, doc: doc}, nil
+})
+
+// checkDocument validates a decoded integration file against the schema
+// and returns every violation as a *Problem, in the file's order.
+func checkDocument(path string, doc map[string]any, root *yaml.Node) []error {
+	fsch, err := compiledFileSchema()
+	if err != nil {
+		return []error{&Problem{File: path, Reason: err.Error()}}
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return []error{&Problem{File: path, Reason: "not representable as JSON: " + err.Error()}}
+	}
+	inst, err := validate.Decode(b)
+	if err != nil {
+		return []error{&Problem{File: path, Reason: "not representable as JSON: " + err.Error()}}
+	}
+	err = fsch.schema.Validate(inst)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return []error{&Problem{File: path, Reason: err.Error()}}
+	}
+	var ps []*Problem
+	for _, v := range fsch.violations(ve, inst, nil) {
+		ps = append(ps, &Problem{File: path, Pointer: v.pointer, Line: lineOf(root, v.pointer), Reason: v.reason})
+	}
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Pointer < ps[j].Pointer
+	})
+	ps = slices.CompactFunc(ps, func(a, b *Problem) bool { return *a == *b })
+	out := make([]error, len(ps))
+	for i, p := range ps {
+		out[i] = p
+	}
+	return out
+}
+
+// violation is one problem found by the schema.
+type violation struct {
+	pointer string
+	reason  string
+}
+
+// violations flattens the library's tree of errors into the errors that
+// name a failed keyword themselves. A subschema with an "errorMessage"
+// annotation reports that message, at the value it applies to, instead of
+// anything that failed inside it.
+func (f *fileSchema) violations(ve *jsonschema.ValidationError, inst any, out []violation) []violation {
+	if msg, ok := f.errorMessage(ve.AbsoluteKeywordLocation); ok {
+		return append(out, violation{pointer: ve.InstanceLocation, reason: msg})
+	}
+	if len(ve.Causes) == 0 {
+		return f.leaf(ve, inst, out)
+	}
+	for _, c := range ve.Causes {
+		out = f.violations(c, inst, out)
+	}
+	return out
+}
+
+// leaf words one failed keyword for the person editing the file.
+func (f *fileSchema) leaf(ve *jsonschema.ValidationError, inst any, out []violation) []violation {
+	// The keyword's own subschema, or one around it, may say it better.
+	for loc := ve.AbsoluteKeywordLocation; strings.Contains(loc, "#/"); {
+		loc = loc[:strings.LastIndex(loc, "/")]
+		if msg, ok := f.errorMessage(loc); ok {
+			return append(out, violation{pointer: ve.InstanceLocation, reason: msg})
+		}
+	}
+	kw := keywordOf(ve.KeywordLocation)
+	at := func(name string) string {
+		return ve.InstanceLocation + "/" + strings.ReplaceAll(strings.ReplaceAll(name, "~", "~0"), "/", "~1")
+	}
+	switch kw {
+	case "additionalProperties":
+		known := f.knownKeys(ve.AbsoluteKeywordLocation)
+		for _, name := range quotedNames(ve.Message) {
+			reason := fmt.Sprintf("unknown key %q", name)
+			if s := closest(name, known); s != "" {
+				reason += fmt.Sprintf(" (did you mean %q?)", s)
+			} else if len(known) > 0 {
+				reason += " (known keys: " + strings.Join(known, ", ") + ")"
+			}
+			out = append(out, violation{pointer: at(name), reason: reason})
+		}
+		return out
+	case "required":
+		for _, name := range quotedNames(ve.Message) {
+			out = append(out, violation{pointer: at(name), reason: fmt.Sprintf("required key %q is missing", name)})
+		}
+		return out
+	case "dependentRequired":
+		// "property 'a' is required, if 'b' property exists"
+		if names := quotedNames(ve.Message); len(names) == 2 {
+			return append(out, violation{pointer: at(names[0]), reason: fmt.Sprintf("%q is required when %q is set", names[0], names[1])})
+		}
+	case "false":
+		return append(out, violation{pointer: ve.InstanceLocation, reason: "not allowed here"})
+	case "enum", "const":
+		// Enumerated values are never secrets: say which value is wrong.
+		if v, ok := lookup(inst, ve.InstanceLocation); ok {
+			if b, err := json.Marshal(v); err == nil {
+				return append(out, violation{pointer: ve.InstanceLocation, reason: fmt.Sprintf("%s is not allowed: %s", b, ve.Message)})
+			}
+		}
+	}
+	return append(out, violation{pointer: ve.InstanceLocation, reason: ve.Message})
+}
+
+// keywordOf returns the keyword at the end of a keyword location such as
+// "/properties/name/pattern" or "/dependentRequired/initial_cursor/0".
+func keywordOf(loc string) string {
+	segs := strings.Split(loc, "/")
+	last := segs[len(segs)-1]
+	if _, err := strconv.Atoi(last); err == nil && len(segs) >= 3 && segs[len(segs)-3] == "dependentRequired" {
+		return "dependentRequired"
+	}
+	return last
+}
+
+// lookup returns the value at a JSON pointer in a decoded document.
+func lookup(doc any, pointer string) (any, bool) {
+	if pointer == "" {
+		return doc, true
+	}
+	n := doc
+	for _, seg := range strings.Split(pointer[1:], "/") {
+		seg = strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
+		switch x := n.(type) {
+		case map[string]any:
+			c, ok := x[seg]
+			if !ok {
+				return nil, false
+			}
+			n = c
+		case []any:
+			k, err := strconv.Atoi(seg)
+			if err != nil || k < 0 || k >= len(x) {
+				return nil, false
+			}
+			n = x[k]
+		default:
+			return nil, false
+		}
+	}
+	return n, true
+}
+
+// node returns the schema value at an absolute keyword location.
+func (f *fileSchema) node(absLoc string) (any, bool) {
+	i := strings.IndexByte(absLoc, '#')
+	if i < 0 {
+		return nil, false
+	}
+	frag, err := url.PathUnescape(absLoc[i+1:])
+	if err != nil {
+		return nil, false
+	}
+	return lookup(f.doc, frag)
+}
+
+// errorMessage returns the "errorMessage" of the subschema at absLoc.
+func (f *fileSchema) errorMessage(absLoc string) (string, bool) {
+	n, ok := f.node(absLoc)
+	if !ok {
+		return "", false
+	}
+	m, _ := n.(map[string]any)
+	msg, ok := m["errorMessage"].(string)
+	return msg, ok
+}
+
+// knownKeys returns the properties of the object schema whose
+// additionalProperties keyword is at absLoc, sorted.
+func (f *fileSchema) knownKeys(absLoc string) []string {
+	n, ok := f.node(strings.TrimSuffix(absLoc, "/additionalProperties"))
+	if !ok {
+		return nil
+	}
+	m, _ := n.(map[string]any)
+	props, _ := m["properties"].(map[string]any)
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// quotedNames returns the single-quoted names in a library message, in
+// order. The library quotes like Go's %q, with single quotes.
+func quotedNames(msg string) []string {
+	var names []string
+	for i := 0; i < len(msg); i++ {
+		if msg[i] != '\'' {
+			continue
+		}
+		j := i + 1
+		for j < len(msg) && msg[j] != '\'' {
+			if msg[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(msg) {
+			break
+		}
+		body := strings.ReplaceAll(msg[i+1:j], `\'`, `'`)
+		body = strings.ReplaceAll(body, `"`, `\"`)
+		if s, err := strconv.Unquote(`"` + body + `"`); err == nil {
+			names = append(names, s)
+		} else {
+			names = append(names, msg[i+1:j])
+		}
+		i = j
+	}
+	return names
+}
+
+// closest returns the known key nearest to name when it is near enough to
+// be a typo of it, else "".
+func closest(name string, known []string) string {
+	best, bestD := "", -1
+	for _, k := range known {
+		d := editDistance(strings.ToLower(name), k)
+		if bestD < 0 || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if bestD < 0 || bestD > max(1, len(name)/3) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// insertions, deletions, substitutions and transpositions of neighbours
+// each count one.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
+}
