@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/source/pgsource"
 	"github.com/tetherflow/tether/activities/transform"
 )
 
@@ -69,9 +70,10 @@ type Definition struct {
 	PagesInFlight int
 }
 
-// Source says where records come from.
+// Source says where records come from: exactly one kind is set.
 type Source struct {
-	HTTP *httpsource.Config
+	HTTP     *httpsource.Config `mapstructure:"http" yaml:"http" json:"http,omitempty"`
+	Postgres *pgsource.Config   `mapstructure:"postgres" yaml:"postgres" json:"postgres,omitempty"`
 }
 
 // Destination says where rows go.
@@ -111,14 +113,27 @@ func (d Definition) Validate() error {
 		add("name", "must be lower-case letters, digits and dashes, starting with a letter")
 	}
 	switch {
-	case d.Source.HTTP == nil:
-		add("source", "no source set (want source.http)")
-	default:
+	case d.Source.HTTP == nil && d.Source.Postgres == nil:
+		add("source", "no source set (want source.http or source.postgres)")
+	case d.Source.HTTP != nil && d.Source.Postgres != nil:
+		add("source", "both source.http and source.postgres are set; an integration reads one source")
+	case d.Source.HTTP != nil:
 		if err := d.Source.HTTP.Validate(); err != nil {
 			add("source.http", "%v", err)
 		}
 		if d.CursorField != "" && d.Source.HTTP.Incremental.Param == "" {
 			add("source.http.incremental.param", "required when cursor_field is set: the source must be asked for records since the checkpoint")
+		}
+	default:
+		pg := d.Source.Postgres
+		if err := pg.Validate(); err != nil {
+			add("source.postgres", "%v", err)
+		}
+		if d.CursorField != pg.CursorColumn {
+			add("cursor_field", "%q must name source.postgres.cursor_column (%q): the pipeline and the query must agree on the cursor", d.CursorField, pg.CursorColumn)
+		}
+		if len(pg.Key) == 1 && d.KeyField != "" && d.KeyField != pg.Key[0] {
+			add("key_field", "%q must name the source.postgres.key column (%q)", d.KeyField, pg.Key[0])
 		}
 	}
 	if d.Schema == "" {

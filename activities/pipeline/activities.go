@@ -19,6 +19,7 @@ import (
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source"
 	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/source/pgsource"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/transform"
@@ -89,6 +90,13 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 	if def.Source.HTTP != nil {
 		opts := append([]httpsource.Option{httpsource.WithMemoStore(d.Store), httpsource.WithLogger(d.Logger)}, d.HTTPOptions...)
 		src, err := httpsource.New(def.Name, *def.Source.HTTP, opts...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("source: %w", err))
+		}
+		c.src = src
+	}
+	if def.Source.Postgres != nil {
+		src, err := pgsource.New(def.Name, *def.Source.Postgres, pgsource.WithLogger(d.Logger))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("source: %w", err))
 		}
@@ -378,6 +386,10 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 		if err == nil && in.Memo != nil && in.CacheKey != "" {
 			err = a.store.Remember(ctx, tx, in.Integration, in.CacheKey, *in.Memo)
 		}
+		if err == nil {
+			// A valid version of a quarantined record resolves its entry.
+			err = a.store.Supersede(ctx, tx, in.Integration, appliedKeys(e, res.Rejected), in.Ref.RunID)
+		}
 	}
 	if err == nil {
 		err = a.store.UpdateRun(ctx, tx, in.Ref.RunID, counts, in.Checkpoint, in.Next)
@@ -413,6 +425,21 @@ func appliedEntries(ids []int64, e *pageEntry, rejected []pgsink.Rejected) []int
 		}
 	}
 	return applied
+}
+
+// appliedKeys lists the keys of the page's rows the destination took.
+func appliedKeys(e *pageEntry, rejected []pgsink.Rejected) []string {
+	refused := make(map[int]bool, len(rejected))
+	for _, rj := range rejected {
+		refused[rj.Index] = true
+	}
+	keys := make([]string, 0, len(e.rowKeys))
+	for j, k := range e.rowKeys {
+		if !refused[j] {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // newStageToken returns a fresh random token naming one fetch's staged copy.

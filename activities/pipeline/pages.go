@@ -33,7 +33,8 @@ type pageEntry struct {
 	transformedDone  bool
 	transformInvalid int
 	rows             []pgsink.Row
-	rowIndex         []int // rows[i] came from raw[rowIndex[i]]
+	rowIndex         []int    // rows[i] came from raw[rowIndex[i]]
+	rowKeys          []string // rows[i]'s record key
 }
 
 type validRecord struct {
@@ -200,6 +201,7 @@ func (a *Activities) transformed(ctx context.Context, c *compiled, in syncstep.B
 	var bad []store.QuarantineEntry
 	rows := make([]pgsink.Row, 0, len(e.valid))
 	idx := make([]int, 0, len(e.valid))
+	keys := make([]string, 0, len(e.valid))
 	for _, vr := range e.valid {
 		out, err := c.transform(vr.rec)
 		if err != nil {
@@ -213,13 +215,14 @@ func (a *Activities) transformed(ctx context.Context, c *compiled, in syncstep.B
 		}
 		rows = append(rows, pgsink.Row(out))
 		idx = append(idx, vr.index)
+		keys = append(keys, vr.key)
 	}
 	if len(bad) > 0 {
 		if _, err := a.store.Quarantine(ctx, a.db, bad); err != nil {
 			return nil, err
 		}
 	}
-	e.rows, e.rowIndex, e.transformInvalid, e.transformedDone = rows, idx, len(bad), true
+	e.rows, e.rowIndex, e.rowKeys, e.transformInvalid, e.transformedDone = rows, idx, keys, len(bad), true
 	e.valid = nil // the rows are all later steps need
 	return e, nil
 }

@@ -112,17 +112,19 @@ ALTER TABLE tether_staged_pages ADD PRIMARY KEY (run_id, page, stage);`},
 		{8, "one pending entry per record", `
 -- A record that is read again while it waits in quarantine (a rerun, a
 -- full read, a reset, a replay that still finds it invalid) keeps its one
--- pending entry instead of gaining another. Pending duplicates recorded
--- before this migration are kept, marked as merged into the oldest one.
+-- pending entry instead of gaining another: one per key, or per payload for
+-- records without a key. Pending duplicates recorded before this migration
+-- are kept, marked as merged into the newest one.
 UPDATE tether_quarantine q SET replayed_at = now(), replay_run_id = 'merged-into-' || d.keep
 FROM (
-    SELECT id, min(id) OVER (PARTITION BY integration, record_key, md5(coalesce(payload::text, payload_text, ''))) AS keep
+    SELECT id, max(id) OVER (PARTITION BY integration, record_key,
+        CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END) AS keep
     FROM tether_quarantine WHERE replayed_at IS NULL
 ) d
 WHERE q.id = d.id AND d.id <> d.keep;
 ALTER TABLE tether_quarantine DROP CONSTRAINT tether_quarantine_record_key;
-CREATE UNIQUE INDEX tether_quarantine_pending_record ON tether_quarantine
-    (integration, record_key, md5(coalesce(payload::text, payload_text, ''))) WHERE replayed_at IS NULL;
+CREATE UNIQUE INDEX tether_quarantine_pending_record ON tether_quarantine (integration, record_key,
+    (CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END)) WHERE replayed_at IS NULL;
 CREATE INDEX tether_quarantine_run_idx ON tether_quarantine (run_id);
 CREATE INDEX tether_quarantine_replay_run_idx ON tether_quarantine (replay_run_id) WHERE replay_run_id IS NOT NULL;`},
 	}

@@ -69,12 +69,13 @@ type QuarantineEntry struct {
 }
 
 // Quarantine records entries in one statement and returns how many were
-// new. An integration keeps one pending entry per record: an entry whose
-// (key, payload) is already pending — a retried step, a rerun or full read
-// that meets the record again, a replay that still finds it invalid — gets
-// the new errors and step instead of a second entry, so the quarantine
-// never lists a record twice and a replay never applies it twice. Identical
-// records within entries are kept once. Pass the batch's transaction as q.
+// new. An integration keeps one pending entry per record — per key, or per
+// payload for records without a key: a record already pending (a retried
+// step, a rerun or full read that meets it again, possibly changed, a
+// replay that still finds it invalid) gets its latest payload, errors,
+// step and location instead of a second entry, so the quarantine never
+// lists a record twice and a replay never applies an old version of it.
+// Within entries, the last record of a key wins. Pass the batch's transaction as q.
 // A payload PostgreSQL cannot hold as jsonb (not JSON, invalid UTF-8, a
 // \u0000 escape) is kept as text in payload_text instead, with invalid
 // bytes replaced.
@@ -142,17 +143,20 @@ func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineE
 // conflict target is the partial unique index of migration 8.
 const quarantineSQL = `
 WITH incoming AS (
-    SELECT u.*, md5(coalesce(u.payload::text, u.payload_text, '')) AS payload_hash
+    SELECT u.*, CASE WHEN u.record_key = '' THEN md5(coalesce(u.payload::text, u.payload_text, '')) ELSE '' END AS twin
     FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::jsonb[])
         WITH ORDINALITY AS u(integration, run_id, page, record_index, record_key, step, payload, payload_text, errors, ord)
 ), once AS (
-    SELECT DISTINCT ON (integration, record_key, payload_hash) *
-    FROM incoming ORDER BY integration, record_key, payload_hash, ord
+    -- the last record of a key wins, as in the destination
+    SELECT DISTINCT ON (integration, record_key, twin) *
+    FROM incoming ORDER BY integration, record_key, twin, ord DESC
 )
 INSERT INTO tether_quarantine (integration, run_id, page, record_index, record_key, step, payload, payload_text, errors)
 SELECT integration, run_id, page, record_index, record_key, step, payload, payload_text, errors FROM once ORDER BY ord
-ON CONFLICT (integration, record_key, md5(coalesce(payload::text, payload_text, ''))) WHERE replayed_at IS NULL
-DO UPDATE SET errors = EXCLUDED.errors, step = EXCLUDED.step
+ON CONFLICT (integration, record_key, (CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END))
+    WHERE replayed_at IS NULL
+DO UPDATE SET errors = EXCLUDED.errors, step = EXCLUDED.step, payload = EXCLUDED.payload, payload_text = EXCLUDED.payload_text,
+    run_id = EXCLUDED.run_id, page = EXCLUDED.page, record_index = EXCLUDED.record_index
 RETURNING (xmax = 0)`
 
 // jsonbSafe reports whether p can be stored as jsonb as it is.
@@ -291,6 +295,21 @@ WHERE q.replay_run_id = $1 AND NOT EXISTS (
     -- met again since and pending under another entry: that one stays
     SELECT 1 FROM tether_quarantine p
     WHERE p.replayed_at IS NULL AND p.integration = q.integration AND p.record_key = q.record_key
-      AND md5(coalesce(p.payload::text, p.payload_text, '')) = md5(coalesce(q.payload::text, q.payload_text, '')))`, replayRunID)
+      AND (q.record_key <> '' OR md5(coalesce(p.payload::text, p.payload_text, '')) = md5(coalesce(q.payload::text, q.payload_text, ''))))`, replayRunID)
 	return Classify(err, fmt.Sprintf("put back the records replayed by run %q", replayRunID))
+}
+
+// Supersede resolves the pending entries of keys a sync run has just
+// applied a valid version of: they are marked with the applying run, as a
+// replay would, so the pending list shows only what is still broken. Pass
+// the batch's transaction as q.
+func (s *Store) Supersede(ctx context.Context, q Querier, integration string, keys []string, runID string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.on(q).ExecContext(ctx, `
+UPDATE tether_quarantine SET replayed_at = now(), replay_run_id = $3
+WHERE integration = $1 AND record_key = ANY($2) AND record_key <> '' AND replayed_at IS NULL`,
+		integration, pq.StringArray(keys), runID)
+	return Classify(err, fmt.Sprintf("resolve the quarantined records run %q applied", runID))
 }

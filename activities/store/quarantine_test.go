@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -149,7 +150,8 @@ func TestStore_Quarantine(t *testing.T) {
 
 // TestStore_QuarantineOnePendingEntryPerRecord: a record met again while it
 // waits in quarantine (a rerun, a full read, a reset, a replay that still
-// finds it invalid) keeps one pending entry, with the latest errors.
+// finds it invalid) keeps one pending entry per key (per payload without a
+// key), with its latest version and errors.
 func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -166,36 +168,41 @@ func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
 		}
 		return got
 	}
-	// Two identical keyless records in one page are one entry; a different
-	// record with the same key is another.
+	// Two identical keyless records in one page are one entry; two versions
+	// of key 7 in one page are one entry, the last.
 	n, err := s.Quarantine(ctx, nil, []QuarantineEntry{
 		entry("r1", 1, 0, "7", `{"id":7,"email":1}`, "first"),
 		entry("r1", 1, 1, "", `{"email":2}`, "no key"),
 		entry("r1", 1, 2, "", `{"email": 2}`, "no key"), // same JSON, other spacing
-		entry("r1", 2, 0, "7", `{"id":7,"email":3}`, "changed since"),
+		entry("r1", 1, 3, "", `{"email":3}`, "no key"),  // another keyless record
+		entry("r1", 1, 4, "7", `{"id":7,"email":4}`, "changed"),
 	})
 	if err != nil || n != 3 {
 		t.Fatalf("Quarantine = %d, %v; want 3 new", n, err)
 	}
-	// Another run meets record 7 again (other page, other index, other
-	// errors): no new entry, the errors are the latest.
-	n, err = s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 5, 9, "7", `{"email":1, "id":7}`, "second")})
+	got := pending()
+	if len(got) != 3 || got[2].Key != "7" || got[2].Index != 4 || got[2].Errors[0].Message != "changed" {
+		t.Fatalf("pending = %+v; want key 7 once, as its last version", got)
+	}
+	// Another run meets record 7 again, changed: no new entry, the latest
+	// version, errors and location.
+	n, err = s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 5, 9, "7", `{"email":5, "id":7}`, "second")})
 	if err != nil || n != 0 {
 		t.Fatalf("Quarantine again = %d, %v; want 0 new", n, err)
 	}
-	got := pending()
-	if len(got) != 3 || got[0].RunID != "r1" || got[0].Page != 1 || got[0].Errors[0].Message != "second" {
-		t.Fatalf("pending = %+v; want 3 entries, the first still r1's with the latest errors", got)
+	got = pending()
+	if e := got[2]; len(got) != 3 || e.RunID != "r2" || e.Page != 5 || e.Errors[0].Message != "second" || !strings.Contains(string(e.Payload), `"email": 5`) {
+		t.Fatalf("pending = %+v; want key 7's entry updated to r2's version", got)
 	}
 	// Once replayed, meeting the record again is a new pending entry.
-	if err := s.MarkReplayed(ctx, nil, []int64{got[0].ID}, "replay-1"); err != nil {
+	if err := s.MarkReplayed(ctx, nil, []int64{got[2].ID}, "replay-1"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r3", 1, 0, "7", `{"id":7,"email":1}`, "third")}); err != nil || n != 1 {
+	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r3", 1, 0, "7", `{"id":7,"email":6}`, "third")}); err != nil || n != 1 {
 		t.Fatalf("Quarantine after replay = %d, %v; want 1 new", n, err)
 	}
-	// Compensating replay-1 puts its entry back only when no twin is
-	// pending (here one is), so the pending list never holds a record twice.
+	// Compensating replay-1 puts its entry back only when the key has no
+	// other pending entry (here it has), so the list never holds it twice.
 	if err := s.UnmarkReplayed(ctx, "replay-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +210,7 @@ func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
 		t.Fatalf("after UnmarkReplayed with a pending twin: %d pending, want 3", len(got))
 	}
 	// Without a twin it is pending again.
-	if err := s.MarkReplayed(ctx, nil, []int64{got[1].ID}, "replay-2"); err != nil {
+	if err := s.MarkReplayed(ctx, nil, []int64{got[0].ID}, "replay-2"); err != nil {
 		t.Fatal(err)
 	}
 	if got := pending(); len(got) != 2 {
@@ -212,7 +219,19 @@ func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
 	if err := s.UnmarkReplayed(ctx, "replay-2"); err != nil {
 		t.Fatal(err)
 	}
-	if again := pending(); len(again) != 3 || again[0].ID != got[1].ID || again[0].ReplayRunID != "" {
-		t.Fatalf("after UnmarkReplayed: %+v; want entry %d pending again", again, got[1].ID)
+	if again := pending(); len(again) != 3 || again[0].ID != got[0].ID || again[0].ReplayRunID != "" {
+		t.Fatalf("after UnmarkReplayed: %+v; want entry %d pending again", again, got[0].ID)
+	}
+	// A sync run applying a valid version of key 7 resolves its entry.
+	if err := s.Supersede(ctx, nil, "crm", []string{"7", "8"}, "sync-9"); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range pending() {
+		if e.Key == "7" {
+			t.Errorf("key 7 still pending after Supersede: %+v", e)
+		}
+	}
+	if n, _ := s.CountQuarantine(ctx, QuarantineFilter{Integration: "crm", PendingOnly: true}); n != 2 {
+		t.Errorf("%d pending after Supersede, want the 2 keyless records", n)
 	}
 }
