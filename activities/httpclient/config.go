@@ -1,6 +1,7 @@
 package httpclient
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -197,15 +198,20 @@ func CheckBaseURL(raw string) error {
 		return fmt.Errorf("required (e.g. \"https://api.example.com\")")
 	}
 	u, err := url.Parse(raw)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err // without the URL, which may hold a secret
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("not a URL: %v", err)
 	case u.Scheme != "http" && u.Scheme != "https":
 		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
-	case u.Host == "":
-		return fmt.Errorf("no host in %q", raw)
 	case u.User != nil:
 		return fmt.Errorf("credentials in the URL are not allowed (use auth)")
+	case u.Host == "" && u.RawQuery != "":
+		return fmt.Errorf("no host in %q", RedactURL(raw))
+	case u.Host == "":
+		return fmt.Errorf("no host in %q", raw)
 	}
 	return nil
 }

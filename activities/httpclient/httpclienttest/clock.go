@@ -1,11 +1,13 @@
 // Package httpclienttest helps test the HTTP connectors: a fake clock for
 // their pacing, so a test sees how long a connector chose to wait instead
-// of timing it, and a check that an error is classified.
+// of timing it; a check that an error is classified; a check of the
+// problems a Validate reports.
 package httpclienttest
 
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,4 +62,29 @@ func AppError(t testing.TB, err error) *temporal.ApplicationError {
 		t.Fatalf("error %v (%T) is not an ApplicationError", err, err)
 	}
 	return ae
+}
+
+// WantProblems checks that err, a Validate error that joins one problem a
+// line, holds exactly the problems of want, in order, each line starting
+// with its want. No want means no error.
+func WantProblems(t testing.TB, err error, want []string) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("Validate() = nil, want %d problems", len(want))
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if i < len(lines) && !strings.HasPrefix(lines[i], w) {
+			t.Errorf("problem %d = %q, want %q", i, lines[i], w)
+		}
+	}
 }

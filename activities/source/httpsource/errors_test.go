@@ -260,24 +260,9 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.give.Validate()
+			httpclienttest.WantProblems(t, tt.give.Validate(), tt.want)
 			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
 				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want %d problems", len(tt.want))
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tt.want) {
-				t.Errorf("got %d problems, want %d:\n%v", len(lines), len(tt.want), err)
-			}
-			for i, want := range tt.want {
-				if i < len(lines) && !strings.HasPrefix(lines[i], want) {
-					t.Errorf("problem %d = %q, want %q", i, lines[i], want)
-				}
 			}
 			if _, err := New("x", tt.give); !failure.IsType(err, failure.TypeConfig) || !failure.IsPermanent(err) {
 				t.Errorf("New() = %v, want a permanent config error", err)
