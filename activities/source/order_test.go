@@ -79,4 +79,3 @@ func TestCompareCheckpoints(t *testing.T) {
 		}
 	}
 }
-
