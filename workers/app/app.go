@@ -1,7 +1,9 @@
 // Package app wires a sync worker with fx: configuration → logger →
-// PostgreSQL (migrated) → integrations and schemas → activities → Temporal
-// client → worker. Every constructor works without fx too; the module only
-// connects them and ties start and stop to the fx lifecycle.
+// integrations (Go and integration files) and schemas → PostgreSQL
+// (migrated) → activities → Temporal client → worker. Every constructor
+// works without fx too; the module only connects them and ties start and
+// stop to the fx lifecycle. The integrations are checked first, so a broken
+// integration file stops the worker before it connects to anything.
 package app
 
 import (
@@ -21,10 +23,12 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/validate"
@@ -34,19 +38,23 @@ import (
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
-// Module is the sync worker. Supply a config.Config and the integrations
-// to run (a []integration.Definition) alongside it.
+// Module is the sync worker. Supply a config.Config and the Go
+// integrations to run (a []integration.Definition) alongside it; the
+// integration files of config.IntegrationsDir are added to them.
 var Module = fx.Module("worker",
 	fx.Provide(
 		NewLogger,
 		NewDB,
 		NewStore,
+		NewDeclared,
 		NewIntegrations,
 		NewSchemas,
 		NewActivities,
 		NewTemporalClient,
 		NewWorker,
 	),
+	// Integrations first: a bad one stops the worker before it connects.
+	fx.Invoke(func(*integration.Registry) {}),
 	fx.Invoke(func(worker.Worker) {}),
 )
 
@@ -103,9 +111,23 @@ func NewDB(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (*sql.DB, error
 // NewStore wraps the database in the pipeline's state store.
 func NewStore(db *sql.DB) *store.Store { return store.New(db) }
 
-// NewIntegrations registers the integrations this worker runs, limited to
-// worker.integrations when that is set.
-func NewIntegrations(cfg config.Config, defs []integration.Definition) (*integration.Registry, error) {
+// NewIntegrations registers the integrations this worker runs: the Go ones
+// and those of the integration files (resolved, their schema files added to
+// sch), limited to worker.integrations when that is set.
+func NewIntegrations(cfg config.Config, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry) (*integration.Registry, error) {
+	resolved, err := ResolveDeclared(declared.Current(), defs, os.LookupEnv, os.ReadFile)
+	if err != nil {
+		return nil, fmt.Errorf("integrations_dir %s:\n%w", cfg.IntegrationsDir, err)
+	}
+	defs = slices.Clone(defs)
+	for _, r := range resolved {
+		if r.Schema != nil {
+			if err := sch.Add(r.Definition.Schema, r.Schema); err != nil {
+				return nil, fmt.Errorf("integration %q: %w", r.Definition.Name, err)
+			}
+		}
+		defs = append(defs, r.Definition)
+	}
 	if len(cfg.Worker.Integrations) > 0 {
 		var kept []integration.Definition
 		known := make([]string, 0, len(defs))
@@ -127,6 +149,105 @@ func NewIntegrations(cfg config.Config, defs []integration.Definition) (*integra
 		return nil, fmt.Errorf("integrations:\n%w", err)
 	}
 	return r, nil
+}
+
+// NewDeclared loads the integration files of integrations_dir and keeps
+// watching the directory while the worker runs. A file that does not load
+// or resolve, or an integration name a Go integration has, stops the
+// worker with every problem. Later changes are checked the same way and
+// replace the set only when good; the set is the hook for live reload,
+// which nothing consumes yet: running workers apply changes on restart.
+func NewDeclared(lc fx.Lifecycle, cfg config.Config, defs []integration.Definition, log *slog.Logger) (*declarative.Set, error) {
+	dir := cfg.IntegrationsDir
+	if dir == "" {
+		return declarative.NewSet(nil, nil), nil
+	}
+	check := func(specs []declarative.Spec) error {
+		_, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile)
+		return err
+	}
+	// Every problem at once: of the files that do not load, and of those
+	// that do but do not resolve.
+	files, err := declarative.Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	var specs []declarative.Spec
+	var errs []error
+	for _, f := range files {
+		s, err := declarative.Load(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		specs = append(specs, s)
+	}
+	errs = append(errs, declarative.CheckNames(specs), check(specs))
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("integrations_dir %s:\n%w", dir, err)
+	}
+	set := declarative.NewSet(specs, check)
+	set.Subscribe(func(specs []declarative.Spec) {
+		names := make([]string, len(specs))
+		for i, s := range specs {
+			names[i] = s.Name
+		}
+		log.Info("integration files changed; this worker runs them from its next start", "dir", dir, "integrations", names)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() {
+				defer close(done)
+				err := declarative.Watch(ctx, dir, func(specs []declarative.Spec, err error) {
+					if err := set.Apply(specs, err); err != nil {
+						log.Error("integration files changed but do not load; the last good ones stay", "dir", dir, "error", err)
+					}
+				})
+				if err != nil {
+					log.Warn("integration files are not watched", "error", err)
+				}
+			}()
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			cancel()
+			<-done
+			return nil
+		},
+	})
+	log.Info("integration files loaded", "dir", dir, "integrations", len(specs))
+	return set, nil
+}
+
+// ResolveDeclared resolves the specs of integration files for a worker
+// that also runs the Go integrations defs: every problem, and every name
+// both define, is reported, joined.
+func ResolveDeclared(specs []declarative.Spec, defs []integration.Definition, env func(string) (string, bool), readFile func(string) ([]byte, error)) ([]declarative.Resolved, error) {
+	goNames := make(map[string]bool, len(defs))
+	for _, d := range defs {
+		goNames[d.Name] = true
+	}
+	var out []declarative.Resolved
+	var errs []error
+	for _, s := range specs {
+		if goNames[s.Name] {
+			errs = append(errs, &declarative.Problem{File: s.File, Pointer: "/name",
+				Reason: fmt.Sprintf("integration %q is also defined in Go (workers/integrations): names must be unique", s.Name)})
+			continue
+		}
+		r, err := s.Resolve(env, readFile)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // NewSchemas compiles every schema in schemas/ once.
@@ -238,11 +359,14 @@ func Register(w worker.Registry, acts *pipeline.Activities) {
 	w.RegisterActivity(acts)
 }
 
-// StartError makes fx's start-up error one readable line: the first cause
-// that is ours, without fx's dependency-graph noise.
+// StartError makes fx's start-up error readable: the error a constructor
+// returned, without fx's dependency-graph noise.
 func StartError(err error) error {
 	if err == nil {
 		return nil
+	}
+	if root := dig.RootCause(err); root != nil && root != err {
+		return root
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, "): "); i >= 0 && strings.Contains(msg, "could not build arguments") {

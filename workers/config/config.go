@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -28,6 +29,10 @@ type Config struct {
 	// Sources holds connection settings of the systems the shipped
 	// integrations read from, by system name (e.g. "crm").
 	Sources Sources `mapstructure:"sources"`
+	// IntegrationsDir is a directory of integration files (*.yaml, *.yml)
+	// run beside the Go integrations; empty means none
+	// (TETHER_INTEGRATIONS_DIR).
+	IntegrationsDir string `mapstructure:"integrations_dir"`
 }
 
 // Temporal says which cluster and namespace to work with.
@@ -104,6 +109,7 @@ var defaults = map[string]any{
 	"sources.crm.client_id":                  "",
 	"sources.crm.client_secret":              "",
 	"sources.crm.rate_limit":                 0.0,
+	"integrations_dir":                       "",
 }
 
 // aliases are the ecosystem's variable names, read besides TETHER_*.
@@ -226,7 +232,23 @@ func (c Config) Validate() error {
 	if c.Sources.CRM.RateLimit < 0 {
 		bad("sources.crm.rate_limit", "must not be negative")
 	}
+	if d := c.IntegrationsDir; d != "" {
+		if info, err := os.Stat(d); err != nil {
+			bad("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q: %v", d, unwrapPath(err))
+		} else if !info.IsDir() {
+			bad("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q is not a directory", d)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// unwrapPath drops the path an *fs.PathError repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Redacted returns the database URL with any password hidden, for logs.

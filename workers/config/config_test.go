@@ -109,3 +109,37 @@ func TestEnvNames_IncludeEcosystemVariables(t *testing.T) {
 		}
 	}
 }
+
+func TestLoad_IntegrationsDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TETHER_INTEGRATIONS_DIR", dir)
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.IntegrationsDir != dir {
+		t.Errorf("IntegrationsDir = %q, want %q", cfg.IntegrationsDir, dir)
+	}
+	if !strings.Contains(strings.Join(EnvNames(), " "), "TETHER_INTEGRATIONS_DIR") {
+		t.Error("EnvNames lacks TETHER_INTEGRATIONS_DIR")
+	}
+
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{name: "missing", give: filepath.Join(dir, "nope"), want: "integrations_dir (TETHER_INTEGRATIONS_DIR): \"" + filepath.Join(dir, "nope") + "\": no such file or directory"},
+		{name: "a file", give: writeFile(t, "x: 1\n"), want: "is not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeFile(t, "integrations_dir: "+tt.give+"\n")
+			t.Setenv("TETHER_INTEGRATIONS_DIR", "")
+			_, err := Load(p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load() error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
