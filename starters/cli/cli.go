@@ -24,7 +24,6 @@ import (
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
-	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -36,7 +35,10 @@ Usage:
   tether start INTEGRATION [--watch] [--full] [--max-pages N]
                                             start a sync run (and show its progress bar)
   tether watch WORKFLOW_ID                  progress bar of a running sync until it ends
-  tether integrations                       the integrations the shipped worker runs
+  tether integrations [--dir DIR]           the integrations the shipped worker runs: Go ones and
+                                            integration files (TETHER_INTEGRATIONS_DIR)
+  tether validate [--resolve] [FILE|DIR...] check integration files (default: TETHER_INTEGRATIONS_DIR);
+                                            --resolve also reads their secrets and schema files
   tether runs [--integration NAME]          recent runs with their counts (from PostgreSQL)
   tether quarantine [--integration NAME] [--run RUN_ID]
                                             quarantined records and why
@@ -67,6 +69,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"start":        cmdStart,
 		"watch":        cmdWatch,
 		"integrations": cmdIntegrations,
+		"validate":     cmdValidate,
 		"runs":         cmdRuns,
 		"quarantine":   cmdQuarantine,
 	}
@@ -230,19 +233,6 @@ func cmdWatch(ctx context.Context, e *env, args []string) error {
 	res, err := Watch(ctx, c, e.out, pos[0], 0)
 	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: pos[0]}}, e.uiURL, e.namespace)
 	return err
-}
-
-func cmdIntegrations(_ context.Context, e *env, args []string) error {
-	fs := e.flags("integrations")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSCHEMA\tKEY\tCURSOR\tATOMIC\tDESCRIPTION")
-	for _, d := range integrations.All(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", d.Name, d.Schema, d.KeyField, orDash(d.CursorField), d.Atomic, d.Description)
-	}
-	return tw.Flush()
 }
 
 func cmdRuns(ctx context.Context, e *env, args []string) error {

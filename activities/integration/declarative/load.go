@@ -422,7 +422,8 @@ func CheckNames(specs []Spec) error {
 }
 
 // lineOf returns the line of the value at pointer in the YAML tree: the
-// line of its key in a mapping, or of the nearest ancestor that exists.
+// line of its key in a mapping, or of the nearest ancestor that exists; 0
+// for the document itself and a key missing from it.
 func lineOf(root *yaml.Node, pointer string) int {
 	if root == nil {
 		return 0
@@ -449,26 +450,19 @@ func lineOf(root *yaml.Node, pointer string) int {
 				}
 			}
 			if next == nil {
-				return lineOr(line, n.Line)
+				return line
 			}
 			n = next
 		case yaml.SequenceNode:
 			i, err := strconv.Atoi(seg)
 			if err != nil || i < 0 || i >= len(n.Content) {
-				return lineOr(line, n.Line)
+				return line
 			}
 			n = n.Content[i]
 			line = n.Line
 		default:
-			return lineOr(line, n.Line)
+			return line
 		}
 	}
 	return line
-}
-
-func lineOr(line, def int) int {
-	if line > 0 {
-		return line
-	}
-	return def
 }
