@@ -80,7 +80,7 @@ func TestNew_BadIntegrationFilesStopTheWorkerBeforeItConnects(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		"integrations_dir " + dir + ":\n",
-		bad + `: /key_field: required key "key_field" is missing (line `,
+		bad + `: /key_field: required key "key_field" is missing` + "\n",
 		bad + ": /source/http/auth/token: a secret is given by reference, never inline",
 		bad + `: /mapping/0/cast: "integer" is not allowed`,
 		clash + `: /name: integration "crm-contacts" is also defined in Go (workers/integrations)`,
