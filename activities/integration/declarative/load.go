@@ -120,6 +120,7 @@ func read(path string) (map[string]any, *yaml.Node, error) {
 	}
 	v := viper.NewWithOptions(viper.WithCodecRegistry(codecs))
 	v.SetConfigFile(path)
+	v.SetConfigType("yaml") // also for FILE.YAML
 	if err := v.ReadInConfig(); err != nil {
 		if doc.err != nil {
 			line, msg := yamlError(doc.err)

@@ -206,3 +206,60 @@ func TestLoadDir(t *testing.T) {
 		}
 	})
 }
+
+// TestDocExample: the complete file in the package documentation loads and
+// resolves.
+func TestDocExample(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "A complete file")
+	if !ok {
+		t.Fatal("no example in doc.go")
+	}
+	var lines []string
+	for _, l := range strings.Split(after, "\n")[1:] {
+		body, ok := strings.CutPrefix(l, "//\t")
+		if !ok {
+			if len(lines) > 0 {
+				break
+			}
+			continue
+		}
+		lines = append(lines, body)
+	}
+	p := writeFile(t, "", "EXAMPLE.YAML", strings.Join(lines, "\n")+"\n")
+	s, err := Load(p)
+	if err != nil {
+		t.Fatalf("the documented example does not load:\n%v", err)
+	}
+	if _, err := s.Resolve(env(nil), noFiles); err != nil {
+		t.Fatalf("the documented example does not resolve:\n%v", err)
+	}
+}
+
+// FuzzLoad: any file gives a spec or problems, never a panic, and a spec
+// always hashes.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(minimalYAML))
+	f.Add([]byte("name: a\nsource: {http: {base_url: 'http://x'}}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("<<: {name: a}\n1: 2\n? [a]\n: b\n"))
+	f.Add([]byte("mapping: [{to: a, default: .nan}]\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "f.yaml")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Load(p)
+		if err != nil {
+			if len(Problems(err)) == 0 {
+				t.Fatalf("error without problems: %v", err)
+			}
+			return
+		}
+		_ = s.Hash()
+	})
+}
