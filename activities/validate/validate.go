@@ -317,7 +317,7 @@ func appendFieldErrors(out []FieldError, l *jsonschema.ValidationError) []FieldE
 	switch kw {
 	case "required":
 		// "missing properties: 'a', 'b'"
-		for _, name := range quotedNames(l.Message) {
+		for _, name := range QuotedNames(l.Message) {
 			out = append(out, FieldError{
 				Pointer: l.InstanceLocation + "/" + escape(name),
 				Keyword: kw,
@@ -327,7 +327,7 @@ func appendFieldErrors(out []FieldError, l *jsonschema.ValidationError) []FieldE
 		return out
 	case "dependentRequired", "dependencies":
 		// "property 'a' is required, if 'b' property exists"
-		if names := quotedNames(l.Message); len(names) == 2 {
+		if names := QuotedNames(l.Message); len(names) == 2 {
 			return append(out, FieldError{
 				Pointer: l.InstanceLocation + "/" + escape(names[0]),
 				Keyword: kw,
@@ -336,7 +336,7 @@ func appendFieldErrors(out []FieldError, l *jsonschema.ValidationError) []FieldE
 		}
 	case "additionalProperties":
 		// "additionalProperties 'a', 'b' not allowed"
-		for _, name := range quotedNames(l.Message) {
+		for _, name := range QuotedNames(l.Message) {
 			out = append(out, FieldError{
 				Pointer: l.InstanceLocation + "/" + escape(name),
 				Keyword: kw,
@@ -362,9 +362,10 @@ func keywordOf(loc string) string {
 	return last
 }
 
-// quotedNames returns the single-quoted names in a library message, in
-// order. The library quotes like Go's %q, with single quotes.
-func quotedNames(msg string) []string {
+// QuotedNames returns the single-quoted names in a jsonschema library
+// message, in order. The library quotes like Go's %q, with single quotes.
+// Packages that turn the library's messages into their own use it too.
+func QuotedNames(msg string) []string {
 	var names []string
 	for i := 0; i < len(msg); i++ {
 		if msg[i] != '\'' {

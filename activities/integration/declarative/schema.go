@@ -127,7 +127,7 @@ func (f *fileSchema) leaf(ve *jsonschema.ValidationError, inst any, out []violat
 	switch kw {
 	case "additionalProperties":
 		known := f.knownKeys(ve.AbsoluteKeywordLocation)
-		for _, name := range quotedNames(ve.Message) {
+		for _, name := range validate.QuotedNames(ve.Message) {
 			reason := fmt.Sprintf("unknown key %q", name)
 			if s := closest(name, known); s != "" {
 				reason += fmt.Sprintf(" (did you mean %q?)", s)
@@ -138,13 +138,13 @@ func (f *fileSchema) leaf(ve *jsonschema.ValidationError, inst any, out []violat
 		}
 		return out
 	case "required":
-		for _, name := range quotedNames(ve.Message) {
+		for _, name := range validate.QuotedNames(ve.Message) {
 			out = append(out, violation{pointer: at(name), reason: fmt.Sprintf("required key %q is missing", name)})
 		}
 		return out
 	case "dependentRequired":
 		// "property 'a' is required, if 'b' property exists"
-		if names := quotedNames(ve.Message); len(names) == 2 {
+		if names := validate.QuotedNames(ve.Message); len(names) == 2 {
 			return append(out, violation{pointer: at(names[0]), reason: fmt.Sprintf("%q is required when %q is set", names[0], names[1])})
 		}
 	case "false":
@@ -238,36 +238,6 @@ func (f *fileSchema) knownKeys(absLoc string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// quotedNames returns the single-quoted names in a library message, in
-// order. The library quotes like Go's %q, with single quotes.
-func quotedNames(msg string) []string {
-	var names []string
-	for i := 0; i < len(msg); i++ {
-		if msg[i] != '\'' {
-			continue
-		}
-		j := i + 1
-		for j < len(msg) && msg[j] != '\'' {
-			if msg[j] == '\\' {
-				j++
-			}
-			j++
-		}
-		if j >= len(msg) {
-			break
-		}
-		body := strings.ReplaceAll(msg[i+1:j], `\'`, `'`)
-		body = strings.ReplaceAll(body, `"`, `\"`)
-		if s, err := strconv.Unquote(`"` + body + `"`); err == nil {
-			names = append(names, s)
-		} else {
-			names = append(names, msg[i+1:j])
-		}
-		i = j
-	}
-	return names
 }
 
 // closest returns the known key nearest to name when it is near enough to
