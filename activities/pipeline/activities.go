@@ -407,6 +407,22 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	return out, nil
 }
 
+// acceptedRows lists the positions of the page's rows the destination
+// took: every row but those it rejected.
+func acceptedRows(e *pageEntry, rejected []pgsink.Rejected) []int {
+	refused := make(map[int]bool, len(rejected))
+	for _, rj := range rejected {
+		refused[rj.Index] = true
+	}
+	rows := make([]int, 0, max(0, len(e.rowIndex)-len(refused)))
+	for j := range e.rowIndex {
+		if !refused[j] {
+			rows = append(rows, j)
+		}
+	}
+	return rows
+}
+
 // appliedEntries picks, among a replay page's quarantine entries (one per
 // record), those whose records reached the destination: not those found
 // invalid again, nor rows the destination rejected.
@@ -414,30 +430,20 @@ func appliedEntries(ids []int64, e *pageEntry, rejected []pgsink.Rejected) []int
 	if len(ids) != len(e.raw) {
 		return nil // not a replay page as staged; mark nothing rather than the wrong entries
 	}
-	refused := make(map[int]bool, len(rejected))
-	for _, rj := range rejected {
-		refused[rj.Index] = true
-	}
-	applied := make([]int64, 0, len(e.rowIndex))
-	for j, idx := range e.rowIndex {
-		if !refused[j] {
-			applied = append(applied, ids[idx])
-		}
+	rows := acceptedRows(e, rejected)
+	applied := make([]int64, len(rows))
+	for i, j := range rows {
+		applied[i] = ids[e.rowIndex[j]]
 	}
 	return applied
 }
 
 // appliedKeys lists the keys of the page's rows the destination took.
 func appliedKeys(e *pageEntry, rejected []pgsink.Rejected) []string {
-	refused := make(map[int]bool, len(rejected))
-	for _, rj := range rejected {
-		refused[rj.Index] = true
-	}
-	keys := make([]string, 0, len(e.rowKeys))
-	for j, k := range e.rowKeys {
-		if !refused[j] {
-			keys = append(keys, k)
-		}
+	rows := acceptedRows(e, rejected)
+	keys := make([]string, len(rows))
+	for i, j := range rows {
+		keys[i] = e.rowKeys[j]
 	}
 	return keys
 }
