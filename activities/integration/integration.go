@@ -8,9 +8,11 @@ package integration
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sort"
 
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/activities/source/pgsource"
@@ -55,8 +57,22 @@ type Definition struct {
 	// Transform is any Go function of a record, run after Mapping (or alone).
 	Transform transform.Func
 
-	// Destination: exactly one kind is set.
+	// Destination is where rows go, for an integration with one
+	// destination. Set it or Destinations, not both.
 	Destination Destination
+	// Destinations apply every batch to several destinations in order (a
+	// saga): e.g. create the customer in a billing API, then write the link
+	// row in PostgreSQL, then notify a webhook. A batch counts as applied
+	// once every step applied it; when a step fails for good (or the run is
+	// cancelled) in an Atomic integration, the steps done are compensated in
+	// reverse order. A row one step refuses is quarantined and not sent to
+	// the steps after it.
+	Destinations []Destination
+
+	// Match, when set, detects records that describe an entity another
+	// record already stands for (the same normalised email under another
+	// key) and merges or quarantines them.
+	Match *Match
 
 	// Atomic runs keep before-images and restore the destination exactly as
 	// it was when a run fails for good or is cancelled.
@@ -76,9 +92,108 @@ type Source struct {
 	Postgres *pgsource.Config   `mapstructure:"postgres" yaml:"postgres" json:"postgres,omitempty"`
 }
 
-// Destination says where rows go.
+// Destination is one step of the apply: where rows go. Exactly one kind
+// is set.
 type Destination struct {
-	Postgres *pgsink.Table
+	// Name names the step in history, progress, errors and identity maps:
+	// lower-case letters, digits and dashes; default the kind ("postgres",
+	// "http"). Unique within the integration.
+	Name string `mapstructure:"name" yaml:"name" json:"name,omitempty"`
+	// Postgres upserts rows into a table (before-images undo it).
+	Postgres *pgsink.Table `mapstructure:"postgres" yaml:"postgres" json:"postgres,omitempty"`
+	// HTTP writes rows to an API: created the first time, then updated
+	// under the id the API gave (kept in the identity map).
+	HTTP *httpsink.Config `mapstructure:"http" yaml:"http" json:"http,omitempty"`
+	// Mode of an HTTP destination: "upsert" (default: create the object
+	// once, update it afterwards; compensation deletes what the run created
+	// and puts back what it changed) or "notify" (POST every new version of
+	// a record, as to a webhook; compensation sends Reversal).
+	Mode string `mapstructure:"mode" yaml:"mode" json:"mode,omitempty"`
+	// Identity names the identity map of an HTTP destination: record key →
+	// the destination's id. Default "<integration>/<name>"; integrations
+	// writing the same objects share one by naming it alike.
+	Identity string `mapstructure:"identity" yaml:"identity" json:"identity,omitempty"`
+	// IDs fills row fields with the ids earlier HTTP steps' destinations
+	// gave the record: field → step name, e.g. {"billing_id": "billing"}.
+	IDs map[string]string `mapstructure:"ids" yaml:"ids" json:"ids,omitempty"`
+	// Mapping reshapes the row for this destination (optional). It reads
+	// the integration's row, after IDs are filled in.
+	Mapping transform.Mapping `mapstructure:"mapping" yaml:"mapping" json:"mapping,omitempty"`
+	// Reversal is the request a "notify" destination's compensation sends
+	// for every notification it undoes: its body is {"reversal_of": id,
+	// "record": row} and its idempotency key derives from the original's.
+	Reversal *httpsink.Endpoint `mapstructure:"reversal" yaml:"reversal" json:"reversal,omitempty"`
+}
+
+// Destination modes.
+const (
+	ModeUpsert = "upsert"
+	ModeNotify = "notify"
+)
+
+// Kind is "postgres", "http" or "" (none set).
+func (d Destination) Kind() string {
+	switch {
+	case d.Postgres != nil:
+		return "postgres"
+	case d.HTTP != nil:
+		return "http"
+	}
+	return ""
+}
+
+// Match detects duplicate records: two records with different keys whose
+// Fields, normalised, are equal describe the same entity.
+type Match struct {
+	// Fields are row fields (after the mapping), e.g. ["email"]; a record
+	// matches another when every one of them is equal. A record with any
+	// of them empty is never a duplicate.
+	Fields []string `mapstructure:"fields" yaml:"fields" json:"fields"`
+	// Normalize lists the normalisers applied to every value before it is
+	// compared (as transform.Field's; default trim then lower).
+	Normalize []string `mapstructure:"normalize" yaml:"normalize" json:"normalize,omitempty"`
+	// Policy is "quarantine" (default: the later record waits in
+	// quarantine for review, naming the record it duplicates) or "merge"
+	// (it is applied as an update of the entity first seen).
+	Policy string `mapstructure:"policy" yaml:"policy" json:"policy,omitempty"`
+}
+
+// Match policies.
+const (
+	MatchQuarantine = "quarantine"
+	MatchMerge      = "merge"
+)
+
+// Steps returns the destinations in apply order, each with its name and
+// (HTTP) mode and identity map filled in.
+func (d Definition) Steps() []Destination {
+	steps := d.Destinations
+	if len(steps) == 0 {
+		steps = []Destination{d.Destination}
+	}
+	out := make([]Destination, len(steps))
+	for i, s := range steps {
+		if s.Name == "" {
+			s.Name = s.Kind()
+		}
+		if s.HTTP != nil {
+			if s.Mode == "" {
+				s.Mode = ModeUpsert
+			}
+			if s.Identity == "" {
+				s.Identity = d.Name + "/" + s.Name
+			}
+			if s.Mode == ModeNotify && s.HTTP.Update.Path == "" {
+				// A notify destination never updates: every version is
+				// POSTed anew.
+				cfg := *s.HTTP
+				cfg.Update = httpsink.Endpoint{Method: http.MethodPut, Path: cfg.Create.Path}
+				s.HTTP = &cfg
+			}
+		}
+		out[i] = s
+	}
+	return out
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -148,12 +263,16 @@ func (d Definition) Validate() error {
 	if len(d.Mapping.Fields) == 0 && d.Transform == nil {
 		add("mapping", "no mapping and no transform function: nothing produces destination rows")
 	}
-	switch {
-	case d.Destination.Postgres == nil:
-		add("destination", "no destination set (want destination.postgres)")
-	default:
-		if err := d.Destination.Postgres.Validate(); err != nil {
-			add("destination.postgres", "%v", err)
+	errs = append(errs, d.destinationProblems()...)
+	if m := d.Match; m != nil {
+		if len(m.Fields) == 0 {
+			add("match.fields", "required: the row fields that identify an entity (e.g. [email])")
+		}
+		if _, err := transform.Normalizer(m.Normalize); err != nil {
+			add("match.normalize", "%v", err)
+		}
+		if m.Policy != "" && m.Policy != MatchQuarantine && m.Policy != MatchMerge {
+			add("match.policy", "%q is not %q or %q", m.Policy, MatchQuarantine, MatchMerge)
 		}
 	}
 	if d.InvalidThreshold < 0 || d.InvalidThreshold > 1 {
@@ -166,6 +285,92 @@ func (d Definition) Validate() error {
 		add("pages_in_flight", "%d is out of range 1..32", d.PagesInFlight)
 	}
 	return errors.Join(errs...)
+}
+
+// destinationProblems checks the destination steps.
+func (d Definition) destinationProblems() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("integration %q: %s: %s", d.Name, field, fmt.Sprintf(format, args...)))
+	}
+	if len(d.Destinations) > 0 && d.Destination.Kind() != "" {
+		add("destination", "both destination and destinations are set; list every step under destinations")
+		return errs
+	}
+	field := "destination"
+	if len(d.Destinations) > 0 {
+		field = "destinations"
+	}
+	seen := map[string]int{}
+	steps := d.Steps()
+	for i, s := range steps {
+		f := field
+		if len(d.Destinations) > 0 {
+			f = fmt.Sprintf("%s[%d]", field, i)
+		}
+		switch {
+		case s.Postgres == nil && s.HTTP == nil:
+			add(f, "no destination set (want %s.postgres or %s.http)", f, f)
+			continue
+		case s.Postgres != nil && s.HTTP != nil:
+			add(f, "both postgres and http are set; a step writes to one destination")
+			continue
+		case s.Postgres != nil:
+			if err := s.Postgres.Validate(); err != nil {
+				add(f+".postgres", "%v", err)
+			}
+			if s.Mode != "" || s.Identity != "" || s.Reversal != nil {
+				add(f, "mode, identity and reversal belong to http destinations")
+			}
+		default:
+			if err := s.HTTP.Validate(); err != nil {
+				add(f+".http", "%v", err)
+			}
+			switch s.Mode {
+			case ModeUpsert:
+				if s.Reversal != nil {
+					add(f+".reversal", "only a notify destination sends reversals (an upsert destination's objects are deleted or restored)")
+				}
+			case ModeNotify:
+				if s.Reversal != nil && s.Reversal.Path == "" {
+					add(f+".reversal.path", "required (e.g. \"/v1/notifications\")")
+				}
+			default:
+				add(f+".mode", "%q is not %q or %q", s.Mode, ModeUpsert, ModeNotify)
+			}
+		}
+		if !nameRE.MatchString(s.Name) {
+			add(f+".name", "%q must be lower-case letters, digits and dashes, starting with a letter", s.Name)
+		} else if j, dup := seen[s.Name]; dup {
+			add(f+".name", "%q is also the name of step %d; name every step (name: billing)", s.Name, j)
+		}
+		seen[s.Name] = i
+		for _, field := range sortedKeys(s.IDs) {
+			from := s.IDs[field]
+			j, ok := seen[from]
+			switch {
+			case !ok || j == i:
+				add(f+".ids."+field, "%q is not an earlier step (ids come from the steps before this one)", from)
+			case steps[j].HTTP == nil:
+				add(f+".ids."+field, "step %q is a postgres destination: only http destinations give ids", from)
+			}
+		}
+		if len(s.Mapping.Fields) > 0 {
+			if err := s.Mapping.Validate(); err != nil {
+				add(f+".mapping", "%v", err)
+			}
+		}
+	}
+	return errs
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // Registry holds the integrations a worker runs.

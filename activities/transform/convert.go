@@ -327,3 +327,22 @@ func describe(v any) string {
 	}
 	return s
 }
+
+// Normalizer returns the named normalisers chained in order, as a
+// Field's Normalize applies them; an unknown name is an error naming it.
+func Normalizer(names []string) (func(string) string, error) {
+	fns := make([]func(string) string, 0, len(names))
+	for _, name := range names {
+		n, ok := normalizerFor(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown normaliser %q (want one of %s)", name, normalizerNames)
+		}
+		fns = append(fns, n.fn)
+	}
+	return func(s string) string {
+		for _, fn := range fns {
+			s = fn(s)
+		}
+		return s
+	}, nil
+}
