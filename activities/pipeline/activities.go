@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -16,7 +17,7 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/source"
 	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/activities/source/pgsource"
@@ -37,6 +38,8 @@ type Deps struct {
 	CachePages int
 	// HTTPOptions are passed to every HTTP source (tests inject transports).
 	HTTPOptions []httpsource.Option
+	// SinkOptions are passed to every HTTP destination.
+	SinkOptions []httpsink.Option
 }
 
 // Activities are the sync steps, as methods registered with a worker.
@@ -55,7 +58,7 @@ type compiled struct {
 	src        source.Source
 	validator  *validate.Validator
 	transform  transform.Func
-	sink       *pgsink.Sink
+	steps      []*step
 	keyPath    []string
 	cursorPath []string
 }
@@ -117,13 +120,11 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 	}
 	fns = append(fns, def.Transform)
 	c.transform = transform.Chain(fns...)
-	if def.Destination.Postgres != nil {
-		s, err := pgsink.New(*def.Destination.Postgres)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("destination: %w", err))
-		}
-		c.sink = s
+	steps, err := compileSteps(def, d)
+	if err != nil {
+		errs = append(errs, err)
 	}
+	c.steps = steps
 	return c, errors.Join(errs...)
 }
 
@@ -147,8 +148,13 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 	if err != nil {
 		return syncstep.StartRunOutput{}, err
 	}
-	if err := c.sink.Ensure(ctx, a.db); err != nil {
-		return syncstep.StartRunOutput{}, err
+	for _, st := range c.steps {
+		if st.pg == nil {
+			continue
+		}
+		if err := st.pg.Ensure(ctx, a.db); err != nil {
+			return syncstep.StartRunOutput{}, err
+		}
 	}
 	cp, found, err := a.store.LoadCheckpoint(ctx, a.db, in.Integration)
 	if err != nil {
@@ -167,7 +173,7 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		}
 		return syncstep.StartRunOutput{Plan: syncstep.Plan{
 			Integration: def.Name, Version: def.Version, BatchSize: def.BatchSize, PagesInFlight: def.PagesInFlight,
-			Atomic: def.Atomic, InvalidThreshold: 1, ReplayUpTo: upTo,
+			Atomic: def.Atomic, InvalidThreshold: 1, ReplayUpTo: upTo, Steps: stepNames(c.steps),
 		}}, nil
 	}
 	plan := syncstep.Plan{
@@ -178,6 +184,7 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		Atomic:           def.Atomic,
 		InvalidThreshold: def.InvalidThreshold,
 		Incremental:      def.CursorField != "",
+		Steps:            stepNames(c.steps),
 	}
 	switch {
 	case plan.Incremental && found && !in.Full && !cp.Checkpoint.IsZero():
@@ -320,16 +327,26 @@ func (a *Activities) TransformBatch(ctx context.Context, in syncstep.BatchInput)
 	return syncstep.TransformOutput{Transformed: len(e.rows), Invalid: e.transformInvalid}, nil
 }
 
-// ApplyBatch upserts the page's rows and, in the same transaction,
-// quarantines rows the database refuses, saves the checkpoint, remembers the
-// page's validator, updates the run's counters and marks the batch applied.
-// A retry of a batch that already committed writes nothing.
+// ApplyBatch writes the page's rows to one destination (in.Step) and, in
+// the same transaction, quarantines the rows it refuses, updates the run's
+// counters and marks the step applied; the last step also saves the
+// checkpoint and remembers the page's validator. A PostgreSQL destination
+// writes inside that transaction; an HTTP destination is called first
+// (idempotently) and its identities are saved in it. A retry of a step that
+// already committed writes nothing.
 func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
 	c, err := a.get(in.Integration)
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
 	}
+	st, err := c.step(in.Step)
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
+	}
 	marker := batchMarker(ctx, in.Ref.RunID)
+	if in.Step > 0 {
+		marker += "@" + st.dest.Name
+	}
 	if prev, done, err := a.store.BatchApplied(ctx, a.db, marker, in.Seq); err != nil {
 		return syncstep.ApplyOutput{}, err
 	} else if done {
@@ -338,48 +355,87 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 			return syncstep.ApplyOutput{}, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("read applied batch %d: %w", in.Seq, err))
 		}
 		out.Replayed = true
-		a.cache.drop(in.Ref)
+		if in.Step == len(c.steps)-1 {
+			a.cache.drop(in.Ref)
+		}
 		return out, nil
 	}
 	e, err := a.transformed(ctx, c, in.BatchInput)
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
 	}
+	b, err := a.batchFor(ctx, a.db, st, e, in.Skip)
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
+	}
+	var sent *httpSent
+	if st.http != nil {
+		if sent, err = a.sendHTTP(ctx, st, in, b); err != nil {
+			return syncstep.ApplyOutput{}, err
+		}
+	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
 		return syncstep.ApplyOutput{}, store.Classify(err, "begin apply transaction")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	res, err := c.sink.Upsert(ctx, tx, e.rows, pgsink.UpsertOptions{BeforeImages: in.Atomic, RunID: in.Ref.RunID, Seq: in.Seq})
+	if st.pg != nil {
+		err = a.applyPostgres(ctx, tx, st, in, b)
+	} else {
+		err = a.saveHTTP(ctx, tx, st, in, sent)
+	}
 	if err != nil {
-		return syncstep.ApplyOutput{}, err // classified; the workflow adds the page
+		return syncstep.ApplyOutput{}, err
 	}
-	out := syncstep.ApplyOutput{
-		Inserted:   res.Inserted,
-		Updated:    res.Updated,
-		Unchanged:  res.Unchanged,
-		Stale:      res.Stale,
-		Duplicates: res.Duplicates,
-		Rejected:   len(res.Rejected),
+	out, err := a.commitBatch(ctx, tx, c, in, e, b, marker)
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
 	}
-	if len(res.Rejected) > 0 {
-		q := make([]store.QuarantineEntry, 0, len(res.Rejected))
-		for _, rj := range res.Rejected {
-			idx := e.rowIndex[rj.Index]
-			q = append(q, a.quarantineEntry(in.Integration, in.Ref, idx, e.raw[idx], rj.Key, "apply",
-				[]store.ErrorDetail{{Keyword: "sqlstate " + rj.SQLState, Message: rj.Err}}))
+	if in.Step == len(c.steps)-1 {
+		a.cache.drop(in.Ref)
+	}
+	return out, nil
+}
+
+// commitBatch finishes a step's transaction: the step's refusals are
+// quarantined, the run's counters updated (which fences out a run being
+// compensated), the last step saves the checkpoint (or, replaying, marks
+// the entries it applied), and the step is marked applied.
+func (a *Activities) commitBatch(ctx context.Context, tx *sql.Tx, c *compiled, in syncstep.ApplyInput, e *pageEntry, b *stepBatch, marker string) (syncstep.ApplyOutput, error) {
+	out := b.out
+	out.Rejected = len(b.refused)
+	refused := make(map[int]bool, len(in.Skip)+len(b.refused))
+	for _, p := range in.Skip {
+		refused[p] = true
+	}
+	if len(b.refused) > 0 {
+		q := make([]store.QuarantineEntry, 0, len(b.refused))
+		for _, rf := range b.refused {
+			refused[rf.pos] = true
+			idx := e.rowIndex[rf.pos]
+			q = append(q, a.quarantineEntry(in.Integration, in.Ref, idx, e.raw[idx], e.rowKeys[rf.pos], "apply",
+				[]store.ErrorDetail{{Keyword: rf.keyword, Message: rf.message}}))
 		}
 		if _, err := a.store.Quarantine(ctx, tx, q); err != nil {
 			return syncstep.ApplyOutput{}, err
 		}
 	}
-	counts := in.Counts.Add(progress.Counts{
-		Inserted: out.Inserted, Updated: out.Updated, Unchanged: out.Unchanged, Stale: out.Stale,
-		Duplicates: out.Duplicates, Invalid: out.Rejected, Valid: -out.Rejected,
-	})
-	if in.Replay {
-		err = a.store.MarkReplayed(ctx, tx, appliedEntries(in.QuarantineIDs, e, res.Rejected), in.Ref.RunID)
-	} else {
+	for p := range refused {
+		out.Refused = append(out.Refused, p)
+	}
+	sort.Ints(out.Refused)
+	delta := progress.Counts{Invalid: out.Rejected, Valid: -out.Rejected}
+	if in.Step == 0 {
+		delta.Inserted, delta.Updated, delta.Unchanged = out.Inserted, out.Updated, out.Unchanged
+		delta.Stale, delta.Duplicates = out.Stale, out.Duplicates
+	}
+	counts := in.Counts.Add(delta)
+	var err error
+	switch final := in.Step == len(c.steps)-1; {
+	case !final:
+	case in.Replay:
+		err = a.store.MarkReplayed(ctx, tx, appliedEntries(in.QuarantineIDs, e, refused), in.Ref.RunID)
+	default:
 		err = a.store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{
 			Checkpoint: in.Checkpoint, Position: in.Next, RunID: in.Ref.RunID, Seq: in.Seq,
 		})
@@ -388,7 +444,7 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 		}
 		if err == nil {
 			// A valid version of a quarantined record resolves its entry.
-			err = a.store.Supersede(ctx, tx, in.Integration, appliedKeys(e, res.Rejected), in.Ref.RunID)
+			err = a.store.Supersede(ctx, tx, in.Integration, appliedKeys(e, refused), in.Ref.RunID)
 		}
 	}
 	if err == nil {
@@ -403,17 +459,12 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	if err := tx.Commit(); err != nil {
 		return syncstep.ApplyOutput{}, store.Classify(err, fmt.Sprintf("commit batch %d", in.Seq))
 	}
-	a.cache.drop(in.Ref)
 	return out, nil
 }
 
-// acceptedRows lists the positions of the page's rows the destination
-// took: every row but those it rejected.
-func acceptedRows(e *pageEntry, rejected []pgsink.Rejected) []int {
-	refused := make(map[int]bool, len(rejected))
-	for _, rj := range rejected {
-		refused[rj.Index] = true
-	}
+// acceptedRows lists the positions of the page's rows the destinations
+// took: every row but those refused.
+func acceptedRows(e *pageEntry, refused map[int]bool) []int {
 	rows := make([]int, 0, max(0, len(e.rowIndex)-len(refused)))
 	for j := range e.rowIndex {
 		if !refused[j] {
@@ -425,12 +476,12 @@ func acceptedRows(e *pageEntry, rejected []pgsink.Rejected) []int {
 
 // appliedEntries picks, among a replay page's quarantine entries (one per
 // record), those whose records reached the destination: not those found
-// invalid again, nor rows the destination rejected.
-func appliedEntries(ids []int64, e *pageEntry, rejected []pgsink.Rejected) []int64 {
+// invalid again, nor rows a destination refused.
+func appliedEntries(ids []int64, e *pageEntry, refused map[int]bool) []int64 {
 	if len(ids) != len(e.raw) {
 		return nil // not a replay page as staged; mark nothing rather than the wrong entries
 	}
-	rows := acceptedRows(e, rejected)
+	rows := acceptedRows(e, refused)
 	applied := make([]int64, len(rows))
 	for i, j := range rows {
 		applied[i] = ids[e.rowIndex[j]]
@@ -438,9 +489,9 @@ func appliedEntries(ids []int64, e *pageEntry, rejected []pgsink.Rejected) []int
 	return applied
 }
 
-// appliedKeys lists the keys of the page's rows the destination took.
-func appliedKeys(e *pageEntry, rejected []pgsink.Rejected) []string {
-	rows := acceptedRows(e, rejected)
+// appliedKeys lists the keys of the page's rows the destinations took.
+func appliedKeys(e *pageEntry, refused map[int]bool) []string {
+	rows := acceptedRows(e, refused)
 	keys := make([]string, len(rows))
 	for i, j := range rows {
 		keys[i] = e.rowKeys[j]
@@ -473,19 +524,31 @@ func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.Compensate
 	if err != nil {
 		return syncstep.CompensateOutput{}, err
 	}
+	st, err := c.step(in.Step)
+	if err != nil {
+		return syncstep.CompensateOutput{}, err
+	}
+	if st.http != nil {
+		n, err := a.compensateHTTP(ctx, st, in.RunID, in.Seq)
+		if err != nil {
+			return syncstep.CompensateOutput{}, err
+		}
+		activity.GetLogger(ctx).Info("batch compensated", "runId", in.RunID, "seq", in.Seq, "destination", st.dest.Name, "undone", n)
+		return syncstep.CompensateOutput{Restored: n}, nil
+	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
 		return syncstep.CompensateOutput{}, store.Classify(err, "begin compensation")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	n, err := c.sink.Compensate(ctx, tx, in.RunID, in.Seq)
+	n, err := st.pg.Compensate(ctx, tx, in.RunID, in.Seq)
 	if err != nil {
 		return syncstep.CompensateOutput{}, err // classified; the workflow names the batch
 	}
 	if err := tx.Commit(); err != nil {
 		return syncstep.CompensateOutput{}, store.Classify(err, "commit compensation")
 	}
-	activity.GetLogger(ctx).Info("batch compensated", "runId", in.RunID, "seq", in.Seq, "restored", n)
+	activity.GetLogger(ctx).Info("batch compensated", "runId", in.RunID, "seq", in.Seq, "destination", st.dest.Name, "restored", n)
 	return syncstep.CompensateOutput{Restored: n}, nil
 }
 
@@ -509,9 +572,19 @@ func (a *Activities) BeginCompensation(ctx context.Context, in syncstep.BeginCom
 	if err := a.rollBackRunState(ctx, in.Integration, in.Kind, run); err != nil {
 		return syncstep.BeginCompensationOutput{}, err
 	}
-	last, err := c.sink.LastImagedBatch(ctx, a.db, in.RunID)
+	last, err := a.store.LastIdentityImageSeq(ctx, in.RunID)
 	if err != nil {
 		return syncstep.BeginCompensationOutput{}, err
+	}
+	for _, st := range c.steps {
+		if st.pg == nil {
+			continue
+		}
+		seq, err := st.pg.LastImagedBatch(ctx, a.db, in.RunID)
+		if err != nil {
+			return syncstep.BeginCompensationOutput{}, err
+		}
+		last = max(last, seq)
 	}
 	return syncstep.BeginCompensationOutput{LastBatch: last}, nil
 }
@@ -569,7 +642,15 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 	// reset from the Web UI can continue it; they go once a later run of the
 	// integration completes.
 	if in.Status == progress.StatusCompleted || in.Status == progress.StatusCompensated {
-		if err := c.sink.DropBeforeImages(ctx, a.db, in.RunID); err != nil {
+		for _, st := range c.steps {
+			if st.pg == nil {
+				continue
+			}
+			if err := st.pg.DropBeforeImages(ctx, a.db, in.RunID); err != nil {
+				return err
+			}
+		}
+		if err := a.store.DropIdentityImages(ctx, in.RunID); err != nil {
 			return err
 		}
 		if err := a.store.ForgetRun(ctx, in.RunID); err != nil {

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
-
-	"github.com/tetherflow/tether/activities/sink/pgsink"
 )
 
 // TestAppliedEntries: a replay marks only the entries whose records reached
@@ -16,7 +14,7 @@ func TestAppliedEntries(t *testing.T) {
 		rowIndex: []int{0, 2, 3}, // records 1 and 4 were invalid again
 	}
 	ids := []int64{11, 12, 13, 14, 15}
-	got := appliedEntries(ids, e, []pgsink.Rejected{{Index: 1}}) // row 1 (record 2) refused
+	got := appliedEntries(ids, e, map[int]bool{1: true}) // row 1 (record 2) refused
 	if !slices.Equal(got, []int64{11, 14}) {
 		t.Errorf("appliedEntries = %v, want [11 14]", got)
 	}

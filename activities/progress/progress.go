@@ -68,16 +68,18 @@ const (
 
 // Report is the answer to the sync workflow's "progress" query.
 type Report struct {
-	Integration    string    `json:"integration"`
-	RunID          string    `json:"runId"`
-	Status         string    `json:"status"`
-	Step           string    `json:"step"`   // what the run is doing now, e.g. "FetchPage 12"
-	Cursor         string    `json:"cursor"` // (cursor, key) of the last committed record, or the page position
-	Counts         Counts    `json:"counts"`
-	PagesInFlight  int       `json:"pagesInFlight"`
-	Throttled      string    `json:"throttled,omitempty"` // last throttling answer from the source, if any
-	LastError      string    `json:"lastError,omitempty"`
-	StartedAt      time.Time `json:"startedAt"`
-	LastProgressAt time.Time `json:"lastProgressAt"`
-	Done           bool      `json:"done"`
+	Integration string `json:"integration"`
+	RunID       string `json:"runId"`
+	Status      string `json:"status"`
+	Step        string `json:"step"`   // what the run is doing now, e.g. "FetchPage 12"
+	Cursor      string `json:"cursor"` // (cursor, key) of the last committed record, or the page position
+	Counts      Counts `json:"counts"`
+	// Destinations counts what each destination of a saga did, by name.
+	Destinations   map[string]Counts `json:"destinations,omitempty"`
+	PagesInFlight  int               `json:"pagesInFlight"`
+	Throttled      string            `json:"throttled,omitempty"` // last throttling answer from the source, or an open destination circuit
+	LastError      string            `json:"lastError,omitempty"`
+	StartedAt      time.Time         `json:"startedAt"`
+	LastProgressAt time.Time         `json:"lastProgressAt"`
+	Done           bool              `json:"done"`
 }

@@ -127,6 +127,53 @@ CREATE UNIQUE INDEX tether_quarantine_pending_record ON tether_quarantine (integ
     (CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END)) WHERE replayed_at IS NULL;
 CREATE INDEX tether_quarantine_run_idx ON tether_quarantine (run_id);
 CREATE INDEX tether_quarantine_replay_run_idx ON tether_quarantine (replay_run_id) WHERE replay_run_id IS NOT NULL;`},
+		{9, "identity map", `
+-- The identity map: the id each destination system gave a record (by the
+-- record's key), with the last row sent there, so the next version of
+-- the record updates the same object and an unchanged one is not sent.
+CREATE TABLE tether_identities (
+    namespace   text NOT NULL,
+    record_key  text NOT NULL,
+    external_id text NOT NULL,
+    row_hash    text NOT NULL DEFAULT '',
+    last_row    jsonb,
+    run_id      text NOT NULL DEFAULT '',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, record_key)
+);
+CREATE INDEX tether_identities_external_idx ON tether_identities (namespace, external_id);
+-- What an atomic run's HTTP step is about to change, recorded before the
+-- calls: the identity before the run (none: the run creates the object),
+-- the row sent and its idempotency key, then the id the destination gave.
+-- Compensation deletes, restores or reverses from it.
+CREATE TABLE tether_identity_images (
+    run_id          text NOT NULL,
+    namespace       text NOT NULL,
+    record_key      text NOT NULL,
+    seq             integer NOT NULL,
+    existed         boolean NOT NULL,
+    prior_id        text NOT NULL DEFAULT '',
+    prior_hash      text NOT NULL DEFAULT '',
+    prior_row       jsonb,
+    prior_run_id    text NOT NULL DEFAULT '',
+    idempotency_key text NOT NULL DEFAULT '',
+    sent_row        jsonb,
+    sent_id         text NOT NULL DEFAULT '',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, namespace, record_key, seq)
+);
+-- Duplicate detection: the normalised match value of an entity, owned by
+-- the key of the record first seen with it.
+CREATE TABLE tether_match_keys (
+    namespace   text NOT NULL,
+    match_value text NOT NULL,
+    record_key  text NOT NULL,
+    run_id      text NOT NULL DEFAULT '',
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, match_value)
+);
+CREATE INDEX tether_match_keys_owner_idx ON tether_match_keys (namespace, record_key);`},
 	}
 }
 

@@ -44,6 +44,9 @@ type Plan struct {
 	// ReplayUpTo bounds a replay run: it replays records quarantined with an
 	// ID up to this one (those it quarantines again come after it).
 	ReplayUpTo int64 `json:"replayUpTo,omitempty"`
+	// Steps names the destinations every batch is applied to, in order,
+	// when there are several (a saga); empty means one destination.
+	Steps []string `json:"steps,omitempty"`
 }
 
 // StartRunInput registers a run and asks for its plan.
@@ -158,6 +161,12 @@ type ApplyInput struct {
 	// records still invalid stay pending with their new errors.
 	Replay        bool    `json:"replay,omitempty"`
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
+	// Step is the destination this apply writes to (index into the plan's
+	// Steps). Only the last step saves the checkpoint.
+	Step int `json:"step,omitempty"`
+	// Skip lists the page's rows (positions among its transformed rows)
+	// earlier steps refused: they were quarantined and are not sent on.
+	Skip []int `json:"skip,omitempty"`
 }
 
 // ApplyOutput reports what the batch changed.
@@ -172,13 +181,18 @@ type ApplyOutput struct {
 	// Replayed is true when the batch had been committed by an earlier
 	// attempt and nothing was written this time.
 	Replayed bool `json:"replayed"`
+	// Refused lists the page's rows refused by this step or an earlier
+	// one: the next step's Skip.
+	Refused []int `json:"refused,omitempty"`
 }
 
-// CompensateInput undoes one applied batch of an atomic run.
+// CompensateInput undoes one applied batch of an atomic run, in one
+// destination (Step).
 type CompensateInput struct {
 	Integration string `json:"integration"`
 	RunID       string `json:"runId"`
 	Seq         int    `json:"seq"`
+	Step        int    `json:"step,omitempty"`
 }
 
 // BeginCompensationInput starts undoing a run.

@@ -5,6 +5,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/tetherflow/tether/activities/failure"
 )
 
 // Every step has explicit timeouts and a bounded retry policy. Permanent
@@ -44,6 +46,10 @@ var (
 			BackoffCoefficient: 2,
 			MaximumInterval:    time.Minute,
 			MaximumAttempts:    8,
+			// An open circuit comes back to the workflow at once: it waits
+			// on a durable timer instead of spending attempts (see
+			// applyWaitingOutCircuit).
+			NonRetryableErrorTypes: []string{failure.TypeCircuitOpen},
 		},
 	}
 	// compensateStep: restoring one batch's before-images; retried harder,

@@ -67,10 +67,16 @@ type State struct {
 	Seq        int               `json:"seq"`
 	// ApplyStarted is the highest batch whose ApplyBatch was started: the
 	// batches a compensation must undo.
-	ApplyStarted int             `json:"applyStarted"`
-	Counts       progress.Counts `json:"counts"`
-	StartedAt    time.Time       `json:"startedAt"`
-	Executions   int             `json:"executions"`
+	ApplyStarted int `json:"applyStarted"`
+	// ApplyStep is the last destination step started for batch
+	// ApplyStarted (several destinations only).
+	ApplyStep int `json:"applyStep,omitempty"`
+	// Destinations counts what each destination did, by step name
+	// (several destinations only).
+	Destinations map[string]progress.Counts `json:"destinations,omitempty"`
+	Counts       progress.Counts            `json:"counts"`
+	StartedAt    time.Time                  `json:"startedAt"`
+	Executions   int                        `json:"executions"`
 }
 
 // Result is what a finished run returns.
@@ -139,6 +145,8 @@ type run struct {
 	err           error // first permanent failure; stops the pipeline
 	errStep       string
 	status        string
+	// compensationError is why compensation stopped.
+	compensationError error
 }
 
 func (r *run) report() (progress.Report, error) {
@@ -156,6 +164,7 @@ func (r *run) report() (progress.Report, error) {
 		Step:           r.step,
 		Cursor:         cursor,
 		Counts:         r.st.Counts,
+		Destinations:   r.st.Destinations,
 		PagesInFlight:  r.inFlight,
 		Throttled:      r.throttled,
 		LastError:      r.lastError,
@@ -314,8 +323,8 @@ func (r *run) execute(ctx workflow.Context) (Result, error) {
 		switch {
 		case len(left) > 0:
 			cause = temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-				"%v; compensation failed for batches %v of run %s: restore them by hand (before-images are kept in tether_before_images)",
-				cause, left, r.st.RunID), failure.TypeCompensation, cause)
+				"%v; compensation failed for batches %v of run %s: restore them by hand (PostgreSQL before-images are kept in the destination's before-images table, HTTP ones in tether_identity_images): %v",
+				cause, left, r.st.RunID, r.compensationError), failure.TypeCompensation, cause)
 		case undone:
 			r.status = progress.StatusCompensated
 		}
@@ -478,36 +487,104 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 	if page.Advanced {
 		checkpoint = page.Last
 	}
-	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.ApplyBatchName, page.Ref.Page))
-	r.st.ApplyStarted = seq
-	var a syncstep.ApplyOutput
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, applyStep), syncstep.ApplyBatchName, syncstep.ApplyInput{
-		BatchInput: in,
-		Seq:        seq,
-		Atomic:     r.st.Plan.Atomic,
-		Checkpoint: checkpoint,
-		Next:       page.Next,
-		Memo:       page.Memo,
-		CacheKey:   page.CacheKey,
-		Counts:     r.st.Counts,
-		Replay:     r.in.Replay,
-		// A replay marks the quarantine entries it applied.
-		QuarantineIDs: page.QuarantineIDs,
-	}).Get(ctx, &a)
-	if err != nil {
-		r.failUnlessCancelled(ctx, syncstep.ApplyBatchName, pageError(page.Ref.Page, err))
-		return
+	// Every destination applies the batch in turn (one, or the steps of a
+	// saga); a row one refuses is not sent to the next.
+	var skip []int
+	for i, name := range r.steps() {
+		step := syncstep.ApplyBatchName
+		if name != "" {
+			step = fmt.Sprintf("%s %s", syncstep.ApplyBatchName, name)
+		}
+		r.progressed(ctx, fmt.Sprintf("%s %d", step, page.Ref.Page))
+		r.st.ApplyStarted = seq
+		r.st.ApplyStep = i
+		a, err := r.applyWaitingOutCircuit(ctx, name, syncstep.ApplyInput{
+			BatchInput: in,
+			Seq:        seq,
+			Atomic:     r.st.Plan.Atomic,
+			Checkpoint: checkpoint,
+			Next:       page.Next,
+			Memo:       page.Memo,
+			CacheKey:   page.CacheKey,
+			Counts:     r.st.Counts,
+			Replay:     r.in.Replay,
+			// A replay marks the quarantine entries it applied.
+			QuarantineIDs: page.QuarantineIDs,
+			Step:          i,
+			Skip:          skip,
+		})
+		if err != nil {
+			r.failUnlessCancelled(ctx, step, pageError(page.Ref.Page, err))
+			return
+		}
+		if i == 0 {
+			r.st.Counts.Inserted += a.Inserted
+			r.st.Counts.Updated += a.Updated
+			r.st.Counts.Unchanged += a.Unchanged
+			r.st.Counts.Stale += a.Stale
+			r.st.Counts.Duplicates += a.Duplicates
+		}
+		r.st.Counts.Invalid += a.Rejected
+		r.st.Counts.Valid -= a.Rejected
+		if name != "" {
+			if r.st.Destinations == nil {
+				r.st.Destinations = map[string]progress.Counts{}
+			}
+			r.st.Destinations[name] = r.st.Destinations[name].Add(progress.Counts{
+				Inserted: a.Inserted, Updated: a.Updated, Unchanged: a.Unchanged, Stale: a.Stale,
+				Duplicates: a.Duplicates, Invalid: a.Rejected,
+			})
+		}
+		skip = a.Refused
 	}
-	r.st.Counts.Inserted += a.Inserted
-	r.st.Counts.Updated += a.Updated
-	r.st.Counts.Unchanged += a.Unchanged
-	r.st.Counts.Stale += a.Stale
-	r.st.Counts.Duplicates += a.Duplicates
-	r.st.Counts.Invalid += a.Rejected
-	r.st.Counts.Valid -= a.Rejected
 	r.st.Checkpoint = checkpoint
 	r.applyNext = seq + 1
 	r.progressed(ctx, fmt.Sprintf("applied page %d", page.Ref.Page))
+}
+
+// steps names the destination steps of a batch: [""] for one destination.
+func (r *run) steps() []string {
+	if len(r.st.Plan.Steps) == 0 {
+		return []string{""}
+	}
+	return r.st.Plan.Steps
+}
+
+// maxCircuitWait bounds how long one batch waits for a destination's
+// circuit breaker to close before the run fails.
+const maxCircuitWait = time.Hour
+
+// applyWaitingOutCircuit runs one ApplyBatch. When the destination's
+// circuit breaker is open, the activity fails at once (CircuitOpen is not
+// retried by the activity's policy) and the workflow waits on a durable
+// timer for the time the breaker said is left, then tries again: a long
+// outage costs timers in the history, not attempts, and survives worker
+// restarts. The progress query shows the wait.
+func (r *run) applyWaitingOutCircuit(ctx workflow.Context, name string, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
+	var waited time.Duration
+	for {
+		var a syncstep.ApplyOutput
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, applyStep), syncstep.ApplyBatchName, in).Get(ctx, &a)
+		var appErr *temporal.ApplicationError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &appErr) || appErr.Type() != failure.TypeCircuitOpen {
+			if err == nil && waited > 0 {
+				r.throttled = ""
+				r.log.Info("destination circuit closed; batch applied", "destination", name, "seq", in.Seq, "waited", waited)
+			}
+			return a, err
+		}
+		wait := min(max(appErr.NextRetryDelay(), time.Second), 5*time.Minute)
+		if waited+wait > maxCircuitWait {
+			return a, err
+		}
+		r.throttled = fmt.Sprintf("destination %s: circuit breaker open, waiting %s before batch %d is tried again (%s)",
+			name, wait, in.Seq, appErr.Error())
+		r.log.Warn("destination circuit open; waiting", "destination", name, "seq", in.Seq, "wait", wait)
+		if err := workflow.Sleep(ctx, wait); err != nil {
+			return a, err
+		}
+		waited += wait
+	}
 }
 
 // thresholdPassed fails the run early once enough records were processed
@@ -558,7 +635,7 @@ const (
 
 // undo compensates a failed or cancelled atomic run. It reports whether
 // anything was undone, and the batches left to restore by hand.
-func (r *run) undo(ctx workflow.Context) (undone bool, left []int) {
+func (r *run) undo(ctx workflow.Context) (undone bool, left []string) {
 	if workflow.GetVersion(ctx, versionBeginCompensation, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		if r.st.ApplyStarted == 0 {
 			return false, nil
@@ -583,24 +660,49 @@ func (r *run) undo(ctx workflow.Context) (undone bool, left []int) {
 	return true, r.compensate(ctx, last)
 }
 
-// compensate undoes applied batches from last down to 1 and returns the
-// seqs left to restore by hand. It stops at the first batch it cannot
-// restore: restoring earlier batches over it would make its before-images
-// wrong.
-func (r *run) compensate(ctx workflow.Context, last int) []int {
+// compensation is one (batch, destination) to undo.
+type compensation struct {
+	seq, step int
+}
+
+func (c compensation) String(names []string) string {
+	if names[c.step] == "" {
+		return fmt.Sprint(c.seq)
+	}
+	return fmt.Sprintf("%d/%s", c.seq, names[c.step])
+}
+
+// compensate undoes applied batches from last down to 1, each in every
+// destination from the last step to the first, and returns what is left
+// to restore by hand ("seq" or "seq/destination"). It stops at the first
+// (batch, destination) it cannot restore: restoring earlier batches over it
+// would make their images wrong.
+func (r *run) compensate(ctx workflow.Context, last int) []string {
 	cctx := workflow.WithActivityOptions(ctx, compensateStep)
+	names := r.steps()
+	var todo []compensation
 	for seq := last; seq >= 1; seq-- {
-		r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.CompensateBatchName, seq))
+		top := len(names) - 1
+		if seq == r.st.ApplyStarted && last == r.st.ApplyStarted {
+			top = min(top, r.st.ApplyStep) // later steps never started
+		}
+		for step := top; step >= 0; step-- {
+			todo = append(todo, compensation{seq: seq, step: step})
+		}
+	}
+	for i, c := range todo {
+		r.progressed(ctx, fmt.Sprintf("%s %s", syncstep.CompensateBatchName, c.String(names)))
 		var out syncstep.CompensateOutput
 		err := workflow.ExecuteActivity(cctx, syncstep.CompensateBatchName, syncstep.CompensateInput{
-			Integration: r.in.Integration, RunID: r.st.RunID, Seq: seq,
+			Integration: r.in.Integration, RunID: r.st.RunID, Seq: c.seq, Step: c.step,
 		}).Get(ctx, &out)
 		if err != nil {
-			r.log.Error("compensation failed", "seq", seq, "error", err)
-			left := make([]int, 0, seq)
-			for s := seq; s >= 1; s-- {
-				left = append(left, s)
+			r.log.Error("compensation failed", "batch", c.String(names), "error", err)
+			left := make([]string, 0, len(todo)-i)
+			for _, l := range todo[i:] {
+				left = append(left, l.String(names))
 			}
+			r.compensationError = err
 			return left
 		}
 	}
