@@ -96,11 +96,15 @@ type violation struct {
 
 // violations flattens the library's tree of errors into the errors that
 // name a failed keyword themselves. A subschema with an "errorMessage"
-// annotation reports that message, at the value it applies to, instead of
-// anything that failed inside it.
+// annotation reports that message, at the value it applies to (or at the
+// one key it says is missing), instead of anything that failed inside it.
 func (f *fileSchema) violations(ve *jsonschema.ValidationError, inst any, out []violation) []violation {
 	if msg, ok := f.errorMessage(ve.AbsoluteKeywordLocation); ok {
-		return append(out, violation{pointer: ve.InstanceLocation, reason: msg})
+		pointer := ve.InstanceLocation
+		if p, ok := missingKey(ve); ok {
+			pointer = p
+		}
+		return append(out, violation{pointer: pointer, reason: msg})
 	}
 	if len(ve.Causes) == 0 {
 		return f.leaf(ve, inst, out)
@@ -158,6 +162,36 @@ func (f *fileSchema) leaf(ve *jsonschema.ValidationError, inst any, out []violat
 		}
 	}
 	return append(out, violation{pointer: ve.InstanceLocation, reason: ve.Message})
+}
+
+// missingKey returns the pointer of the key ve is about when all that
+// failed inside it is "required" naming that one key, as when a
+// conditional "then" requires it: the message then points at the key, as
+// a plain missing key's does.
+func missingKey(ve *jsonschema.ValidationError) (string, bool) {
+	key := ""
+	only := true
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) > 0 {
+			for _, c := range e.Causes {
+				walk(c)
+			}
+			return
+		}
+		names := validate.QuotedNames(e.Message)
+		if keywordOf(e.KeywordLocation) != "required" || len(names) != 1 {
+			only = false
+			return
+		}
+		p := e.InstanceLocation + "/" + strings.ReplaceAll(strings.ReplaceAll(names[0], "~", "~0"), "/", "~1")
+		if key != "" && key != p {
+			only = false
+		}
+		key = p
+	}
+	walk(ve)
+	return key, only && key != ""
 }
 
 // keywordOf returns the keyword at the end of a keyword location such as
