@@ -1,10 +1,14 @@
 package declarative
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tetherflow/tether/schemas"
 )
 
 func TestLoad_ReportsEveryProblemOfAFile(t *testing.T) {
@@ -115,6 +119,10 @@ func TestLoad_KeepsTheDocumentAsWritten(t *testing.T) {
 }
 
 func TestLoad_Schema(t *testing.T) {
+	known, err := fs.Glob(schemas.FS(), "*.json")
+	if err != nil || !slices.Contains(known, "contacts.schema.json") {
+		t.Fatalf("schemas/ = %v, %v", known, err)
+	}
 	tests := []struct {
 		name       string
 		give       string
@@ -123,7 +131,7 @@ func TestLoad_Schema(t *testing.T) {
 		wantDigest bool
 	}{
 		{name: "a file in schemas/", give: "contacts.schema.json"},
-		{name: "not in schemas/", give: "people.schema.json", wantErr: `/schema: no schema "people.schema.json" in schemas/ (known: companies.schema.json, contacts.schema.json); a schema file beside this one is written ./people.schema.json`},
+		{name: "not in schemas/", give: "people.schema.json", wantErr: `/schema: no schema "people.schema.json" in schemas/ (known: ` + strings.Join(known, ", ") + `); a schema file beside this one is written ./people.schema.json`},
 		{name: "a file beside", give: "./people.json", files: map[string]string{"people.json": `{"type": "object"}`}, wantDigest: true},
 		{name: "a file below", give: "schemas/people.json", files: map[string]string{"schemas/people.json": `{"type": "object"}`}, wantDigest: true},
 		{name: "a missing file", give: "./people.json", wantErr: "/schema: schema file "},
