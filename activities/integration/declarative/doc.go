@@ -6,11 +6,17 @@
 //	    integration.schema.json)        intact, Hash)         schema file given by path)
 //
 // In: one YAML file per integration, in a directory. Its format is
-// schemas/integration.schema.json: name, source (http), schema, key_field,
-// cursor_field, mapping, destination (postgres) and the run's policies,
-// every object closed so that a misspelt key is an error. Secrets are
-// never written in the file: auth.token, auth.api_key, auth.client_secret
-// and any dsn are references, {env: NAME} or {file: PATH}.
+// schemas/integration.schema.json: name, source (http or postgres),
+// schema, key_field, cursor_field, mapping, destination (one step,
+// postgres or http) or destinations (the steps of a saga, in order, each
+// with its name, mode, identity, ids from earlier steps, own mapping and
+// reversal), match (duplicate detection) and the run's policies, every
+// object closed so that a misspelt key is an error. Secrets are never
+// written in the file: auth.token, auth.api_key and auth.client_secret of
+// an http source or destination, and source.postgres.dsn, are references,
+// {env: NAME} or {file: PATH}. A dsn {env: NAME} resolves to the
+// pgsource.Config's dsn_env, so the connection string is only read when
+// the source connects.
 //
 // Out: a Spec per file, the file as written (with secret references, so it
 // can be stored and hashed: Hash pins the version a run used), and, from
@@ -68,5 +74,7 @@
 //	pages_in_flight: 4
 //
 // (The shipped file, workers/integrations/yaml/crm-contacts-yaml.yaml, maps
-// every column of crm-contacts.)
+// every column of crm-contacts. testdata/billing-customers.yaml is a saga
+// of three destinations, testdata/people-postgres.yaml reads a PostgreSQL
+// source.)
 package declarative

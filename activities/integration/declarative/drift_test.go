@@ -7,8 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/source/pgsource"
 	"github.com/tetherflow/tether/activities/transform"
 )
 
@@ -160,12 +164,18 @@ func TestSchema_KeysAreTheGoKeys(t *testing.T) {
 		{pointer: "/$defs/httpSource", want: []reflect.Type{reflect.TypeFor[httpsource.Config](), reflect.TypeFor[HTTPSource]()}},
 		{pointer: "/$defs/httpSource/properties/pagination", want: []reflect.Type{reflect.TypeFor[httpsource.Pagination]()}},
 		{pointer: "/$defs/httpSource/properties/incremental", want: []reflect.Type{reflect.TypeFor[httpsource.Incremental]()}},
-		{pointer: "/$defs/httpSource/properties/rate_limit", want: []reflect.Type{reflect.TypeFor[httpsource.RateLimit]()}},
-		{pointer: "/$defs/httpSource/properties/retry", want: []reflect.Type{reflect.TypeFor[httpsource.Retry]()}},
+		{pointer: "/$defs/rateLimit", want: []reflect.Type{reflect.TypeFor[httpsource.RateLimit](), reflect.TypeFor[httpclient.RateLimit]()}},
+		{pointer: "/$defs/retry", want: []reflect.Type{reflect.TypeFor[httpsource.Retry](), reflect.TypeFor[httpclient.Retry]()}},
+		{pointer: "/$defs/postgresSource", want: []reflect.Type{reflect.TypeFor[pgsource.Config]()}},
+		{pointer: "/$defs/httpDestination", want: []reflect.Type{reflect.TypeFor[httpsink.Config](), reflect.TypeFor[HTTPDestination]()}},
+		{pointer: "/$defs/httpDestination/properties/batch", want: []reflect.Type{reflect.TypeFor[httpsink.Batch]()}},
+		{pointer: "/$defs/httpDestination/properties/circuit_breaker", want: []reflect.Type{reflect.TypeFor[httpsink.CircuitBreaker]()}},
+		{pointer: "/$defs/endpoint", want: []reflect.Type{reflect.TypeFor[httpsink.Endpoint]()}},
+		{pointer: "/$defs/match", want: []reflect.Type{reflect.TypeFor[integration.Match]()}},
 		{pointer: "/$defs/httpAuth", want: []reflect.Type{reflect.TypeFor[httpsource.Auth](), reflect.TypeFor[HTTPAuth]()}},
 		{pointer: "/$defs/secret", want: []reflect.Type{reflect.TypeFor[Secret]()}},
 		{pointer: "/$defs/field", want: []reflect.Type{reflect.TypeFor[Field]()}},
-		{pointer: "/$defs/destination", want: []reflect.Type{reflect.TypeFor[Destination]()}},
+		{pointer: "/$defs/destination", want: []reflect.Type{reflect.TypeFor[Destination](), reflect.TypeFor[integration.Destination]()}},
 		{pointer: "/$defs/postgresTable", want: []reflect.Type{reflect.TypeFor[pgsink.Table]()}},
 		{pointer: "/$defs/postgresTable/properties/columns/items", want: []reflect.Type{reflect.TypeFor[pgsink.Column]()}},
 	}
@@ -181,12 +191,28 @@ func TestSchema_KeysAreTheGoKeys(t *testing.T) {
 	}
 }
 
+// TestPostgresSource_Keys: PostgresSource has pgsource.Config's keys but
+// dsn_env, which the schema refuses with a message pointing at dsn.
+func TestPostgresSource_Keys(t *testing.T) {
+	got := schemaKeys(t, "/$defs/postgresSource")
+	if want := tags(reflect.TypeFor[PostgresSource]()); !slices.Equal(slices.DeleteFunc(got, func(k string) bool { return k == "dsn_env" }), want) {
+		t.Errorf("schema keys %q but dsn_env, PostgresSource keys %q", got, want)
+	}
+	if _, ok := schemaAt(t, "/$defs/postgresSource/properties/dsn_env").(map[string]any)["errorMessage"]; !ok {
+		t.Error("dsn_env is refused without saying what to write instead")
+	}
+}
+
 // TestHTTPSource_MirrorsConfig: HTTPSource is httpsource.Config with
-// secret references; every other field has the Config's type.
+// secret references, and HTTPDestination httpsink.Config; every other
+// field has the Config's type.
 func TestHTTPSource_MirrorsConfig(t *testing.T) {
 	mirror := func(t *testing.T, orig, spec reflect.Type, secrets map[string]bool) {
 		for i := 0; i < orig.NumField(); i++ {
 			of := orig.Field(i)
+			if secrets[of.Name] && spec == reflect.TypeFor[PostgresSource]() && of.Name == "DSNEnv" {
+				continue // dsn {env: NAME} is how a file says it
+			}
 			sf, ok := spec.FieldByName(of.Name)
 			if !ok {
 				t.Errorf("%v has no field %s", spec, of.Name)
@@ -205,6 +231,73 @@ func TestHTTPSource_MirrorsConfig(t *testing.T) {
 	}
 	mirror(t, reflect.TypeFor[httpsource.Config](), reflect.TypeFor[HTTPSource](), nil)
 	mirror(t, reflect.TypeFor[httpsource.Auth](), reflect.TypeFor[HTTPAuth](), map[string]bool{"Token": true, "APIKey": true, "ClientSecret": true})
+	mirror(t, reflect.TypeFor[httpsink.Config](), reflect.TypeFor[HTTPDestination](), nil)
+	mirror(t, reflect.TypeFor[pgsource.Config](), reflect.TypeFor[PostgresSource](), map[string]bool{"DSN": true, "DSNEnv": true})
+}
+
+// TestDestination_MirrorsIntegrationDestination: a step in a file says
+// everything integration.Destination does; the connectors' settings and
+// the mapping are in the file's format.
+func TestDestination_MirrorsIntegrationDestination(t *testing.T) {
+	orig, spec := reflect.TypeFor[integration.Destination](), reflect.TypeFor[Destination]()
+	asWritten := map[string]reflect.Type{
+		"HTTP":    reflect.TypeFor[*HTTPDestination](),
+		"Mapping": reflect.TypeFor[[]Field](),
+	}
+	for i := 0; i < orig.NumField(); i++ {
+		of := orig.Field(i)
+		sf, ok := spec.FieldByName(of.Name)
+		want := of.Type
+		if w, ok := asWritten[of.Name]; ok {
+			want = w
+		}
+		if !ok || sf.Type != want {
+			t.Errorf("Destination.%s: %v, want %v", of.Name, sf.Type, want)
+		}
+	}
+}
+
+func TestSchema_ModesPoliciesAndMethods(t *testing.T) {
+	if got, want := schemaEnum(t, "/$defs/destination/properties/mode"), []string{integration.ModeUpsert, integration.ModeNotify}; !slices.Equal(got, want) {
+		t.Errorf("modes %q, integration %q", got, want)
+	}
+	if got, want := schemaEnum(t, "/$defs/match/properties/policy"), []string{integration.MatchQuarantine, integration.MatchMerge}; !slices.Equal(got, want) {
+		t.Errorf("match policies %q, integration %q", got, want)
+	}
+	if got, want := schemaEnum(t, "/$defs/match/properties/normalize/items"), schemaEnum(t, "/$defs/field/properties/normalize/items"); !slices.Equal(got, want) {
+		t.Errorf("match normalisers %q, field normalisers %q", got, want)
+	}
+	for _, n := range schemaEnum(t, "/$defs/match/properties/normalize/items") {
+		if _, err := transform.Normalizer([]string{n}); err != nil {
+			t.Errorf("match normaliser %q: %v", n, err)
+		}
+	}
+	// Every method the schema allows, the sink accepts.
+	base := httpsink.Config{BaseURL: "https://api.example.com", Create: httpsink.Endpoint{Path: "/c"}, Update: httpsink.Endpoint{Path: "/u/{{.external_id}}"}}
+	for _, ep := range []string{"create", "update", "delete"} {
+		for _, m := range schemaEnum(t, "/$defs/httpDestination/properties/"+ep+"/properties/method") {
+			c := base
+			switch ep {
+			case "create":
+				c.Create.Method = m
+			case "update":
+				c.Update.Method = m
+			case "delete":
+				c.Delete.Method = m
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("%s.method %s: %v", ep, m, err)
+			}
+		}
+	}
+	// A reversal is sent as the create of a copy of its step's sink.
+	for _, m := range schemaEnum(t, "/$defs/destination/properties/reversal/properties/method") {
+		c := base
+		c.Create.Method = m
+		if err := c.Validate(); err != nil {
+			t.Errorf("reversal.method %s: %v", m, err)
+		}
+	}
 }
 
 // TestField_CoversTransformField: every transform.Field setting but the

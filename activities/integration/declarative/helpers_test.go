@@ -60,8 +60,14 @@ func writeFile(t *testing.T, dir, name, body string) string {
 // value (YAML text, parsed), or to nil to delete the key.
 func edited(t *testing.T, edits map[string]any) string {
 	t.Helper()
+	return editedYAML(t, minimalYAML, edits)
+}
+
+// editedYAML returns base with edits applied, as edited does.
+func editedYAML(t *testing.T, base string, edits map[string]any) string {
+	t.Helper()
 	var doc map[string]any
-	if err := yaml.Unmarshal([]byte(minimalYAML), &doc); err != nil {
+	if err := yaml.Unmarshal([]byte(base), &doc); err != nil {
 		t.Fatal(err)
 	}
 	for ptr, v := range edits {
@@ -137,7 +143,13 @@ const examplePath = "../../../workers/integrations/yaml/crm-contacts-yaml.yaml"
 
 func readExample(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(examplePath)
+	return readFile(t, examplePath)
+}
+
+// readFile returns the text of a file, e.g. a fixture in testdata/.
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}

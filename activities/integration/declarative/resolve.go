@@ -13,8 +13,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tetherflow/tether/activities/httpclient"
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/source/pgsource"
 	"github.com/tetherflow/tether/activities/transform"
 	"github.com/tetherflow/tether/activities/validate"
 )
@@ -50,23 +53,27 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 		BatchSize:        s.BatchSize,
 		PagesInFlight:    s.PagesInFlight,
 	}
-	switch {
-	case s.Source.HTTP != nil:
+	if s.Source.HTTP != nil {
 		def.Source.HTTP = r.httpSource(*s.Source.HTTP)
-	case s.Source.Postgres != nil:
-		r.problem("/source/postgres", "the postgres source is not available to integration files yet")
+	}
+	if s.Source.Postgres != nil {
+		def.Source.Postgres = r.postgresSource(*s.Source.Postgres)
 	}
 	var doc []byte
 	def.Schema, doc = r.schema()
-	def.Mapping = r.mapping()
-	switch {
-	case s.Destination.Postgres != nil:
-		t := *s.Destination.Postgres
-		t.Columns = slices.Clone(t.Columns)
-		t.Key = slices.Clone(t.Key)
-		def.Destination.Postgres = &t
-	case s.Destination.HTTP != nil:
-		r.problem("/destination/http", "the http destination is not available to integration files yet")
+	def.Mapping = r.mapping(s.Mapping)
+	if s.Destination != nil {
+		def.Destination = r.destination("/destination", *s.Destination)
+	}
+	for i, d := range s.Destinations {
+		def.Destinations = append(def.Destinations, r.destination("/destinations/"+strconv.Itoa(i), d))
+	}
+	if m := s.Match; m != nil {
+		def.Match = &integration.Match{
+			Fields:    slices.Clone(m.Fields),
+			Normalize: slices.Clone(m.Normalize),
+			Policy:    m.Policy,
+		}
 	}
 	if len(r.errs) == 0 {
 		def = def.Normalize()
@@ -131,33 +138,115 @@ func (r *resolver) secret(pointer string, ref *Secret) string {
 	return ""
 }
 
+// httpAuth is the credentials of an HTTP source or destination, with
+// their secrets; pointer is the auth object's.
+func (r *resolver) httpAuth(pointer string, a HTTPAuth) httpclient.Auth {
+	return httpclient.Auth{
+		Kind:         a.Kind,
+		Token:        r.secret(pointer+"/token", a.Token),
+		Header:       a.Header,
+		APIKey:       r.secret(pointer+"/api_key", a.APIKey),
+		TokenURL:     a.TokenURL,
+		ClientID:     a.ClientID,
+		ClientSecret: r.secret(pointer+"/client_secret", a.ClientSecret),
+		Scopes:       slices.Clone(a.Scopes),
+	}
+}
+
 // httpSource is the source's configuration with its secrets.
 func (r *resolver) httpSource(h HTTPSource) *httpsource.Config {
-	const at = "/source/http/auth/"
 	return &httpsource.Config{
-		BaseURL:     h.BaseURL,
-		Path:        h.Path,
-		Query:       maps.Clone(h.Query),
-		Headers:     maps.Clone(h.Headers),
-		RecordsPath: h.RecordsPath,
-		Pagination:  h.Pagination,
-		Incremental: h.Incremental,
-		Auth: httpsource.Auth{
-			Kind:         h.Auth.Kind,
-			Token:        r.secret(at+"token", h.Auth.Token),
-			Header:       h.Auth.Header,
-			APIKey:       r.secret(at+"api_key", h.Auth.APIKey),
-			TokenURL:     h.Auth.TokenURL,
-			ClientID:     h.Auth.ClientID,
-			ClientSecret: r.secret(at+"client_secret", h.Auth.ClientSecret),
-			Scopes:       slices.Clone(h.Auth.Scopes),
-		},
+		BaseURL:             h.BaseURL,
+		Path:                h.Path,
+		Query:               maps.Clone(h.Query),
+		Headers:             maps.Clone(h.Headers),
+		RecordsPath:         h.RecordsPath,
+		Pagination:          h.Pagination,
+		Incremental:         h.Incremental,
+		Auth:                r.httpAuth("/source/http/auth", h.Auth),
 		ConditionalRequests: h.ConditionalRequests,
 		RateLimit:           h.RateLimit,
 		Timeout:             h.Timeout,
 		MaxBodyBytes:        h.MaxBodyBytes,
 		Retry:               h.Retry,
 	}
+}
+
+// postgresSource is the source's configuration. A dsn given by {env:
+// NAME} becomes DSNEnv: the variable must be set now, and the source reads
+// it again when it connects, so the connection string is never copied
+// into the definition. A dsn given by {file: PATH} is read into DSN.
+func (r *resolver) postgresSource(p PostgresSource) *pgsource.Config {
+	const at = "/source/postgres/dsn"
+	cfg := &pgsource.Config{
+		Schema:       p.Schema,
+		Table:        p.Table,
+		Columns:      slices.Clone(p.Columns),
+		Key:          slices.Clone(p.Key),
+		CursorColumn: p.CursorColumn,
+		Where:        p.Where,
+		MaxOpenConns: p.MaxOpenConns,
+	}
+	switch {
+	case p.DSN == nil:
+		r.problem(at, "required: the connection string as a secret reference, {env: NAME} or {file: /path}")
+	case p.DSN.Env != "":
+		// Checked now (problems name the variable, never its value), so a
+		// missing or malformed one stops the worker at start-up rather
+		// than failing the first run.
+		if v := r.secret(at, p.DSN); v != "" {
+			if err := (pgsource.Config{DSN: v, Table: "t", Key: []string{"k"}}).Validate(); err != nil {
+				r.problem(at, "environment variable %s: %v", p.DSN.Env, err)
+			}
+		}
+		cfg.DSNEnv = p.DSN.Env
+	default:
+		cfg.DSN = r.secret(at, p.DSN)
+	}
+	return cfg
+}
+
+// destination is one step of the apply, with its secrets; pointer is
+// the step's.
+func (r *resolver) destination(pointer string, d Destination) integration.Destination {
+	out := integration.Destination{
+		Name:     d.Name,
+		Mode:     d.Mode,
+		Identity: d.Identity,
+		IDs:      maps.Clone(d.IDs),
+	}
+	if d.Postgres != nil {
+		t := *d.Postgres
+		t.Columns = slices.Clone(t.Columns)
+		t.Key = slices.Clone(t.Key)
+		out.Postgres = &t
+	}
+	if h := d.HTTP; h != nil {
+		out.HTTP = &httpsink.Config{
+			BaseURL:           h.BaseURL,
+			Headers:           maps.Clone(h.Headers),
+			Auth:              r.httpAuth(pointer+"/http/auth", h.Auth),
+			Timeout:           h.Timeout,
+			Retry:             h.Retry,
+			Create:            h.Create,
+			Update:            h.Update,
+			Delete:            h.Delete,
+			Batch:             h.Batch,
+			IDPath:            h.IDPath,
+			IdempotencyHeader: h.IdempotencyHeader,
+			RateLimit:         h.RateLimit,
+			MaxInFlight:       h.MaxInFlight,
+			CircuitBreaker:    h.CircuitBreaker,
+		}
+	}
+	if len(d.Mapping) > 0 {
+		out.Mapping = r.mapping(d.Mapping)
+	}
+	if d.Reversal != nil {
+		rev := *d.Reversal
+		out.Reversal = &rev
+	}
+	return out
 }
 
 // schema returns the name to validate records with and, for a schema file
@@ -186,10 +275,10 @@ func (r *resolver) schema() (string, []byte) {
 	return filepath.Base(p) + "@" + digest[:12], b
 }
 
-// mapping converts the spec's fields; join becomes a Compute function.
-func (r *resolver) mapping() transform.Mapping {
-	fields := make([]transform.Field, 0, len(r.spec.Mapping))
-	for _, f := range r.spec.Mapping {
+// mapping converts fields as written; join becomes a Compute function.
+func (r *resolver) mapping(in []Field) transform.Mapping {
+	fields := make([]transform.Field, 0, len(in))
+	for _, f := range in {
 		tf := transform.Field{
 			To:        f.To,
 			From:      f.From,
@@ -296,16 +385,19 @@ func unjoin(err error) []error {
 }
 
 // fieldPrefix is the field a Definition.Validate message starts with,
-// e.g. "source.http: " or "invalid_threshold: ".
-var fieldPrefix = regexp.MustCompile(`^([a-z_]+(?:\.[a-z_]+)*): `)
+// e.g. "source.http: ", "invalid_threshold: " or
+// "destinations[1].ids.billing_id: ".
+var fieldPrefix = regexp.MustCompile(`^([a-z_]+(?:\[[0-9]+\])?(?:\.[A-Za-z0-9_-]+(?:\[[0-9]+\])?)*): `)
 
 // definitionProblem turns an integration.Definition.Validate error,
 // `integration "x": source.http: base_url: required`, into a Problem
-// pointing at its field.
+// pointing at its field: destinations[1].ids.billing_id is
+// /destinations/1/ids/billing_id.
 func definitionProblem(file, name string, err error) error {
 	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("integration %q: ", name))
 	if m := fieldPrefix.FindStringSubmatch(msg); m != nil {
-		return &Problem{File: file, Pointer: "/" + strings.ReplaceAll(m[1], ".", "/"), Reason: msg[len(m[0]):]}
+		field := strings.NewReplacer("[", ".", "]", "").Replace(m[1])
+		return &Problem{File: file, Pointer: "/" + strings.ReplaceAll(field, ".", "/"), Reason: msg[len(m[0]):]}
 	}
 	return &Problem{File: file, Reason: msg}
 }

@@ -161,10 +161,13 @@ func TestSpec_Resolve_DefinitionProblems(t *testing.T) {
 			want: ": /source/http/incremental/param: required when cursor_field is set"},
 		{name: "colliding parameters", give: map[string]any{"/source/http/query": map[string]any{"page": "1"}},
 			want: `: /source/http: query: parameter "page" is set by pagination.page_param`},
-		{name: "postgres source", give: map[string]any{"/source": map[string]any{"postgres": map[string]any{"table": "x"}}},
-			want: ": /source/postgres: the postgres source is not available to integration files yet"},
-		{name: "http destination", give: map[string]any{"/destination": map[string]any{"http": map[string]any{"url": "https://x"}}},
-			want: ": /destination/http: the http destination is not available to integration files yet"},
+		{name: "postgres source without its cursor", give: map[string]any{"/source": map[string]any{"postgres": map[string]any{"dsn": map[string]any{"env": "PEOPLE_TOKEN"}, "table": "people", "key": []any{"id"}}}},
+			want: `: /cursor_field: "updated_at" must name source.postgres.cursor_column ("")`},
+		{name: "http destination refused by the sink", give: map[string]any{"/destination": map[string]any{"http": map[string]any{"base_url": "https://x.example.com",
+			"create": map[string]any{"path": "/v1/people"}, "update": map[string]any{"path": "/v1/people/{{.external_id"}}}},
+			want: ": /destination/http: update.path: "},
+		{name: "ids without an earlier step", give: map[string]any{"/destination/ids": map[string]any{"billing_id": "billing"}},
+			want: `: /destination/ids/billing_id: "billing" is not an earlier step`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,7 +207,7 @@ func TestJoin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := Spec{Mapping: []Field{{To: "x", Join: tt.join, Separator: tt.sep, Normalize: tt.norm}}}
 			r := resolver{spec: s}
-			fn, err := r.mapping().Compile()
+			fn, err := r.mapping(s.Mapping).Compile()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -281,6 +284,8 @@ name: people
 		{"/destination/postgres/columns/1/not_null": true},
 		{"/batch_size": 10},
 		{"/mapping/2/default": "1970-01-01T00:00:00Z"},
+		{"/destination/name": "people"},
+		{"/match": map[string]any{"fields": []any{"email"}}},
 	}
 	for _, c := range changes {
 		if got := load(t, "", edited(t, c)).Hash(); got == h {

@@ -31,9 +31,15 @@ func TestLoad_AcceptsGoodFiles(t *testing.T) {
 		{name: "api key from a file", give: edited(t, map[string]any{
 			"/source/http/auth": map[string]any{"kind": "api_key", "header": "X-Key", "api_key": map[string]any{"file": "key.txt"}},
 		})},
-		{name: "postgres source placeholder with a dsn reference", give: edited(t, map[string]any{
-			"/source": map[string]any{"postgres": map[string]any{"dsn": map[string]any{"env": "SOURCE_DSN"}, "table": "people"}},
+		{name: "postgres source with a dsn reference", give: edited(t, map[string]any{
+			"/source": map[string]any{"postgres": map[string]any{"dsn": map[string]any{"file": "/run/secrets/dsn"}, "table": "people", "key": []any{"id"}}},
 		})},
+		{name: "the postgres source fixture", give: readFile(t, postgresFile)},
+		{name: "the saga fixture", give: readFile(t, sagaFile)},
+		{name: "one http destination, notify", give: edited(t, map[string]any{
+			"/destination": map[string]any{"name": "hook", "mode": "notify", "http": map[string]any{"base_url": "https://hooks.example.com", "create": map[string]any{"path": "/v1/events"}}},
+		})},
+		{name: "match", give: edited(t, map[string]any{"/match": map[string]any{"fields": []any{"email"}}})},
 		{name: "schedules placeholder", give: edited(t, map[string]any{"/schedules": map[string]any{"nightly": map[string]any{"cron": "0 3 * * *"}}})},
 		{name: "join with a separator, default only", give: edited(t, map[string]any{
 			"/mapping/1": map[string]any{"to": "label", "join": []any{"first_name", "address.city"}, "separator": " / "},

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/source/httpsource"
 )
@@ -36,8 +39,14 @@ type Spec struct {
 	CursorField   string `mapstructure:"cursor_field" json:"cursor_field,omitempty"`
 	InitialCursor string `mapstructure:"initial_cursor" json:"initial_cursor,omitempty"`
 
-	Mapping     []Field     `mapstructure:"mapping" json:"mapping"`
-	Destination Destination `mapstructure:"destination" json:"destination"`
+	Mapping []Field `mapstructure:"mapping" json:"mapping"`
+	// Destination is the one step of an integration with one destination;
+	// Destinations lists the steps of a saga, in order. Exactly one is set.
+	Destination  *Destination  `mapstructure:"destination" json:"destination,omitempty"`
+	Destinations []Destination `mapstructure:"destinations" json:"destinations,omitempty"`
+	// Match detects records describing an entity another record already
+	// stands for (integration.Match, as written).
+	Match *integration.Match `mapstructure:"match" json:"match,omitempty"`
 
 	Atomic           bool    `mapstructure:"atomic" json:"atomic,omitempty"`
 	InvalidThreshold float64 `mapstructure:"invalid_threshold" json:"invalid_threshold,omitempty"`
@@ -50,10 +59,25 @@ type Spec struct {
 
 // Source says where records come from; exactly one kind is set.
 type Source struct {
-	HTTP *HTTPSource `mapstructure:"http" json:"http,omitempty"`
-	// Postgres is a placeholder for the PostgreSQL source connector, which
-	// YAML integrations cannot use yet.
-	Postgres map[string]any `mapstructure:"postgres" json:"postgres,omitempty"`
+	HTTP     *HTTPSource     `mapstructure:"http" json:"http,omitempty"`
+	Postgres *PostgresSource `mapstructure:"postgres" json:"postgres,omitempty"`
+}
+
+// PostgresSource is pgsource.Config as written in a file: the connection
+// string is a secret reference, dsn, and there is no dsn_env. Resolve
+// turns dsn {env: NAME} into Config.DSNEnv NAME (the source reads the
+// variable when it connects, so the connection string is never copied
+// into the definition) and dsn {file: PATH} into Config.DSN, the file's
+// content.
+type PostgresSource struct {
+	DSN          *Secret  `mapstructure:"dsn" json:"dsn"`
+	Schema       string   `mapstructure:"schema" json:"schema,omitempty"`
+	Table        string   `mapstructure:"table" json:"table"`
+	Columns      []string `mapstructure:"columns" json:"columns,omitempty"`
+	Key          []string `mapstructure:"key" json:"key"`
+	CursorColumn string   `mapstructure:"cursor_column" json:"cursor_column,omitempty"`
+	Where        string   `mapstructure:"where" json:"where,omitempty"`
+	MaxOpenConns int      `mapstructure:"max_open_conns" json:"max_open_conns,omitempty"`
 }
 
 // HTTPSource is httpsource.Config as written in a file: the same keys, with
@@ -72,6 +96,25 @@ type HTTPSource struct {
 	Timeout             time.Duration          `mapstructure:"timeout" json:"timeout,omitempty"`
 	MaxBodyBytes        int64                  `mapstructure:"max_body_bytes" json:"max_body_bytes,omitempty"`
 	Retry               httpsource.Retry       `mapstructure:"retry" json:"retry"`
+}
+
+// HTTPDestination is httpsink.Config as written in a file: the same keys,
+// with the credentials as secret references (as HTTPSource's).
+type HTTPDestination struct {
+	BaseURL           string                  `mapstructure:"base_url" json:"base_url"`
+	Headers           map[string]string       `mapstructure:"headers" json:"headers,omitempty"`
+	Auth              HTTPAuth                `mapstructure:"auth" json:"auth"`
+	Timeout           time.Duration           `mapstructure:"timeout" json:"timeout,omitempty"`
+	Retry             httpclient.Retry        `mapstructure:"retry" json:"retry"`
+	Create            httpsink.Endpoint       `mapstructure:"create" json:"create"`
+	Update            httpsink.Endpoint       `mapstructure:"update" json:"update"`
+	Delete            httpsink.Endpoint       `mapstructure:"delete" json:"delete"`
+	Batch             httpsink.Batch          `mapstructure:"batch" json:"batch"`
+	IDPath            string                  `mapstructure:"id_path" json:"id_path,omitempty"`
+	IdempotencyHeader string                  `mapstructure:"idempotency_header" json:"idempotency_header,omitempty"`
+	RateLimit         httpclient.RateLimit    `mapstructure:"rate_limit" json:"rate_limit"`
+	MaxInFlight       int                     `mapstructure:"max_in_flight" json:"max_in_flight,omitempty"`
+	CircuitBreaker    httpsink.CircuitBreaker `mapstructure:"circuit_breaker" json:"circuit_breaker"`
 }
 
 // HTTPAuth is httpsource.Auth as written in a file: its secrets are
@@ -111,12 +154,19 @@ type Field struct {
 	Required  bool     `mapstructure:"required" json:"required,omitempty"`
 }
 
-// Destination says where rows go; exactly one kind is set.
+// Destination is one step of the apply, integration.Destination as
+// written in a file: exactly one kind is set; mode, identity and reversal
+// belong to http steps; ids name earlier steps; mapping is in the file's
+// format (with join).
 type Destination struct {
-	Postgres *pgsink.Table `mapstructure:"postgres" json:"postgres,omitempty"`
-	// HTTP is a placeholder for the HTTP sink connector, which YAML
-	// integrations cannot use yet.
-	HTTP map[string]any `mapstructure:"http" json:"http,omitempty"`
+	Name     string             `mapstructure:"name" json:"name,omitempty"`
+	Postgres *pgsink.Table      `mapstructure:"postgres" json:"postgres,omitempty"`
+	HTTP     *HTTPDestination   `mapstructure:"http" json:"http,omitempty"`
+	Mode     string             `mapstructure:"mode" json:"mode,omitempty"`
+	Identity string             `mapstructure:"identity" json:"identity,omitempty"`
+	IDs      map[string]string  `mapstructure:"ids" json:"ids,omitempty"`
+	Mapping  []Field            `mapstructure:"mapping" json:"mapping,omitempty"`
+	Reversal *httpsink.Endpoint `mapstructure:"reversal" json:"reversal,omitempty"`
 }
 
 // Hash is the hex SHA-256 of the spec's canonical JSON (struct fields in a
