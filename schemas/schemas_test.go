@@ -17,7 +17,7 @@ func TestFS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"companies.schema.json", "contacts.schema.json"}
+	want := []string{"companies.schema.json", "contacts-table.schema.json", "contacts.schema.json"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("schema files = %v, want %v", names, want)
 	}

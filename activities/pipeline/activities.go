@@ -40,6 +40,9 @@ type Deps struct {
 	HTTPOptions []httpsource.Option
 	// SinkOptions are passed to every HTTP destination.
 	SinkOptions []httpsink.Option
+	// LookupEnv resolves a PostgreSQL source's dsn_env (default
+	// os.LookupEnv).
+	LookupEnv func(string) (string, bool)
 }
 
 // Activities are the sync steps, as methods registered with a worker.
@@ -99,7 +102,11 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 		c.src = src
 	}
 	if def.Source.Postgres != nil {
-		src, err := pgsource.New(def.Name, *def.Source.Postgres, pgsource.WithLogger(d.Logger))
+		opts := []pgsource.Option{pgsource.WithLogger(d.Logger)}
+		if d.LookupEnv != nil {
+			opts = append(opts, pgsource.WithLookupEnv(d.LookupEnv))
+		}
+		src, err := pgsource.New(def.Name, *def.Source.Postgres, opts...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("source: %w", err))
 		}
@@ -650,7 +657,7 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 				return err
 			}
 		}
-		if err := a.store.DropIdentityImages(ctx, in.RunID); err != nil {
+		if err := a.store.ForgetIdentityImages(ctx, in.RunID); err != nil {
 			return err
 		}
 		if err := a.store.ForgetRun(ctx, in.RunID); err != nil {

@@ -257,6 +257,13 @@ func (a *Activities) sendHTTP(ctx context.Context, st *step, in syncstep.ApplyIn
 	defer stop()
 	res, err := st.http.Apply(ctx, records)
 	if err != nil {
+		// Keep what is known before failing: the objects created or
+		// updated (so a retry updates them and compensation finds their
+		// ids), and the records the API refused outright (4xx), which
+		// compensation has nothing to undo for.
+		if perr := a.recordPartial(ctx, st, in, records, bodies, res); perr != nil {
+			a.log.Warn("recording a failed batch's partial outcome failed", "destination", st.dest.Name, "error", perr)
+		}
 		return nil, err // classified: throttled, circuit open, transient or permanent
 	}
 	// An object deleted in the destination since it was last sent (404 or
@@ -304,6 +311,40 @@ func (a *Activities) sendHTTP(ctx context.Context, st *step, in syncstep.ApplyIn
 		}
 	}
 	return sent, nil
+}
+
+// recordPartial records what an Apply that failed part-way did: the
+// identities of the records it created or updated, and, in an atomic run,
+// their ids in the images; the images of records the API refused with a
+// 4xx answer (not 408 or 429) are dropped, as nothing was written for them.
+func (a *Activities) recordPartial(ctx context.Context, st *step, in syncstep.ApplyInput, records []httpsink.Record, bodies [][]byte, res httpsink.Result) error {
+	sent := &httpSent{sentIDs: map[string]string{}}
+	var refused []store.IdentityImage
+	for j, r := range res.Records {
+		switch {
+		case r.Outcome == httpsink.OutcomeCreated || r.Outcome == httpsink.OutcomeUpdated:
+			sent.identities = append(sent.identities, store.Identity{Key: records[j].Key, ExternalID: r.ExternalID,
+				RowHash: rowHash(bodies[j]), LastRow: bodies[j]})
+			sent.sentIDs[records[j].Key] = r.ExternalID
+		case r.Outcome == "" && r.Status >= 400 && r.Status < 500 &&
+			r.Status != http.StatusRequestTimeout && r.Status != http.StatusTooManyRequests:
+			refused = append(refused, store.IdentityImage{Key: records[j].Key, Seq: in.Seq})
+		}
+	}
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.Classify(err, "begin recording a partial batch")
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	if err := a.saveHTTP(ctx, tx, st, in, sent); err != nil {
+		return err
+	}
+	if in.Atomic {
+		if err := a.store.DropIdentityImages(ctx, tx, in.Ref.RunID, st.dest.Identity, refused); err != nil {
+			return err
+		}
+	}
+	return store.Classify(tx.Commit(), "commit a partial batch")
 }
 
 // saveHTTP records, in the batch's transaction, the identities the calls

@@ -199,10 +199,27 @@ func (s *Store) LastIdentityImageSeq(ctx context.Context, runID string) (int, er
 	return seq, Classify(err, fmt.Sprintf("find the identity images of run %q", runID))
 }
 
-// DropIdentityImages forgets a finished run's identity images.
-func (s *Store) DropIdentityImages(ctx context.Context, runID string) error {
+// ForgetIdentityImages forgets a finished run's identity images.
+func (s *Store) ForgetIdentityImages(ctx context.Context, runID string) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_identity_images WHERE run_id = $1`, runID)
 	return Classify(err, fmt.Sprintf("drop the identity images of run %q", runID))
+}
+
+// DropIdentityImages forgets the images of records (key and batch) whose
+// calls the destination refused: there is nothing to undo for them.
+func (s *Store) DropIdentityImages(ctx context.Context, q Querier, runID, namespace string, images []IdentityImage) error {
+	if len(images) == 0 {
+		return nil
+	}
+	keys, seqs := make([]string, len(images)), make([]int64, len(images))
+	for i, im := range images {
+		keys[i], seqs[i] = im.Key, int64(im.Seq)
+	}
+	_, err := s.on(q).ExecContext(ctx, `
+DELETE FROM tether_identity_images i USING unnest($3::text[], $4::bigint[]) AS u(k, seq)
+WHERE i.run_id = $1 AND i.namespace = $2 AND i.record_key = u.k AND i.seq = u.seq AND i.sent_id = ''`,
+		runID, namespace, pq.Array(keys), pq.Array(seqs))
+	return Classify(err, fmt.Sprintf("drop %d refused identity images of run %q in %q", len(images), runID, namespace))
 }
 
 func nullJSON(b json.RawMessage) sql.NullString {

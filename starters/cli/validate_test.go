@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/integrations"
 )
 
 // twin is the shipped YAML twin of crm-contacts.
@@ -130,7 +133,7 @@ func TestIntegrations_ListsGoAndFiles(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || !strings.Contains(lines[0], "DEFINED IN") {
+	if len(lines) != 1+len(integrations.All(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}))+1 || !strings.Contains(lines[0], "DEFINED IN") {
 		t.Fatalf("output:\n%s", out)
 	}
 	for _, want := range []struct{ name, from string }{{"crm-contacts ", "  go  "}, {"crm-companies ", "  go  "}, {"crm-contacts-yaml ", "  yaml: " + p + "  "}} {

@@ -31,7 +31,7 @@ func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		a, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LookupEnv: s.lookupEnv})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/validate"
@@ -126,6 +127,17 @@ type stack struct {
 	recorded int // histories written by record
 	// httpOptions are passed to every HTTP source of the in-process worker.
 	httpOptions []httpsource.Option
+	// sinkOptions are passed to every HTTP destination of the in-process worker.
+	sinkOptions []httpsink.Option
+}
+
+// lookupEnv gives PostgreSQL sources that read DATABASE_URL (the shipped
+// pg-contacts-billing) the test's schema, as a worker process gets it.
+func (s *stack) lookupEnv(name string) (string, bool) {
+	if name == "DATABASE_URL" {
+		return s.schema.DSN, true
+	}
+	return os.LookupEnv(name)
 }
 
 type stackOptions struct {
@@ -199,7 +211,8 @@ func (s *stack) startWorker() {
 	if os.Getenv("TETHER_TEST_LOGS") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	acts, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log, HTTPOptions: s.httpOptions})
+	acts, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log,
+		HTTPOptions: s.httpOptions, SinkOptions: s.sinkOptions, LookupEnv: s.lookupEnv})
 	if err != nil {
 		s.t.Fatalf("activities: %v", err)
 	}

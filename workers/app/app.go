@@ -255,7 +255,23 @@ func NewSchemas() (*validate.Registry, error) { return validate.NewRegistry(sche
 
 // NewActivities compiles the integrations into the sync steps.
 func NewActivities(cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, sch *validate.Registry, log *slog.Logger) (*pipeline.Activities, error) {
-	return pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log, CachePages: cfg.Worker.CachePages})
+	return pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log,
+		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg)})
+}
+
+// lookupEnv resolves a PostgreSQL source's dsn_env from the environment,
+// and DATABASE_URL, when unset there, from the worker's own database.url
+// (a worker configured by file reads its tables with its own connection).
+func lookupEnv(cfg config.Config) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		if v, ok := os.LookupEnv(name); ok {
+			return v, true
+		}
+		if name == "DATABASE_URL" && cfg.Database.URL != "" {
+			return cfg.Database.URL, true
+		}
+		return "", false
+	}
 }
 
 // NewTemporalClient connects to Temporal, checks the server answers, and

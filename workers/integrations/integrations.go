@@ -14,6 +14,9 @@ func All(crm config.CRM) []integration.Definition {
 	return []integration.Definition{
 		CRMContacts(crm),
 		CRMCompanies(crm),
+		CRMBillingCustomers(crm),
+		PGContactsBilling(crm),
+		CustomerOnboarding(crm),
 	}
 }
 
