@@ -62,6 +62,7 @@ type compiled struct {
 	validator  *validate.Validator
 	transform  transform.Func
 	steps      []*step
+	match      *matcher
 	keyPath    []string
 	cursorPath []string
 }
@@ -132,6 +133,9 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 		errs = append(errs, err)
 	}
 	c.steps = steps
+	if c.match, err = compileMatch(def); err != nil {
+		errs = append(errs, err)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -371,9 +375,23 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
 	}
-	b, err := a.batchFor(ctx, a.db, st, e, in.Skip)
+	// Duplicates of entities seen under another key are quarantined or
+	// merged (match); every step decides alike, the first one records.
+	mr, err := a.matchPage(ctx, c, e, in.Skip)
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
+	}
+	skip := in.Skip
+	for _, rf := range mr.refused {
+		skip = append(skip[:len(skip):len(skip)], rf.pos)
+	}
+	b, err := a.batchFor(ctx, a.db, st, e, skip, c.match, mr.merges)
+	if err != nil {
+		return syncstep.ApplyOutput{}, err
+	}
+	if in.Step == 0 {
+		b.refused = append(b.refused, mr.refused...)
+		b.claims = mr.claims
 	}
 	var sent *httpSent
 	if st.http != nil {
@@ -429,6 +447,17 @@ func (a *Activities) commitBatch(ctx context.Context, tx *sql.Tx, c *compiled, i
 	}
 	for p := range refused {
 		out.Refused = append(out.Refused, p)
+	}
+	if c.match != nil && len(b.claims) > 0 {
+		claims := make(map[string]string, len(b.claims))
+		for p, v := range b.claims {
+			if !refused[p] {
+				claims[e.rowKeys[p]] = v
+			}
+		}
+		if err := a.store.ClaimMatchValues(ctx, tx, c.def.Name, in.Ref.RunID, claims); err != nil {
+			return syncstep.ApplyOutput{}, err
+		}
 	}
 	sort.Ints(out.Refused)
 	delta := progress.Counts{Invalid: out.Rejected, Valid: -out.Rejected}

@@ -117,20 +117,27 @@ type stepBatch struct {
 	rows    []pgsink.Row
 	out     syncstep.ApplyOutput
 	refused []refusal
+	claims  map[int]string // match values the rows' keys own (first step)
 }
 
 // batchFor picks the page's rows the step writes (every row earlier steps
 // did not refuse) and shapes them for it: ids from earlier steps, then the
 // step's mapping. A row the mapping refuses is this step's refusal.
-func (a *Activities) batchFor(ctx context.Context, q store.Querier, st *step, e *pageEntry, skip []int) (*stepBatch, error) {
+func (a *Activities) batchFor(ctx context.Context, q store.Querier, st *step, e *pageEntry, skip []int, m *matcher, merges map[int]string) (*stepBatch, error) {
 	skipped := make(map[int]bool, len(skip))
 	for _, p := range skip {
 		skipped[p] = true
 	}
 	b := &stepBatch{}
 	for p := range e.rows {
-		if !skipped[p] {
-			b.pos = append(b.pos, p)
+		if skipped[p] {
+			continue
+		}
+		b.pos = append(b.pos, p)
+		if owner, ok := merges[p]; ok {
+			b.keys = append(b.keys, owner)
+			b.out.Duplicates++ // merged into the entity first seen as owner
+		} else {
 			b.keys = append(b.keys, e.rowKeys[p])
 		}
 	}
@@ -146,6 +153,9 @@ func (a *Activities) batchFor(ctx context.Context, q store.Querier, st *step, e 
 	pos, keys := b.pos[:0:0], b.keys[:0:0]
 	for i, p := range b.pos {
 		row := e.rows[p]
+		if owner, ok := merges[p]; ok {
+			row = m.mergedRow(row, owner)
+		}
 		if !plain {
 			row = maps.Clone(row)
 			for j, f := range st.ids {
@@ -178,7 +188,8 @@ func (a *Activities) applyPostgres(ctx context.Context, tx *sql.Tx, st *step, in
 		return err // classified; the workflow adds the page
 	}
 	b.out.Inserted, b.out.Updated, b.out.Unchanged = res.Inserted, res.Updated, res.Unchanged
-	b.out.Stale, b.out.Duplicates = res.Stale, res.Duplicates
+	b.out.Stale = res.Stale
+	b.out.Duplicates += res.Duplicates
 	for _, rj := range res.Rejected {
 		b.refused = append(b.refused, refusal{pos: b.pos[rj.Index], keyword: "sqlstate " + rj.SQLState, message: rj.Err})
 	}

@@ -235,3 +235,52 @@ func nullRaw(b []byte) json.RawMessage {
 	}
 	return json.RawMessage(b)
 }
+
+// MatchOwners returns, for each normalised match value the namespace
+// knows, the key of the record that owns it.
+func (s *Store) MatchOwners(ctx context.Context, q Querier, namespace string, values []string) (map[string]string, error) {
+	out := make(map[string]string, len(values))
+	if len(values) == 0 {
+		return out, nil
+	}
+	what := fmt.Sprintf("look up %d match values in %q", len(values), namespace)
+	rows, err := s.on(q).QueryContext(ctx,
+		`SELECT match_value, record_key FROM tether_match_keys WHERE namespace = $1 AND match_value = ANY($2)`, namespace, pq.Array(values))
+	if err != nil {
+		return nil, Classify(err, what)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v, k string
+		if err := rows.Scan(&v, &k); err != nil {
+			return nil, Classify(err, what)
+		}
+		out[v] = k
+	}
+	return out, Classify(rows.Err(), what)
+}
+
+// ClaimMatchValues records, in the batch's transaction q, that each key
+// owns its match value (key → value), and forgets the values the key
+// owned before (its record changed them). A value another key owns is
+// left to it.
+func (s *Store) ClaimMatchValues(ctx context.Context, q Querier, namespace, runID string, claims map[string]string) error {
+	if len(claims) == 0 {
+		return nil
+	}
+	keys, values := make([]string, 0, len(claims)), make([]string, 0, len(claims))
+	for k, v := range claims {
+		keys, values = append(keys, k), append(values, v)
+	}
+	what := fmt.Sprintf("claim %d match values in %q", len(claims), namespace)
+	_, err := s.on(q).ExecContext(ctx, `
+DELETE FROM tether_match_keys m USING unnest($2::text[], $3::text[]) AS u(k, v)
+WHERE m.namespace = $1 AND m.record_key = u.k AND m.match_value <> u.v`, namespace, pq.Array(keys), pq.Array(values))
+	if err == nil {
+		_, err = s.on(q).ExecContext(ctx, `
+INSERT INTO tether_match_keys (namespace, match_value, record_key, run_id)
+SELECT $1, v, k, $4 FROM unnest($2::text[], $3::text[]) AS u(k, v)
+ON CONFLICT (namespace, match_value) DO NOTHING`, namespace, pq.Array(keys), pq.Array(values), runID)
+	}
+	return Classify(err, what)
+}
