@@ -511,6 +511,7 @@ func TestCircuitBreaker_OpensWaitsDurablyAndCloses(t *testing.T) {
 	if !strings.Contains(report.Throttled, "circuit breaker open") {
 		t.Fatalf("the breaker never opened; progress %+v", report)
 	}
+	t.Logf("open: %s", report.Throttled)
 	// While it is open, calls stop: at most the probes of each cool-down.
 	w1 := s.sandbox.WriteStats().Total
 	time.Sleep(3 * time.Second)
@@ -520,7 +521,9 @@ func TestCircuitBreaker_OpensWaitsDurablyAndCloses(t *testing.T) {
 	}
 	// The API recovers: a probe succeeds, the circuit closes, the run ends.
 	s.sandbox.SetFaults(sandbox.Faults{})
+	t.Logf("faults cleared")
 	res, err := s.wait(run)
+	t.Logf("done")
 	if err != nil || res.Status != "Completed" {
 		t.Fatalf("after recovery: %+v, %v", res, err)
 	}

@@ -577,8 +577,12 @@ func (r *run) applyWaitingOutCircuit(ctx workflow.Context, name string, in syncs
 		if waited+wait > maxCircuitWait {
 			return a, err
 		}
-		r.throttled = fmt.Sprintf("destination %s: circuit breaker open, waiting %s before batch %d is tried again (%s)",
-			name, wait, in.Seq, appErr.Error())
+		dest := "destination"
+		if name != "" {
+			dest = "destination " + name
+		}
+		r.throttled = fmt.Sprintf("%s: circuit breaker open, waiting %s before batch %d is tried again (%s)",
+			dest, wait, in.Seq, appErr.Error())
 		r.log.Warn("destination circuit open; waiting", "destination", name, "seq", in.Seq, "wait", wait)
 		if err := workflow.Sleep(ctx, wait); err != nil {
 			return a, err

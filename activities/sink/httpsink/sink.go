@@ -244,27 +244,35 @@ func (s *Sink) Apply(ctx context.Context, records []Record) (Result, error) {
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
+		// stopped: the circuit refused a call, so no more are sent; the
+		// calls in flight (a half-open circuit's probe among them) finish,
+		// so their outcome is known and the breaker can close.
+		stopped atomic.Bool
 	)
 	queue := make(chan job)
 	for range min(len(jobs), s.cfg.MaxInFlight) {
 		wg.Go(func() {
 			for j := range queue {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || stopped.Load() {
 					continue // an earlier call failed: the rest is not sent
 				}
 				if err := s.run(ctx, records, j, &res); err != nil {
 					mu.Lock()
-					if firstErr == nil {
+					if firstErr == nil || failure.IsType(firstErr, failure.TypeCircuitOpen) {
 						firstErr = err
 					}
 					mu.Unlock()
-					cancel()
+					if failure.IsType(err, failure.TypeCircuitOpen) {
+						stopped.Store(true)
+					} else {
+						cancel()
+					}
 				}
 			}
 		})
 	}
 	for _, j := range jobs {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || stopped.Load() {
 			break
 		}
 		queue <- j
