@@ -43,15 +43,29 @@ type Deps struct {
 	// LookupEnv resolves a PostgreSQL source's dsn_env (default
 	// os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Declared maps the integrations declared in files to their
+	// declarative.Spec Hash, which their fingerprint is made of (see
+	// Fingerprint); Go integrations are not in it.
+	Declared map[string]string
+	// KeepVersions bounds the previous versions of an integration kept,
+	// after a Reload, for the runs pinned to them (default 5, the most
+	// recently used).
+	KeepVersions int
+	// RetainUnused drops a previous version no step used for this long
+	// (default 24h).
+	RetainUnused time.Duration
 }
 
 // Activities are the sync steps, as methods registered with a worker.
+// Every step uses the version of the integration its run is pinned to (see
+// Fingerprint and Reload).
 type Activities struct {
-	db       *sql.DB
-	store    *store.Store
-	log      *slog.Logger
-	compiled map[string]*compiled
-	cache    *pageCache
+	db    *sql.DB
+	store *store.Store
+	log   *slog.Logger
+	deps  Deps // to compile the integrations of a Reload
+	defs  *definitions
+	cache *pageCache
 }
 
 // compiled is an integration with everything it needs built once: source
@@ -65,9 +79,12 @@ type compiled struct {
 	match      *matcher
 	keyPath    []string
 	cursorPath []string
+	// fingerprint identifies this version of the definition (Fingerprint).
+	fingerprint string
 }
 
 // New compiles every registered integration. Every problem is reported.
+// Reload replaces them later.
 func New(d Deps) (*Activities, error) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -75,17 +92,10 @@ func New(d Deps) (*Activities, error) {
 	if d.CachePages <= 0 {
 		d.CachePages = 64
 	}
-	a := &Activities{db: d.DB, store: d.Store, log: d.Logger, compiled: map[string]*compiled{}, cache: newPageCache(d.CachePages)}
-	var errs []error
-	for _, def := range d.Integrations.All() {
-		c, err := compile(def, d)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("integration %q: %w", def.Name, err))
-			continue
-		}
-		a.compiled[def.Name] = c
-	}
-	if err := errors.Join(errs...); err != nil {
+	reg, declared := d.Integrations, d.Declared
+	d.Integrations, d.Declared = nil, nil
+	a := &Activities{db: d.DB, store: d.Store, log: d.Logger, deps: d, defs: newDefinitions(d), cache: newPageCache(d.CachePages)}
+	if _, err := a.Reload(reg, declared); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -139,23 +149,18 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 	return c, errors.Join(errs...)
 }
 
-func (a *Activities) get(name string) (*compiled, error) {
-	c, ok := a.compiled[name]
-	if !ok {
-		names := make([]string, 0, len(a.compiled))
-		for n := range a.compiled {
-			names = append(names, n)
-		}
-		return nil, failure.Permanent(failure.TypeConfig,
-			fmt.Errorf("unknown integration %q: this worker runs %v", name, sortedStrings(names)))
-	}
-	return c, nil
+// get returns the integration's definition a step uses: the version the
+// run is pinned to (pinned, the plan's fingerprint) when the worker has it,
+// the current one when the run is not pinned (a run started before runs
+// were), else a permanent failure.TypeConfig error saying what to do.
+func (a *Activities) get(name, pinned string) (*compiled, error) {
+	return a.defs.get(name, pinned)
 }
 
 // StartRun registers the run, makes sure the destination table exists, and
 // returns the run's plan: where to start reading and the policies to apply.
 func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (syncstep.StartRunOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, "") // a new run uses the current definition
 	if err != nil {
 		return syncstep.StartRunOutput{}, err
 	}
@@ -185,6 +190,7 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		return syncstep.StartRunOutput{Plan: syncstep.Plan{
 			Integration: def.Name, Version: def.Version, BatchSize: def.BatchSize, PagesInFlight: def.PagesInFlight,
 			Atomic: def.Atomic, InvalidThreshold: 1, ReplayUpTo: upTo, Steps: stepNames(c.steps),
+			Definition: c.fingerprint,
 		}}, nil
 	}
 	plan := syncstep.Plan{
@@ -196,6 +202,7 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		InvalidThreshold: def.InvalidThreshold,
 		Incremental:      def.CursorField != "",
 		Steps:            stepNames(c.steps),
+		Definition:       c.fingerprint,
 	}
 	switch {
 	case plan.Incremental && found && !in.Full && !cp.Checkpoint.IsZero():
@@ -226,7 +233,7 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 // PostgreSQL (the claim-check) and keeps them in the worker's cache. It
 // heartbeats while the request is in flight.
 func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) (syncstep.FetchPageOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
@@ -273,7 +280,7 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 // through the same validate, transform and apply steps once the schema or
 // mapping is fixed.
 func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.FetchQuarantinedInput) (syncstep.FetchPageOutput, error) {
-	if _, err := a.get(in.Integration); err != nil {
+	if _, err := a.get(in.Integration, in.Definition); err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
 	entries, err := a.store.ListQuarantine(ctx, store.QuarantineFilter{
@@ -313,7 +320,7 @@ func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.Fetch
 // integration's JSON Schema and key, skips records at or before the
 // checkpoint, and quarantines the invalid ones with every error.
 func (a *Activities) ValidateBatch(ctx context.Context, in syncstep.BatchInput) (syncstep.ValidateOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.ValidateOutput{}, err
 	}
@@ -327,7 +334,7 @@ func (a *Activities) ValidateBatch(ctx context.Context, in syncstep.BatchInput) 
 // TransformBatch maps the page's valid records to destination rows and
 // quarantines records the mapping rejects.
 func (a *Activities) TransformBatch(ctx context.Context, in syncstep.BatchInput) (syncstep.TransformOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.TransformOutput{}, err
 	}
@@ -346,7 +353,7 @@ func (a *Activities) TransformBatch(ctx context.Context, in syncstep.BatchInput)
 // (idempotently) and its identities are saved in it. A retry of a step that
 // already committed writes nothing.
 func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.ApplyOutput{}, err
 	}
@@ -556,7 +563,7 @@ func batchMarker(ctx context.Context, runID string) string {
 // CompensateBatch restores the before-images of one applied batch of an
 // atomic run. It is idempotent.
 func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.CompensateInput) (syncstep.CompensateOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.CompensateOutput{}, err
 	}
@@ -597,7 +604,7 @@ func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.Compensate
 // stops half-way, the next run re-reads everything the run read; nothing is
 // skipped. It returns the last batch with before-images to undo.
 func (a *Activities) BeginCompensation(ctx context.Context, in syncstep.BeginCompensationInput) (syncstep.BeginCompensationOutput, error) {
-	c, err := a.get(in.Integration)
+	c, err := a.get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.BeginCompensationOutput{}, err
 	}
@@ -643,10 +650,12 @@ func (a *Activities) rollBackRunState(ctx context.Context, integration, kind str
 // the checkpoint back where the run found it and forgets the page validators
 // it remembered, since the pages they describe were rolled back.
 func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) error {
-	c, err := a.get(in.Integration)
-	if err != nil {
+	c, err := a.get(in.Integration, in.Definition)
+	if err != nil && (in.Status == progress.StatusCompleted || in.Status == progress.StatusCompensated) {
 		return err
 	}
+	// A run that failed, or was cancelled, is recorded even when its
+	// definition is gone (c, nil, is not used then).
 	err = a.store.FinishRun(ctx, in.RunID, in.Status, in.Counts, in.To, in.Error, in.ErrorType)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The run failed before StartRun recorded it: nothing to finish.

@@ -47,6 +47,11 @@ type Plan struct {
 	// Steps names the destinations every batch is applied to, in order,
 	// when there are several (a saga); empty means one destination.
 	Steps []string `json:"steps,omitempty"`
+	// Definition is the fingerprint of the integration's definition the run
+	// is pinned to (pipeline.Fingerprint): every later step of the run gets
+	// it and uses that version, even when the integration is changed (and
+	// the worker reloads it) while the run goes on.
+	Definition string `json:"definition,omitempty"`
 }
 
 // StartRunInput registers a run and asks for its plan.
@@ -82,6 +87,10 @@ type FetchPageInput struct {
 	Position    source.Position   `json:"position"`
 	Since       source.Checkpoint `json:"since"`
 	Limit       int               `json:"limit"`
+	// Definition pins the run's version of the integration (Plan.Definition):
+	// the step uses that version, even after the integration changed. Empty
+	// (runs started before runs were pinned) means the current one.
+	Definition string `json:"definition,omitempty"`
 }
 
 // FetchPageOutput describes the fetched page (never its records).
@@ -114,6 +123,10 @@ type FetchQuarantinedInput struct {
 	AfterID     int64   `json:"afterId"`
 	UpTo        int64   `json:"upTo"`
 	Limit       int     `json:"limit"`
+	// Definition pins the run's version of the integration (Plan.Definition):
+	// the step uses that version, even after the integration changed. Empty
+	// (runs started before runs were pinned) means the current one.
+	Definition string `json:"definition,omitempty"`
 }
 
 // BatchInput names the staged page a step works on.
@@ -122,6 +135,10 @@ type BatchInput struct {
 	Ref         PageRef `json:"ref"`
 	// Since: records at or before it were committed already and are skipped.
 	Since source.Checkpoint `json:"since"`
+	// Definition pins the run's version of the integration (Plan.Definition):
+	// the step uses that version, even after the integration changed. Empty
+	// (runs started before runs were pinned) means the current one.
+	Definition string `json:"definition,omitempty"`
 }
 
 // ValidateOutput counts the page's records by outcome.
@@ -193,6 +210,10 @@ type CompensateInput struct {
 	RunID       string `json:"runId"`
 	Seq         int    `json:"seq"`
 	Step        int    `json:"step,omitempty"`
+	// Definition pins the run's version of the integration (Plan.Definition):
+	// the step uses that version, even after the integration changed. Empty
+	// (runs started before runs were pinned) means the current one.
+	Definition string `json:"definition,omitempty"`
 }
 
 // BeginCompensationInput starts undoing a run.
@@ -200,6 +221,10 @@ type BeginCompensationInput struct {
 	Integration string `json:"integration"`
 	Kind        string `json:"kind,omitempty"`
 	RunID       string `json:"runId"`
+	// Definition pins the run's version of the integration (Plan.Definition):
+	// the step uses that version, even after the integration changed. Empty
+	// (runs started before runs were pinned) means the current one.
+	Definition string `json:"definition,omitempty"`
 }
 
 // BeginCompensationOutput says where compensation starts.
@@ -224,4 +249,8 @@ type FinishRunInput struct {
 	To          source.Checkpoint `json:"to"`
 	Error       string            `json:"error,omitempty"`
 	ErrorType   string            `json:"errorType,omitempty"`
+	// Definition pins the run's version of the integration (Plan.Definition):
+	// the step uses that version, even after the integration changed. Empty
+	// (runs started before runs were pinned) means the current one.
+	Definition string `json:"definition,omitempty"`
 }
