@@ -413,6 +413,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			AfterID:     int64(r.st.Position.Offset),
 			UpTo:        r.st.Plan.ReplayUpTo,
 			Limit:       r.st.Plan.BatchSize,
+			Definition:  r.st.Plan.Definition,
 		})
 	} else {
 		f = workflow.ExecuteActivity(actx, syncstep.FetchPageName, syncstep.FetchPageInput{
@@ -421,6 +422,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Position:    r.st.Position,
 			Since:       r.st.Since,
 			Limit:       r.st.Plan.BatchSize,
+			Definition:  r.st.Plan.Definition,
 		})
 	}
 	err := f.Get(ctx, &out)
@@ -456,7 +458,7 @@ func (r *run) advance(out syncstep.FetchPageOutput) {
 // process validates, transforms and applies one page.
 func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since source.Checkpoint, seq int) {
 	lctx := workflow.WithLocalActivityOptions(ctx, localStep)
-	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since}
+	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since, Definition: r.st.Plan.Definition}
 
 	var v syncstep.ValidateOutput
 	if err := workflow.ExecuteLocalActivity(lctx, syncstep.ValidateBatchName, in).Get(ctx, &v); err != nil {
@@ -650,7 +652,8 @@ func (r *run) undo(ctx workflow.Context) (undone bool, left []string) {
 	r.progressed(ctx, syncstep.BeginCompensationName)
 	var begin syncstep.BeginCompensationOutput
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.BeginCompensationName,
-		syncstep.BeginCompensationInput{Integration: r.in.Integration, Kind: r.kind(), RunID: r.st.RunID}).Get(ctx, &begin)
+		syncstep.BeginCompensationInput{Integration: r.in.Integration, Kind: r.kind(), RunID: r.st.RunID,
+			Definition: r.st.Plan.Definition}).Get(ctx, &begin)
 	if err != nil {
 		// Undo what this execution applied anyway; FinishRun puts the
 		// checkpoint back once every batch is restored.
@@ -699,6 +702,7 @@ func (r *run) compensate(ctx workflow.Context, last int) []string {
 		var out syncstep.CompensateOutput
 		err := workflow.ExecuteActivity(cctx, syncstep.CompensateBatchName, syncstep.CompensateInput{
 			Integration: r.in.Integration, RunID: r.st.RunID, Seq: c.seq, Step: c.step,
+			Definition: r.st.Plan.Definition,
 		}).Get(ctx, &out)
 		if err != nil {
 			r.log.Error("compensation failed", "batch", c.String(names), "error", err)
@@ -729,6 +733,7 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 		To:          r.st.Checkpoint,
 		Error:       errMsg,
 		ErrorType:   errType,
+		Definition:  r.st.Plan.Definition,
 	}).Get(ctx, nil)
 }
 
