@@ -115,7 +115,14 @@ func NewStore(db *sql.DB) *store.Store { return store.New(db) }
 // and those of the integration files (resolved, their schema files added to
 // sch), limited to worker.integrations when that is set.
 func NewIntegrations(cfg config.Config, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry) (*integration.Registry, error) {
-	resolved, err := ResolveDeclared(declared.Current(), defs, os.LookupEnv, os.ReadFile)
+	return BuildRegistry(cfg, defs, declared.Current(), sch)
+}
+
+// BuildRegistry registers the Go integrations defs and those of the
+// integration files specs, as NewIntegrations does at start and
+// ReloadIntegrations after a change.
+func BuildRegistry(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *validate.Registry) (*integration.Registry, error) {
+	resolved, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile)
 	if err != nil {
 		return nil, fmt.Errorf("integrations_dir %s:\n%w", cfg.IntegrationsDir, err)
 	}
@@ -155,8 +162,8 @@ func NewIntegrations(cfg config.Config, defs []integration.Definition, declared 
 // watching the directory while the worker runs. A file that does not load
 // or resolve, or an integration name a Go integration has, stops the
 // worker with every problem. Later changes are checked the same way and
-// replace the set only when good; the set is the hook for live reload,
-// which nothing consumes yet: running workers apply changes on restart.
+// replace the set only when good; NewActivities reloads the integrations
+// when the set changes.
 func NewDeclared(lc fx.Lifecycle, cfg config.Config, defs []integration.Definition, log *slog.Logger) (*declarative.Set, error) {
 	dir := cfg.IntegrationsDir
 	if dir == "" {
@@ -187,13 +194,6 @@ func NewDeclared(lc fx.Lifecycle, cfg config.Config, defs []integration.Definiti
 		return nil, fmt.Errorf("integrations_dir %s:\n%w", dir, err)
 	}
 	set := declarative.NewSet(specs, check)
-	set.Subscribe(func(specs []declarative.Spec) {
-		names := make([]string, len(specs))
-		for i, s := range specs {
-			names[i] = s.Name
-		}
-		log.Info("integration files changed; this worker runs them from its next start", "dir", dir, "integrations", names)
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	lc.Append(fx.Hook{
@@ -253,10 +253,63 @@ func ResolveDeclared(specs []declarative.Spec, defs []integration.Definition, en
 // NewSchemas compiles every schema in schemas/ once.
 func NewSchemas() (*validate.Registry, error) { return validate.NewRegistry(schemas.FS()) }
 
-// NewActivities compiles the integrations into the sync steps.
-func NewActivities(cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, sch *validate.Registry, log *slog.Logger) (*pipeline.Activities, error) {
-	return pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log,
-		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg)})
+// NewActivities compiles the integrations into the sync steps, and
+// reloads them (ReloadIntegrations) each time the integration files change
+// while the worker runs: new runs use the new definitions, running runs
+// keep the version they started with.
+func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry, log *slog.Logger) (*pipeline.Activities, error) {
+	acts, err := pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log,
+		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg), Declared: DeclaredHashes(declared.Current())})
+	if err != nil {
+		return nil, err
+	}
+	unsubscribe := declared.Subscribe(func(specs []declarative.Spec) {
+		_ = ReloadIntegrations(cfg, defs, specs, sch, acts, log)
+	})
+	lc.Append(fx.StopHook(unsubscribe))
+	return acts, nil
+}
+
+// ReloadIntegrations makes the Go integrations defs and those of the
+// integration files specs the ones new runs use (pipeline.Activities
+// Reload) and logs what changed. When they do not register or compile, it
+// logs every problem and returns them: the integrations in use stay.
+func ReloadIntegrations(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *validate.Registry, acts *pipeline.Activities, log *slog.Logger) error {
+	reg, err := BuildRegistry(cfg, defs, specs, sch)
+	var ch pipeline.Changes
+	if err == nil {
+		ch, err = acts.Reload(reg, DeclaredHashes(specs))
+	}
+	if err != nil {
+		log.Error("integration files changed but the integrations do not compile; the previous definitions stay in use",
+			"dir", cfg.IntegrationsDir, "error", err)
+		return err
+	}
+	if ch.Empty() {
+		log.Info("integration files changed; no integration this worker runs did", "dir", cfg.IntegrationsDir)
+		return nil
+	}
+	withFingerprints := func(names []string) []string {
+		out := make([]string, len(names))
+		for i, n := range names {
+			fp, _ := acts.Fingerprint(n)
+			out[i] = n + "@" + fp
+		}
+		return out
+	}
+	log.Info("integrations reloaded: new runs use the new definitions; running runs finish with the one they started with",
+		"dir", cfg.IntegrationsDir, "added", withFingerprints(ch.Added), "changed", withFingerprints(ch.Changed), "removed", ch.Removed)
+	return nil
+}
+
+// DeclaredHashes maps the integrations of integration files to their
+// spec's Hash, which their definition's fingerprint is made of.
+func DeclaredHashes(specs []declarative.Spec) map[string]string {
+	m := make(map[string]string, len(specs))
+	for _, s := range specs {
+		m[s.Name] = s.Hash()
+	}
+	return m
 }
 
 // lookupEnv resolves a PostgreSQL source's dsn_env from the environment,

@@ -1,0 +1,184 @@
+package app
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/fx/fxtest"
+
+	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/workers/integrations"
+)
+
+// syncBuffer is a log destination written by the watcher's goroutine and
+// read by the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestNewActivities_ReloadsChangedIntegrationFiles: while the worker runs,
+// a changed integration file is compiled and its new fingerprint is the one
+// new runs get; a file that does not load changes nothing; the Go
+// integrations are left as they are.
+func TestNewActivities_ReloadsChangedIntegrationFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "crm-contacts-yaml.yaml", readTwin(t))
+	cfg := loadConfig(t, dir)
+	goDefs := integrations.All(cfg.Sources.CRM)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	lc := fxtest.NewLifecycle(t)
+
+	set, err := NewDeclared(lc, cfg, goDefs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := NewSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := NewIntegrations(cfg, goDefs, set, sch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := NewActivities(lc, cfg, nil, nil, reg, goDefs, set, sch, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fingerprint := func(name string) string {
+		t.Helper()
+		fp, ok := acts.Fingerprint(name)
+		if !ok {
+			t.Fatalf("%s is not running", name)
+		}
+		return fp
+	}
+	first, goFirst := fingerprint("crm-contacts-yaml"), fingerprint("crm-contacts")
+	lc.RequireStart()
+	defer lc.RequireStop()
+
+	// The watcher may not be up yet: write until the change is seen.
+	upper := strings.Replace(readTwin(t), "{to: status, from: status, normalize: [lower]}", "{to: status, from: status, normalize: [upper]}", 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for fingerprint("crm-contacts-yaml") == first {
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed file was not reloaded within 5s; logs:\n%s", logs)
+		}
+		writeFile(t, dir, "crm-contacts-yaml.yaml", upper)
+		time.Sleep(300 * time.Millisecond)
+	}
+	changed := fingerprint("crm-contacts-yaml")
+	if fingerprint("crm-contacts") != goFirst {
+		t.Error("reloading the files changed a Go integration's fingerprint")
+	}
+	if want := "changed=[crm-contacts-yaml@" + changed + "]"; !strings.Contains(logs.String(), want) {
+		t.Errorf("the reload is not logged with %q:\n%s", want, logs)
+	}
+
+	// A broken file is refused: the last good definitions stay.
+	writeFile(t, dir, "crm-contacts-yaml.yaml", strings.Replace(upper, "cast: int,", "cast: integer,", 1))
+	time.Sleep(700 * time.Millisecond)
+	if got := fingerprint("crm-contacts-yaml"); got != changed {
+		t.Errorf("a broken file changed the definition to %s", got)
+	}
+	if !strings.Contains(logs.String(), "the last good ones stay") {
+		t.Errorf("the broken file is not logged:\n%s", logs)
+	}
+
+	// A removed file removes its integration for new runs.
+	if err := os.Remove(dir + "/crm-contacts-yaml.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, ok := acts.Fingerprint("crm-contacts-yaml"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the removed file's integration still runs; logs:\n%s", logs)
+		}
+	}
+	if !strings.Contains(logs.String(), "removed=[crm-contacts-yaml]") {
+		t.Errorf("the removal is not logged:\n%s", logs)
+	}
+}
+
+// TestReloadIntegrations_ProblemsKeepTheIntegrations: a set of files the
+// worker cannot run (here worker.integrations names one they no longer
+// declare) is reported and changes nothing.
+func TestReloadIntegrations_ProblemsKeepTheIntegrations(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "crm-contacts-yaml.yaml", readTwin(t))
+	cfg := loadConfig(t, dir)
+	cfg.Worker.Integrations = []string{"crm-contacts-yaml"}
+	goDefs := integrations.All(cfg.Sources.CRM)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	lc := fxtest.NewLifecycle(t)
+	set, err := NewDeclared(lc, cfg, goDefs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := NewSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := NewIntegrations(cfg, goDefs, set, sch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts, err := NewActivities(lc, cfg, nil, nil, reg, goDefs, set, sch, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := acts.Fingerprint("crm-contacts-yaml")
+
+	err = ReloadIntegrations(cfg, goDefs, nil, sch, acts, log)
+	if err == nil || !strings.Contains(err.Error(), `unknown integration "crm-contacts-yaml"`) {
+		t.Fatalf("ReloadIntegrations without the file = %v, want the unknown integration reported", err)
+	}
+	if after, ok := acts.Fingerprint("crm-contacts-yaml"); !ok || after != before {
+		t.Errorf("a failed reload changed the integration: %s, %v", after, ok)
+	}
+	if !strings.Contains(logs.String(), "the previous definitions stay in use") {
+		t.Errorf("the failed reload is not logged:\n%s", logs)
+	}
+}
+
+// TestShippedIntegrationsHaveFingerprints: every Go integration shipped
+// can be pinned, and its fingerprint does not depend on its secrets.
+func TestShippedIntegrationsHaveFingerprints(t *testing.T) {
+	cfg := loadConfig(t, "")
+	crm := cfg.Sources.CRM
+	crm.Auth, crm.Token = "bearer", "one"
+	rotated := crm
+	rotated.Token = "two"
+	for i, def := range integrations.All(crm) {
+		a, err := pipeline.Fingerprint(def.Normalize(), "")
+		if err != nil {
+			t.Errorf("%s: %v", def.Name, err)
+			continue
+		}
+		b, err := pipeline.Fingerprint(integrations.All(rotated)[i].Normalize(), "")
+		if err != nil || a != b {
+			t.Errorf("%s: fingerprint %s with one token, %s (%v) with another", def.Name, a, b, err)
+		}
+	}
+}
