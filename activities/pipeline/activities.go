@@ -95,7 +95,7 @@ func New(d Deps) (*Activities, error) {
 	reg, declared := d.Integrations, d.Declared
 	d.Integrations, d.Declared = nil, nil
 	a := &Activities{db: d.DB, store: d.Store, log: d.Logger, deps: d, defs: newDefinitions(d), cache: newPageCache(d.CachePages)}
-	if _, err := a.Reload(reg, declared); err != nil {
+	if _, err := Reload(a, reg, declared); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -142,8 +142,8 @@ func (c Changes) Empty() bool {
 	return len(c.Added) == 0 && len(c.Changed) == 0 && len(c.Removed) == 0
 }
 
-// Reload makes reg's integrations the ones new runs use, without stopping
-// the worker. declared maps the integrations declared in files to their
+// Reload makes reg's integrations the ones a's new runs use, without
+// stopping the worker. declared maps the integrations declared in files to their
 // declarative.Spec Hash (see Fingerprint; nil when there are none). Every
 // integration is compiled first: when any does not compile, nothing
 // changes and every problem is returned. An integration whose fingerprint
@@ -152,7 +152,10 @@ func (c Changes) Empty() bool {
 // Deps.KeepVersions per integration, the most recently used, each until no
 // step used it for Deps.RetainUnused. Reloads are serialised; steps run
 // meanwhile.
-func (a *Activities) Reload(reg *integration.Registry, declared map[string]string) (Changes, error) {
+//
+// Reload and CurrentDefinition are functions, not methods: a worker
+// registers every exported method of Activities as an activity.
+func Reload(a *Activities, reg *integration.Registry, declared map[string]string) (Changes, error) {
 	if reg == nil {
 		return Changes{}, errors.New("reload: no integrations given")
 	}
@@ -228,9 +231,9 @@ func (a *Activities) Reload(reg *integration.Registry, declared map[string]strin
 	return ch, nil
 }
 
-// Fingerprint returns the fingerprint of the named integration's current
-// definition, the one new runs are pinned to.
-func (a *Activities) Fingerprint(name string) (string, bool) {
+// CurrentDefinition returns the fingerprint of the named integration's
+// current definition in a, the one new runs are pinned to.
+func CurrentDefinition(a *Activities, name string) (string, bool) {
 	a.defs.mu.RLock()
 	defer a.defs.mu.RUnlock()
 	v, ok := a.defs.current[name]

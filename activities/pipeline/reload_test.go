@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/integration"
@@ -89,7 +91,7 @@ func newTestActivities(t *testing.T, d Deps, defs ...integration.Definition) *Ac
 
 func fingerprint(t *testing.T, a *Activities, name string) string {
 	t.Helper()
-	fp, ok := a.Fingerprint(name)
+	fp, ok := CurrentDefinition(a, name)
 	if !ok {
 		t.Fatalf("no current definition of %s", name)
 	}
@@ -117,7 +119,7 @@ func TestReload_NewRunsGetTheNewDefinitionPinnedRunsKeepTheirs(t *testing.T) {
 	a := newTestActivities(t, Deps{}, people("lower"))
 	old := fingerprint(t, a, "people")
 
-	ch, err := a.Reload(registry(t, people("upper")), nil)
+	ch, err := Reload(a, registry(t, people("upper")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestReload_NewRunsGetTheNewDefinitionPinnedRunsKeepTheirs(t *testing.T) {
 
 	// The same definition again changes nothing and keeps its compiled form.
 	before, _ := a.get("people", cur)
-	ch, err = a.Reload(registry(t, people("upper")), nil)
+	ch, err = Reload(a, registry(t, people("upper")), nil)
 	if err != nil || !ch.Empty() {
 		t.Fatalf("reload of the same definitions: %+v, %v", ch, err)
 	}
@@ -151,7 +153,7 @@ func TestReload_NewRunsGetTheNewDefinitionPinnedRunsKeepTheirs(t *testing.T) {
 
 	// Put back as it was: the old version is current again, as it was compiled.
 	oldCompiled, _ := a.get("people", old)
-	if _, err := a.Reload(registry(t, people("lower")), nil); err != nil {
+	if _, err := Reload(a, registry(t, people("lower")), nil); err != nil {
 		t.Fatal(err)
 	}
 	if fingerprint(t, a, "people") != old {
@@ -174,7 +176,7 @@ func TestReload_BadReloadKeepsTheOldSet(t *testing.T) {
 	noDSN := people("lower")
 	noDSN.Name = "people-table"
 	noDSN.Source = integration.Source{Postgres: &pgsource.Config{DSNEnv: "TETHER_TEST_NO_SUCH_DSN", Table: "people", Key: []string{"id"}}}
-	_, err := a.Reload(registry(t, noSchema, noDSN), nil)
+	_, err := Reload(a, registry(t, noSchema, noDSN), nil)
 	if err == nil {
 		t.Fatal("a reload with integrations that do not compile succeeded")
 	}
@@ -186,7 +188,7 @@ func TestReload_BadReloadKeepsTheOldSet(t *testing.T) {
 	if got := fingerprint(t, a, "people"); got != old {
 		t.Errorf("current definition %s after a failed reload, want the old %s", got, old)
 	}
-	if _, ok := a.Fingerprint("people-table"); ok {
+	if _, ok := CurrentDefinition(a, "people-table"); ok {
 		t.Error("an integration of the failed reload was added")
 	}
 	if got := transformedStatus(t, a, "r", ""); got != "active" {
@@ -237,7 +239,7 @@ func TestGet_UnknownPinnedDefinition(t *testing.T) {
 
 	// An integration removed by a reload still serves the runs pinned to
 	// it, not new ones.
-	if _, err := a.Reload(registry(t), nil); err != nil {
+	if _, err := Reload(a, registry(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.get("people", cur); err != nil {
@@ -264,7 +266,7 @@ func TestReload_PreviousVersionsAreBounded(t *testing.T) {
 			}
 		}
 		now = now.Add(time.Minute)
-		if _, err := a.Reload(registry(t, people(norm)), nil); err != nil {
+		if _, err := Reload(a, registry(t, people(norm)), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -284,7 +286,7 @@ func TestReload_PreviousVersionsAreBounded(t *testing.T) {
 		t.Fatal("version 4 is gone")
 	}
 	now = now.Add(20 * time.Minute)
-	if _, err := a.Reload(registry(t, people("lower")), nil); err != nil {
+	if _, err := Reload(a, registry(t, people("lower")), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !have(fps[3]) || have(fps[2]) {
@@ -360,10 +362,23 @@ func TestStartRun_PinsTheCurrentDefinition(t *testing.T) {
 	if got, want := start("r1").Definition, fingerprint(t, a, "people"); got == "" || got != want {
 		t.Errorf("plan pinned to %q, want the current %q", got, want)
 	}
-	if _, err := a.Reload(registry(t, people("upper")), nil); err != nil {
+	if _, err := Reload(a, registry(t, people("upper")), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := start("r2").Definition, fingerprint(t, a, "people"); got != want {
 		t.Errorf("after a reload the plan is pinned to %q, want the new %q", got, want)
+	}
+}
+
+// TestActivities_RegisterAsSteps: a worker registers every exported method
+// of Activities as an activity, so reloading is not one of them.
+func TestActivities_RegisterAsSteps(t *testing.T) {
+	a := newTestActivities(t, Deps{}, people("lower"))
+	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
+	env.RegisterActivity(a) // panics on a method that is not an activity
+	for _, name := range []string{"Reload", "CurrentDefinition"} {
+		if _, ok := reflect.TypeOf(a).MethodByName(name); ok {
+			t.Errorf("Activities has a method %s: a worker would run it as an activity", name)
+		}
 	}
 }

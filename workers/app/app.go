@@ -278,7 +278,7 @@ func ReloadIntegrations(cfg config.Config, defs []integration.Definition, specs 
 	reg, err := BuildRegistry(cfg, defs, specs, sch)
 	var ch pipeline.Changes
 	if err == nil {
-		ch, err = acts.Reload(reg, DeclaredHashes(specs))
+		ch, err = pipeline.Reload(acts, reg, DeclaredHashes(specs))
 	}
 	if err != nil {
 		log.Error("integration files changed but the integrations do not compile; the previous definitions stay in use",
@@ -292,7 +292,7 @@ func ReloadIntegrations(cfg config.Config, defs []integration.Definition, specs 
 	withFingerprints := func(names []string) []string {
 		out := make([]string, len(names))
 		for i, n := range names {
-			fp, _ := acts.Fingerprint(n)
+			fp, _ := pipeline.CurrentDefinition(acts, n)
 			out[i] = n + "@" + fp
 		}
 		return out

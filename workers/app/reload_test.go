@@ -65,7 +65,7 @@ func TestNewActivities_ReloadsChangedIntegrationFiles(t *testing.T) {
 	}
 	fingerprint := func(name string) string {
 		t.Helper()
-		fp, ok := acts.Fingerprint(name)
+		fp, ok := pipeline.CurrentDefinition(acts, name)
 		if !ok {
 			t.Fatalf("%s is not running", name)
 		}
@@ -108,7 +108,7 @@ func TestNewActivities_ReloadsChangedIntegrationFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, ok := acts.Fingerprint("crm-contacts-yaml"); !ok {
+		if _, ok := pipeline.CurrentDefinition(acts, "crm-contacts-yaml"); !ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -148,13 +148,13 @@ func TestReloadIntegrations_ProblemsKeepTheIntegrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := acts.Fingerprint("crm-contacts-yaml")
+	before, _ := pipeline.CurrentDefinition(acts, "crm-contacts-yaml")
 
 	err = ReloadIntegrations(cfg, goDefs, nil, sch, acts, log)
 	if err == nil || !strings.Contains(err.Error(), `unknown integration "crm-contacts-yaml"`) {
 		t.Fatalf("ReloadIntegrations without the file = %v, want the unknown integration reported", err)
 	}
-	if after, ok := acts.Fingerprint("crm-contacts-yaml"); !ok || after != before {
+	if after, ok := pipeline.CurrentDefinition(acts, "crm-contacts-yaml"); !ok || after != before {
 		t.Errorf("a failed reload changed the integration: %s, %v", after, ok)
 	}
 	if !strings.Contains(logs.String(), "the previous definitions stay in use") {
