@@ -129,6 +129,8 @@ type stack struct {
 	httpOptions []httpsource.Option
 	// sinkOptions are passed to every HTTP destination of the in-process worker.
 	sinkOptions []httpsink.Option
+	// acts are the in-process worker's steps (tests reload them).
+	acts *pipeline.Activities
 }
 
 // lookupEnv gives PostgreSQL sources that read DATABASE_URL (the shipped
@@ -221,7 +223,7 @@ func (s *stack) startWorker() {
 	if err := w.Start(); err != nil {
 		s.t.Fatalf("worker: %v", err)
 	}
-	s.worker = w
+	s.worker, s.acts = w, acts
 	s.t.Cleanup(w.Stop)
 }
 
