@@ -15,6 +15,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
+	"github.com/tetherflow/tether/activities/httpclient"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/progress"
 	"github.com/tetherflow/tether/activities/sink/httpsink"
@@ -563,4 +564,41 @@ func timersFired(t *testing.T, s *stack, workflowID string) int {
 		}
 	}
 	return n
+}
+
+func TestDestinationRateLimit_StaysUnderTheAPIsLimitAndHonours429(t *testing.T) {
+	// The API allows 12 requests a second, reads and writes together.
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 45, Contacts: 60,
+		RateLimit: sandbox.RateLimit{Requests: 12, Window: time.Second}}, noWorker: true})
+	def := integrations.CRMBillingCustomers(config.CRM{BaseURL: s.url, Auth: "none"})
+	def.BatchSize = 30
+	// Writes at 8/s with one in flight, pages at 1/s: never over 12 in a window.
+	def.Destination.HTTP.RateLimit = httpclient.RateLimit{RequestsPerSecond: 8, Burst: 1}
+	def.Source.HTTP.RateLimit = httpclient.RateLimit{RequestsPerSecond: 1, Burst: 1}
+	s.defs = []integration.Definition{def}
+	s.startWorker()
+	res := s.mustSync(datasync.Input{Integration: def.Name})
+	if res.Counts.Inserted != len(validContacts(s)) {
+		t.Errorf("created %d customers of %d contacts", res.Counts.Inserted, len(validContacts(s)))
+	}
+	if st := s.sandbox.Stats(); st.RateLimited != 0 {
+		t.Errorf("the API answered 429 %d times: the destination's rate limit was exceeded", st.RateLimited)
+	}
+	checkCustomers(t, s, def.Name)
+
+	// Unthrottled, the destination meets the API's 429s: it waits as told
+	// (Retry-After, X-RateLimit-Reset) and creates every customer once.
+	s.sandbox.ResetCustomers()
+	def2 := integrations.CRMBillingCustomers(config.CRM{BaseURL: s.url, Auth: "none"})
+	def2.Name = "billing-unthrottled"
+	def2.Destination.Identity = "billing-unthrottled"
+	def2.Destination.HTTP.Retry.Max = 10
+	s.restartWorker([]integration.Definition{def2}, nil)
+	res2 := s.mustSync(datasync.Input{Integration: def2.Name})
+	if st := s.sandbox.Stats(); st.RateLimited == 0 {
+		t.Errorf("no 429 met: 60 unthrottled writes should exceed 12 a second")
+	}
+	if n := len(s.sandbox.Customers()); n != res2.Counts.Inserted || n != len(validContacts(s)) {
+		t.Errorf("%d customers, %d created by the run, %d contacts", n, res2.Counts.Inserted, len(validContacts(s)))
+	}
 }

@@ -258,7 +258,7 @@ func (s *Sink) Apply(ctx context.Context, records []Record) (Result, error) {
 				}
 				if err := s.run(ctx, records, j, &res); err != nil {
 					mu.Lock()
-					if firstErr == nil || failure.IsType(firstErr, failure.TypeCircuitOpen) {
+					if errorRank(err) > errorRank(firstErr) {
 						firstErr = err
 					}
 					mu.Unlock()
@@ -301,6 +301,22 @@ func (s *Sink) Apply(ctx context.Context, records []Record) (Result, error) {
 		"created", res.Created, "updated", res.Updated, "conflicts", res.Conflicts,
 		"rejected", res.Rejected, "superseded", res.Superseded, "error", firstErr)
 	return res, firstErr
+}
+
+// errorRank orders the errors of one Apply's calls by which one it
+// returns: a permanent failure first (it needs a person), then an open
+// circuit (the run waits on a timer rather than retrying), then the first
+// of the others.
+func errorRank(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case failure.IsPermanent(err):
+		return 3
+	case failure.IsType(err, failure.TypeCircuitOpen):
+		return 2
+	}
+	return 1
 }
 
 // plan collapses records with the same key (the last wins) and groups the
