@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -322,29 +321,7 @@ func (s *stack) record(workflowID string) {
 // tableRows returns every row of a destination table as JSON objects keyed
 // by id.
 func (s *stack) tableRows(table string) map[int64]map[string]any {
-	s.t.Helper()
-	rows, err := s.schema.DB.Query(`SELECT id, to_jsonb(t) FROM ` + table + ` t`)
-	if err != nil {
-		s.t.Fatalf("read %s: %v", table, err)
-	}
-	defer rows.Close()
-	out := map[int64]map[string]any{}
-	for rows.Next() {
-		var id int64
-		var raw []byte
-		if err := rows.Scan(&id, &raw); err != nil {
-			s.t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
-			s.t.Fatal(err)
-		}
-		out[id] = m
-	}
-	if err := rows.Err(); err != nil {
-		s.t.Fatal(err)
-	}
-	return out
+	return s.tableRowsBy(table, "id")
 }
 
 // count runs a COUNT(*) query.
