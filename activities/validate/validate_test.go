@@ -358,7 +358,7 @@ func TestNewRegistry(t *testing.T) {
 		{
 			name:      "the project's schemas",
 			give:      nil, // schemas.FS()
-			wantNames: []string{"companies.schema.json", "contacts.schema.json"},
+			wantNames: []string{"companies.schema.json", "contacts-table.schema.json", "contacts.schema.json"},
 		},
 		{
 			name:    "not JSON",
@@ -441,7 +441,7 @@ func TestRegistry_Get(t *testing.T) {
 		t.Errorf("Get(contacts) = %v, %v", v, err)
 	}
 	_, err = reg.Get("contact.schema.json")
-	if err == nil || !strings.Contains(err.Error(), `no schema "contact.schema.json"; known schemas: companies.schema.json, contacts.schema.json`) {
+	if err == nil || !strings.Contains(err.Error(), `no schema "contact.schema.json"; known schemas: companies.schema.json, contacts-table.schema.json, contacts.schema.json`) {
 		t.Errorf("Get(unknown) error = %v", err)
 	}
 }
