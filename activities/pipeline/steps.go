@@ -220,6 +220,19 @@ func (a *Activities) sendHTTP(ctx context.Context, st *step, in syncstep.ApplyIn
 	if err != nil {
 		return nil, err
 	}
+	// An earlier attempt at this batch may have sent some records already.
+	done := map[string]store.IdentityImage{}
+	if in.Atomic {
+		images, err := a.store.IdentityImages(ctx, in.Ref.RunID, ns, in.Seq)
+		if err != nil {
+			return nil, err
+		}
+		for _, im := range images {
+			if im.SentID != "" {
+				done[im.Key] = im
+			}
+		}
+	}
 	// The last row of a key wins, as in a PostgreSQL destination.
 	last := make(map[string]int, len(b.rows))
 	for i, k := range b.keys {
@@ -244,6 +257,16 @@ func (a *Activities) sendHTTP(ctx context.Context, st *step, in syncstep.ApplyIn
 		}
 		prior, ok := known[key]
 		if ok && prior.RowHash == rowHash(body) {
+			// Sent by an earlier attempt of this very batch (which failed
+			// part-way): counted as what that attempt did.
+			if im, mine := done[key]; mine && prior.RunID == in.Ref.RunID && im.SentID == prior.ExternalID {
+				if im.Existed {
+					b.out.Updated++
+				} else {
+					b.out.Inserted++
+				}
+				continue
+			}
 			b.out.Unchanged++
 			continue
 		}
