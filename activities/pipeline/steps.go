@@ -480,6 +480,11 @@ func (a *Activities) undoHTTP(ctx context.Context, st *step, runID string, im st
 			return err
 		}
 		r := res.Records[0]
+		if r.Outcome == httpsink.OutcomeRejected || r.Outcome == httpsink.OutcomeConflict {
+			// The API refuses the create (it replays its first answer):
+			// nothing was created, so nothing is left to undo.
+			return nil
+		}
 		if r.Outcome != httpsink.OutcomeCreated {
 			return failure.Permanent(failure.TypeCompensation, fmt.Errorf(
 				"could not learn the id of the object created under idempotency key %s: %s %s", im.IdempotencyKey, r.Outcome, r.Err))

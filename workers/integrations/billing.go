@@ -167,7 +167,9 @@ func billingAPI(crm config.CRM) *httpsink.Config {
 		MaxInFlight: 4,
 		CircuitBreaker: httpsink.CircuitBreaker{
 			FailureRate: 0.5,
-			MinRequests: 20,
+			// Low: a run retrying one failing batch adds only a few
+			// failures per attempt, and the circuit should still open.
+			MinRequests: 4,
 		},
 	}
 }
