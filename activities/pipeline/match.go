@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -132,10 +133,7 @@ func (a *Activities) matchPage(ctx context.Context, c *compiled, e *pageEntry, s
 // mergedRow is row as an update of the entity under key: the key column
 // gets the entity's key, in the type the row holds its own in.
 func (m *matcher) mergedRow(row pgsink.Row, key string) pgsink.Row {
-	out := make(pgsink.Row, len(row))
-	for k, v := range row {
-		out[k] = v
-	}
+	out := maps.Clone(row)
 	switch row[m.keyColumn].(type) {
 	case int64:
 		if n, err := strconv.ParseInt(key, 10, 64); err == nil {

@@ -11,7 +11,10 @@ import (
 
 	"go.uber.org/fx/fxtest"
 
+	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 )
 
@@ -34,6 +37,38 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// reloadWorker is a worker's integrations and steps as NewActivities
+// builds them, with its log captured.
+type reloadWorker struct {
+	goDefs []integration.Definition
+	logs   *syncBuffer
+	log    *slog.Logger
+	lc     *fxtest.Lifecycle
+	sch    *validate.Registry
+	acts   *pipeline.Activities
+}
+
+func newReloadWorker(t *testing.T, cfg config.Config) reloadWorker {
+	t.Helper()
+	w := reloadWorker{goDefs: integrations.All(cfg.Sources.CRM), logs: &syncBuffer{}, lc: fxtest.NewLifecycle(t)}
+	w.log = slog.New(slog.NewTextHandler(w.logs, nil))
+	set, err := NewDeclared(w.lc, cfg, w.goDefs, w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.sch, err = NewSchemas(); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := NewIntegrations(cfg, w.goDefs, set, w.sch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.acts, err = NewActivities(w.lc, cfg, nil, nil, reg, w.goDefs, set, w.sch, w.log); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // TestNewActivities_ReloadsChangedIntegrationFiles: while the worker runs,
 // a changed integration file is compiled and its new fingerprint is the one
 // new runs get; a file that does not load changes nothing; the Go
@@ -42,27 +77,8 @@ func TestNewActivities_ReloadsChangedIntegrationFiles(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "crm-contacts-yaml.yaml", readTwin(t))
 	cfg := loadConfig(t, dir)
-	goDefs := integrations.All(cfg.Sources.CRM)
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	lc := fxtest.NewLifecycle(t)
-
-	set, err := NewDeclared(lc, cfg, goDefs, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sch, err := NewSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := NewIntegrations(cfg, goDefs, set, sch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acts, err := NewActivities(lc, cfg, nil, nil, reg, goDefs, set, sch, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newReloadWorker(t, cfg)
+	logs, lc, acts := w.logs, w.lc, w.acts
 	fingerprint := func(name string) string {
 		t.Helper()
 		fp, ok := pipeline.CurrentDefinition(acts, name)
@@ -128,29 +144,11 @@ func TestReloadIntegrations_ProblemsKeepTheIntegrations(t *testing.T) {
 	writeFile(t, dir, "crm-contacts-yaml.yaml", readTwin(t))
 	cfg := loadConfig(t, dir)
 	cfg.Worker.Integrations = []string{"crm-contacts-yaml"}
-	goDefs := integrations.All(cfg.Sources.CRM)
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	lc := fxtest.NewLifecycle(t)
-	set, err := NewDeclared(lc, cfg, goDefs, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sch, err := NewSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := NewIntegrations(cfg, goDefs, set, sch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acts, err := NewActivities(lc, cfg, nil, nil, reg, goDefs, set, sch, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newReloadWorker(t, cfg)
+	goDefs, logs, log, sch, acts := w.goDefs, w.logs, w.log, w.sch, w.acts
 	before, _ := pipeline.CurrentDefinition(acts, "crm-contacts-yaml")
 
-	err = ReloadIntegrations(cfg, goDefs, nil, sch, acts, log)
+	err := ReloadIntegrations(cfg, goDefs, nil, sch, acts, log)
 	if err == nil || !strings.Contains(err.Error(), `unknown integration "crm-contacts-yaml"`) {
 		t.Fatalf("ReloadIntegrations without the file = %v, want the unknown integration reported", err)
 	}
