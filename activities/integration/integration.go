@@ -10,7 +10,11 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/sink/pgsink"
@@ -84,7 +88,72 @@ type Definition struct {
 	BatchSize int
 	// PagesInFlight is how many pages may be between fetch and apply.
 	PagesInFlight int
+
+	// Schedules run the integration periodically, as Temporal Schedules
+	// the worker keeps in step with this list (see workers/schedules).
+	Schedules []Schedule
+	// Reconcile sets how a reconciliation repairs what it finds; the zero
+	// value repairs missing and changed records and only reports extras.
+	Reconcile Reconcile
 }
+
+// Schedule kinds: what a schedule starts.
+const (
+	// ScheduleSync starts an incremental sync (SyncWorkflow).
+	ScheduleSync = "sync"
+	// ScheduleReconcile starts a reconciliation (ReconcileWorkflow).
+	ScheduleReconcile = "reconcile"
+	// ScheduleRefresh starts a batch refresh (SyncWorkflow with refresh).
+	ScheduleRefresh = "refresh"
+)
+
+// Schedule is one periodic run of an integration. Set Cron or Every (or
+// both: the schedule fires at the union of their times).
+type Schedule struct {
+	// Kind is ScheduleSync, ScheduleReconcile or ScheduleRefresh.
+	Kind string `mapstructure:"kind" yaml:"kind" json:"kind"`
+	// Cron lists cron expressions ("0 2 * * *", "@daily"), read in TimeZone.
+	Cron []string `mapstructure:"cron" yaml:"cron" json:"cron,omitempty"`
+	// Every is a fixed interval ("15m"), Offset shifts its phase.
+	Every  time.Duration `mapstructure:"every" yaml:"every" json:"every,omitempty"`
+	Offset time.Duration `mapstructure:"offset" yaml:"offset" json:"offset,omitempty"`
+	// TimeZone is an IANA name ("Europe/Paris"); default UTC.
+	TimeZone string `mapstructure:"time_zone" yaml:"time_zone" json:"time_zone,omitempty"`
+	// Jitter delays each run by a random time up to this much.
+	Jitter time.Duration `mapstructure:"jitter" yaml:"jitter" json:"jitter,omitempty"`
+	// CatchupWindow is how late a missed run (server down) may still
+	// start; default one minute (Temporal's own default is a year).
+	CatchupWindow time.Duration `mapstructure:"catchup_window" yaml:"catchup_window" json:"catchup_window,omitempty"`
+	// PauseOnFailure pauses the schedule after a run fails (default true:
+	// a failing integration stops being retried every period until a
+	// person looks); set it false to keep going.
+	PauseOnFailure *bool `mapstructure:"pause_on_failure" yaml:"pause_on_failure" json:"pause_on_failure,omitempty"`
+	// Paused creates the schedule paused.
+	Paused bool `mapstructure:"paused" yaml:"paused" json:"paused,omitempty"`
+	// DryRun (reconcile only) reports drift without repairing anything.
+	DryRun bool `mapstructure:"dry_run" yaml:"dry_run" json:"dry_run,omitempty"`
+}
+
+// Reconcile is how a reconciliation repairs the destination.
+type Reconcile struct {
+	// Extras is what happens to destination rows the source no longer has:
+	// ExtrasReport (default), ExtrasDelete or ExtrasMark.
+	Extras string `mapstructure:"extras" yaml:"extras" json:"extras,omitempty"`
+	// MarkColumn is the timestamptz column ExtrasMark sets (soft delete),
+	// e.g. "deleted_at"; it must be one of the destination's columns.
+	MarkColumn string `mapstructure:"mark_column" yaml:"mark_column" json:"mark_column,omitempty"`
+	// Chunks is how many hash chunks the key space is cut into for the
+	// digest comparison (default: about 16 destination rows a chunk, a
+	// power of two from 1024 to 65536).
+	Chunks int `mapstructure:"chunks" yaml:"chunks" json:"chunks,omitempty"`
+}
+
+// Policies for extra destination rows.
+const (
+	ExtrasReport = "report"
+	ExtrasDelete = "delete"
+	ExtrasMark   = "mark"
+)
 
 // Source says where records come from: exactly one kind is set.
 type Source struct {
@@ -264,6 +333,7 @@ func (d Definition) Validate() error {
 		add("mapping", "no mapping and no transform function: nothing produces destination rows")
 	}
 	errs = append(errs, d.destinationProblems()...)
+	errs = append(errs, d.scheduleProblems()...)
 	if m := d.Match; m != nil {
 		if len(m.Fields) == 0 {
 			add("match.fields", "required: the row fields that identify an entity (e.g. [email])")
@@ -427,4 +497,310 @@ func (r *Registry) All() []Definition {
 		out = append(out, r.defs[n])
 	}
 	return out
+}
+
+// Schedule defaults and limits (Temporal's own, where they are the
+// server's).
+const (
+	// DefaultCatchupWindow is how late a run missed while the Temporal
+	// server was down may still start, when a schedule does not say.
+	DefaultCatchupWindow = time.Minute
+	// MinCatchupWindow is the shortest catch-up window Temporal honours.
+	MinCatchupWindow = 10 * time.Second
+	// MinEvery is the shortest interval Temporal schedules.
+	MinEvery = time.Second
+	// MinReconcileChunks and MaxReconcileChunks bound Reconcile.Chunks.
+	MinReconcileChunks = 16
+	MaxReconcileChunks = 65536
+)
+
+// PausesOnFailure reports whether the schedule pauses after a failed run:
+// PauseOnFailure, default true.
+func (s Schedule) PausesOnFailure() bool { return s.PauseOnFailure == nil || *s.PauseOnFailure }
+
+// Catchup is the schedule's catch-up window: CatchupWindow, default
+// DefaultCatchupWindow.
+func (s Schedule) Catchup() time.Duration {
+	if s.CatchupWindow == 0 {
+		return DefaultCatchupWindow
+	}
+	return s.CatchupWindow
+}
+
+// ValidateSchedules reports every problem of the schedules and the
+// reconciliation policy (a part of Validate), each naming the field. It
+// reads only Name, Schedules, Reconcile and the destinations' kinds and
+// PostgreSQL tables, so an integration file can be checked before its
+// secrets are read.
+func (d Definition) ValidateSchedules() error { return errors.Join(d.scheduleProblems()...) }
+
+// scheduleProblems checks the schedules and the reconciliation policy.
+func (d Definition) scheduleProblems() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("integration %q: %s: %s", d.Name, field, fmt.Sprintf(format, args...)))
+	}
+	kinds := fmt.Sprintf("%q, %q or %q", ScheduleSync, ScheduleRefresh, ScheduleReconcile)
+	seen := map[string]int{}
+	for i, s := range d.Schedules {
+		f := fmt.Sprintf("schedules[%d]", i)
+		switch s.Kind {
+		case ScheduleSync, ScheduleRefresh, ScheduleReconcile:
+			if j, dup := seen[s.Kind]; dup {
+				add(f+".kind", "a second %q schedule (schedules[%d] is one): an integration has at most one schedule per kind: give that one all the times (cron, every)", s.Kind, j)
+			} else {
+				seen[s.Kind] = i
+			}
+		case "":
+			add(f+".kind", "required: %s", kinds)
+		default:
+			add(f+".kind", "%q is not %s", s.Kind, kinds)
+		}
+		if len(s.Cron) == 0 && s.Every == 0 {
+			add(f, "no cron and no every: say when it runs, e.g. cron: [\"0 2 * * *\"] or every: 15m")
+		}
+		for j, c := range s.Cron {
+			if err := checkCron(c); err != nil {
+				add(fmt.Sprintf("%s.cron[%d]", f, j), "%q: %v", c, err)
+			}
+		}
+		switch {
+		case s.Every < 0:
+			add(f+".every", "%v is negative", s.Every)
+		case s.Every > 0 && s.Every < MinEvery:
+			add(f+".every", "%v is shorter than %v, the shortest interval Temporal schedules", s.Every, MinEvery)
+		}
+		switch {
+		case s.Offset < 0:
+			add(f+".offset", "%v is negative", s.Offset)
+		case s.Offset > 0 && s.Every == 0:
+			add(f+".offset", "shifts the times of every, which is not set")
+		case s.Offset > 0 && s.Offset >= s.Every:
+			add(f+".offset", "%v is not shorter than every (%v)", s.Offset, s.Every)
+		}
+		switch tz := s.TimeZone; {
+		case tz == "":
+		case strings.EqualFold(tz, "Local"):
+			add(f+".time_zone", "%q is whatever the Temporal server's machine uses: name the zone, e.g. Europe/Paris or UTC", tz)
+		default:
+			if _, err := time.LoadLocation(tz); err != nil {
+				add(f+".time_zone", "%q is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC): %v", tz, err)
+			}
+		}
+		if s.Jitter < 0 {
+			add(f+".jitter", "%v is negative", s.Jitter)
+		}
+		switch {
+		case s.CatchupWindow < 0:
+			add(f+".catchup_window", "%v is negative", s.CatchupWindow)
+		case s.CatchupWindow > 0 && s.CatchupWindow < MinCatchupWindow:
+			add(f+".catchup_window", "%v is shorter than %v, the shortest catch-up window Temporal honours", s.CatchupWindow, MinCatchupWindow)
+		}
+		if s.DryRun && s.Kind != ScheduleReconcile {
+			add(f+".dry_run", "only a reconcile schedule has a dry run; a %s writes what it reads", s.Kind)
+		}
+	}
+	return append(errs, d.reconcileProblems()...)
+}
+
+// reconcileProblems checks the reconciliation policy.
+func (d Definition) reconcileProblems() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("integration %q: %s: %s", d.Name, field, fmt.Sprintf(format, args...)))
+	}
+	r := d.Reconcile
+	var table *pgsink.Table
+	switch r.Extras {
+	case "", ExtrasReport:
+	case ExtrasDelete, ExtrasMark:
+		steps := d.Steps()
+		switch {
+		case len(steps) != 1:
+			add("reconcile.extras", "%q needs the integration to have exactly one destination, a PostgreSQL table; it has %d (a saga's extra rows are only reported: extras: %s)", r.Extras, len(steps), ExtrasReport)
+		case steps[0].Postgres == nil:
+			add("reconcile.extras", "%q needs the destination to be a PostgreSQL table; it is %s (extra records in an API are only reported: extras: %s)", r.Extras, orNone(steps[0].Kind()), ExtrasReport)
+		default:
+			table = steps[0].Postgres
+		}
+	default:
+		add("reconcile.extras", "%q is not %q, %q or %q", r.Extras, ExtrasReport, ExtrasDelete, ExtrasMark)
+	}
+	switch {
+	case r.Extras == ExtrasMark && r.MarkColumn == "":
+		add("reconcile.mark_column", "required with extras: %s: the timestamptz column that marks a row the source no longer has (e.g. deleted_at)", ExtrasMark)
+	case r.Extras != ExtrasMark && r.MarkColumn != "":
+		add("reconcile.mark_column", "is only used with extras: %s (extras is %q)", ExtrasMark, orNone(r.Extras))
+	case table != nil && r.Extras == ExtrasMark:
+		if problem := markColumnProblem(*table, r.MarkColumn); problem != "" {
+			add("reconcile.mark_column", "%s", problem)
+		}
+	}
+	if r.Chunks != 0 && (r.Chunks < MinReconcileChunks || r.Chunks > MaxReconcileChunks) {
+		add("reconcile.chunks", "%d is out of range %d..%d (0 = the default)", r.Chunks, MinReconcileChunks, MaxReconcileChunks)
+	}
+	return errs
+}
+
+// markColumnProblem says what is wrong with name as the mark column of t,
+// or "".
+func markColumnProblem(t pgsink.Table, name string) string {
+	var names []string
+	for _, c := range t.Columns {
+		names = append(names, c.Name)
+		if c.Name != name {
+			continue
+		}
+		switch {
+		case c.Type != pgsink.TypeTimestamptz:
+			return fmt.Sprintf("%q is a %s column; the mark column is %s (it holds when the row was found missing)", name, c.Type, pgsink.TypeTimestamptz)
+		case slices.Contains(t.Key, name):
+			return fmt.Sprintf("%q is a key column of table %q; the mark column is a column of its own", name, t.Name)
+		case name == t.VersionColumn:
+			return fmt.Sprintf("%q is the version column of table %q; the mark column is a column of its own", name, t.Name)
+		}
+		return ""
+	}
+	return fmt.Sprintf("%q is not a column of table %q (its columns: %s); add {name: %s, type: %s}", name, t.Name, strings.Join(names, ", "), name, pgsink.TypeTimestamptz)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// cronShorthands are the @-forms Temporal reads, as five fields.
+var cronShorthands = map[string]string{
+	"@yearly":   "0 0 1 1 *",
+	"@annually": "0 0 1 1 *",
+	"@monthly":  "0 0 1 * *",
+	"@weekly":   "0 0 * * 0",
+	"@daily":    "0 0 * * *",
+	"@midnight": "0 0 * * *",
+	"@hourly":   "0 * * * *",
+}
+
+// cronField is one field of a cron expression: its range and, for months
+// and days of the week, the names it takes (a name may be shortened to
+// its first minName letters, as Temporal reads them).
+type cronField struct {
+	name     string
+	min, max int
+	names    []string
+	minName  int
+}
+
+var (
+	cronSecond = cronField{name: "second", max: 59}
+	cronMinute = cronField{name: "minute", max: 59}
+	cronHour   = cronField{name: "hour", max: 23}
+	cronDay    = cronField{name: "day-of-month", min: 1, max: 31}
+	cronMonth  = cronField{name: "month", min: 1, max: 12, minName: 3, names: []string{
+		"january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"}}
+	cronWeekday = cronField{name: "day-of-week", max: 7, minName: 2, names: []string{
+		"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"}}
+	cronYear = cronField{name: "year", min: 2000, max: 2100}
+)
+
+// checkCron checks a cron expression as Temporal's server reads one:
+// 5 fields (minute hour day-of-month month day-of-week), 6 (… year) or 7
+// (second … year), each a comma-separated list of *, N, N-M, with an
+// optional /STEP; months and days of the week also by name (JAN, mon); or
+// @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly. The
+// time zone and intervals have keys of their own (time_zone, every), so
+// TZ=, CRON_TZ= and @every are refused with a pointer to them. The server
+// checks again when the schedule is created.
+func checkCron(expr string) error {
+	c := strings.TrimSpace(expr)
+	switch {
+	case c == "":
+		return errors.New("empty: want e.g. \"0 2 * * *\" (02:00 every day) or @daily")
+	case strings.HasPrefix(c, "TZ=") || strings.HasPrefix(c, "CRON_TZ="):
+		return errors.New("a time zone inside the expression: set the schedule's time_zone instead")
+	case strings.HasPrefix(c, "@every"):
+		return errors.New("@every: set the schedule's every (and offset) instead, e.g. every: 15m")
+	case strings.Contains(c, "#"):
+		return errors.New("a comment (#) is not read here: put it in the file as a YAML comment")
+	case strings.HasPrefix(c, "@"):
+		v, ok := cronShorthands[c]
+		if !ok {
+			return errors.New("unknown shorthand: want @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly")
+		}
+		c = v
+	}
+	var fields []cronField
+	parts := strings.Fields(c)
+	switch len(parts) {
+	case 5:
+		fields = []cronField{cronMinute, cronHour, cronDay, cronMonth, cronWeekday}
+	case 6:
+		fields = []cronField{cronMinute, cronHour, cronDay, cronMonth, cronWeekday, cronYear}
+	case 7:
+		fields = []cronField{cronSecond, cronMinute, cronHour, cronDay, cronMonth, cronWeekday, cronYear}
+	default:
+		return fmt.Errorf("%d fields: want 5 (minute hour day-of-month month day-of-week), 6 (… year) or 7 (second minute … year)", len(parts))
+	}
+	for i, p := range parts {
+		if err := fields[i].check(p); err != nil {
+			return fmt.Errorf("%s %q: %v", fields[i].name, p, err)
+		}
+	}
+	return nil
+}
+
+// check checks one field: a comma-separated list of ranges.
+func (f cronField) check(s string) error {
+	for _, item := range strings.Split(s, ",") {
+		rng, step, hasStep := strings.Cut(item, "/")
+		if hasStep {
+			n, err := strconv.Atoi(step)
+			if err != nil || n < 1 {
+				return fmt.Errorf("step %q is not a whole number of at least 1", step)
+			}
+		}
+		if rng == "*" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(rng, "-")
+		start, err := f.value(lo)
+		if err != nil {
+			return err
+		}
+		if !isRange {
+			continue
+		}
+		end, err := f.value(hi)
+		if err != nil {
+			return err
+		}
+		if end < start {
+			return fmt.Errorf("range %s ends before it starts", rng)
+		}
+	}
+	return nil
+}
+
+// value reads one value of the field: a number in its range or a name.
+func (f cronField) value(s string) (int, error) {
+	if f.names != nil && len(s) >= f.minName {
+		lower := strings.ToLower(s)
+		for i, n := range f.names {
+			if strings.HasPrefix(n, lower) {
+				return i + f.min, nil
+			}
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		if f.names != nil {
+			return 0, fmt.Errorf("%q is not a number %d-%d or a name such as %s", s, f.min, f.max, f.names[0][:3])
+		}
+		return 0, fmt.Errorf("%q is not a number %d-%d (or *, N-M, */STEP, lists with commas)", s, f.min, f.max)
+	}
+	if n < f.min || n > f.max {
+		return 0, fmt.Errorf("%d is out of range %d-%d", n, f.min, f.max)
+	}
+	return n, nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ type Config struct {
 	Database Database `mapstructure:"database"`
 	Worker   Worker   `mapstructure:"worker"`
 	Log      Log      `mapstructure:"log"`
+	Metrics  Metrics  `mapstructure:"metrics"`
 	// Sources holds connection settings of the systems the shipped
 	// integrations read from, by system name (e.g. "crm").
 	Sources Sources `mapstructure:"sources"`
@@ -33,6 +35,23 @@ type Config struct {
 	// run beside the Go integrations; empty means none
 	// (TETHER_INTEGRATIONS_DIR).
 	IntegrationsDir string `mapstructure:"integrations_dir"`
+	// Schedules says whether the worker keeps the integrations' Temporal
+	// Schedules as declared.
+	Schedules Schedules `mapstructure:"schedules"`
+}
+
+// Schedules configures the Temporal Schedules the worker keeps in step
+// with the integrations' declarations (workers/schedules), at start and
+// after every reload of the integration files.
+type Schedules struct {
+	// Manage creates, updates and deletes the schedules (default true);
+	// false leaves them as they are (TETHER_SCHEDULES_MANAGE), e.g. when
+	// `tether schedules apply` keeps them instead.
+	Manage bool `mapstructure:"manage"`
+	// Owner tags the schedules this worker creates; it only changes or
+	// deletes schedules with its owner. Default: the task queue
+	// (TETHER_SCHEDULES_OWNER).
+	Owner string `mapstructure:"owner"`
 }
 
 // Temporal says which cluster and namespace to work with.
@@ -69,6 +88,13 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
+// Metrics configures the worker's Prometheus endpoint.
+type Metrics struct {
+	// Listen is the host:port /metrics is served on; empty disables it
+	// (TETHER_METRICS_LISTEN).
+	Listen string `mapstructure:"listen"`
+}
+
 // Sources are the upstream systems.
 type Sources struct {
 	CRM CRM `mapstructure:"crm"`
@@ -102,6 +128,7 @@ var defaults = map[string]any{
 	"worker.integrations":                    []string{},
 	"log.level":                              "info",
 	"log.format":                             "text",
+	"metrics.listen":                         "127.0.0.1:9464",
 	"sources.crm.base_url":                   "http://127.0.0.1:8081",
 	"sources.crm.auth":                       "none",
 	"sources.crm.token":                      "",
@@ -110,6 +137,8 @@ var defaults = map[string]any{
 	"sources.crm.client_secret":              "",
 	"sources.crm.rate_limit":                 0.0,
 	"integrations_dir":                       "",
+	"schedules.manage":                       true,
+	"schedules.owner":                        "",
 }
 
 // aliases are the ecosystem's variable names, read besides TETHER_*.
@@ -152,6 +181,11 @@ func Load(file string) (Config, error) {
 	var cfg Config
 	if err := v.UnmarshalExact(&cfg); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", where, err)
+	}
+	// viper reads an empty variable as unset: an empty
+	// TETHER_METRICS_LISTEN disables the endpoint, as in a file.
+	if l, ok := os.LookupEnv("TETHER_METRICS_LISTEN"); ok && l == "" {
+		cfg.Metrics.Listen = ""
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
@@ -209,6 +243,13 @@ func (c Config) Validate() error {
 	default:
 		bad("log.format", "%q is not text or json", c.Log.Format)
 	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen (TETHER_METRICS_LISTEN)", "%q is not host:port (e.g. 127.0.0.1:9464; empty disables the endpoint): %v", l, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("metrics.listen (TETHER_METRICS_LISTEN)", "%q: port %q is not a number from 0 to 65535", l, port)
+		}
+	}
 	if u, err := url.Parse(c.Sources.CRM.BaseURL); err != nil || u.Scheme == "" || u.Host == "" {
 		bad("sources.crm.base_url", "%q is not an absolute URL", c.Sources.CRM.BaseURL)
 	}
@@ -231,6 +272,9 @@ func (c Config) Validate() error {
 	}
 	if c.Sources.CRM.RateLimit < 0 {
 		bad("sources.crm.rate_limit", "must not be negative")
+	}
+	if o := c.Schedules.Owner; o != strings.TrimSpace(o) {
+		bad("schedules.owner (TETHER_SCHEDULES_OWNER)", "%q has leading or trailing spaces", o)
 	}
 	if d := c.IntegrationsDir; d != "" {
 		if info, err := os.Stat(d); err != nil {

@@ -10,8 +10,11 @@
 // schema, key_field, cursor_field, mapping, destination (one step,
 // postgres or http) or destinations (the steps of a saga, in order, each
 // with its name, mode, identity, ids from earlier steps, own mapping and
-// reversal), match (duplicate detection) and the run's policies, every
-// object closed so that a misspelt key is an error. Secrets are never
+// reversal), match (duplicate detection), the run's policies, schedules
+// (Temporal Schedules of kind sync, refresh or reconcile, with cron, every
+// and durations written as "15m") and reconcile (what a reconciliation
+// does with extra rows), every object closed so that a misspelt key is an
+// error. Secrets are never
 // written in the file: auth.token, auth.api_key and auth.client_secret of
 // an http source or destination, and source.postgres.dsn, are references,
 // {env: NAME} or {file: PATH}. A dsn {env: NAME} resolves to the
@@ -24,7 +27,8 @@
 // ones, with secrets read and defaults filled.
 //
 // Every problem is reported at once as a *Problem, "<file>: <JSON
-// pointer>: <reason> (line N)": Load reports what the schema refuses,
+// pointer>: <reason> (line N)": Load reports what the schema refuses and
+// what is wrong with the schedules (a cron expression, a time zone),
 // LoadDir adds names defined twice, Resolve adds missing environment
 // variables and files (by name, never a value) and what
 // integration.Definition.Validate refuses.

@@ -1,6 +1,7 @@
 package declarative
 
 import (
+	"fmt"
 	"reflect"
 	"regexp"
 	"slices"
@@ -172,6 +173,8 @@ func TestSchema_KeysAreTheGoKeys(t *testing.T) {
 		{pointer: "/$defs/httpDestination/properties/circuit_breaker", want: []reflect.Type{reflect.TypeFor[httpsink.CircuitBreaker]()}},
 		{pointer: "/$defs/endpoint", want: []reflect.Type{reflect.TypeFor[httpsink.Endpoint]()}},
 		{pointer: "/$defs/match", want: []reflect.Type{reflect.TypeFor[integration.Match]()}},
+		{pointer: "/$defs/schedule", want: []reflect.Type{reflect.TypeFor[integration.Schedule]()}},
+		{pointer: "/$defs/reconcile", want: []reflect.Type{reflect.TypeFor[integration.Reconcile]()}},
 		{pointer: "/$defs/httpAuth", want: []reflect.Type{reflect.TypeFor[httpsource.Auth](), reflect.TypeFor[HTTPAuth]()}},
 		{pointer: "/$defs/secret", want: []reflect.Type{reflect.TypeFor[Secret]()}},
 		{pointer: "/$defs/field", want: []reflect.Type{reflect.TypeFor[Field]()}},
@@ -312,5 +315,20 @@ func TestField_CoversTransformField(t *testing.T) {
 		if _, ok := reflect.TypeFor[Field]().FieldByName(f.Name); !ok {
 			t.Errorf("transform.Field.%s cannot be written in an integration file", f.Name)
 		}
+	}
+}
+
+func TestSchema_ScheduleKindsAndExtras(t *testing.T) {
+	if got, want := schemaEnum(t, "/$defs/schedule/properties/kind"),
+		[]string{integration.ScheduleSync, integration.ScheduleRefresh, integration.ScheduleReconcile}; !slices.Equal(got, want) {
+		t.Errorf("schedule kinds %q, integration %q", got, want)
+	}
+	if got, want := schemaEnum(t, "/$defs/reconcile/properties/extras"),
+		[]string{integration.ExtrasReport, integration.ExtrasDelete, integration.ExtrasMark}; !slices.Equal(got, want) {
+		t.Errorf("reconcile extras %q, integration %q", got, want)
+	}
+	bounds := schemaAt(t, "/$defs/reconcile/properties/chunks/anyOf/1").(map[string]any)
+	if fmt.Sprint(bounds["minimum"]) != fmt.Sprint(integration.MinReconcileChunks) || fmt.Sprint(bounds["maximum"]) != fmt.Sprint(integration.MaxReconcileChunks) {
+		t.Errorf("chunks bounds %v, integration %d..%d", bounds, integration.MinReconcileChunks, integration.MaxReconcileChunks)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 )
@@ -91,10 +93,50 @@ func Load(path string) (Spec, error) {
 	if err != nil {
 		return Spec{}, err
 	}
+	if err := spec.checkSchedules(root); err != nil {
+		return Spec{}, err
+	}
 	if err := spec.checkSchemaFile(root); err != nil {
 		return Spec{}, err
 	}
 	return spec, nil
+}
+
+// checkSchedules checks the schedules and the reconciliation policy as
+// integration.Definition.Validate does, before any secret is read: the
+// cron expressions, time zones, one schedule per kind, a mark column of
+// the destination table.
+func (s Spec) checkSchedules(root *yaml.Node) error {
+	if len(s.Schedules) == 0 && s.Reconcile == nil {
+		return nil
+	}
+	d := integration.Definition{Name: s.Name, Schedules: s.Schedules}
+	if s.Reconcile != nil {
+		d.Reconcile = *s.Reconcile
+	}
+	// The destinations' kinds and tables are all the check reads.
+	step := func(x Destination) integration.Destination {
+		out := integration.Destination{Name: x.Name, Postgres: x.Postgres, Mode: x.Mode}
+		if x.HTTP != nil {
+			out.HTTP = &httpsink.Config{}
+		}
+		return out
+	}
+	if s.Destination != nil {
+		d.Destination = step(*s.Destination)
+	}
+	for _, x := range s.Destinations {
+		d.Destinations = append(d.Destinations, step(x))
+	}
+	var errs []error
+	for _, err := range unjoin(d.ValidateSchedules()) {
+		p := definitionProblem(s.File, s.Name, err)
+		if pr, ok := p.(*Problem); ok {
+			pr.Line = lineOf(root, pr.Pointer)
+		}
+		errs = append(errs, p)
+	}
+	return errors.Join(errs...)
 }
 
 // read reads the file with viper and returns the document as written, as

@@ -75,6 +75,10 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 			Policy:    m.Policy,
 		}
 	}
+	def.Schedules = cloneSchedules(s.Schedules)
+	if s.Reconcile != nil {
+		def.Reconcile = *s.Reconcile
+	}
 	if len(r.errs) == 0 {
 		def = def.Normalize()
 		for _, err := range unjoin(def.Validate()) {
@@ -85,6 +89,23 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 		return Resolved{}, err
 	}
 	return Resolved{Definition: def, Schema: doc}, nil
+}
+
+// cloneSchedules copies schedules, sharing nothing with them.
+func cloneSchedules(in []integration.Schedule) []integration.Schedule {
+	if in == nil {
+		return nil
+	}
+	out := make([]integration.Schedule, len(in))
+	for i, s := range in {
+		s.Cron = slices.Clone(s.Cron)
+		if s.PauseOnFailure != nil {
+			v := *s.PauseOnFailure
+			s.PauseOnFailure = &v
+		}
+		out[i] = s
+	}
+	return out
 }
 
 // resolver collects the problems of one Resolve.

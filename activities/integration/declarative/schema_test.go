@@ -40,7 +40,14 @@ func TestLoad_AcceptsGoodFiles(t *testing.T) {
 			"/destination": map[string]any{"name": "hook", "mode": "notify", "http": map[string]any{"base_url": "https://hooks.example.com", "create": map[string]any{"path": "/v1/events"}}},
 		})},
 		{name: "match", give: edited(t, map[string]any{"/match": map[string]any{"fields": []any{"email"}}})},
-		{name: "schedules placeholder", give: edited(t, map[string]any{"/schedules": map[string]any{"nightly": map[string]any{"cron": "0 3 * * *"}}})},
+		{name: "schedules and reconcile", give: edited(t, map[string]any{
+			"/schedules": []any{
+				map[string]any{"kind": "sync", "every": "15m", "offset": "5m", "jitter": "1m", "catchup_window": "10m", "pause_on_failure": false},
+				map[string]any{"kind": "reconcile", "cron": []any{"0 2 * * *", "@weekly"}, "time_zone": "Europe/Paris", "dry_run": true, "paused": true},
+				map[string]any{"kind": "refresh", "cron": []any{"0 3 * * SUN"}, "every": "24h"},
+			},
+			"/reconcile": map[string]any{"extras": "delete", "chunks": 4096},
+		})},
 		{name: "join with a separator, default only", give: edited(t, map[string]any{
 			"/mapping/1": map[string]any{"to": "label", "join": []any{"first_name", "address.city"}, "separator": " / "},
 			"/mapping/2": map[string]any{"to": "source", "default": "crm"},

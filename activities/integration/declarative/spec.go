@@ -53,8 +53,12 @@ type Spec struct {
 	BatchSize        int     `mapstructure:"batch_size" json:"batch_size,omitempty"`
 	PagesInFlight    int     `mapstructure:"pages_in_flight" json:"pages_in_flight,omitempty"`
 
-	// Schedules is reserved for scheduled runs; it is kept, not read.
-	Schedules map[string]any `mapstructure:"schedules" json:"schedules,omitempty"`
+	// Schedules run the integration on a timetable, as Temporal Schedules
+	// (integration.Schedule as written: durations as "15m", "24h").
+	Schedules []integration.Schedule `mapstructure:"schedules" json:"schedules,omitempty"`
+	// Reconcile is how a reconciliation repairs the destination
+	// (integration.Reconcile as written).
+	Reconcile *integration.Reconcile `mapstructure:"reconcile" json:"reconcile,omitempty"`
 }
 
 // Source says where records come from; exactly one kind is set.

@@ -1,0 +1,172 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.uber.org/fx"
+
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/integration/declarative"
+	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/schedules"
+)
+
+// scheduleApplyTimeout bounds one Apply of the schedules.
+const scheduleApplyTimeout = time.Minute
+
+// scheduleModule keeps the integrations' Temporal Schedules (NewSchedules).
+var scheduleModule = fx.Options(
+	fx.Provide(NewSchedules),
+	fx.Invoke(func(*Schedules) {}),
+)
+
+// SchedulesParams are what NewSchedules needs. Activities is there so
+// that the schedules follow a reload of the integration files only once
+// the integrations themselves are reloaded (NewActivities subscribes to
+// the files first).
+type SchedulesParams struct {
+	fx.In
+
+	Lifecycle    fx.Lifecycle
+	Config       config.Config
+	Client       client.Client
+	Integrations *integration.Registry
+	GoDefs       []integration.Definition
+	Declared     *declarative.Set
+	Schemas      *validate.Registry
+	Activities   *pipeline.Activities
+	Logger       *slog.Logger
+}
+
+// Schedules keeps the Temporal Schedules of the integrations this worker
+// runs as they declare them (schedules.Apply): once at start, and again
+// after every reload of the integration files that took effect.
+type Schedules struct {
+	p       SchedulesParams
+	opts    schedules.Options
+	pending chan []integration.Definition
+}
+
+// NewSchedules applies the schedules of the worker's integrations, unless
+// schedules.manage is false. A failure stops the worker: a schedule the
+// server refuses, or a schedule id another owner holds. While the worker
+// runs, each reload of the integration files that took effect is applied
+// in the background; a failure then is logged and the schedules it could
+// not change stay as they were.
+func NewSchedules(p SchedulesParams) (*Schedules, error) {
+	cfg := p.Config
+	s := &Schedules{p: p, pending: make(chan []integration.Definition, 1), opts: schedules.Options{
+		TaskQueue: cfg.Temporal.TaskQueue,
+		Owner:     cfg.Schedules.Owner,
+		Logger:    p.Logger.With("component", "schedules"),
+	}}
+	if !cfg.Schedules.Manage {
+		p.Logger.Info("schedules.manage is false: the integrations' Temporal Schedules are left as they are")
+		return s, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scheduleApplyTimeout)
+	defer cancel()
+	res, err := schedules.Apply(ctx, p.Client, s.opts, p.Integrations.All())
+	if err != nil {
+		return nil, fmt.Errorf("schedules (owner %q, schedules.owner / TETHER_SCHEDULES_OWNER; schedules.manage: false leaves them alone):\n%w", s.owner(), err)
+	}
+	s.logResult("schedules applied", res)
+
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	unsubscribe := p.Declared.Subscribe(s.reloaded)
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.run(runCtx)
+			}()
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			unsubscribe()
+			stop()
+			wg.Wait()
+			return nil
+		},
+	})
+	return s, nil
+}
+
+func (s *Schedules) owner() string {
+	if s.opts.Owner != "" {
+		return s.opts.Owner
+	}
+	return s.opts.TaskQueue
+}
+
+// reloaded follows a change of the integration files: when the worker's
+// integrations are now those of specs (the reload took effect), their
+// schedules are queued for run to apply.
+func (s *Schedules) reloaded(specs []declarative.Spec) {
+	p := s.p
+	// ReloadIntegrations has logged why, when the reload did not take.
+	reg, err := BuildRegistry(p.Config, p.GoDefs, specs, p.Schemas)
+	if err != nil || !inUse(p.Activities, reg, specs) {
+		s.opts.Logger.Warn("the integration files changed but the worker kept its previous integrations: their schedules stay as they are")
+		return
+	}
+	for { // keep only the latest
+		select {
+		case s.pending <- reg.All():
+			return
+		default:
+			select {
+			case <-s.pending:
+			default:
+			}
+		}
+	}
+}
+
+// inUse reports whether the activities run reg's definitions (those of
+// the integration files specs): ReloadIntegrations made them current.
+func inUse(acts *pipeline.Activities, reg *integration.Registry, specs []declarative.Spec) bool {
+	declared := DeclaredHashes(specs)
+	for _, d := range reg.All() {
+		want, err := pipeline.Fingerprint(d, declared[d.Name])
+		if err != nil {
+			return false
+		}
+		if got, ok := pipeline.CurrentDefinition(acts, d.Name); !ok || got != want {
+			return false
+		}
+	}
+	return true
+}
+
+// run applies the queued definitions until ctx ends.
+func (s *Schedules) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case defs := <-s.pending:
+			actx, cancel := context.WithTimeout(ctx, scheduleApplyTimeout)
+			res, err := schedules.Apply(actx, s.p.Client, s.opts, defs)
+			cancel()
+			s.logResult("schedules applied after the integration files changed", res)
+			if err != nil {
+				s.opts.Logger.Error("some schedules could not be applied after the integration files changed; they stay as they were", "owner", s.owner(), "error", err)
+			}
+		}
+	}
+}
+
+func (s *Schedules) logResult(msg string, res schedules.Result) {
+	s.opts.Logger.Info(msg, "owner", s.owner(), "taskQueue", s.opts.TaskQueue,
+		"created", res.Created, "updated", res.Updated, "deleted", res.Deleted, "unchanged", len(res.Unchanged))
+}
