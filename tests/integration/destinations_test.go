@@ -424,19 +424,30 @@ CREATE TRIGGER refuse_link BEFORE INSERT OR UPDATE ON customer_links FOR EACH RO
 				if again.Status != "Completed" {
 					t.Fatalf("rerun: %+v", again)
 				}
-				links := s.tableRowsBy("customer_links", "contact_id")
-				byRef := customersByRef(t, s)
-				for _, c := range s.sandbox.Contacts() {
-					cu, ok := byRef[fmt.Sprint(c.ID)]
-					if !ok {
-						t.Errorf("contact %d has no customer after the rerun", c.ID)
-						continue
-					}
-					if l := links[c.ID]; l == nil || l["billing_customer_id"] != cu.ID {
-						t.Errorf("contact %d: link %v, want customer %s", c.ID, l, cu.ID)
-					}
-				}
+				checkOnboarded(t, s)
 			})
+		}
+	}
+}
+
+// checkOnboarded checks that customer-onboarding left every contact as
+// one billing customer with its current lead score, and a link row naming
+// that customer.
+func checkOnboarded(t *testing.T, s *stack) {
+	t.Helper()
+	links := s.tableRowsBy("customer_links", "contact_id")
+	byRef := customersByRef(t, s)
+	for _, c := range s.sandbox.Contacts() {
+		cu, ok := byRef[fmt.Sprint(c.ID)]
+		if !ok {
+			t.Errorf("contact %d has no customer after the rerun", c.ID)
+			continue
+		}
+		if got := string(cu.Extra["lead_score"]); got != fmt.Sprint(c.Score) {
+			t.Errorf("customer of contact %d: lead_score %s, want %d", c.ID, got, c.Score)
+		}
+		if l := links[c.ID]; l == nil || l["billing_customer_id"] != cu.ID {
+			t.Errorf("contact %d: link %v, want customer %s", c.ID, l, cu.ID)
 		}
 	}
 }

@@ -43,8 +43,9 @@ func (s *Sink) send(ctx context.Context, method string, u *url.URL, body []byte,
 		return s.roundTrip(ctx, method, u, body, header)
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return reply{}, s.circuitOpen(method, u)
+		err = s.circuitOpen(method, u)
 	}
+	s.metrics.called(rep, err)
 	return rep, err
 }
 
@@ -103,6 +104,7 @@ func (s *Sink) newBreaker() *gobreaker.CircuitBreaker[reply] {
 			if to == gobreaker.StateOpen {
 				s.openedAt.Store(time.Now().UnixNano())
 			}
+			s.metrics.circuitChanged(to)
 			s.log.Warn("destination circuit breaker", "integration", name, "from", from.String(), "to", to.String())
 		},
 	})

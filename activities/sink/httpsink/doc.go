@@ -30,6 +30,9 @@
 //     so the workflow waits durably instead of burning retries.
 //   - Batch mode (batch.path) creates records in arrays of max_records,
 //     read back item by item; updates stay one call each.
+//   - Metrics (WithMetrics, WithDestination): the circuit's state and
+//     changes and the calls by outcome, as Prometheus series labelled with
+//     the integration and destination names.
 //
 // Errors that stop an Apply are classified with package failure at the top
 // of the chain: permanent (credentials, missing endpoint, unreadable

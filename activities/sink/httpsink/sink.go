@@ -115,6 +115,11 @@ type Sink struct {
 	breaker  *gobreaker.CircuitBreaker[reply]
 	openedAt atomic.Int64 // UnixNano when the circuit last opened
 	log      *slog.Logger
+	metrics  *destinationMetrics // nil: none (WithMetrics)
+
+	// Taken by New for the metrics.
+	metricsTo                *Metrics
+	integration, destination string
 
 	// Taken by New for the client.
 	now       func() time.Time
@@ -188,8 +193,12 @@ func New(name string, cfg Config, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("http sink %q: %w", name, err))
 	}
+	s.integration = name
 	for _, o := range opts {
 		o(s)
+	}
+	if s.metricsTo != nil {
+		s.metrics = s.metricsTo.forDestination(s.integration, s.destination)
 	}
 	s.client = httpclient.New(httpclient.Options{
 		Name:        name,

@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+var reMetricsURL = regexp.MustCompile(`msg="metrics endpoint serving" url=(\S+)`)
+
+// metricValue reads one sample of a text exposition; false when absent.
+func metricValue(body, series string) (float64, bool) {
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+func TestWorkerProcess_ServesMetricsAndStopsOnAnAddressInUse(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 47, Contacts: 80}, noWorker: true})
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+
+	t.Run("address in use", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		addr := taken.Addr().String()
+		logFile := filepath.Join(logDir, "taken.log")
+		w, err := devstack.StartProcess("worker", logFile, s.workerEnv("TETHER_METRICS_LISTEN="+addr), bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-w.Done():
+		case <-time.After(90 * time.Second):
+			_ = w.Stop(5 * time.Second)
+			t.Fatalf("the worker kept running with %s in use", addr)
+		}
+		_, exitErr := w.Exited()
+		b, _ := os.ReadFile(logFile)
+		if exitErr == nil {
+			t.Errorf("the worker exited with status 0; log:\n%s", b)
+		}
+		want := fmt.Sprintf("worker: metrics endpoint on %s (metrics.listen / TETHER_METRICS_LISTEN): listen tcp %s: bind: address already in use", addr, addr)
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the log lacks %q:\n%s", want, b)
+		}
+		if strings.Contains(string(b), "worker polling") {
+			t.Errorf("the worker polled before it stopped:\n%s", b)
+		}
+	})
+
+	t.Run("serves the destinations' calls", func(t *testing.T) {
+		logFile := filepath.Join(logDir, "worker.log")
+		w, err := devstack.StartProcess("worker", logFile, s.workerEnv(), bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Stop(10 * time.Second) })
+		var url string
+		for deadline := time.Now().Add(90 * time.Second); url == ""; {
+			b, _ := os.ReadFile(logFile)
+			if m := reMetricsURL.FindSubmatch(b); m != nil && strings.Contains(string(b), "worker polling") {
+				url = string(m[1])
+				break
+			}
+			if exited, err := w.Exited(); exited || time.Now().After(deadline) {
+				t.Fatalf("the worker did not start serving metrics and polling (exited %v: %v):\n%s", exited, err, b)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		res := s.mustSync(datasync.Input{Integration: "crm-billing-customers"})
+		if res.Counts.Inserted == 0 {
+			t.Fatalf("the sync created no customer: %+v", res)
+		}
+
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+		}
+		body := string(b)
+		labels := `destination="billing",integration="crm-billing-customers"`
+		if v, ok := metricValue(body, `tether_destination_requests_total{`+labels+`,outcome="ok"}`); !ok || v != float64(res.Counts.Inserted) {
+			t.Errorf("ok calls %v (found %v), want one per customer created (%d)", v, ok, res.Counts.Inserted)
+		}
+		if v, ok := metricValue(body, `tether_destination_circuit_state{`+labels+`}`); !ok || v != 0 {
+			t.Errorf("circuit state %v (found %v), want 0 (closed)", v, ok)
+		}
+		// Every destination of every integration the worker runs has its series.
+		if _, ok := metricValue(body, `tether_destination_circuit_state{destination="notify/reversal",integration="customer-onboarding"}`); !ok {
+			t.Errorf("no circuit state for customer-onboarding's notify reversals")
+		}
+		for _, want := range []string{"go_goroutines ", "process_resident_memory_bytes "} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		}
+	})
+}
