@@ -63,6 +63,9 @@ const (
 	// TypeRunFenced: a batch of a run that is being (or was) compensated
 	// was refused.
 	TypeRunFenced = "RunFenced"
+	// TypeBusy: another run is writing the integration; only one writes at
+	// a time.
+	TypeBusy = "IntegrationBusy"
 )
 
 // Permanent wraps err as a non-retryable application error of the given type.

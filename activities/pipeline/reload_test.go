@@ -357,6 +357,10 @@ func TestStartRun_PinsTheCurrentDefinition(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// As FinishRun does: the next run may take the writer lease.
+		if err := a.store.ReleaseWriter(ctx, "people", runID); err != nil {
+			t.Fatal(err)
+		}
 		return out.Plan
 	}
 	if got, want := start("r1").Definition, fingerprint(t, a, "people"); got == "" || got != want {

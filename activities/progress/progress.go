@@ -21,6 +21,9 @@ type Counts struct {
 	Stale       int `json:"stale"`       // rows older than the destination's version (skipped)
 	Duplicates  int `json:"duplicates"`  // duplicate keys collapsed inside a batch (last one won)
 	NotModified int `json:"notModified"` // pages answered 304 Not Modified
+	// Deleted counts the destination rows a batch refresh removed because
+	// the source no longer has their records.
+	Deleted int `json:"deleted,omitempty"`
 }
 
 // Applied is the number of rows written (inserted or updated).
@@ -41,6 +44,7 @@ func (c Counts) Add(o Counts) Counts {
 		Stale:       c.Stale + o.Stale,
 		Duplicates:  c.Duplicates + o.Duplicates,
 		NotModified: c.NotModified + o.NotModified,
+		Deleted:     c.Deleted + o.Deleted,
 	}
 }
 

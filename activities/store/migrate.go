@@ -174,6 +174,80 @@ CREATE TABLE tether_match_keys (
     PRIMARY KEY (namespace, match_value)
 );
 CREATE INDEX tether_match_keys_owner_idx ON tether_match_keys (namespace, record_key);`},
+		{10, "one writer per integration", `
+-- Runs of every kind that write: refresh re-reads the whole source and
+-- sweeps what it did not see; repair applies what a reconciliation found.
+ALTER TABLE tether_runs DROP CONSTRAINT tether_runs_kind_check;
+ALTER TABLE tether_runs ADD CONSTRAINT tether_runs_kind_check
+    CHECK (kind IN ('sync', 'replay', 'refresh', 'repair'));
+-- The run allowed to write an integration now (at most one per
+-- integration, whatever started it).
+CREATE TABLE tether_writers (
+    integration text PRIMARY KEY,
+    run_id      text NOT NULL,
+    workflow_id text NOT NULL DEFAULT '',
+    kind        text NOT NULL DEFAULT '',
+    trigger     text NOT NULL DEFAULT '',
+    acquired_at timestamptz NOT NULL DEFAULT now()
+);`},
+		{11, "reconciliations", `
+-- One row per reconciliation: what it found and did.
+CREATE TABLE tether_reconciliations (
+    reconcile_id     text PRIMARY KEY,
+    integration      text NOT NULL,
+    workflow_id      text NOT NULL DEFAULT '',
+    dry_run          boolean NOT NULL DEFAULT false,
+    extras_policy    text NOT NULL DEFAULT 'report',
+    status           text NOT NULL,
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    chunks           integer NOT NULL DEFAULT 0,
+    chunks_differing integer NOT NULL DEFAULT 0,
+    source_read      bigint NOT NULL DEFAULT 0,
+    destination_rows bigint NOT NULL DEFAULT 0,
+    rows_compared    bigint NOT NULL DEFAULT 0,
+    missing          integer NOT NULL DEFAULT 0,
+    changed          integer NOT NULL DEFAULT 0,
+    extra            integer NOT NULL DEFAULT 0,
+    invalid          integer NOT NULL DEFAULT 0,
+    repaired         integer NOT NULL DEFAULT 0,
+    extras_handled   integer NOT NULL DEFAULT 0,
+    samples          jsonb NOT NULL DEFAULT '{}',
+    error            text
+);
+CREATE INDEX tether_reconciliations_integration_idx ON tether_reconciliations (integration, started_at DESC);
+-- The source's digest of every chunk of the key space.
+CREATE TABLE tether_reconcile_chunks (
+    reconcile_id text NOT NULL,
+    chunk        integer NOT NULL,
+    n            bigint NOT NULL,
+    x1           bigint NOT NULL,
+    x2           bigint NOT NULL,
+    PRIMARY KEY (reconcile_id, chunk)
+);
+-- Source records of the chunks that differ (and every invalid one), then
+-- their class once compared: missing, changed, same or invalid.
+CREATE TABLE tether_reconcile_rows (
+    reconcile_id text NOT NULL,
+    ord          bigint NOT NULL,
+    chunk        integer NOT NULL,
+    key_text     text NOT NULL,
+    source_key   text NOT NULL DEFAULT '',
+    row_hash     text NOT NULL DEFAULT '',
+    class        text,
+    record       jsonb,
+    record_text  text,
+    PRIMARY KEY (reconcile_id, ord)
+);
+CREATE INDEX tether_reconcile_rows_key_idx ON tether_reconcile_rows (reconcile_id, key_text);
+-- Destination rows of differing chunks the source does not have.
+CREATE TABLE tether_reconcile_extras (
+    reconcile_id text NOT NULL,
+    key_text     text NOT NULL,
+    key          jsonb NOT NULL,
+    handled      text,
+    PRIMARY KEY (reconcile_id, key_text)
+);`},
 	}
 }
 

@@ -20,6 +20,11 @@ const (
 	KindSync = "sync"
 	// KindReplay is a run that re-applies quarantined records.
 	KindReplay = "replay"
+	// KindRefresh re-reads the whole source, then removes the destination
+	// rows it did not see.
+	KindRefresh = "refresh"
+	// KindRepair applies the differences a reconciliation found.
+	KindRepair = "repair"
 )
 
 // Run is one sync or replay run, across continue-as-new.

@@ -20,6 +20,9 @@ const (
 	// puts its checkpoint back, and says which batches to undo.
 	BeginCompensationName = "BeginCompensation"
 	FinishRunName         = "FinishRun"
+	// SweepRefreshName ends a batch refresh: it deletes the destination
+	// rows whose records the run did not see.
+	SweepRefreshName = "SweepRefresh"
 )
 
 // Plan is what a run needs to know about its integration. StartRun returns
@@ -59,9 +62,15 @@ type StartRunInput struct {
 	Integration string `json:"integration"`
 	RunID       string `json:"runId"`
 	WorkflowID  string `json:"workflowId"`
-	Kind        string `json:"kind"` // "sync" or "replay"
+	Kind        string `json:"kind"` // "sync", "replay", "refresh" or "repair"
 	// Full ignores the checkpoint and reads the whole source.
 	Full bool `json:"full"`
+	// Trigger says who started the run (shown to a run refused the lease).
+	Trigger string `json:"trigger,omitempty"`
+	// Owner is the run whose writer lease this run writes under: empty for
+	// a run that takes the lease itself; a reconciliation's repair run
+	// names its reconciliation.
+	Owner string `json:"owner,omitempty"`
 }
 
 // StartRunOutput carries the run's plan.
@@ -178,6 +187,10 @@ type ApplyInput struct {
 	// records still invalid stay pending with their new errors.
 	Replay        bool    `json:"replay,omitempty"`
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
+	// Kind is the run's kind when it is "refresh" (PostgreSQL steps record
+	// the keys they see, for the sweep at the end) or "repair" (the batch
+	// leaves the checkpoint alone); empty otherwise.
+	Kind string `json:"kind,omitempty"`
 	// Step is the destination this apply writes to (index into the plan's
 	// Steps). Only the last step saves the checkpoint.
 	Step int `json:"step,omitempty"`
@@ -253,4 +266,46 @@ type FinishRunInput struct {
 	// the step uses that version, even after the integration changed. Empty
 	// (runs started before runs were pinned) means the current one.
 	Definition string `json:"definition,omitempty"`
+	// Owner is StartRunInput.Owner: a run writing under another run's
+	// lease leaves it in place.
+	Owner string `json:"owner,omitempty"`
+}
+
+// SweepRefreshInput ends a refresh run that read the whole source: every
+// PostgreSQL destination drops the rows the run did not write, except the
+// rows of records it quarantined. HTTP destinations are not swept.
+type SweepRefreshInput struct {
+	Integration string `json:"integration"`
+	RunID       string `json:"runId"`
+	// Seq is the batch number of the sweep, after the run's last batch: an
+	// atomic run's compensation undoes it with the batches.
+	Seq int `json:"seq"`
+	// Atomic keeps the before-images of the rows deleted.
+	Atomic bool `json:"atomic"`
+	// Counts are the run's counters so far (the sweep records them with
+	// its deletions, as a batch does).
+	Counts progress.Counts `json:"counts"`
+	// Next is the run's read position, recorded with the counters.
+	Next source.Position `json:"next"`
+	// Definition pins the run's version of the integration (Plan.Definition).
+	Definition string `json:"definition,omitempty"`
+}
+
+// SweepRefreshOutput counts the rows deleted.
+type SweepRefreshOutput struct {
+	// Deleted is the number of rows deleted, over every destination.
+	Deleted int `json:"deleted"`
+	// Steps are the destinations swept, in the integration's order.
+	Steps []SweptStep `json:"steps,omitempty"`
+	// Replayed is true when an earlier attempt had committed the sweep and
+	// nothing was deleted this time.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// SweptStep is what the sweep did in one destination.
+type SweptStep struct {
+	// Step is the destination's index in the plan's Steps; Name its name.
+	Step    int    `json:"step"`
+	Name    string `json:"name"`
+	Deleted int    `json:"deleted"`
 }

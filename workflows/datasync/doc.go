@@ -22,4 +22,8 @@
 // fails for good or is cancelled, CompensateBatch restores them in reverse
 // order in a disconnected context. A non-atomic run keeps what it committed,
 // and the next run resumes from the checkpoint.
+//
+// A refresh ({"refresh": true}) reads the whole source, then runs
+// SweepRefresh as one more batch: it deletes the destination rows the run
+// did not see, and an atomic run's compensation undoes it with the rest.
 package datasync

@@ -52,6 +52,18 @@ type Input struct {
 	PagesPerExecution int `json:"pagesPerExecution,omitempty"`
 	// Trigger says who started the run ("cli", "schedule", "webhook"...).
 	Trigger string `json:"trigger,omitempty"`
+	// Refresh re-reads the whole source and then removes the destination
+	// rows it no longer has (a batch refresh, for sources without a usable
+	// cursor). It implies Full.
+	Refresh bool `json:"refresh,omitempty"`
+	// Wait queues the run behind another run writing the same integration
+	// (it waits, durably, until that one ends) instead of failing at once.
+	Wait bool `json:"wait,omitempty"`
+	// Repair names the reconciliation whose missing and changed records
+	// this run applies instead of reading the source (set by
+	// ReconcileWorkflow for its child run; it writes under that
+	// reconciliation's lease).
+	Repair string `json:"repair,omitempty"`
 	// State is set only by continue-as-new: the run's position carried over.
 	State *State `json:"state,omitempty"`
 }
@@ -216,13 +228,15 @@ func (r *run) start(ctx workflow.Context) error {
 		IntegrationAttr.ValueSet(r.in.Integration), StatusAttr.ValueSet(progress.StatusRunning))
 	r.progressed(ctx, syncstep.StartRunName)
 	var out syncstep.StartRunOutput
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.StartRunName, syncstep.StartRunInput{
+	err := r.startRun(ctx, syncstep.StartRunInput{
 		Integration: r.in.Integration,
 		RunID:       r.st.RunID,
 		WorkflowID:  info.WorkflowExecution.ID,
 		Kind:        r.kind(),
-		Full:        r.in.Full,
-	}).Get(ctx, &out)
+		Full:        r.in.Full || r.in.Refresh,
+		Trigger:     r.in.Trigger,
+		Owner:       r.in.Repair,
+	}, &out)
 	if err != nil {
 		r.status = progress.StatusFailed
 		r.err = stepError(syncstep.StartRunName, 0, err)
@@ -252,10 +266,50 @@ func (r *run) start(ctx workflow.Context) error {
 	return nil
 }
 
-// kind is "replay" for quarantine replays, else "sync".
+// maxWriterWait bounds how long a run started with Wait queues behind
+// another run writing its integration.
+const maxWriterWait = 6 * time.Hour
+
+// startRun runs StartRun. When another run writes the integration and the
+// run was started with Wait, it waits on durable timers (backing off to a
+// minute) and asks again, showing whom it waits for in the progress query.
+func (r *run) startRun(ctx workflow.Context, in syncstep.StartRunInput, out *syncstep.StartRunOutput) error {
+	actx := workflow.WithActivityOptions(ctx, shortStep)
+	delay, waited := 2*time.Second, time.Duration(0)
+	for {
+		err := workflow.ExecuteActivity(actx, syncstep.StartRunName, in).Get(ctx, out)
+		if err == nil || !r.in.Wait || !failure.IsType(err, failure.TypeBusy) || waited >= maxWriterWait {
+			return err
+		}
+		r.throttled = "waiting for another run to finish: " + err.Error()
+		r.progressed(ctx, "waiting for the integration's writer")
+		if err := workflow.Sleep(ctx, delay); err != nil {
+			return err
+		}
+		waited += delay
+		delay = min(2*delay, time.Minute)
+		r.throttled = ""
+	}
+}
+
+// applyKind is ApplyInput.Kind: the kinds whose batches differ.
+func (r *run) applyKind() string {
+	if k := r.kind(); k == "refresh" || k == "repair" {
+		return k
+	}
+	return ""
+}
+
+// kind is the run's kind as recorded: "replay" for quarantine replays,
+// "repair" for a reconciliation's repairs, "refresh", else "sync".
 func (r *run) kind() string {
-	if r.in.Replay {
+	switch {
+	case r.in.Replay:
 		return "replay"
+	case r.in.Repair != "":
+		return "repair"
+	case r.in.Refresh:
+		return "refresh"
 	}
 	return "sync"
 }
@@ -291,6 +345,9 @@ func (r *run) execute(ctx workflow.Context) (Result, error) {
 	if r.err == nil && ctx.Err() == nil && r.st.Plan.InvalidThreshold >= 0 &&
 		r.st.Counts.InvalidShare() > r.st.Plan.InvalidThreshold {
 		r.fail("threshold", thresholdError(r.st.Counts, r.st.Plan.InvalidThreshold))
+	}
+	if r.err == nil && ctx.Err() == nil && r.kind() == "refresh" {
+		r.sweep(ctx)
 	}
 
 	if r.err == nil && ctx.Err() == nil {
@@ -333,6 +390,63 @@ func (r *run) execute(ctx workflow.Context) (Result, error) {
 		r.log.Error("recording the run's end failed", "error", err)
 	}
 	return r.result(), cause
+}
+
+// sweepStep runs a refresh's sweep: one transaction over whole tables, so
+// a longer budget than a batch, with heartbeats to notice a lost worker; a
+// cancelled run waits for it to commit or roll back before compensating.
+var sweepStep = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Minute,
+	HeartbeatTimeout:    30 * time.Second,
+	WaitForCancellation: true,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    time.Minute,
+		MaximumAttempts:    8,
+	},
+}
+
+// sweep ends a refresh that read the whole source: SweepRefresh deletes the
+// destination rows the run did not see, as the run's last batch (so an
+// atomic run's compensation undoes it with the others). A refresh stopped
+// by MaxPages did not see the whole source and deletes nothing.
+func (r *run) sweep(ctx workflow.Context) {
+	if r.in.MaxPages > 0 && r.st.Counts.Pages >= r.in.MaxPages {
+		r.log.Warn("refresh stopped at maxPages, maybe before the end of the source: no row is deleted",
+			"pages", r.st.Counts.Pages, "maxPages", r.in.MaxPages)
+		return
+	}
+	r.st.Seq++
+	seq := r.st.Seq
+	r.st.ApplyStarted = seq
+	r.st.ApplyStep = len(r.steps()) - 1
+	r.progressed(ctx, syncstep.SweepRefreshName)
+	var out syncstep.SweepRefreshOutput
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sweepStep), syncstep.SweepRefreshName, syncstep.SweepRefreshInput{
+		Integration: r.in.Integration,
+		RunID:       r.st.RunID,
+		Seq:         seq,
+		Atomic:      r.st.Plan.Atomic,
+		Counts:      r.st.Counts,
+		Next:        r.st.Position,
+		Definition:  r.st.Plan.Definition,
+	}).Get(ctx, &out)
+	if err != nil {
+		r.failUnlessCancelled(ctx, syncstep.SweepRefreshName, err)
+		return
+	}
+	r.st.Counts.Deleted += out.Deleted
+	if len(r.st.Plan.Steps) > 0 {
+		for _, sw := range out.Steps {
+			if r.st.Destinations == nil {
+				r.st.Destinations = map[string]progress.Counts{}
+			}
+			r.st.Destinations[sw.Name] = r.st.Destinations[sw.Name].Add(progress.Counts{Deleted: sw.Deleted})
+		}
+	}
+	r.applyNext = seq + 1
+	r.log.Info("refresh swept", "integration", r.in.Integration, "deleted", out.Deleted)
 }
 
 // pipeline fetches pages in order and overlaps validate/transform/apply of
@@ -406,7 +520,17 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 	ref := syncstep.PageRef{RunID: r.st.RunID, Page: page}
 	actx := workflow.WithActivityOptions(ctx, fetchStep)
 	var f workflow.Future
-	if r.in.Replay {
+	switch {
+	case r.in.Repair != "":
+		f = workflow.ExecuteActivity(actx, syncstep.FetchRepairName, syncstep.FetchRepairInput{
+			Integration: r.in.Integration,
+			Ref:         ref,
+			Reconcile:   r.in.Repair,
+			AfterOrd:    int64(r.st.Position.Offset),
+			Limit:       r.st.Plan.BatchSize,
+			Definition:  r.st.Plan.Definition,
+		})
+	case r.in.Replay:
 		f = workflow.ExecuteActivity(actx, syncstep.FetchQuarantinedName, syncstep.FetchQuarantinedInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
@@ -415,7 +539,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Limit:       r.st.Plan.BatchSize,
 			Definition:  r.st.Plan.Definition,
 		})
-	} else {
+	default:
 		f = workflow.ExecuteActivity(actx, syncstep.FetchPageName, syncstep.FetchPageInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
@@ -510,6 +634,7 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 			CacheKey:   page.CacheKey,
 			Counts:     r.st.Counts,
 			Replay:     r.in.Replay,
+			Kind:       r.applyKind(),
 			// A replay marks the quarantine entries it applied.
 			QuarantineIDs: page.QuarantineIDs,
 			Step:          i,
@@ -734,6 +859,7 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 		Error:       errMsg,
 		ErrorType:   errType,
 		Definition:  r.st.Plan.Definition,
+		Owner:       r.in.Repair,
 	}).Get(ctx, nil)
 }
 

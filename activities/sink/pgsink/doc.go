@@ -34,4 +34,11 @@
 // (deleting the keys the batch created); compensating a run's batches in
 // reverse order restores the table exactly. DropBeforeImages forgets a run's
 // images once the run has completed or been compensated.
+//
+// Batch refresh: with UpsertOptions.SeenRun, the batch also records the key
+// of every row it stages in tether_seen_keys (beside the target, in the
+// same savepoint). Sweep then deletes, in one statement, the rows whose
+// keys the run did not see (keeping the rows of keys it is told to keep),
+// optionally recording their before-images so Compensate puts them back;
+// DropSeen forgets a run's keys.
 package pgsink

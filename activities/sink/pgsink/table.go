@@ -115,6 +115,9 @@ func (t Table) Validate() error {
 	if checkIdent("name", t.Name) && t.Name == BeforeImagesTable {
 		bad("name", "%q is reserved for the sink's before-images", t.Name)
 	}
+	if t.Name == SeenKeysTable {
+		bad("name", "%q is reserved for the keys a refresh has seen", t.Name)
+	}
 
 	if len(t.Columns) == 0 {
 		bad("columns", "at least one column is required")

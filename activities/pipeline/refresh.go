@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/syncstep"
+)
+
+// A batch refresh makes a destination equal to its source when the source
+// has no usable cursor (or deletes records without telling): the run reads
+// the whole source and upserts it like a full sync, while each PostgreSQL
+// destination records the key of every row it writes (applyPostgres,
+// pgsink.UpsertOptions.SeenRun); once the read is complete, SweepRefresh
+// deletes, in one transaction, the rows whose keys the run did not see.
+// Until then readers see every old row; an atomic run keeps the deleted
+// rows' before-images, so its compensation puts them back. HTTP
+// destinations are not swept: their objects are only upserted.
+
+// SweepRefresh ends a refresh run that read the whole source: in one
+// transaction, every PostgreSQL destination of the run's definition drops
+// the rows whose keys the run did not write, except the rows of records
+// the run quarantined (the source still has them; they are only invalid).
+// An atomic run records the deleted rows' before-images under in.Seq. The
+// transaction also records the run's counts (which fences out a run being
+// compensated) and marks the sweep done, so a retried sweep deletes
+// nothing more and returns what the first one did.
+func (a *Activities) SweepRefresh(ctx context.Context, in syncstep.SweepRefreshInput) (syncstep.SweepRefreshOutput, error) {
+	c, err := a.get(in.Integration, in.Definition)
+	if err != nil {
+		return syncstep.SweepRefreshOutput{}, err
+	}
+	marker := batchMarker(ctx, in.RunID) + "@sweep"
+	if prev, done, err := a.store.BatchApplied(ctx, a.db, marker, in.Seq); err != nil {
+		return syncstep.SweepRefreshOutput{}, err
+	} else if done {
+		var out syncstep.SweepRefreshOutput
+		if err := json.Unmarshal(prev, &out); err != nil {
+			return syncstep.SweepRefreshOutput{}, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("read the sweep of refresh %s: %w", in.RunID, err))
+		}
+		out.Replayed = true
+		return out, nil
+	}
+	if in.Counts.NotModified > 0 {
+		return syncstep.SweepRefreshOutput{}, failure.Permanent(failure.TypeConfig, fmt.Errorf(
+			"refresh %s of %q: %d page(s) were answered 304 Not Modified, so their records were not seen and nothing is deleted; start the refresh again (it forgets the page validators when it starts)",
+			in.RunID, in.Integration, in.Counts.NotModified))
+	}
+	var swept []int
+	for i, st := range c.steps {
+		if st.pg != nil {
+			swept = append(swept, i)
+		}
+	}
+	if len(swept) == 0 {
+		activity.GetLogger(ctx).Info("refresh has no PostgreSQL destination to sweep", "runId", in.RunID)
+		return syncstep.SweepRefreshOutput{}, nil
+	}
+	if err := a.checkNotFenced(ctx, in.RunID); err != nil {
+		return syncstep.SweepRefreshOutput{}, err
+	}
+	keep, err := a.store.QuarantinedKeys(ctx, in.Integration, in.RunID)
+	if err != nil {
+		return syncstep.SweepRefreshOutput{}, err
+	}
+	stop := heartbeat(ctx, fmt.Sprintf("sweeping the rows refresh %s did not see", in.RunID))
+	defer stop()
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return syncstep.SweepRefreshOutput{}, store.Classify(err, "begin the sweep of refresh "+in.RunID)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	var out syncstep.SweepRefreshOutput
+	for _, i := range swept {
+		st := c.steps[i]
+		n, err := st.pg.Sweep(ctx, tx, in.RunID, in.Seq, in.Atomic, keep)
+		if err != nil {
+			return syncstep.SweepRefreshOutput{}, err // classified, names the table
+		}
+		out.Steps = append(out.Steps, syncstep.SweptStep{Step: i, Name: st.dest.Name, Deleted: n})
+		out.Deleted += n
+	}
+	counts := in.Counts
+	counts.Deleted += out.Deleted
+	if err := a.store.UpdateRun(ctx, tx, in.RunID, counts, source.Checkpoint{}, in.Next); err != nil {
+		return syncstep.SweepRefreshOutput{}, err
+	}
+	if err := a.store.MarkBatchApplied(ctx, tx, marker, in.Seq, out); err != nil {
+		return syncstep.SweepRefreshOutput{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return syncstep.SweepRefreshOutput{}, store.Classify(err, "commit the sweep of refresh "+in.RunID)
+	}
+	activity.GetLogger(ctx).Info("refresh swept", "runId", in.RunID, "seq", in.Seq, "deleted", out.Deleted, "kept", len(keep))
+	return out, nil
+}
+
+// forgetSeen drops the seen keys of an ended run from every PostgreSQL
+// destination of c, and, once a run completed, those of the integration's
+// earlier refresh runs that ended without (kept until then so that a reset
+// could still finish them).
+func (a *Activities) forgetSeen(ctx context.Context, c *compiled, integration, runID string, completed bool) error {
+	runs := []string{runID}
+	if completed {
+		earlier, err := a.store.EndedRefreshRuns(ctx, integration, runID)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, earlier...)
+	}
+	for _, st := range c.steps {
+		if st.pg == nil {
+			continue
+		}
+		if err := st.pg.DropSeen(ctx, a.db, runs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
