@@ -10,8 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/tetherflow/tether/activities/failure"
@@ -54,6 +58,16 @@ type Deps struct {
 	// RetainUnused drops a previous version no step used for this long
 	// (default 24h).
 	RetainUnused time.Duration
+	// Temporal tells whether the run holding an integration's writer lease
+	// still runs (a workflow terminated from the Web UI leaves its lease
+	// behind). Nil trusts the lease until the run records its end.
+	Temporal WorkflowDescriber
+}
+
+// WorkflowDescriber is the part of the Temporal client the writer lease
+// uses (client.Client has it).
+type WorkflowDescriber interface {
+	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
 }
 
 // Activities are the sync steps, as methods registered with a worker.
@@ -176,11 +190,19 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 	if err != nil {
 		return syncstep.StartRunOutput{}, err
 	}
+	if err := a.acquireWriter(ctx, in); err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
 	def := c.def
-	if in.Kind == store.KindReplay {
-		upTo, err := a.store.MaxQuarantineID(ctx, in.Integration)
-		if err != nil {
-			return syncstep.StartRunOutput{}, err
+	if in.Kind == store.KindReplay || in.Kind == store.KindRepair {
+		// Neither reads the source: a replay reads pending quarantined
+		// records up to the newest now, a repair the records its
+		// reconciliation found missing or changed.
+		var upTo int64
+		if in.Kind == store.KindReplay {
+			if upTo, err = a.store.MaxQuarantineID(ctx, in.Integration); err != nil {
+				return syncstep.StartRunOutput{}, err
+			}
 		}
 		err = a.store.BeginRun(ctx, store.Run{RunID: in.RunID, Integration: in.Integration, WorkflowID: in.WorkflowID,
 			Kind: in.Kind, Status: progress.StatusRunning})
@@ -213,6 +235,13 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 	case found && !in.Full && cp.Position != (source.Position{}):
 		plan.Start = cp.Position
 		plan.Resumed = true
+	}
+	if in.Kind == store.KindRefresh {
+		// A refresh must see every record: no page may come back 304 Not
+		// Modified, or SweepRefresh would take its rows for deleted.
+		if err := a.store.ForgetMemos(ctx, in.Integration); err != nil {
+			return syncstep.StartRunOutput{}, err
+		}
 	}
 	err = a.store.BeginRun(ctx, store.Run{
 		RunID:       in.RunID,
@@ -478,6 +507,11 @@ func (a *Activities) commitBatch(ctx context.Context, tx *sql.Tx, c *compiled, i
 	case !final:
 	case in.Replay:
 		err = a.store.MarkReplayed(ctx, tx, appliedEntries(in.QuarantineIDs, e, refused), in.Ref.RunID)
+	case in.Kind == store.KindRepair:
+		// A repair applies chosen records: the checkpoint stays where the
+		// syncs left it, but a valid version still resolves a quarantined
+		// record.
+		err = a.store.Supersede(ctx, tx, in.Integration, appliedKeys(e, refused), in.Ref.RunID)
 	default:
 		err = a.store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{
 			Checkpoint: in.Checkpoint, Position: in.Next, RunID: in.Ref.RunID, Seq: in.Seq,
@@ -636,8 +670,11 @@ func (a *Activities) BeginCompensation(ctx context.Context, in syncstep.BeginCom
 // the checkpoint and page memos of a sync run, the replay marks of a replay
 // run. It is idempotent.
 func (a *Activities) rollBackRunState(ctx context.Context, integration, kind string, run store.Run) error {
-	if kind == store.KindReplay {
+	switch kind {
+	case store.KindReplay:
 		return a.store.UnmarkReplayed(ctx, run.RunID)
+	case store.KindRepair:
+		return nil // it moved no checkpoint
 	}
 	if err := a.store.RestoreCheckpoint(ctx, a.db, integration, store.CheckpointState{Checkpoint: run.From, RunID: run.RunID}); err != nil {
 		return err
@@ -676,8 +713,8 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 		if err := a.rollBackRunState(ctx, in.Integration, in.Kind, run); err != nil {
 			return err
 		}
-	case in.Kind == store.KindReplay:
-		// A replay never moves the integration's checkpoint or memos.
+	case in.Kind == store.KindReplay || in.Kind == store.KindRepair:
+		// A replay or repair never moves the integration's checkpoint or memos.
 	case in.Status == progress.StatusCompleted:
 		if err := a.store.ClearPosition(ctx, in.Integration); err != nil {
 			return err
@@ -695,6 +732,11 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 				return err
 			}
 		}
+		// A refresh's seen keys (and an earlier failed refresh's, once a
+		// run completes) go with its before-images.
+		if err := a.forgetSeen(ctx, c, in.Integration, in.RunID, in.Status == progress.StatusCompleted); err != nil {
+			return err
+		}
 		if err := a.store.ForgetIdentityImages(ctx, in.RunID); err != nil {
 			return err
 		}
@@ -707,8 +749,89 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 			return err
 		}
 	}
+	if in.Owner == "" || in.Owner == in.RunID {
+		if err := a.store.ReleaseWriter(ctx, in.Integration, in.RunID); err != nil {
+			return err
+		}
+	}
 	a.cache.dropRun(in.RunID)
 	return nil
+}
+
+// acquireWriter takes the integration's writer lease for the run (or
+// checks the run's owner holds it), or fails with failure.TypeBusy naming
+// the run that writes the integration now.
+func (a *Activities) acquireWriter(ctx context.Context, in syncstep.StartRunInput) error {
+	owner := in.Owner
+	if owner == "" {
+		owner = in.RunID
+	}
+	w := store.Writer{Integration: in.Integration, RunID: owner, WorkflowID: in.WorkflowID, Kind: in.Kind, Trigger: in.Trigger}
+	if in.Owner != "" && in.Owner != in.RunID {
+		// A repair run writes under its reconciliation's lease, which
+		// must still be held by it.
+		holder, ok, err := a.store.CurrentWriter(ctx, in.Integration)
+		if err != nil {
+			return err
+		}
+		if ok && holder.RunID == owner {
+			return nil
+		}
+		if ok {
+			return busyError(in, holder)
+		}
+		if i := strings.LastIndex(owner, "/"); i > 0 {
+			w.WorkflowID = owner[:i]
+		}
+	}
+	holder, acquired, err := a.store.AcquireWriter(ctx, w, a.alive)
+	if err != nil {
+		return err
+	}
+	if !acquired {
+		return busyError(in, holder)
+	}
+	if holder.RunID != owner {
+		a.log.Warn("took over the writer lease of a run that no longer runs",
+			"integration", in.Integration, "run", owner, "previous", holder.RunID, "previousWorkflow", holder.WorkflowID)
+	}
+	return nil
+}
+
+// busyError says which run writes the integration and what to do.
+func busyError(in syncstep.StartRunInput, holder store.Writer) error {
+	by := holder.Kind
+	if holder.Trigger != "" {
+		by += " started by " + holder.Trigger
+	}
+	return failure.Permanent(failure.TypeBusy, fmt.Errorf(
+		"integration %q is being written by another run: %s (workflow %q, a %s, since %s); only one run writes an integration at a time, so this %s run did nothing. Wait for that run to end (tether watch %s), cancel it, or start this one with wait (tether start --wait) to queue behind it",
+		in.Integration, holder.RunID, holder.WorkflowID, by, holder.AcquiredAt.UTC().Format(time.RFC3339), in.Kind, holder.WorkflowID))
+}
+
+// alive asks Temporal whether the workflow holding a lease still runs.
+func (a *Activities) alive(ctx context.Context, holder store.Writer) (bool, error) {
+	if a.deps.Temporal == nil || holder.WorkflowID == "" {
+		return true, nil
+	}
+	resp, err := a.deps.Temporal.DescribeWorkflowExecution(ctx, holder.WorkflowID, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	info := resp.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return false, nil
+	}
+	// The same workflow id may run again later: the lease's run id is
+	// "<workflow id>/<first run id>".
+	if first := info.GetFirstRunId(); first != "" && holder.RunID != holder.WorkflowID+"/"+first {
+		return false, nil
+	}
+	return true, nil
 }
 
 // heartbeat records a heartbeat now and every few seconds until stopped.

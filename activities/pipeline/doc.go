@@ -14,4 +14,8 @@
 // checkpoint, the run's counters and an applied-batch marker in one
 // transaction: a retried ApplyBatch whose commit already happened writes
 // nothing, and a crash at any point resumes exactly where the data stands.
+//
+// A refresh run's batches also record the keys they write; SweepRefresh,
+// after the last one, deletes from every PostgreSQL destination the rows
+// the run did not see (see refresh.go).
 package pipeline

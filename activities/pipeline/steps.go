@@ -54,13 +54,16 @@ func compileSteps(def integration.Definition, d Deps) ([]*step, error) {
 		case dest.Postgres != nil:
 			st.pg, err = pgsink.New(*dest.Postgres)
 		case dest.HTTP != nil:
-			opts := append([]httpsink.Option{httpsink.WithLogger(d.Logger)}, d.SinkOptions...)
-			st.http, err = httpsink.New(def.Name+"/"+dest.Name, *dest.HTTP, opts...)
+			// The sink's metrics are labelled with the integration and the step.
+			opts := func(destination string) []httpsink.Option {
+				return append([]httpsink.Option{httpsink.WithLogger(d.Logger), httpsink.WithDestination(def.Name, destination)}, d.SinkOptions...)
+			}
+			st.http, err = httpsink.New(def.Name+"/"+dest.Name, *dest.HTTP, opts(dest.Name)...)
 			if err == nil && dest.Reversal != nil {
 				rc := *dest.HTTP
 				rc.Create = *dest.Reversal
 				rc.Batch = httpsink.Batch{}
-				st.reversal, err = httpsink.New(def.Name+"/"+dest.Name+" reversal", rc, opts...)
+				st.reversal, err = httpsink.New(def.Name+"/"+dest.Name+" reversal", rc, opts(dest.Name+"/reversal")...)
 			}
 		}
 		if err != nil {
@@ -181,9 +184,14 @@ func (a *Activities) batchFor(ctx context.Context, q store.Querier, st *step, e 
 	return b, nil
 }
 
-// applyPostgres upserts the step's rows in tx.
+// applyPostgres upserts the step's rows in tx; a refresh run's batch also
+// records their keys as seen, for SweepRefresh.
 func (a *Activities) applyPostgres(ctx context.Context, tx *sql.Tx, st *step, in syncstep.ApplyInput, b *stepBatch) error {
-	res, err := st.pg.Upsert(ctx, tx, b.rows, pgsink.UpsertOptions{BeforeImages: in.Atomic, RunID: in.Ref.RunID, Seq: in.Seq})
+	opt := pgsink.UpsertOptions{BeforeImages: in.Atomic, RunID: in.Ref.RunID, Seq: in.Seq}
+	if in.Kind == store.KindRefresh {
+		opt.SeenRun = in.Ref.RunID // the keys the run's sweep keeps
+	}
+	res, err := st.pg.Upsert(ctx, tx, b.rows, opt)
 	if err != nil {
 		return err // classified; the workflow adds the page
 	}

@@ -48,6 +48,9 @@ type Request struct {
 	Since Checkpoint
 	// Limit is the number of records per page to ask for.
 	Limit int
+	// Unconditional asks for the records even when a page memo would let
+	// the source answer "not modified" (a reconciliation must see them).
+	Unconditional bool
 }
 
 // Page is one page read from a source.

@@ -32,8 +32,13 @@ const usage = `tether — durable integration syncs on Temporal
 Usage:
   tether up [--exit] [--contacts N]        run the dev stack (Temporal dev server + Web UI,
                                             sandbox CRM API, a worker) and a demo sync
-  tether start INTEGRATION [--watch] [--full] [--max-pages N]
-                                            start a sync run (and show its progress bar)
+  tether start INTEGRATION [--watch] [--full] [--refresh] [--wait] [--max-pages N]
+                                            start a sync run (and show its progress bar);
+                                            --refresh also deletes the destination rows the
+                                            source no longer has (batch refresh); --wait queues
+                                            behind a run already writing the integration
+  tether reconcile INTEGRATION [--dry-run] [--extras report|delete|mark] [--wait] [--watch]
+                                            compare source and destination, repair the drift
   tether watch WORKFLOW_ID                  progress bar of a running sync until it ends
   tether integrations [--dir DIR]           the integrations the shipped worker runs: Go ones and
                                             integration files (TETHER_INTEGRATIONS_DIR)
@@ -45,6 +50,12 @@ Usage:
   tether quarantine replay --integration NAME [--watch]
                                             after fixing the schema or mapping: run the pending
                                             quarantined records through validate/transform/apply
+  tether schedules [--owner OWNER]          tether's Temporal Schedules: integration, kind, times,
+                                            paused, next run, last run and its status
+  tether schedules apply [--config FILE] [--dir DIR] [--owner OWNER]
+                                            make the schedules those the worker's integrations
+                                            declare, as workers do at start (for workers run with
+                                            schedules.manage: false)
 
 Common flags (and environment):
   --address    Temporal host:port (TEMPORAL_ADDRESS, default 127.0.0.1:7233)
@@ -72,6 +83,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"validate":     cmdValidate,
 		"runs":         cmdRuns,
 		"quarantine":   cmdQuarantine,
+		"schedules":    cmdSchedules,
+		"reconcile":    cmdReconcile,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -164,6 +177,8 @@ func StartSync(ctx context.Context, c client.Client, taskQueue string, in datasy
 	kind := "sync"
 	if in.Replay {
 		kind = "replay"
+	} else if in.Refresh {
+		kind = "refresh"
 	}
 	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        WorkflowID(in.Integration, kind, in.Trigger, time.Now()),
@@ -189,6 +204,8 @@ func cmdStart(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("start")
 	watch := fs.Bool("watch", false, "show a progress bar until the run ends")
 	full := fs.Bool("full", false, "ignore the checkpoint and read the whole source")
+	refresh := fs.Bool("refresh", false, "batch refresh: read the whole source, then delete the destination rows it no longer has")
+	wait := fs.Bool("wait", false, "queue behind a run already writing the integration instead of failing")
 	maxPages := fs.Int("max-pages", 0, "stop after this many pages (0 = all)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -202,7 +219,7 @@ func cmdStart(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	run, err := StartSync(ctx, c, e.taskQueue, datasync.Input{Integration: pos[0], Full: *full, MaxPages: *maxPages})
+	run, err := StartSync(ctx, c, e.taskQueue, datasync.Input{Integration: pos[0], Full: *full, Refresh: *refresh, Wait: *wait, MaxPages: *maxPages})
 	if err != nil {
 		return fmt.Errorf("start %s: %w", pos[0], err)
 	}
@@ -252,10 +269,10 @@ func cmdRuns(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STARTED\tINTEGRATION\tSTATUS\tFETCHED\tVALID\tQUARANTINED\tAPPLIED\tUNCHANGED\tTO\tERROR")
+	fmt.Fprintln(tw, "STARTED\tINTEGRATION\tSTATUS\tFETCHED\tVALID\tQUARANTINED\tAPPLIED\tUNCHANGED\tDELETED\tTO\tERROR")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.StartedAt.Format(time.DateTime), r.Integration, r.Status,
-			r.Counts.Fetched, r.Counts.Valid, r.Counts.Invalid, r.Counts.Applied(), r.Counts.Unchanged, orDash(r.To.Cursor), truncate(r.Error, 80))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.StartedAt.Format(time.DateTime), r.Integration, r.Status,
+			r.Counts.Fetched, r.Counts.Valid, r.Counts.Invalid, r.Counts.Applied(), r.Counts.Unchanged, r.Counts.Deleted, orDash(r.To.Cursor), truncate(r.Error, 80))
 	}
 	return tw.Flush()
 }
@@ -337,18 +354,19 @@ type Outcome struct {
 }
 
 // PrintSummary prints what each run fetched, validated, quarantined,
-// applied and left unchanged, with the Web UI link to it.
+// applied, left unchanged and (a refresh) deleted, with the Web UI link to
+// it.
 func PrintSummary(w io.Writer, outs []Outcome, uiURL, namespace string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nINTEGRATION\tSTATUS\tFETCHED\tVALID\tQUARANTINED\tAPPLIED\tUNCHANGED\tSKIPPED")
+	fmt.Fprintln(tw, "\nINTEGRATION\tSTATUS\tFETCHED\tVALID\tQUARANTINED\tAPPLIED\tUNCHANGED\tSKIPPED\tDELETED")
 	for _, o := range outs {
 		status := o.Result.Status
 		if o.Err != nil && status == "" {
 			status = progress.StatusFailed
 		}
 		c := o.Result.Counts
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), status,
-			c.Fetched, c.Valid, c.Invalid, c.Applied(), c.Unchanged, c.Skipped)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), status,
+			c.Fetched, c.Valid, c.Invalid, c.Applied(), c.Unchanged, c.Skipped, c.Deleted)
 	}
 	_ = tw.Flush()
 	for _, o := range outs {

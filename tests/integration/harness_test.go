@@ -213,7 +213,7 @@ func (s *stack) startWorker() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	acts, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log,
-		HTTPOptions: s.httpOptions, SinkOptions: s.sinkOptions, LookupEnv: s.lookupEnv})
+		HTTPOptions: s.httpOptions, SinkOptions: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client})
 	if err != nil {
 		s.t.Fatalf("activities: %v", err)
 	}
@@ -387,11 +387,13 @@ func workerBinary(t *testing.T) string {
 func pgDSN() string { return pgtest.BaseDSN() }
 
 // workerEnv is the environment of a worker process serving this stack.
+// Its metrics endpoint takes any free port: tests run several workers.
 func (s *stack) workerEnv(extra ...string) []string {
 	return append([]string{
 		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
 		"DATABASE_URL=" + s.schema.DSN,
 		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
 		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
+		"TETHER_METRICS_LISTEN=127.0.0.1:0",
 	}, extra...)
 }

@@ -1,6 +1,7 @@
 // Package app wires a sync worker with fx: configuration → logger →
 // integrations (Go and integration files) and schemas → PostgreSQL
-// (migrated) → activities → Temporal client → worker. Every constructor
+// (migrated) → activities → Temporal client → worker → the integrations'
+// Temporal Schedules (schedules.go). Every constructor
 // works without fx too; the module only connects them and ties start and
 // stop to the fx lifecycle. The integrations are checked first, so a broken
 // integration file stops the worker before it connects to anything.
@@ -30,12 +31,14 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/reconcile"
 )
 
 // Module is the sync worker. Supply a config.Config and the Go
@@ -52,10 +55,17 @@ var Module = fx.Module("worker",
 		NewActivities,
 		NewTemporalClient,
 		NewWorker,
+		NewMetricsRegistry,
+		NewSinkMetrics,
+		NewMetricsServer,
 	),
 	// Integrations first: a bad one stops the worker before it connects.
 	fx.Invoke(func(*integration.Registry) {}),
+	// The metrics endpoint binds before the worker polls.
+	fx.Invoke(func(*MetricsServer) {}),
 	fx.Invoke(func(worker.Worker) {}),
+	// The schedules once the worker is built (see NewSchedules).
+	scheduleModule,
 )
 
 // New builds the worker application for cfg and the shipped integrations.
@@ -257,9 +267,10 @@ func NewSchemas() (*validate.Registry, error) { return validate.NewRegistry(sche
 // reloads them (ReloadIntegrations) each time the integration files change
 // while the worker runs: new runs use the new definitions, running runs
 // keep the version they started with.
-func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry, log *slog.Logger) (*pipeline.Activities, error) {
+func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry, sinkMetrics *httpsink.Metrics, c client.Client, log *slog.Logger) (*pipeline.Activities, error) {
 	acts, err := pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log,
-		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg), Declared: DeclaredHashes(declared.Current())})
+		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg), Declared: DeclaredHashes(declared.Current()),
+		SinkOptions: []httpsink.Option{httpsink.WithMetrics(sinkMetrics)}, Temporal: c})
 	if err != nil {
 		return nil, err
 	}
@@ -425,6 +436,7 @@ func NewWorker(lc fx.Lifecycle, cfg config.Config, c client.Client, acts *pipeli
 // Register puts the sync workflow and its steps on a worker.
 func Register(w worker.Registry, acts *pipeline.Activities) {
 	w.RegisterWorkflowWithOptions(datasync.SyncWorkflow, workflow.RegisterOptions{Name: datasync.WorkflowType})
+	w.RegisterWorkflowWithOptions(reconcile.ReconcileWorkflow, workflow.RegisterOptions{Name: reconcile.WorkflowType})
 	w.RegisterActivity(acts)
 }
 

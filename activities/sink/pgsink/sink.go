@@ -29,6 +29,10 @@ type UpsertOptions struct {
 	RunID string
 	// Seq identifies the batch within the run.
 	Seq int
+	// SeenRun, when set, names the refresh run the batch belongs to: the
+	// key of every row the batch stages is recorded as seen by it, in the
+	// same savepoint as the upsert, for the run's Sweep.
+	SeenRun string
 }
 
 // Result counts what happened to every row of a batch:
@@ -257,6 +261,11 @@ func (s *Sink) attempt(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt Up
 	if err := row.Scan(&c.distinct, &c.stale, &c.inserted, &c.updated); err != nil {
 		return c, err
 	}
+	if opt.SeenRun != "" {
+		if err := s.recordSeen(ctx, tx, opt.SeenRun); err != nil {
+			return c, err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+savepoint); err != nil {
 		return c, err
 	}
@@ -320,12 +329,12 @@ func (s *Sink) DropBeforeImages(ctx context.Context, db *sql.DB, runID string) e
 	return classify(err, fmt.Sprintf("drop before-images of run %s from %s", runID, s.sql.images))
 }
 
-// Ensure makes sure the table and its before-images table exist. It creates
-// the table (primary key on Key) when missing; when the table exists, it
-// checks that every declared column exists, that a unique index or primary
-// key covers exactly Key, and that the sink's upsert runs against it, and
-// otherwise returns a non-retryable failure.TypeSinkSQL error naming what is
-// wrong.
+// Ensure makes sure the table, its before-images table and its seen-keys
+// table exist. It creates the table (primary key on Key) when missing;
+// when the table exists, it checks that every declared column exists, that
+// a unique index or primary key covers exactly Key, and that the sink's
+// upsert runs against it, and otherwise returns a non-retryable
+// failure.TypeSinkSQL error naming what is wrong.
 func (s *Sink) Ensure(ctx context.Context, db *sql.DB) error {
 	what := "ensure " + s.sql.target
 	tx, err := db.BeginTx(ctx, nil)
@@ -346,6 +355,9 @@ func (s *Sink) Ensure(ctx context.Context, db *sql.DB) error {
 	}
 	if _, err := tx.ExecContext(ctx, s.sql.createImages); err != nil {
 		return classify(err, "create "+s.sql.images)
+	}
+	if _, err := tx.ExecContext(ctx, s.sql.refresh.createSeen); err != nil {
+		return classify(err, "create "+s.sql.refresh.seen)
 	}
 	// Dry run: the upsert against no rows proves the SQL fits the table
 	// (types assignable, version column comparable) without writing.

@@ -39,6 +39,10 @@ type statements struct {
 	dropImages string
 	// lastImageSeq is the highest batch of a run ($1) with before-images left.
 	lastImageSeq string
+	// refresh are the statements of a batch refresh (refresh.go).
+	refresh refreshStatements
+	// rowTexts computes the key and row texts of rows (RowTexts).
+	rowTexts string
 }
 
 // buildStatements renders the SQL for a validated table.
@@ -186,6 +190,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS tether_before_images_run_key ON ` + st.images 
 		"\nSELECT (SELECT count(*) FROM deleted) + (SELECT count(*) FROM restored)"
 	st.dropImages = "DELETE FROM " + st.images + " WHERE run_id = $1"
 	st.lastImageSeq = "SELECT coalesce(max(seq), 0) FROM " + st.images + " WHERE run_id = $1"
+	st.refresh = buildRefreshStatements(t, st.target, st.images, st.stage)
+	st.rowTexts = rowTextsSQL(t)
 	return st
 }
 
@@ -201,6 +207,12 @@ func (st statements) golden() string {
 		{"compensate", st.compensate},
 		{"drop before-images", st.dropImages},
 		{"last batch with before-images", st.lastImageSeq},
+		{"create seen-keys table", st.refresh.createSeen},
+		{"record seen keys", st.refresh.recordSeen},
+		{"seen any key", st.refresh.seenAny},
+		{"sweep", st.refresh.sweep},
+		{"sweep with before-images", st.refresh.sweepImages},
+		{"drop seen keys", st.refresh.dropSeen},
 	}
 	var b strings.Builder
 	for _, p := range parts {

@@ -126,7 +126,7 @@ func (s *Source) Fetch(ctx context.Context, req source.Request) (source.Page, er
 	}
 	var memo source.Memo
 	var conditional bool
-	if s.cfg.ConditionalRequests && s.memos != nil {
+	if s.cfg.ConditionalRequests && s.memos != nil && !req.Unconditional {
 		m, ok, err := s.memos.Recall(ctx, integration, cacheKey)
 		switch {
 		case err != nil:
