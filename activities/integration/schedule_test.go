@@ -115,17 +115,7 @@ func TestDefinition_Validate_RefusesBadSchedules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := scheduled()
 			d.Schedules = tt.give
-			err := d.Normalize().Validate()
-			if err == nil {
-				t.Fatal("Validate() accepted it")
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != 1 {
-				t.Errorf("want one problem, got:\n%v", err)
-			}
-			if want := `integration "crm-contacts": ` + tt.want; !strings.HasPrefix(lines[0], want) {
-				t.Errorf("Validate() =\n  %s\nwant it to start with\n  %s", lines[0], want)
-			}
+			refusedOnce(t, d, tt.want)
 		})
 	}
 }
@@ -174,17 +164,7 @@ func TestDefinition_Validate_RefusesBadReconcile(t *testing.T) {
 				tt.shape(&d)
 			}
 			d.Reconcile = tt.give
-			err := d.Normalize().Validate()
-			if err == nil {
-				t.Fatal("Validate() accepted it")
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != 1 {
-				t.Errorf("want one problem, got:\n%v", err)
-			}
-			if want := `integration "crm-contacts": ` + tt.want; !strings.HasPrefix(lines[0], want) {
-				t.Errorf("Validate() =\n  %s\nwant it to start with\n  %s", lines[0], want)
-			}
+			refusedOnce(t, d, tt.want)
 		})
 	}
 }
@@ -237,5 +217,22 @@ func TestSchedule_Defaults(t *testing.T) {
 	}
 	if s := (Schedule{PauseOnFailure: boolPtr(false), CatchupWindow: time.Hour}); s.PausesOnFailure() || s.Catchup() != time.Hour {
 		t.Errorf("set schedule: pauses on failure %v, catch-up %v; want false, 1h", s.PausesOnFailure(), s.Catchup())
+	}
+}
+
+// refusedOnce checks d fails validation with exactly one problem, starting
+// with want (after the integration's name).
+func refusedOnce(t *testing.T, d Definition, want string) {
+	t.Helper()
+	err := d.Normalize().Validate()
+	if err == nil {
+		t.Fatal("Validate() accepted it")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 1 {
+		t.Errorf("want one problem, got:\n%v", err)
+	}
+	if want := `integration "crm-contacts": ` + want; !strings.HasPrefix(lines[0], want) {
+		t.Errorf("Validate() =\n  %s\nwant it to start with\n  %s", lines[0], want)
 	}
 }

@@ -130,6 +130,17 @@ ON CONFLICT (reconcile_id) DO UPDATE SET status = EXCLUDED.status, finished_at =
 	return plan, nil
 }
 
+// reconcileTarget returns the pinned version of the integration and its
+// PostgreSQL destination, or says why it cannot be reconciled.
+func (a *Activities) reconcileTarget(name, pinned string) (*compiled, *step, error) {
+	c, err := a.get(name, pinned)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := reconcilable(c)
+	return c, st, err
+}
+
 // reconcilable returns the integration's PostgreSQL destination, or says
 // why it cannot be reconciled.
 func reconcilable(c *compiled) (*step, error) {
@@ -164,11 +175,7 @@ type scanState struct {
 // records of the chunks that differ. It heartbeats its position and
 // resumes there when retried.
 func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileScanInput) (syncstep.ReconcileScanOutput, error) {
-	c, err := a.get(in.Integration, in.Definition)
-	if err != nil {
-		return syncstep.ReconcileScanOutput{}, err
-	}
-	st, err := reconcilable(c)
+	c, st, err := a.reconcileTarget(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.ReconcileScanOutput{}, err
 	}
@@ -463,11 +470,7 @@ FROM (SELECT ` + e.Key + ` AS k, ` + e.Row + ` AS r, ` + e.KeyJSON + ` AS kj
 // ReconcileCompare computes the destination's chunk digests inside
 // PostgreSQL and returns the chunks whose digest differs from the source's.
 func (a *Activities) ReconcileCompare(ctx context.Context, in syncstep.ReconcileCompareInput) (syncstep.ReconcileCompareOutput, error) {
-	c, err := a.get(in.Integration, in.Definition)
-	if err != nil {
-		return syncstep.ReconcileCompareOutput{}, err
-	}
-	st, err := reconcilable(c)
+	_, st, err := a.reconcileTarget(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.ReconcileCompareOutput{}, err
 	}
@@ -511,11 +514,7 @@ ORDER BY 1`
 // the destination; a row whose key an invalid source record still has is
 // not extra) and same. It is idempotent.
 func (a *Activities) ReconcileClassify(ctx context.Context, in syncstep.ReconcileClassifyInput) (syncstep.ReconcileFound, error) {
-	c, err := a.get(in.Integration, in.Definition)
-	if err != nil {
-		return syncstep.ReconcileFound{}, err
-	}
-	st, err := reconcilable(c)
+	_, st, err := a.reconcileTarget(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.ReconcileFound{}, err
 	}
@@ -652,11 +651,7 @@ ORDER BY ord LIMIT $3`, in.Reconcile, in.AfterOrd, in.Limit)
 // reconciliation found extra, in one transaction; a retry does nothing
 // more.
 func (a *Activities) ReconcileExtras(ctx context.Context, in syncstep.ReconcileExtrasInput) (int, error) {
-	c, err := a.get(in.Integration, in.Definition)
-	if err != nil {
-		return 0, err
-	}
-	st, err := reconcilable(c)
+	_, st, err := a.reconcileTarget(in.Integration, in.Definition)
 	if err != nil {
 		return 0, err
 	}

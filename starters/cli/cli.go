@@ -180,14 +180,20 @@ func StartSync(ctx context.Context, c client.Client, taskQueue string, in datasy
 	} else if in.Refresh {
 		kind = "refresh"
 	}
-	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        WorkflowID(in.Integration, kind, in.Trigger, time.Now()),
+	return c.ExecuteWorkflow(ctx, startOptions(in.Integration, kind, in.Trigger, taskQueue), datasync.WorkflowType, in)
+}
+
+// startOptions names a run of the integration (see WorkflowID) and sets the
+// search attributes the Web UI lists it by.
+func startOptions(integration, kind, trigger, taskQueue string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:        WorkflowID(integration, kind, trigger, time.Now()),
 		TaskQueue: taskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			datasync.IntegrationAttr.ValueSet(in.Integration),
+			datasync.IntegrationAttr.ValueSet(integration),
 			datasync.StatusAttr.ValueSet(progress.StatusRunning),
 		),
-	}, datasync.WorkflowType, in)
+	}
 }
 
 // RunLink is the Web UI address of a run.

@@ -9,11 +9,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/tetherflow/tether/activities/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/workflows/datasync"
 	"github.com/tetherflow/tether/workflows/reconcile"
 )
 
@@ -26,14 +23,7 @@ func StartReconcile(ctx context.Context, c client.Client, taskQueue string, in r
 	if in.DryRun {
 		kind = "reconcile-dry-run"
 	}
-	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        WorkflowID(in.Integration, kind, in.Trigger, time.Now()),
-		TaskQueue: taskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			datasync.IntegrationAttr.ValueSet(in.Integration),
-			datasync.StatusAttr.ValueSet(progress.StatusRunning),
-		),
-	}, reconcile.WorkflowType, in)
+	return c.ExecuteWorkflow(ctx, startOptions(in.Integration, kind, in.Trigger, taskQueue), reconcile.WorkflowType, in)
 }
 
 func cmdReconcile(ctx context.Context, e *env, args []string) error {

@@ -245,11 +245,7 @@ func TestRefresh_QuarantinedRecordsKeepTheirRows(t *testing.T) {
 // source still has is always there, and the rows the source no longer has
 // are all there or all gone (one transaction), never some of them.
 func TestRefresh_ReadersNeverSeeAHalfLoadedTable(t *testing.T) {
-	smallPages := func(crm config.CRM) []integration.Definition {
-		d := integrations.CRMContacts(crm)
-		d.BatchSize = 250 // 6,000 records: 24 pages
-		return []integration.Definition{d}
-	}
+	smallPages := contactsInPagesOf(250) // 6,000 records: 24 pages
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 33, Contacts: 6000}, defs: smallPages})
 	s.mustSync(datasync.Input{Integration: "crm-contacts"})
 	stay := map[int64]bool{}
@@ -346,11 +342,7 @@ func TestRefresh_ReadersNeverSeeAHalfLoadedTable(t *testing.T) {
 // while a refresh reads; the run goes on from where it was (pages are not
 // read again, beyond the few in flight) and ends exact.
 func TestRefresh_WorkerRestartedMidRefreshResumes(t *testing.T) {
-	smallPages := func(crm config.CRM) []integration.Definition {
-		d := integrations.CRMContacts(crm)
-		d.BatchSize = 250 // 10,000 records: 40 pages
-		return []integration.Definition{d}
-	}
+	smallPages := contactsInPagesOf(250) // 10,000 records: 40 pages
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 34, Contacts: 10000}, defs: smallPages})
 	s.mustSync(datasync.Input{Integration: "crm-contacts"})
 	gone := seedGone(t, s, "crm_contacts", 600001, 25)
@@ -473,5 +465,14 @@ CREATE TRIGGER refuse_sweep AFTER DELETE ON crm_companies FOR EACH STATEMENT EXE
 			}
 			checkCompanies(t, s)
 		})
+	}
+}
+
+// contactsInPagesOf is the crm-contacts integration reading pages of n.
+func contactsInPagesOf(n int) func(config.CRM) []integration.Definition {
+	return func(crm config.CRM) []integration.Definition {
+		d := integrations.CRMContacts(crm)
+		d.BatchSize = n
+		return []integration.Definition{d}
 	}
 }
