@@ -24,6 +24,7 @@ import (
 	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workers/schedules"
 	"github.com/tetherflow/tether/workflows/datasync"
 	"github.com/tetherflow/tether/workflows/reconcile"
 )
@@ -380,5 +381,66 @@ FROM generate_series(1, 3000) g`)
 	again := s.mustReconcile(reconcile.Input{Integration: "pg-orders"})
 	if again.Missing+again.Changed+again.Repaired != 0 || again.Extra != 2 {
 		t.Fatalf("second run %+v, want only the 2 reported extras", again)
+	}
+}
+
+// TestReconcile_TriggeredBySchedule: a reconcile schedule, triggered as an
+// operator would from the CLI or Web UI, repairs seeded drift, and the
+// progress query of the finished run answers with its report.
+func TestReconcile_TriggeredBySchedule(t *testing.T) {
+	name := uniqueName("sched-reconcile")
+	id := schedules.ID(name, integration.ScheduleReconcile)
+	deleteSchedulesAtEnd(t, id)
+	s := newStack(t, stackOptions{
+		sandbox: sandbox.Options{Seed: 61, Contacts: 400},
+		defs: func(crm config.CRM) []integration.Definition {
+			d := scheduledContacts(crm, name, integration.Schedule{Kind: integration.ScheduleReconcile, Cron: []string{"0 3 * * *"}, Paused: true})
+			d.Reconcile = integration.Reconcile{Extras: integration.ExtrasDelete}
+			return []integration.Definition{d}
+		},
+	})
+	s.mustSync(datasync.Input{Integration: name})
+	synced := s.tableRows("crm_contacts")
+	ids := slices.Sorted(maps.Keys(synced))
+	s.exec(`DELETE FROM crm_contacts WHERE id IN ($1, $2)`, ids[1], ids[200])
+	s.exec(`UPDATE crm_contacts SET email = 'hand@edit.example' WHERE id = $1`, ids[50])
+	s.exec(`INSERT INTO crm_contacts (id, email, created_at, updated_at) VALUES (7000001, 'x@example.com', now(), now())`)
+
+	mustApply(t, schedules.Options{TaskQueue: s.taskQueue, Owner: uniqueName("owner")}, s.defs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.client.ScheduleClient().GetHandle(ctx, id).Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var started *client.ScheduleWorkflowExecution
+	for started == nil {
+		if recent := describeSchedule(t, id).Info.RecentActions; len(recent) > 0 {
+			started = recent[len(recent)-1].StartWorkflowResult
+		}
+		if started == nil && ctx.Err() != nil {
+			t.Fatal("the triggered schedule started nothing")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var rep syncstep.ReconcileReport
+	if err := s.client.GetWorkflow(ctx, started.WorkflowID, "").Get(ctx, &rep); err != nil {
+		t.Fatalf("the scheduled reconciliation failed: %v", err)
+	}
+	if rep.Missing != 2 || rep.Changed != 1 || rep.Extra != 1 || rep.Repaired != 3 || rep.ExtrasHandled != 1 {
+		t.Fatalf("scheduled reconciliation report %+v, want 2 missing, 1 changed, 1 extra, all handled", rep)
+	}
+	if got := s.tableRows("crm_contacts"); !reflect.DeepEqual(got, synced) {
+		t.Error("the destination is not back to the source's state")
+	}
+	v, err := s.client.QueryWorkflow(ctx, started.WorkflowID, "", reconcile.QueryProgress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p syncstep.ReconcileReport
+	if err := v.Get(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Status != progress.StatusCompleted || p.Missing != 2 || p.Phase != reconcile.PhaseFinish || p.Integration != name {
+		t.Errorf("progress query answered %+v", p)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -475,4 +478,62 @@ func contactsInPagesOf(n int) func(config.CRM) []integration.Definition {
 		d.BatchSize = n
 		return []integration.Definition{d}
 	}
+}
+
+// TestRefresh_WorkerProcessKilledMidRefreshResumes: a worker process is
+// killed (SIGKILL) while a refresh that continues as new every 3 pages
+// reads; another worker finishes it from where it was, and the sweep
+// deletes exactly the rows the source lost.
+func TestRefresh_WorkerProcessKilledMidRefreshResumes(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 35, Contacts: 12000}, noWorker: true})
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+	env := s.workerEnv("TETHER_WORKER_GRACEFUL_STOP=1s")
+	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w1.Stop(5 * time.Second) })
+	s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	gone := seedGone(t, s, "crm_contacts", 700001, 40)
+	s.sandbox.SetFaults(sandbox.Faults{Latency: 150 * time.Millisecond})
+	requestsBefore := s.sandbox.Stats().Total
+	batchesBefore := s.count(`SELECT count(*) FROM tether_applied_batches`)
+
+	run := s.start(datasync.Input{Integration: "crm-contacts", Refresh: true, PagesPerExecution: 3})
+	deadline := time.Now().Add(2 * time.Minute)
+	for s.count(`SELECT count(*) FROM tether_applied_batches`) < batchesBefore+4 {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(logDir, "worker-1.log"))
+			t.Fatalf("no progress before the kill; worker log:\n%s", tail(string(b), 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w1.Kill()
+	if n := s.count(`SELECT count(*) FROM crm_contacts WHERE id >= 700001`); n != len(gone) {
+		t.Fatalf("%d of the %d rows the source lost are gone before the read ended", len(gone)-n, len(gone))
+	}
+	w2, err := devstack.StartProcess("worker-2", filepath.Join(logDir, "worker-2.log"), env, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w2.Stop(5 * time.Second) })
+	res, err := s.wait(run)
+	if err != nil {
+		b, _ := os.ReadFile(filepath.Join(logDir, "worker-2.log"))
+		t.Fatalf("refresh after the kill: %v\nworker-2 log:\n%s", err, tail(string(b), 30))
+	}
+	if res.Executions < 3 {
+		t.Errorf("the refresh used %d execution(s); want it to continue as new", res.Executions)
+	}
+	requests := s.sandbox.Stats().Total - requestsBefore
+	if requests >= res.Counts.Pages*3/2 {
+		t.Errorf("%d page requests for a %d-page refresh: it started over after the kill", requests, res.Counts.Pages)
+	}
+	if res.Counts.Deleted != len(gone) || res.Counts.Inserted != 0 {
+		t.Errorf("refresh counts %+v, want %d deleted and nothing inserted", res.Counts, len(gone))
+	}
+	t.Logf("%d page requests for %d pages in %d executions", requests, res.Counts.Pages, res.Executions)
+	checkContacts(t, s)
+	checkRefreshLeftoversGone(t, s)
 }
