@@ -695,8 +695,12 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 	// definition is gone (c, nil, is not used then).
 	err = a.store.FinishRun(ctx, in.RunID, in.Status, in.Counts, in.To, in.Error, in.ErrorType)
 	if errors.Is(err, sql.ErrNoRows) {
-		// The run failed before StartRun recorded it: nothing to finish.
+		// The run failed before StartRun recorded it: nothing to finish,
+		// but the writer lease it may have taken goes back.
 		activity.GetLogger(ctx).Warn("finishing a run that was never recorded", "runId", in.RunID, "status", in.Status)
+		if in.Owner == "" || in.Owner == in.RunID {
+			return a.store.ReleaseWriter(ctx, in.Integration, in.RunID)
+		}
 		return nil
 	}
 	if err != nil {
