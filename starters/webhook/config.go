@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -207,21 +208,8 @@ func (s Source) LogValue() slog.Value {
 	)
 }
 
-// validName reports whether s is a letter or digit followed by letters,
-// digits, '.', '_' and '-': safe in a URL path segment, a log line and a
-// workflow id.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
+// nameRE is a letter or digit followed by letters, digits, '.', '_' and
+// '-': safe in a URL path segment, a log line and a workflow id.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func validName(s string) bool { return nameRE.MatchString(s) }
