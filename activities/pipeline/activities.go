@@ -296,10 +296,9 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 		out.Advanced = !out.Last.IsZero() && compareCheckpoints(out.Last, in.Since) > 0
 	}
 	if len(page.Records) > 0 {
-		if err := a.store.StagePage(ctx, ref.RunID, ref.Page, ref.Stage, page.Records); err != nil {
+		if err := a.stage(ctx, ref, page.Records); err != nil {
 			return syncstep.FetchPageOutput{}, err
 		}
-		a.cache.put(ref, &pageEntry{raw: page.Records})
 	}
 	return out, nil
 }
@@ -338,10 +337,9 @@ func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.Fetch
 	last := entries[len(entries)-1].ID
 	out.Next = source.Position{Offset: int(last)}
 	out.Done = out.Done || last >= in.UpTo
-	if err := a.store.StagePage(ctx, ref.RunID, ref.Page, ref.Stage, records); err != nil {
+	if err := a.stage(ctx, ref, records); err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
-	a.cache.put(ref, &pageEntry{raw: records})
 	return out, nil
 }
 
@@ -577,6 +575,16 @@ func appliedKeys(e *pageEntry, refused map[int]bool) []string {
 }
 
 // newStageToken returns a fresh random token naming one fetch's staged copy.
+// stage keeps a page's records for the run's later steps: in PostgreSQL
+// (the claim-check a rebuilt cache reads) and in the worker's cache.
+func (a *Activities) stage(ctx context.Context, ref syncstep.PageRef, records []json.RawMessage) error {
+	if err := a.store.StagePage(ctx, ref.RunID, ref.Page, ref.Stage, records); err != nil {
+		return err
+	}
+	a.cache.put(ref, &pageEntry{raw: records})
+	return nil
+}
+
 func newStageToken() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

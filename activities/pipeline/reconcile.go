@@ -533,22 +533,19 @@ func (a *Activities) ReconcileClassify(ctx context.Context, in syncstep.Reconcil
 cls AS (
     UPDATE tether_reconcile_rows s SET class = CASE WHEN d.h = s.row_hash THEN 'same' ELSE 'changed' END
     FROM d WHERE s.reconcile_id = $1 AND s.class IS DISTINCT FROM 'invalid' AND s.key_text = d.k
-    RETURNING 1
 ),
 missing AS (
     UPDATE tether_reconcile_rows s SET class = 'missing'
     WHERE s.reconcile_id = $1 AND s.class IS DISTINCT FROM 'invalid'
       AND NOT EXISTS (SELECT 1 FROM d WHERE d.k = s.key_text)
-    RETURNING 1
 ),
 extras AS (
     INSERT INTO tether_reconcile_extras (reconcile_id, key_text, key)
     SELECT $1, d.k, d.kj FROM d
     WHERE NOT EXISTS (SELECT 1 FROM tether_reconcile_rows s WHERE s.reconcile_id = $1 AND s.key_text = d.k)
     ON CONFLICT DO NOTHING
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM d) + 0 * ((SELECT count(*) FROM cls) + (SELECT count(*) FROM missing) + (SELECT count(*) FROM extras))`,
+SELECT count(*) FROM d`,
 		in.ReconcileID, in.Chunks, drill).Scan(&compared)
 	if err != nil {
 		return syncstep.ReconcileFound{}, store.Classify(err, what)
@@ -640,10 +637,9 @@ ORDER BY ord LIMIT $3`, in.Reconcile, in.AfterOrd, in.Limit)
 	if len(records) == 0 {
 		return out, nil
 	}
-	if err := a.store.StagePage(ctx, ref.RunID, ref.Page, ref.Stage, records); err != nil {
+	if err := a.stage(ctx, ref, records); err != nil {
 		return syncstep.FetchPageOutput{}, err
 	}
-	a.cache.put(ref, &pageEntry{raw: records})
 	return out, nil
 }
 

@@ -397,3 +397,29 @@ func (s *stack) workerEnv(extra ...string) []string {
 		"TETHER_METRICS_LISTEN=127.0.0.1:0",
 	}, extra...)
 }
+
+// workerProcess is a worker binary a test runs, logging to a file.
+type workerProcess struct {
+	*devstack.Process
+	logFile string
+}
+
+// startWorkerProcess runs bin with env as worker name, logging into dir,
+// and stops it when the test ends.
+func (s *stack) startWorkerProcess(name, dir string, env []string, bin string) *workerProcess {
+	s.t.Helper()
+	w := &workerProcess{logFile: filepath.Join(dir, name+".log")}
+	p, err := devstack.StartProcess(name, w.logFile, env, bin)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	w.Process = p
+	s.t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	return w
+}
+
+// logTail is the last n lines of the worker's log.
+func (w *workerProcess) logTail(n int) string {
+	b, _ := os.ReadFile(w.logFile)
+	return tail(string(b), n)
+}

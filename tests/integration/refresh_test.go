@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -17,7 +15,6 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -489,11 +486,7 @@ func TestRefresh_WorkerProcessKilledMidRefreshResumes(t *testing.T) {
 	bin := workerBinary(t)
 	logDir := t.TempDir()
 	env := s.workerEnv("TETHER_WORKER_GRACEFUL_STOP=1s")
-	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w1.Stop(5 * time.Second) })
+	w1 := s.startWorkerProcess("worker-1", logDir, env, bin)
 	s.mustSync(datasync.Input{Integration: "crm-contacts"})
 	gone := seedGone(t, s, "crm_contacts", 700001, 40)
 	s.sandbox.SetFaults(sandbox.Faults{Latency: 150 * time.Millisecond})
@@ -504,8 +497,7 @@ func TestRefresh_WorkerProcessKilledMidRefreshResumes(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for s.count(`SELECT count(*) FROM tether_applied_batches`) < batchesBefore+4 {
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(logDir, "worker-1.log"))
-			t.Fatalf("no progress before the kill; worker log:\n%s", tail(string(b), 30))
+			t.Fatalf("no progress before the kill; worker log:\n%s", w1.logTail(30))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -513,15 +505,10 @@ func TestRefresh_WorkerProcessKilledMidRefreshResumes(t *testing.T) {
 	if n := s.count(`SELECT count(*) FROM crm_contacts WHERE id >= 700001`); n != len(gone) {
 		t.Fatalf("%d of the %d rows the source lost are gone before the read ended", len(gone)-n, len(gone))
 	}
-	w2, err := devstack.StartProcess("worker-2", filepath.Join(logDir, "worker-2.log"), env, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w2.Stop(5 * time.Second) })
+	w2 := s.startWorkerProcess("worker-2", logDir, env, bin)
 	res, err := s.wait(run)
 	if err != nil {
-		b, _ := os.ReadFile(filepath.Join(logDir, "worker-2.log"))
-		t.Fatalf("refresh after the kill: %v\nworker-2 log:\n%s", err, tail(string(b), 30))
+		t.Fatalf("refresh after the kill: %v\nworker-2 log:\n%s", err, w2.logTail(30))
 	}
 	if res.Executions < 3 {
 		t.Errorf("the refresh used %d execution(s); want it to continue as new", res.Executions)

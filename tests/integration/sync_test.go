@@ -204,18 +204,13 @@ func TestSync_WorkerKilledMidSyncLosesAndDuplicatesNothing(t *testing.T) {
 	bin := workerBinary(t)
 	logDir := t.TempDir()
 	env := s.workerEnv("TETHER_WORKER_GRACEFUL_STOP=1s", "TETHER_LOG_LEVEL=debug")
-	w1, err := devstack.StartProcess("worker-1", filepath.Join(logDir, "worker-1.log"), env, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w1.Stop(5 * time.Second) })
+	w1 := s.startWorkerProcess("worker-1", logDir, env, bin)
 	run := s.start(datasync.Input{Integration: "crm-contacts"})
 
 	deadline := time.Now().Add(2 * time.Minute)
 	for s.count(`SELECT count(*) FROM tether_applied_batches`) < 4 {
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(logDir, "worker-1.log"))
-			t.Fatalf("no progress before the kill; worker log:\n%s", tail(string(b), 30))
+			t.Fatalf("no progress before the kill; worker log:\n%s", w1.logTail(30))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -226,15 +221,10 @@ func TestSync_WorkerKilledMidSyncLosesAndDuplicatesNothing(t *testing.T) {
 	}
 	t.Logf("worker killed with %d of 20000 rows committed", committed)
 
-	w2, err := devstack.StartProcess("worker-2", filepath.Join(logDir, "worker-2.log"), env, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w2.Stop(5 * time.Second) })
+	w2 := s.startWorkerProcess("worker-2", logDir, env, bin)
 	res, err := s.wait(run)
 	if err != nil {
-		b, _ := os.ReadFile(filepath.Join(logDir, "worker-2.log"))
-		t.Fatalf("run after restart: %v\nworker-2 log:\n%s", err, tail(string(b), 30))
+		t.Fatalf("run after restart: %v\nworker-2 log:\n%s", err, w2.logTail(30))
 	}
 	if res.Counts.Inserted != 20000 {
 		t.Errorf("inserted %d, want exactly 20000 (counts %+v)", res.Counts.Inserted, res.Counts)

@@ -266,30 +266,46 @@ func (r *run) start(ctx workflow.Context) error {
 	return nil
 }
 
-// maxWriterWait bounds how long a run started with Wait queues behind
+// MaxWriterWait bounds how long a run started with wait queues behind
 // another run writing its integration.
-const maxWriterWait = 6 * time.Hour
+const MaxWriterWait = 6 * time.Hour
 
-// startRun runs StartRun. When another run writes the integration and the
-// run was started with Wait, it waits on durable timers (backing off to a
-// minute) and asks again, showing whom it waits for in the progress query.
-func (r *run) startRun(ctx workflow.Context, in syncstep.StartRunInput, out *syncstep.StartRunOutput) error {
-	actx := workflow.WithActivityOptions(ctx, shortStep)
+// WhileBusy calls start until it returns anything but a failure.TypeBusy
+// refusal. Without wait, that refusal is returned at once; with wait, it is
+// waited out on durable timers (2 s, doubling to a minute, MaxWriterWait in
+// all), and waiting is told of the refusal before each wait and of nil
+// after it. Runs of every workflow that takes the writer lease start so.
+func WhileBusy(ctx workflow.Context, wait bool, waiting func(refusal error), start func() error) error {
 	delay, waited := 2*time.Second, time.Duration(0)
 	for {
-		err := workflow.ExecuteActivity(actx, syncstep.StartRunName, in).Get(ctx, out)
-		if err == nil || !r.in.Wait || !failure.IsType(err, failure.TypeBusy) || waited >= maxWriterWait {
+		err := start()
+		if err == nil || !wait || !failure.IsType(err, failure.TypeBusy) || waited >= MaxWriterWait {
 			return err
 		}
-		r.throttled = "waiting for another run to finish: " + err.Error()
-		r.progressed(ctx, "waiting for the integration's writer")
+		waiting(err)
 		if err := workflow.Sleep(ctx, delay); err != nil {
 			return err
 		}
+		waiting(nil)
 		waited += delay
 		delay = min(2*delay, time.Minute)
-		r.throttled = ""
 	}
+}
+
+// startRun runs StartRun, queueing behind another writer when the run was
+// started with Wait (WhileBusy); the progress query shows whom it waits for.
+func (r *run) startRun(ctx workflow.Context, in syncstep.StartRunInput, out *syncstep.StartRunOutput) error {
+	actx := workflow.WithActivityOptions(ctx, shortStep)
+	return WhileBusy(ctx, r.in.Wait, func(refusal error) {
+		if refusal == nil {
+			r.throttled = ""
+			return
+		}
+		r.throttled = "waiting for another run to finish: " + refusal.Error()
+		r.progressed(ctx, "waiting for the integration's writer")
+	}, func() error {
+		return workflow.ExecuteActivity(actx, syncstep.StartRunName, in).Get(ctx, out)
+	})
 }
 
 // applyKind is ApplyInput.Kind: the kinds whose batches differ.

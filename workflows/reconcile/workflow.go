@@ -67,10 +67,6 @@ var (
 	}
 )
 
-// maxWriterWait bounds how long a reconciliation started with Wait queues
-// behind another run writing its integration.
-const maxWriterWait = 6 * time.Hour
-
 // ReconcileWorkflow compares an integration's source with its destination
 // and repairs the differences (see package doc).
 func ReconcileWorkflow(ctx workflow.Context, in Input) (syncstep.ReconcileReport, error) {
@@ -188,25 +184,20 @@ func (r *reconciliation) markColumn() string {
 	return ""
 }
 
-// begin runs ReconcileBegin, queueing behind another writer when Wait.
+// begin runs ReconcileBegin, queueing behind another writer when Wait
+// (datasync.WhileBusy).
 func (r *reconciliation) begin(ctx workflow.Context) error {
 	actx := workflow.WithActivityOptions(ctx, shortStep)
 	info := workflow.GetInfo(ctx)
 	in := syncstep.ReconcileBeginInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		WorkflowID: info.WorkflowExecution.ID, DryRun: r.in.DryRun, Extras: r.in.Extras, Trigger: r.in.Trigger}
-	delay, waited := 2*time.Second, time.Duration(0)
-	for {
-		err := workflow.ExecuteActivity(actx, syncstep.ReconcileBeginName, in).Get(ctx, &r.plan)
-		if err == nil || !r.in.Wait || !failure.IsType(err, failure.TypeBusy) || waited >= maxWriterWait {
-			return err
+	return datasync.WhileBusy(ctx, r.in.Wait, func(refusal error) {
+		if refusal != nil {
+			r.rep.Phase = "waiting for another run to finish: " + refusal.Error()
 		}
-		r.rep.Phase = "waiting for another run to finish: " + err.Error()
-		if err := workflow.Sleep(ctx, delay); err != nil {
-			return err
-		}
-		waited += delay
-		delay = min(2*delay, time.Minute)
-	}
+	}, func() error {
+		return workflow.ExecuteActivity(actx, syncstep.ReconcileBeginName, in).Get(ctx, &r.plan)
+	})
 }
 
 // repair applies the missing and changed records through a child sync run

@@ -23,14 +23,7 @@ func TestSink_MetricsFollowTheCircuitOpenHalfOpenClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var healthy atomic.Bool
-	dest := &fakeDest{}
-	dest.before = func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if healthy.Load() {
-			return false
-		}
-		w.WriteHeader(http.StatusBadGateway)
-		return true
-	}
+	dest := failingUntil(&healthy)
 	cfg := testConfig()
 	cfg.Retry.Max = -1
 	cfg.MaxInFlight = 1

@@ -353,14 +353,7 @@ func TestSink_ApplyMaxInFlight(t *testing.T) {
 
 func TestSink_CircuitBreaker(t *testing.T) {
 	var healthy atomic.Bool
-	dest := &fakeDest{}
-	dest.before = func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		if healthy.Load() {
-			return false
-		}
-		w.WriteHeader(http.StatusBadGateway)
-		return true
-	}
+	dest := failingUntil(&healthy)
 	cfg := testConfig()
 	cfg.Retry.Max = -1
 	cfg.MaxInFlight = 1
@@ -819,4 +812,18 @@ func TestSink_ApplyCancelled(t *testing.T) {
 	if n := dest.count(); n > 4 {
 		t.Errorf("%d requests after the deadline, want at most max_in_flight", n)
 	}
+}
+
+// failingUntil is a destination answering 502 until healthy is set, then
+// as usual: a breaker opens on it and closes again.
+func failingUntil(healthy *atomic.Bool) *fakeDest {
+	dest := &fakeDest{}
+	dest.before = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if healthy.Load() {
+			return false
+		}
+		w.WriteHeader(http.StatusBadGateway)
+		return true
+	}
+	return dest
 }
