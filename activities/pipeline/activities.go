@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -95,6 +96,9 @@ type compiled struct {
 	cursorPath []string
 	// fingerprint identifies this version of the definition (Fingerprint).
 	fingerprint string
+	// ensured is set once the destination tables are known to exist
+	// (events apply without a StartRun that would make them).
+	ensured atomic.Bool
 }
 
 // New compiles every registered integration. Every problem is reported.

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/tetherflow/tether/activities/source"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/transform"
 	"github.com/tetherflow/tether/activities/validate"
 )
 
@@ -205,12 +203,7 @@ func (a *Activities) transformed(ctx context.Context, c *compiled, in syncstep.B
 	for _, vr := range e.valid {
 		out, err := c.transform(vr.rec)
 		if err != nil {
-			d := store.ErrorDetail{Keyword: "transform", Message: err.Error()}
-			var fe *transform.FieldError
-			if errors.As(err, &fe) {
-				d.Pointer = fe.Pointer
-			}
-			bad = append(bad, a.quarantineEntry(c.def.Name, in.Ref, vr.index, e.raw[vr.index], vr.key, "transform", []store.ErrorDetail{d}))
+			bad = append(bad, a.quarantineEntry(c.def.Name, in.Ref, vr.index, e.raw[vr.index], vr.key, "transform", []store.ErrorDetail{transformDetail(err)}))
 			continue
 		}
 		rows = append(rows, pgsink.Row(out))

@@ -248,6 +248,19 @@ CREATE TABLE tether_reconcile_extras (
     handled      text,
     PRIMARY KEY (reconcile_id, key_text)
 );`},
+		{12, "event deliveries", `
+-- The delivery id of every event applied (a webhook's delivery id, a
+-- captured change's id): a redelivered event is recognised and not
+-- applied twice. Rows older than the retention are pruned.
+CREATE TABLE tether_event_deliveries (
+    source      text NOT NULL,
+    delivery_id text NOT NULL,
+    integration text NOT NULL,
+    entity_key  text NOT NULL DEFAULT '',
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, delivery_id)
+);
+CREATE INDEX tether_event_deliveries_applied_idx ON tether_event_deliveries (applied_at);`},
 	}
 }
 

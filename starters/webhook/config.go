@@ -78,6 +78,16 @@ type Source struct {
 	// VersionPath is the dot path of the entity's version in the body
 	// ("data.updated_at"); when set, a body without it is invalid.
 	VersionPath string `mapstructure:"version_path" yaml:"version_path" json:"version_path"`
+	// Integration is the integration the source's events are applied to
+	// (required where events are applied, e.g. a worker serving webhooks).
+	Integration string `mapstructure:"integration" yaml:"integration" json:"integration"`
+	// RecordPath is the dot path of the entity's record in the body
+	// ("data"), handed on as Event.Record; empty means the whole body.
+	RecordPath string `mapstructure:"record_path" yaml:"record_path" json:"record_path"`
+	// TypePath is the dot path of the event's type in the body ("type");
+	// an event whose type is one of DeleteTypes deletes the entity.
+	TypePath    string   `mapstructure:"type_path" yaml:"type_path" json:"type_path"`
+	DeleteTypes []string `mapstructure:"delete_types" yaml:"delete_types" json:"delete_types"`
 	// RateLimit bounds the requests of this source.
 	RateLimit RateLimit `mapstructure:"rate_limit" yaml:"rate_limit" json:"rate_limit"`
 }
@@ -152,6 +162,15 @@ func (s Source) Validate() error {
 	}
 	if err := httpclient.CheckDotPath(s.VersionPath); err != nil {
 		add("version_path", "%v", err)
+	}
+	if err := httpclient.CheckDotPath(s.RecordPath); err != nil {
+		add("record_path", "%v", err)
+	}
+	if err := httpclient.CheckDotPath(s.TypePath); err != nil {
+		add("type_path", "%v", err)
+	}
+	if len(s.DeleteTypes) > 0 && s.TypePath == "" {
+		add("delete_types", "needs type_path: the dot path of the event's type in the body, e.g. \"type\"")
 	}
 	if s.RateLimit.PerSecond < 0 {
 		add("rate_limit.per_second", "must not be negative, got %g", s.RateLimit.PerSecond)

@@ -46,6 +46,14 @@ type Event struct {
 	SignedAt time.Time
 	// Body is the request body exactly as signed.
 	Body json.RawMessage
+	// Record is the entity's record: the value at the source's RecordPath
+	// (the whole body when it has none), re-encoded; empty when there is
+	// none.
+	Record json.RawMessage
+	// Type is the value at the source's TypePath ("contact.updated");
+	// Delete says it is one of the source's DeleteTypes.
+	Type   string
+	Delete bool
 	// Invalid lists why the event is quarantined: the schema's errors
 	// ("/data/email: format: ...") and a missing or unusable entity key or
 	// version. Empty for a valid event.
@@ -61,24 +69,9 @@ func (e Event) Quarantined() bool { return len(e.Invalid) > 0 }
 // an array. It returns a problem, naming p, when the value is missing,
 // null, empty, or not a string or number.
 func scalarAt(doc any, p, what string) (string, string) {
-	v := doc
-	for seg := range strings.SplitSeq(p, ".") {
-		switch node := v.(type) {
-		case map[string]any:
-			next, ok := node[seg]
-			if !ok {
-				return "", p + ": " + what + " is missing"
-			}
-			v = next
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(node) {
-				return "", p + ": " + what + " is missing"
-			}
-			v = node[i]
-		default:
-			return "", p + ": " + what + " is missing"
-		}
+	v, ok := valueAt(doc, p)
+	if !ok {
+		return "", p + ": " + what + " is missing"
 	}
 	switch x := v.(type) {
 	case string:
@@ -97,4 +90,29 @@ func scalarAt(doc any, p, what string) (string, string) {
 	default:
 		return "", p + ": " + what + " is an object, not a string or number"
 	}
+}
+
+// valueAt returns the value at the dot path p of doc; a segment that is a
+// number indexes an array.
+func valueAt(doc any, p string) (any, bool) {
+	v := doc
+	for seg := range strings.SplitSeq(p, ".") {
+		switch node := v.(type) {
+		case map[string]any:
+			next, ok := node[seg]
+			if !ok {
+				return nil, false
+			}
+			v = next
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(node) {
+				return nil, false
+			}
+			v = node[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
 }

@@ -290,6 +290,21 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, src *source
 			pathErrs = append(pathErrs, problem)
 		}
 	}
+	if cfg.TypePath != "" {
+		if t, ok := valueAt(doc, cfg.TypePath); ok {
+			ev.Type, _ = t.(string)
+		}
+		ev.Delete = slices.Contains(cfg.DeleteTypes, ev.Type)
+	}
+	ev.Record = body
+	if cfg.RecordPath != "" {
+		ev.Record = nil
+		if rec, ok := valueAt(doc, cfg.RecordPath); ok && rec != nil {
+			ev.Record, _ = json.Marshal(rec) // decoded from JSON: it encodes
+		} else if !ev.Delete {
+			pathErrs = append(pathErrs, cfg.RecordPath+": record is missing or null")
+		}
+	}
 	ev.Invalid = capProblems(append(schemaErrs, pathErrs...))
 
 	if ev.Quarantined() && cfg.OnInvalid == OnInvalidReject {

@@ -38,6 +38,7 @@ import (
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/events"
 	"github.com/tetherflow/tether/workflows/reconcile"
 )
 
@@ -58,12 +59,16 @@ var Module = fx.Module("worker",
 		NewMetricsRegistry,
 		NewSinkMetrics,
 		NewMetricsServer,
+		NewWebhookServer,
 	),
 	// Integrations first: a bad one stops the worker before it connects.
 	fx.Invoke(func(*integration.Registry) {}),
 	// The metrics endpoint binds before the worker polls.
 	fx.Invoke(func(*MetricsServer) {}),
 	fx.Invoke(func(worker.Worker) {}),
+	// The webhook receiver once the worker polls (it also serves while
+	// none does: events wait in Temporal).
+	fx.Invoke(func(*WebhookServer) {}),
 	// The schedules once the worker is built (see NewSchedules).
 	scheduleModule,
 )
@@ -437,6 +442,7 @@ func NewWorker(lc fx.Lifecycle, cfg config.Config, c client.Client, acts *pipeli
 func Register(w worker.Registry, acts *pipeline.Activities) {
 	w.RegisterWorkflowWithOptions(datasync.SyncWorkflow, workflow.RegisterOptions{Name: datasync.WorkflowType})
 	w.RegisterWorkflowWithOptions(reconcile.ReconcileWorkflow, workflow.RegisterOptions{Name: reconcile.WorkflowType})
+	w.RegisterWorkflowWithOptions(events.EventsWorkflow, workflow.RegisterOptions{Name: events.WorkflowType})
 	w.RegisterActivity(acts)
 }
 

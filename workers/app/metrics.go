@@ -42,68 +42,69 @@ func NewSinkMetrics(reg *prometheus.Registry) (*httpsink.Metrics, error) {
 }
 
 // MetricsServer serves a registry's metrics at /metrics over HTTP.
-type MetricsServer struct {
-	listen string
-	srv    *http.Server
-	log    *slog.Logger
-	addr   net.Addr      // bound by Start
-	done   chan struct{} // closed when Serve returns
-}
+type MetricsServer struct{ server }
 
-// NewMetricsServer serves reg on metrics.listen while the worker runs: it
-// binds in OnStart, so an address in use stops the worker before it polls,
-// and shuts down in OnStop. An empty metrics.listen serves nothing.
+// NewMetricsServer serves the registry on metrics.listen from the start of
+// the app (before the worker polls) to its stop; an empty listen address
+// turns it off.
 func NewMetricsServer(lc fx.Lifecycle, cfg config.Config, reg *prometheus.Registry, log *slog.Logger) *MetricsServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)})))
-	m := &MetricsServer{
-		listen: cfg.Metrics.Listen,
-		srv:    &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-		log:    log,
-	}
+	m := &MetricsServer{server{what: "metrics endpoint", key: "metrics.listen / TETHER_METRICS_LISTEN", path: "/metrics",
+		listen: cfg.Metrics.Listen, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log}}
 	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
 	return m
 }
 
-// Start binds metrics.listen and serves in the background.
-func (m *MetricsServer) Start(ctx context.Context) error {
+// server is an HTTP server of the worker, bound at the app's start (a
+// taken address stops the start, naming the key to change) and shut down
+// gracefully at its stop.
+type server struct {
+	what, key, path string // for logs and errors
+	listen          string
+	srv             *http.Server
+	log             *slog.Logger
+	addr            net.Addr      // bound by Start
+	done            chan struct{} // closed when Serve returns
+}
+
+// Start binds the listen address and serves in the background.
+func (m *server) Start(ctx context.Context) error {
 	if m.listen == "" {
-		m.log.Info("metrics endpoint off (metrics.listen is empty)")
+		m.log.Info(m.what + " off (" + m.key + " is empty)")
 		return nil
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.listen)
 	if err != nil {
-		return fmt.Errorf("metrics endpoint on %s (metrics.listen / TETHER_METRICS_LISTEN): %w; "+
-			"give it a free host:port, or \"\" to turn it off", m.listen, err)
+		return fmt.Errorf("%s on %s (%s): %w; give it a free host:port, or \"\" to turn it off", m.what, m.listen, m.key, err)
 	}
 	m.addr, m.done = ln.Addr(), make(chan struct{})
 	go func() {
 		defer close(m.done)
 		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			m.log.Error("metrics endpoint stopped", "address", m.addr.String(), "error", err)
+			m.log.Error(m.what+" stopped", "address", m.addr.String(), "error", err)
 		}
 	}()
-	m.log.Info("metrics endpoint serving", "url", "http://"+m.addr.String()+"/metrics")
+	m.log.Info(m.what+" serving", "url", "http://"+m.addr.String()+m.path)
 	return nil
 }
 
-// Stop stops serving, letting scrapes in progress finish within ctx.
-func (m *MetricsServer) Stop(ctx context.Context) error {
+// Stop shuts the server down, letting requests in flight finish.
+func (m *server) Stop(ctx context.Context) error {
 	if m.done == nil {
 		return nil
 	}
 	err := m.srv.Shutdown(ctx)
 	<-m.done
 	if err != nil {
-		return fmt.Errorf("metrics endpoint on %s: stop: %w", m.addr, err)
+		return fmt.Errorf("%s on %s: stop: %w", m.what, m.addr, err)
 	}
 	return nil
 }
 
-// Addr is the address the server is bound to ("" when it is off or not
-// started): the port chosen for a metrics.listen port of 0.
-func (m *MetricsServer) Addr() string {
+// Addr is the bound address ("" before Start or when off).
+func (m *server) Addr() string {
 	if m.addr == nil {
 		return ""
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/starters/webhook"
 )
 
 // Config is the whole worker configuration.
@@ -38,6 +39,30 @@ type Config struct {
 	// Schedules says whether the worker keeps the integrations' Temporal
 	// Schedules as declared.
 	Schedules Schedules `mapstructure:"schedules"`
+	// Webhooks is the signed webhook receiver the worker serves besides
+	// polling Temporal (off unless webhooks.listen is set).
+	Webhooks Webhooks `mapstructure:"webhooks"`
+}
+
+// Webhooks configures the worker's webhook receiver (starters/webhook):
+// POST /webhooks/{source} on Listen, each source's events applied to its
+// integration through Temporal.
+type Webhooks struct {
+	// Listen is the host:port the receiver serves on; empty turns it off
+	// (TETHER_WEBHOOKS_LISTEN).
+	Listen string `mapstructure:"listen"`
+	// Sources are the senders (only in a config file).
+	Sources []WebhookSource `mapstructure:"sources"`
+}
+
+// WebhookSource is one sender as written in the config file: the source's
+// settings with its secrets given by environment variable name, never
+// inline.
+type WebhookSource struct {
+	webhook.Source `mapstructure:",squash"`
+	// SecretsEnv names the environment variables holding the source's
+	// secrets: one, or two while the sender rotates.
+	SecretsEnv []string `mapstructure:"secrets_env"`
 }
 
 // Schedules configures the Temporal Schedules the worker keeps in step
@@ -139,6 +164,7 @@ var defaults = map[string]any{
 	"integrations_dir":                       "",
 	"schedules.manage":                       true,
 	"schedules.owner":                        "",
+	"webhooks.listen":                        "",
 }
 
 // aliases are the ecosystem's variable names, read besides TETHER_*.
@@ -186,6 +212,9 @@ func Load(file string) (Config, error) {
 	// TETHER_METRICS_LISTEN disables the endpoint, as in a file.
 	if l, ok := os.LookupEnv("TETHER_METRICS_LISTEN"); ok && l == "" {
 		cfg.Metrics.Listen = ""
+	}
+	if err := cfg.resolveWebhookSecrets(os.LookupEnv); err != nil {
+		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
@@ -283,7 +312,68 @@ func (c Config) Validate() error {
 			bad("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q is not a directory", d)
 		}
 	}
+	errs = append(errs, c.Webhooks.problems()...)
 	return errors.Join(errs...)
+}
+
+// problems checks the webhook receiver's settings (secrets resolved).
+func (w Webhooks) problems() []error {
+	var errs []error
+	if w.Listen != "" {
+		if _, _, err := net.SplitHostPort(w.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("  webhooks.listen (TETHER_WEBHOOKS_LISTEN): %q is not host:port (e.g. 127.0.0.1:8090; empty turns the receiver off): %v", w.Listen, err))
+		}
+		if len(w.Sources) == 0 {
+			errs = append(errs, fmt.Errorf("  webhooks.sources: the receiver is on (webhooks.listen is %q) but no source is configured", w.Listen))
+		}
+	}
+	for i, s := range w.Sources {
+		key := fmt.Sprintf("webhooks.sources[%d] (%s)", i, s.Name)
+		if s.Integration == "" {
+			errs = append(errs, fmt.Errorf("  %s: integration: required: the integration the source's events are applied to", key))
+		}
+		if len(s.SecretsEnv) == 0 {
+			errs = append(errs, fmt.Errorf("  %s: secrets_env: required: the environment variables holding the source's secrets", key))
+			continue
+		}
+		for _, err := range unjoinErrs(s.Source.Validate()) {
+			errs = append(errs, fmt.Errorf("  %s: %v", key, err))
+		}
+	}
+	return errs
+}
+
+// resolveWebhookSecrets reads every webhook source's secrets from the
+// environment variables it names; an unset one is an error naming it.
+func (c *Config) resolveWebhookSecrets(lookup func(string) (string, bool)) error {
+	var errs []error
+	for i := range c.Webhooks.Sources {
+		s := &c.Webhooks.Sources[i]
+		if len(s.Secrets) > 0 {
+			errs = append(errs, fmt.Errorf("  webhooks.sources[%d] (%s): secrets: never inline; name the environment variables in secrets_env", i, s.Name))
+			continue
+		}
+		for _, name := range s.SecretsEnv {
+			v, ok := lookup(name)
+			if !ok {
+				errs = append(errs, fmt.Errorf("  webhooks.sources[%d] (%s): secrets_env: environment variable %s is not set", i, s.Name, name))
+				continue
+			}
+			s.Secrets = append(s.Secrets, v)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unjoinErrs splits an errors.Join error into its parts.
+func unjoinErrs(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // unwrapPath drops the path an *fs.PathError repeats.

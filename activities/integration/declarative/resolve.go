@@ -79,6 +79,9 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 	if s.Reconcile != nil {
 		def.Reconcile = *s.Reconcile
 	}
+	if s.Events != nil {
+		def.Events = *s.Events
+	}
 	if len(r.errs) == 0 {
 		def = def.Normalize()
 		for _, err := range unjoin(def.Validate()) {

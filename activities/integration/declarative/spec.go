@@ -59,6 +59,9 @@ type Spec struct {
 	// Reconcile is how a reconciliation repairs the destination
 	// (integration.Reconcile as written).
 	Reconcile *integration.Reconcile `mapstructure:"reconcile" json:"reconcile,omitempty"`
+	// Events is how change events (webhooks, change capture) are applied
+	// (integration.Events as written).
+	Events *integration.Events `mapstructure:"events" json:"events,omitempty"`
 }
 
 // Source says where records come from; exactly one kind is set.

@@ -82,7 +82,7 @@ type Querier interface {
 // as invalid); rows sharing a key keep the last, as Upsert does.
 func (s *Sink) RowTexts(ctx context.Context, q Querier, rows []Row) ([]RowText, []Rejected, error) {
 	var res Result
-	staged := s.stage(rows, &res)
+	staged := s.stage(rows, &res, false)
 	if len(staged) == 0 {
 		return nil, res.Rejected, nil
 	}

@@ -144,7 +144,7 @@ func (s *Sink) Upsert(ctx context.Context, tx *sql.Tx, rows []Row, opt UpsertOpt
 	if opt.BeforeImages && opt.RunID == "" {
 		return res, permanent("upsert into %s: before-images need a run id", s.sql.target)
 	}
-	staged := s.stage(rows, &res)
+	staged := s.stage(rows, &res, false)
 	if len(staged) > 0 {
 		if err := s.apply(ctx, tx, staged, opt, &res); err != nil {
 			return Result{Received: len(rows)}, err
@@ -154,10 +154,14 @@ func (s *Sink) Upsert(ctx context.Context, tx *sql.Tx, rows []Row, opt UpsertOpt
 	return res, nil
 }
 
+// stageKeys stages rows that carry only keys (and versions): only the key
+// columns must be set.
+func (s *Sink) stageKeys(rows []Row, res *Result) []stagedRow { return s.stage(rows, res, true) }
+
 // stage converts rows for COPY, rejecting those with values that do not fit
-// their columns or with NULL keys, and collapses rows with the same key (the
-// last one wins).
-func (s *Sink) stage(rows []Row, res *Result) []stagedRow {
+// their columns or with NULL keys (or NULL not_null columns, unless
+// keysOnly), and collapses rows with the same key (the last one wins).
+func (s *Sink) stage(rows []Row, res *Result, keysOnly bool) []stagedRow {
 	cols := s.table.Columns
 	staged := make([]stagedRow, 0, len(rows))
 	byKey := make(map[string]int, len(rows))
@@ -167,7 +171,7 @@ func (s *Sink) stage(rows []Row, res *Result) []stagedRow {
 		var bad *Rejected
 		for j, c := range cols {
 			v, verr := s.convert[j](row[c.Name])
-			if verr == nil && v == nil && s.notNull[j] {
+			if verr == nil && v == nil && s.notNull[j] && (!keysOnly || slices.Contains(s.keyIndex, j)) {
 				what := "not_null column"
 				if slices.Contains(s.keyIndex, j) {
 					what = "key column"
@@ -237,7 +241,19 @@ func (s *Sink) apply(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt Upse
 
 // attempt stages rows and applies them in one savepoint; on any error the
 // transaction is rolled back to where it was.
-func (s *Sink) attempt(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt UpsertOptions) (c counts, err error) {
+func (s *Sink) attempt(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt UpsertOptions) (counts, error) {
+	return s.attemptWith(ctx, tx, rows, func() *sql.Row {
+		if opt.BeforeImages {
+			return tx.QueryRowContext(ctx, s.sql.upsertImages, opt.RunID, opt.Seq)
+		}
+		return tx.QueryRowContext(ctx, s.sql.upsert)
+	}, opt.SeenRun)
+}
+
+// attemptWith stages rows and runs statement (which returns distinct,
+// stale, inserted, updated) in one savepoint, recording the staged keys as
+// seen by seenRun when set.
+func (s *Sink) attemptWith(ctx context.Context, tx *sql.Tx, rows []stagedRow, statement func() *sql.Row, seenRun string) (c counts, err error) {
 	defer func() {
 		if err != nil {
 			// The savepoint may be gone with the connection, or never have
@@ -252,17 +268,11 @@ func (s *Sink) attempt(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt Up
 	if err := s.copy(ctx, tx, rows); err != nil {
 		return c, err
 	}
-	var row *sql.Row
-	if opt.BeforeImages {
-		row = tx.QueryRowContext(ctx, s.sql.upsertImages, opt.RunID, opt.Seq)
-	} else {
-		row = tx.QueryRowContext(ctx, s.sql.upsert)
-	}
-	if err := row.Scan(&c.distinct, &c.stale, &c.inserted, &c.updated); err != nil {
+	if err := statement().Scan(&c.distinct, &c.stale, &c.inserted, &c.updated); err != nil {
 		return c, err
 	}
-	if opt.SeenRun != "" {
-		if err := s.recordSeen(ctx, tx, opt.SeenRun); err != nil {
+	if seenRun != "" {
+		if err := s.recordSeen(ctx, tx, seenRun); err != nil {
 			return c, err
 		}
 	}

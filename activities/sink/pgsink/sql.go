@@ -43,6 +43,9 @@ type statements struct {
 	refresh refreshStatements
 	// rowTexts computes the key and row texts of rows (RowTexts).
 	rowTexts string
+	// remove deletes the staged keys (Delete); it returns distinct keys,
+	// stale, deleted, 0.
+	remove string
 }
 
 // buildStatements renders the SQL for a validated table.
@@ -192,6 +195,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS tether_before_images_run_key ON ` + st.images 
 	st.lastImageSeq = "SELECT coalesce(max(seq), 0) FROM " + st.images + " WHERE run_id = $1"
 	st.refresh = buildRefreshStatements(t, st.target, st.images, st.stage)
 	st.rowTexts = rowTextsSQL(t)
+	st.remove = buildDeleteStatement(t, st.target, st.stage, "")
 	return st
 }
 
@@ -213,6 +217,7 @@ func (st statements) golden() string {
 		{"sweep", st.refresh.sweep},
 		{"sweep with before-images", st.refresh.sweepImages},
 		{"drop seen keys", st.refresh.dropSeen},
+		{"delete keys", st.remove},
 	}
 	var b strings.Builder
 	for _, p := range parts {

@@ -1,0 +1,77 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.uber.org/fx"
+
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/starters/webhook"
+	"github.com/tetherflow/tether/workers/config"
+)
+
+// WebhookServer is the worker's signed webhook receiver: POST
+// /webhooks/{source} on webhooks.listen, each accepted event recorded in
+// its entity's events workflow (webhook.TemporalAccepter).
+type WebhookServer struct {
+	server
+	Receiver *webhook.Receiver // nil when off
+}
+
+// NewWebhookServer checks the webhook sources against the integrations
+// (every source names one that exists, whose destinations take events)
+// and serves them from the app's start to its stop. It is off when
+// webhooks.listen is empty.
+func NewWebhookServer(lc fx.Lifecycle, cfg config.Config, reg *integration.Registry, sch *validate.Registry, st *store.Store, c client.Client, log *slog.Logger) (*WebhookServer, error) {
+	w := &WebhookServer{server: server{what: "webhook receiver", key: "webhooks.listen / TETHER_WEBHOOKS_LISTEN",
+		path: webhook.PathPrefix + "{source}", listen: cfg.Webhooks.Listen, log: log}}
+	lc.Append(fx.Hook{OnStart: w.Start, OnStop: w.Stop})
+	if cfg.Webhooks.Listen == "" {
+		return w, nil
+	}
+	routes, sources, err := WebhookRoutes(cfg.Webhooks.Sources, reg)
+	if err != nil {
+		return nil, err
+	}
+	acc := webhook.NewTemporalAccepter(c, cfg.Temporal.TaskQueue, routes, st)
+	rcv, err := webhook.New(sources, sch, acc, webhook.WithLogger(log.With("component", "webhook")))
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	w.Receiver = rcv
+	w.srv = &http.Server{Handler: rcv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	return w, nil
+}
+
+// WebhookRoutes maps every configured source to its integration, checking
+// that the integration exists and can apply events.
+func WebhookRoutes(sources []config.WebhookSource, reg *integration.Registry) (map[string]webhook.Route, []webhook.Source, error) {
+	routes := map[string]webhook.Route{}
+	out := make([]webhook.Source, 0, len(sources))
+	var problems []error
+	for i, s := range sources {
+		def, err := reg.Get(s.Integration)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): integration: %w (known: %v)", i, s.Name, err, reg.Names()))
+			continue
+		}
+		if err := pipeline.EventsSupported(def); err != nil {
+			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): %w", i, s.Name, err))
+			continue
+		}
+		routes[s.Name] = webhook.Route{Integration: def.Name, Shards: def.EventShards()}
+		out = append(out, s.Source)
+	}
+	if len(problems) > 0 {
+		return nil, nil, fmt.Errorf("webhooks: %w", errors.Join(problems...))
+	}
+	return routes, out, nil
+}

@@ -1,0 +1,310 @@
+// Package events holds EventsWorkflow, which applies an integration's
+// webhook events in order per entity.
+//
+// Every entity's events go to one workflow, picked by a hash of its key
+// among the integration's shards (Definition.Events.Shards, default 16):
+// id "<integration>/events/<shard>". The webhook receiver records each
+// event with signal-with-start, so the event is in the workflow's history
+// (durable, even while no worker runs) before the sender gets its 202. The
+// workflow applies what it has received in arrival order, in batches, with
+// the ApplyEvents local activity: one transaction per batch, each entity
+// reduced to its newest event, the destination's version column skipping
+// anything older than the stored row. Different shards apply in parallel.
+//
+// Why shards and not one workflow per entity: a workflow start costs the
+// dev server 20-30 ms of CPU on this kind of machine (see docs), so one
+// workflow per entity would cap a 2-core box at a few dozen new entities a
+// second, while a shard's long-lived workflow pays one workflow task per
+// batch whatever the number of entities in it. Per-entity order is kept
+// because an entity's events always go to the same shard and a shard
+// applies its events one batch at a time, in the order Temporal recorded
+// them.
+//
+// A shard that has had nothing to do for its idle time (default 10
+// minutes) completes; the next event starts it again. It continues as new
+// when Temporal suggests it, carrying its pending events and recent
+// delivery ids. An apply that fails is retried with a growing delay (up to
+// a minute) for as long as it takes: events are never dropped, and the
+// progress query says why the shard is blocked.
+package events
+
+import (
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+// WorkflowType is the registered name of the events workflow.
+const WorkflowType = "EventsWorkflow"
+
+// SignalEvent is the signal carrying one syncstep.Event.
+const SignalEvent = "event"
+
+// QueryProgress returns a Progress.
+const QueryProgress = "progress"
+
+// Defaults of a shard.
+const (
+	// DefaultIdleTimeout is how long a shard waits for events before it
+	// completes.
+	DefaultIdleTimeout = 10 * time.Minute
+	// MaxBatch bounds the events applied in one transaction.
+	MaxBatch = 500
+	// recentIDs bounds the delivery ids a shard remembers to drop
+	// redeliveries before they reach the database.
+	recentIDs = 2000
+	// maxHistoryEvents continues as new before the history grows long
+	// (each batch adds about 4 events besides its signals).
+	maxHistoryEvents = 8000
+	// maxCarried bounds the pending events carried over continue-as-new
+	// (Temporal warns at 512 KB per payload).
+	maxCarried = 256 << 10
+)
+
+// WorkflowID is the id of an integration's shard workflow.
+func WorkflowID(integration string, shard int) string {
+	return fmt.Sprintf("%s/events/%d", integration, shard)
+}
+
+// Shard picks the shard of an entity key among shards (FNV-1a).
+func Shard(key string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// Input starts a shard. Integration is required.
+type Input struct {
+	Integration string `json:"integration"`
+	Shard       int    `json:"shard"`
+	// IdleTimeout overrides DefaultIdleTimeout (tests).
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
+	// State is set only by continue-as-new.
+	State *State `json:"state,omitempty"`
+}
+
+// State is what a shard carries across continue-as-new.
+type State struct {
+	Pending    []syncstep.Event     `json:"pending,omitempty"`
+	Recent     []string             `json:"recent,omitempty"`
+	Counts     syncstep.EventCounts `json:"counts"`
+	Batches    int                  `json:"batches"`
+	Executions int                  `json:"executions"`
+	StartedAt  time.Time            `json:"startedAt"`
+}
+
+// Progress is what the progress query returns.
+type Progress struct {
+	Integration string               `json:"integration"`
+	Shard       int                  `json:"shard"`
+	Pending     int                  `json:"pending"`
+	Counts      syncstep.EventCounts `json:"counts"`
+	Batches     int                  `json:"batches"`
+	Executions  int                  `json:"executions"`
+	// LastAppliedAt is when the last batch committed.
+	LastAppliedAt time.Time `json:"lastAppliedAt,omitzero"`
+	// LastError is why the last apply failed (the shard retries it); empty
+	// once one succeeds.
+	LastError string `json:"lastError,omitempty"`
+	// DroppedRedeliveries counts events dropped because the shard had just
+	// received or applied the same delivery.
+	DroppedRedeliveries int `json:"droppedRedeliveries"`
+}
+
+// applyOptions runs ApplyEvents as a local activity: no task queue
+// dispatch between an event's arrival and its apply. Its own retries are
+// few and short; the workflow retries a failed batch with a growing delay.
+var applyOptions = workflow.LocalActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 2 * time.Second, MaximumAttempts: 3,
+	},
+}
+
+// EventsWorkflow applies a shard's events. See the package doc.
+func EventsWorkflow(ctx workflow.Context, in Input) error {
+	if in.Integration == "" {
+		return temporal.NewNonRetryableApplicationError(`input: "integration" is required`, "ConfigError", nil)
+	}
+	s := &shard{in: in, ch: workflow.GetSignalChannel(ctx, SignalEvent), recent: map[string]bool{}}
+	if in.State != nil {
+		s.st = *in.State
+	} else {
+		s.st.StartedAt = workflow.Now(ctx)
+		_ = workflow.UpsertTypedSearchAttributes(ctx, datasync.IntegrationAttr.ValueSet(in.Integration))
+	}
+	s.st.Executions++
+	for _, id := range s.st.Recent {
+		s.recent[id] = true
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, s.progress); err != nil {
+		return err
+	}
+	return s.run(ctx)
+}
+
+type shard struct {
+	in        Input
+	ch        workflow.ReceiveChannel
+	st        State
+	recent    map[string]bool
+	pendingID map[string]bool
+
+	lastAppliedAt time.Time
+	lastError     string
+	dropped       int
+}
+
+func (s *shard) progress() (Progress, error) {
+	return Progress{
+		Integration: s.in.Integration, Shard: s.in.Shard, Pending: len(s.st.Pending), Counts: s.st.Counts,
+		Batches: s.st.Batches, Executions: s.st.Executions, LastAppliedAt: s.lastAppliedAt,
+		LastError: s.lastError, DroppedRedeliveries: s.dropped,
+	}, nil
+}
+
+func deliveryID(ev syncstep.Event) string { return ev.Source + "\x00" + ev.DeliveryID }
+
+// receive adds an event to the pending ones unless this shard has it
+// already (the database's record of deliveries is the final guard).
+func (s *shard) receive(ev syncstep.Event) {
+	id := deliveryID(ev)
+	if s.recent[id] || s.pendingID[id] {
+		s.dropped++
+		return
+	}
+	s.pendingID[id] = true
+	s.st.Pending = append(s.st.Pending, ev)
+}
+
+// drain takes every signal already received, without blocking.
+func (s *shard) drain() {
+	for {
+		var ev syncstep.Event
+		if !s.ch.ReceiveAsync(&ev) {
+			return
+		}
+		s.receive(ev)
+	}
+}
+
+func (s *shard) run(ctx workflow.Context) error {
+	s.pendingID = make(map[string]bool, len(s.st.Pending))
+	for _, ev := range s.st.Pending {
+		s.pendingID[deliveryID(ev)] = true
+	}
+	idle := s.in.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, applyOptions)
+	delay := time.Second
+	for {
+		s.drain()
+		if s.continueAsNew(ctx) {
+			return workflow.NewContinueAsNewError(ctx, EventsWorkflow, s.next())
+		}
+		if len(s.st.Pending) == 0 {
+			// Wait for an event, or finish once idle.
+			tctx, cancel := workflow.WithCancel(ctx)
+			got := false
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
+				var ev syncstep.Event
+				c.Receive(ctx, &ev)
+				s.receive(ev)
+				got = true
+			})
+			sel.AddFuture(workflow.NewTimer(tctx, idle), func(workflow.Future) {})
+			sel.Select(ctx)
+			cancel()
+			if !got {
+				s.drain()
+				if len(s.st.Pending) == 0 {
+					return nil // idle: the next event starts the shard again
+				}
+			}
+			continue
+		}
+		batch := s.st.Pending[:min(len(s.st.Pending), MaxBatch)]
+		s.st.Batches++
+		var out syncstep.ApplyEventsOutput
+		err := workflow.ExecuteLocalActivity(lctx, syncstep.ApplyEventsName, syncstep.ApplyEventsInput{
+			Integration: s.in.Integration, Events: batch,
+			Ref: syncstep.PageRef{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, Page: s.st.Batches},
+		}).Get(ctx, &out)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Keep the events and try again later: nothing is dropped.
+			s.lastError = err.Error()
+			workflow.GetLogger(ctx).Warn("applying events failed; retrying", "integration", s.in.Integration,
+				"shard", s.in.Shard, "events", len(batch), "retryIn", delay, "error", err)
+			if err := workflow.Sleep(ctx, delay); err != nil {
+				return err
+			}
+			delay = min(2*delay, time.Minute)
+			continue
+		}
+		delay, s.lastError, s.lastAppliedAt = time.Second, "", out.AppliedAt
+		s.st.Counts = s.st.Counts.Add(out.Counts)
+		for _, ev := range batch {
+			id := deliveryID(ev)
+			delete(s.pendingID, id)
+			s.remember(id)
+		}
+		s.st.Pending = s.st.Pending[len(batch):]
+		if len(s.st.Pending) == 0 {
+			s.st.Pending = nil
+		}
+	}
+}
+
+// remember keeps a delivery id among the recent ones, forgetting the
+// oldest beyond recentIDs.
+func (s *shard) remember(id string) {
+	s.recent[id] = true
+	s.st.Recent = append(s.st.Recent, id)
+	if over := len(s.st.Recent) - recentIDs; over > 0 {
+		for _, old := range s.st.Recent[:over] {
+			delete(s.recent, old)
+		}
+		s.st.Recent = append([]string(nil), s.st.Recent[over:]...)
+	}
+}
+
+// continueAsNew says whether to continue as new now: when Temporal
+// suggests it or the history is long, and the pending events are few
+// enough to carry in the next execution's input (else they are applied
+// first).
+func (s *shard) continueAsNew(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	if !info.GetContinueAsNewSuggested() && info.GetCurrentHistoryLength() <= maxHistoryEvents {
+		return false
+	}
+	size := 0
+	for _, ev := range s.st.Pending {
+		size += len(ev.Record) + len(ev.Key) + len(ev.DeliveryID) + 128
+	}
+	return size <= maxCarried
+}
+
+// next is the input of the next execution: every signal received so far
+// goes with it.
+func (s *shard) next() Input {
+	s.drain()
+	in := s.in
+	st := s.st
+	in.State = &st
+	return in
+}
