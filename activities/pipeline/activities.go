@@ -63,6 +63,8 @@ type Deps struct {
 	// still runs (a workflow terminated from the Web UI leaves its lease
 	// behind). Nil trusts the lease until the run records its end.
 	Temporal WorkflowDescriber
+	// Metrics counts event applies and change capture's lag (nil: none).
+	Metrics *EventMetrics
 }
 
 // WorkflowDescriber is the part of the Temporal client the writer lease

@@ -57,7 +57,9 @@ func (a *Activities) ApplyEvents(ctx context.Context, in syncstep.ApplyEventsInp
 	if err := tx.Commit(); err != nil {
 		return syncstep.ApplyEventsOutput{}, store.Classify(err, fmt.Sprintf("commit %d events of %q", len(in.Events), in.Integration))
 	}
-	return syncstep.ApplyEventsOutput{Counts: counts, AppliedAt: time.Now().UTC()}, nil
+	now := time.Now().UTC()
+	a.deps.Metrics.applied(in.Integration, counts, in.Events, now)
+	return syncstep.ApplyEventsOutput{Counts: counts, AppliedAt: now}, nil
 }
 
 // ensureTables makes sure c's destination tables exist, once per
@@ -112,13 +114,26 @@ func (a *Activities) applyEvents(ctx context.Context, tx *sql.Tx, c *compiled, r
 	}
 	b := &eventBatch{c: c, ref: ref, events: events, counts: syncstep.EventCounts{Received: len(events)},
 		upserts: &pageEntry{}, refusedRows: map[int]bool{}, refusedDeletes: map[int]bool{}}
-	ds := make([]store.Delivery, len(events))
+	// Deliveries with an id are recorded (a redelivery is skipped);
+	// captured changes have none: re-reading them after a crash applies
+	// them again, which changes nothing.
+	var ds []store.Delivery
+	var at []int
 	for i, ev := range events {
-		ds[i] = store.Delivery{Source: ev.Source, ID: ev.DeliveryID, Key: ev.Key}
+		if ev.DeliveryID != "" {
+			ds, at = append(ds, store.Delivery{Source: ev.Source, ID: ev.DeliveryID, Key: ev.Key}), append(at, i)
+		}
 	}
-	fresh, err := a.store.RecordDeliveries(ctx, tx, c.def.Name, ds)
+	recorded, err := a.store.RecordDeliveries(ctx, tx, c.def.Name, ds)
 	if err != nil {
 		return syncstep.EventCounts{}, err
+	}
+	fresh := make([]bool, len(events))
+	for i := range fresh {
+		fresh[i] = true
+	}
+	for j, i := range at {
+		fresh[i] = recorded[j]
 	}
 	for _, i := range b.winners(fresh) {
 		if events[i].Delete {

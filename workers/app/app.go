@@ -37,6 +37,7 @@ import (
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/datasync"
 	"github.com/tetherflow/tether/workflows/events"
 	"github.com/tetherflow/tether/workflows/reconcile"
@@ -58,6 +59,7 @@ var Module = fx.Module("worker",
 		NewWorker,
 		NewMetricsRegistry,
 		NewSinkMetrics,
+		NewEventMetrics,
 		NewMetricsServer,
 		NewWebhookServer,
 	),
@@ -272,10 +274,10 @@ func NewSchemas() (*validate.Registry, error) { return validate.NewRegistry(sche
 // reloads them (ReloadIntegrations) each time the integration files change
 // while the worker runs: new runs use the new definitions, running runs
 // keep the version they started with.
-func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry, sinkMetrics *httpsink.Metrics, c client.Client, log *slog.Logger) (*pipeline.Activities, error) {
+func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry, sinkMetrics *httpsink.Metrics, eventMetrics *pipeline.EventMetrics, c client.Client, log *slog.Logger) (*pipeline.Activities, error) {
 	acts, err := pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log,
 		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg), Declared: DeclaredHashes(declared.Current()),
-		SinkOptions: []httpsink.Option{httpsink.WithMetrics(sinkMetrics)}, Temporal: c})
+		SinkOptions: []httpsink.Option{httpsink.WithMetrics(sinkMetrics)}, Temporal: c, Metrics: eventMetrics})
 	if err != nil {
 		return nil, err
 	}
@@ -443,6 +445,7 @@ func Register(w worker.Registry, acts *pipeline.Activities) {
 	w.RegisterWorkflowWithOptions(datasync.SyncWorkflow, workflow.RegisterOptions{Name: datasync.WorkflowType})
 	w.RegisterWorkflowWithOptions(reconcile.ReconcileWorkflow, workflow.RegisterOptions{Name: reconcile.WorkflowType})
 	w.RegisterWorkflowWithOptions(events.EventsWorkflow, workflow.RegisterOptions{Name: events.WorkflowType})
+	w.RegisterWorkflowWithOptions(capture.CaptureWorkflow, workflow.RegisterOptions{Name: capture.WorkflowType})
 	w.RegisterActivity(acts)
 }
 

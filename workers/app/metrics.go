@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/workers/config"
 )
@@ -39,6 +40,12 @@ func NewMetricsRegistry() (*prometheus.Registry, error) {
 // every HTTP destination.
 func NewSinkMetrics(reg *prometheus.Registry) (*httpsink.Metrics, error) {
 	return httpsink.NewMetrics(reg)
+}
+
+// NewEventMetrics registers the metrics of event applies and change
+// capture.
+func NewEventMetrics(reg *prometheus.Registry) (*pipeline.EventMetrics, error) {
+	return pipeline.NewEventMetrics(reg)
 }
 
 // MetricsServer serves a registry's metrics at /metrics over HTTP.

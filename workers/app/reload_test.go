@@ -63,7 +63,7 @@ func newReloadWorker(t *testing.T, cfg config.Config) reloadWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.acts, err = NewActivities(w.lc, cfg, nil, nil, reg, w.goDefs, set, w.sch, nil, nil, w.log); err != nil {
+	if w.acts, err = NewActivities(w.lc, cfg, nil, nil, reg, w.goDefs, set, w.sch, nil, nil, nil, w.log); err != nil {
 		t.Fatal(err)
 	}
 	return w

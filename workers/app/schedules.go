@@ -67,6 +67,19 @@ func NewSchedules(p SchedulesParams) (*Schedules, error) {
 		Owner:     cfg.Schedules.Owner,
 		Logger:    p.Logger.With("component", "schedules"),
 	}}
+	if err := applyCapturesLogged(p.Client, cfg.Temporal.Namespace, cfg.Temporal.TaskQueue, p.Integrations.All(), p.Logger); err != nil {
+		return nil, fmt.Errorf("change capture: %w", err)
+	}
+	unsubscribeCaptures := p.Declared.Subscribe(func(specs []declarative.Spec) {
+		reg, err := BuildRegistry(p.Config, p.GoDefs, specs, p.Schemas)
+		if err != nil || !inUse(p.Activities, reg, specs) {
+			return // the worker kept its previous integrations
+		}
+		if err := applyCapturesLogged(p.Client, cfg.Temporal.Namespace, cfg.Temporal.TaskQueue, reg.All(), p.Logger); err != nil {
+			p.Logger.Error("change capture could not be applied after the integration files changed", "error", err)
+		}
+	})
+	p.Lifecycle.Append(fx.StopHook(unsubscribeCaptures))
 	if !cfg.Schedules.Manage {
 		p.Logger.Info("schedules.manage is false: the integrations' Temporal Schedules are left as they are")
 		return s, nil

@@ -27,6 +27,7 @@ type Source struct {
 	cfg      Config // with defaults
 	table    string // the table as SQL: "schema"."table"
 	where    string // the DSN with its password redacted
+	dsn      string // the resolved DSN (for change capture; never logged)
 	password string // to scrub from driver messages
 
 	db        *sql.DB
@@ -113,7 +114,7 @@ func New(name string, cfg Config, opts ...Option) (*Source, error) {
 		}
 		dsn = v
 	}
-	s.where = store.RedactDSN(dsn)
+	s.where, s.dsn = store.RedactDSN(dsn), dsn
 	pcfg, err := pq.NewConfig(dsn)
 	if err != nil {
 		// The driver may quote the DSN it could not parse: show it redacted.
@@ -145,6 +146,14 @@ func (s *Source) Close() error {
 	}
 	return nil
 }
+
+// Conn returns the Source's connection pool and its resolved DSN (change
+// capture listens on a connection of its own). The DSN holds the password:
+// never log it.
+func (s *Source) Conn() (*sql.DB, string) { return s.db, s.dsn }
+
+// Config returns the Source's configuration, with defaults.
+func (s *Source) Config() Config { return s.cfg }
 
 // Describe says what the Source reads, for logs: the table, the DSN
 // without its password, and how reads are ordered.
