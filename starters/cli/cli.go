@@ -56,6 +56,13 @@ Usage:
                                             make the schedules those the worker's integrations
                                             declare, as workers do at start (for workers run with
                                             schedules.manage: false)
+  tether events INTEGRATION [--config FILE] [--dir DIR]
+                                            webhook events of an integration: every shard workflow's
+                                            pending events and what was applied, stale or quarantined
+  tether capture INTEGRATION [--config FILE] [--dir DIR]
+                                            PostgreSQL change capture: status, changes applied, lag
+  tether capture sql INTEGRATION [--remove] the SQL that installs (or removes) the capture, for the
+                                            table's owner to run when the worker may not
 
 Common flags (and environment):
   --address    Temporal host:port (TEMPORAL_ADDRESS, default 127.0.0.1:7233)
@@ -85,6 +92,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"quarantine":   cmdQuarantine,
 		"schedules":    cmdSchedules,
 		"reconcile":    cmdReconcile,
+		"events":       cmdEvents,
+		"capture":      cmdCapture,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
@@ -38,6 +39,43 @@ func cmdSchedules(ctx context.Context, e *env, args []string) error {
 		return applySchedules(ctx, e, fs, *file, *dir, *owner)
 	}
 	return usageError{fmt.Errorf("unknown schedules command %q (want: apply)", strings.Join(pos, " "))}
+}
+
+// loadIntegrations reads the worker's configuration (file) and builds its
+// integrations: the Go ones and the files of dir (default the
+// configuration's integrations_dir). The Temporal flags not given take the
+// configuration's values.
+func (e *env) loadIntegrations(fs *flag.FlagSet, file, dir string) (config.Config, *integration.Registry, error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return cfg, nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["address"] {
+		e.address = cfg.Temporal.Address
+	}
+	if !set["namespace"] {
+		e.namespace = cfg.Temporal.Namespace
+	}
+	if !set["task-queue"] {
+		e.taskQueue = cfg.Temporal.TaskQueue
+	}
+	if dir != "" {
+		cfg.IntegrationsDir = dir
+	}
+	var specs []declarative.Spec
+	if cfg.IntegrationsDir != "" {
+		if specs, err = declarative.LoadDir(cfg.IntegrationsDir); err != nil {
+			return cfg, nil, fmt.Errorf("integrations_dir %s:\n%w", cfg.IntegrationsDir, err)
+		}
+	}
+	sch, err := app.NewSchemas()
+	if err != nil {
+		return cfg, nil, err
+	}
+	reg, err := app.BuildRegistry(cfg, integrations.All(cfg.Sources.CRM), specs, sch)
+	return cfg, reg, err
 }
 
 // listSchedules prints every schedule tether manages (of owner, when
@@ -116,40 +154,12 @@ func lastRun(ctx context.Context, c client.Client, recent []client.ScheduleActio
 // worker runs with its configuration (file, environment), as a worker does
 // at start. The connection flags, when given, win over the configuration.
 func applySchedules(ctx context.Context, e *env, fs *flag.FlagSet, file, dir, owner string) error {
-	cfg, err := config.Load(file)
+	cfg, reg, err := e.loadIntegrations(fs, file, dir)
 	if err != nil {
 		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if !set["address"] {
-		e.address = cfg.Temporal.Address
-	}
-	if !set["namespace"] {
-		e.namespace = cfg.Temporal.Namespace
-	}
-	if !set["task-queue"] {
-		e.taskQueue = cfg.Temporal.TaskQueue
 	}
 	if owner == "" {
 		owner = cfg.Schedules.Owner
-	}
-	if dir != "" {
-		cfg.IntegrationsDir = dir
-	}
-	var specs []declarative.Spec
-	if cfg.IntegrationsDir != "" {
-		if specs, err = declarative.LoadDir(cfg.IntegrationsDir); err != nil {
-			return fmt.Errorf("integrations_dir %s:\n%w", cfg.IntegrationsDir, err)
-		}
-	}
-	sch, err := app.NewSchemas()
-	if err != nil {
-		return err
-	}
-	reg, err := app.BuildRegistry(cfg, integrations.All(cfg.Sources.CRM), specs, sch)
-	if err != nil {
-		return err
 	}
 	c, err := e.dial(ctx)
 	if err != nil {

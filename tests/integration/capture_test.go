@@ -1,13 +1,16 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/workflows/capture"
 )
 
@@ -157,6 +160,14 @@ DELETE FROM people WHERE id BETWEEN 60 AND 64;`); err != nil {
 	}
 	if p.Integration != name || p.Status != "capturing" {
 		t.Errorf("progress %+v", p)
+	}
+	// And `tether capture` shows it (it reads the integration files as the
+	// worker does).
+	t.Setenv("DATABASE_URL", s.schema.DSN)
+	var out, errOut bytes.Buffer
+	if code := cli.Run(ctx, []string{"capture", name, "--dir", dir, "--address", devServer.FrontendHostPort()}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), name+": capturing") || !strings.Contains(out.String(), "outbox: 0 changes waiting") {
+		t.Errorf("tether capture: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 
 	// Removing the integration drops the trigger, the function and the
