@@ -37,6 +37,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	stateDir := fs.String("state-dir", ".tether", "where the stack keeps its database file, binaries and logs")
 	schema := fs.String("schema", "tether_demo", "PostgreSQL schema for the demo's tables")
 	keepData := fs.Bool("keep-data", false, "keep the demo schema's tables from an earlier `up` (default: start from an empty schema)")
+	webhooksAddr := fs.String("webhooks-addr", getenv("TETHER_UP_WEBHOOKS_ADDR", "127.0.0.1:8090"), "where the worker receives the demo's signed webhooks")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -113,12 +114,18 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	hook, err := newDemoWebhook(dir, *webhooksAddr)
+	if err != nil {
+		return err
+	}
 	w, err := devstack.StartProcess("worker", filepath.Join(logs, "worker.log"), []string{
 		"TEMPORAL_ADDRESS=" + e.address,
 		"TEMPORAL_NAMESPACE=" + e.namespace,
 		"TETHER_TEMPORAL_TASK_QUEUE=" + e.taskQueue,
 		"DATABASE_URL=" + dsn,
 		"TETHER_SOURCES_CRM_BASE_URL=" + sandboxURL,
+		"TETHER_CONFIG=" + hook.configFile,
+		demoSecretEnv + "=" + hook.secret,
 	}, bin)
 	if err != nil {
 		return err
@@ -148,6 +155,9 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 		outcomes = append(outcomes, Outcome{Result: res, Err: err, WorkflowID: run.GetID(), RunID: run.GetRunID()})
 	}
 	PrintSummary(out, outcomes, uiURL, e.namespace)
+	if err := hook.demo(ctx, out, sb, dsn); err != nil {
+		outcomes = append(outcomes, Outcome{Err: err, WorkflowID: "webhook demo"})
+	}
 	fmt.Fprintf(out, "\nAll runs of an integration in the Web UI: %s/namespaces/%s/workflows?query=%s\n",
 		uiURL, e.namespace, "IntegrationName%3D%22crm-contacts%22")
 	fmt.Fprintf(out, "Quarantined records: go run ./starters/cmd/tether quarantine --database-url '%s'\n", dsn)
