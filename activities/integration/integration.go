@@ -667,6 +667,11 @@ func (d Definition) eventsProblems() []error {
 		case d.Source.Postgres.Where != "":
 			add("events.capture", "cannot be used with source.postgres.where: every change of the table is captured")
 		}
+		for _, st := range d.Steps() {
+			if st.Postgres == nil && st.Kind() != "" {
+				add("events.capture", "destination %q is %s: captured changes are applied to PostgreSQL destinations only", st.Name, st.Kind())
+			}
+		}
 	}
 	switch e.Deletes {
 	case "", DeletesDelete, DeletesIgnore, DeletesTombstone:

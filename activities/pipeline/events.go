@@ -202,12 +202,17 @@ func (b *eventBatch) winners(fresh []bool) []int {
 			continue
 		}
 		prev := b.events[w]
-		if ev.Version != "" && prev.Version != "" && ev.Version != prev.Version {
-			b.counts.Stale++
-			if compareValues(ev.Version, prev.Version, true) > 0 {
+		if ev.Version != "" && prev.Version != "" {
+			// Equal versions spelled differently ("Z" and "+00:00") are equal.
+			switch cmp := compareValues(ev.Version, prev.Version, true); {
+			case cmp < 0:
+				b.counts.Stale++ // this one is older
+				continue
+			case cmp > 0:
+				b.counts.Stale++ // the one it replaces is older
 				winner[ev.Key] = i
+				continue
 			}
-			continue
 		}
 		b.counts.Superseded++
 		winner[ev.Key] = i

@@ -60,7 +60,7 @@ func WebhookRoutes(sources []config.WebhookSource, reg *integration.Registry) (m
 	for i, s := range sources {
 		def, err := reg.Get(s.Integration)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): integration: %w (known: %v)", i, s.Name, err, reg.Names()))
+			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): integration: %w", i, s.Name, err))
 			continue
 		}
 		if err := pipeline.EventsSupported(def); err != nil {

@@ -213,10 +213,9 @@ func Load(file string) (Config, error) {
 	if l, ok := os.LookupEnv("TETHER_METRICS_LISTEN"); ok && l == "" {
 		cfg.Metrics.Listen = ""
 	}
-	if err := cfg.resolveWebhookSecrets(os.LookupEnv); err != nil {
-		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
-	}
-	if err := cfg.Validate(); err != nil {
+	// Every problem at once: the secrets that could not be read and the
+	// rest of the configuration.
+	if err := errors.Join(cfg.resolveWebhookSecrets(os.LookupEnv), cfg.Validate()); err != nil {
 		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
 	}
 	return cfg, nil
@@ -336,7 +335,11 @@ func (w Webhooks) problems() []error {
 			errs = append(errs, fmt.Errorf("  %s: secrets_env: required: the environment variables holding the source's secrets", key))
 			continue
 		}
+		unresolved := len(s.Secrets) < len(s.SecretsEnv) // reported by resolveWebhookSecrets
 		for _, err := range unjoinErrs(s.Source.Validate()) {
+			if unresolved && strings.HasPrefix(err.Error(), "secrets") {
+				continue
+			}
 			errs = append(errs, fmt.Errorf("  %s: %v", key, err))
 		}
 	}

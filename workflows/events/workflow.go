@@ -227,6 +227,9 @@ func (s *shard) run(ctx workflow.Context) error {
 			sel.AddFuture(workflow.NewTimer(tctx, idle), func(workflow.Future) {})
 			sel.Select(ctx)
 			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err() // cancelled while idle
+			}
 			if !got {
 				s.drain()
 				if len(s.st.Pending) == 0 {

@@ -12,9 +12,10 @@ import (
 // DeleteOptions tune one Delete.
 type DeleteOptions struct {
 	// Tombstone, when set, names a timestamptz column that is set to now()
-	// instead of deleting the row (soft delete). A later upsert of the key
-	// writes the row again with the column as the row has it (NULL when the
-	// row does not set it), which brings the entity back.
+	// instead of deleting the row (soft delete); the row takes the
+	// deletion's version when it is newer. A later upsert of the key with a
+	// newer version writes the row again with the column as the row has it
+	// (NULL when the row does not set it), which brings the entity back.
 	Tombstone string
 }
 
@@ -42,7 +43,15 @@ func buildDeleteStatement(t Table, target, stage, tombstone string) string {
 	stats := "stats AS (\n    SELECT count(*) FILTER (WHERE NOT " + guard + ") AS stale\n    FROM staged s JOIN " + target + " t ON " + join + "\n)"
 	gone := "gone AS (\n    DELETE FROM " + target + " t USING staged s\n    WHERE " + join + " AND " + guard + "\n    RETURNING 1\n)"
 	if tombstone != "" {
-		gone = "gone AS (\n    UPDATE " + target + " t SET " + q(tombstone) + " = now() FROM staged s\n    WHERE " + join + " AND " + guard +
+		set := q(tombstone) + " = now()"
+		if v := t.VersionColumn; v != "" {
+			// The row keeps the deletion's version, so an update older than
+			// the deletion arriving later is stale and does not bring the
+			// entity back.
+			set += ", " + q(v) + " = CASE WHEN s." + q(v) + " IS NOT NULL AND (t." + q(v) + " IS NULL OR s." + q(v) + " > t." + q(v) +
+				") THEN s." + q(v) + " ELSE t." + q(v) + " END"
+		}
+		gone = "gone AS (\n    UPDATE " + target + " t SET " + set + " FROM staged s\n    WHERE " + join + " AND " + guard +
 			" AND t." + q(tombstone) + " IS NULL\n    RETURNING 1\n)"
 	}
 	return "WITH " + staged + ",\n" + stats + ",\n" + gone +
