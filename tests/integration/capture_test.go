@@ -183,6 +183,12 @@ DELETE FROM people WHERE id BETWEEN 60 AND 64;`); err != nil {
 	if _, err := s.schema.DB.Exec(`INSERT INTO people (id, email) VALUES (9999, 'after@example.com')`); err != nil {
 		t.Fatalf("the source table takes writes after removal: %v", err)
 	}
+	// The capture workflow completed after removing itself.
+	run := s.client.GetWorkflow(ctx, capture.WorkflowID(name), "")
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("capture workflow after removal: %v", err)
+	}
+	s.record(capture.WorkflowID(name)) // replay test data (workflows/capture)
 }
 
 // captureProgress describes the capture workflow's progress, for failure

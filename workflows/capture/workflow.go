@@ -125,7 +125,9 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 		err := workflow.ExecuteActivity(actx, syncstep.CaptureChangesName, syncstep.CaptureInput{
 			Integration: in.Integration, RunFor: runFor, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		}).Get(ctx, &out)
-		c.record(out)
+		if err == nil {
+			c.record(out)
+		}
 		switch {
 		case removing:
 		case ctx.Err() != nil:
