@@ -18,17 +18,17 @@ const (
 	DefaultLimit = 1000
 )
 
-// identifierPattern is what a schema, table or column name must look like:
+// IdentifierPattern is what a schema, table or column name must look like:
 // a plain SQL identifier PostgreSQL keeps whole (at most 63 bytes). Names
 // are always quoted in SQL, so they are case-sensitive. (The same rule as
 // pgsink's destination tables.)
-const identifierPattern = `^[A-Za-z_][A-Za-z0-9_]{0,62}$`
+const IdentifierPattern = `^[A-Za-z_][A-Za-z0-9_]{0,62}$`
 
 // envNamePattern is what dsn_env must look like.
 const envNamePattern = `^[A-Za-z_][A-Za-z0-9_]*$`
 
 var (
-	identRE   = regexp.MustCompile(identifierPattern)
+	identRE   = regexp.MustCompile(IdentifierPattern)
 	envNameRE = regexp.MustCompile(envNamePattern)
 )
 
@@ -69,6 +69,10 @@ type Config struct {
 	MaxOpenConns int `mapstructure:"max_open_conns" yaml:"max_open_conns" json:"max_open_conns"`
 }
 
+// ValidIdentifier reports whether s is a plain SQL identifier
+// (IdentifierPattern).
+func ValidIdentifier(s string) bool { return identRE.MatchString(s) }
+
 // Incremental reports whether c reads incrementally (CursorColumn is set).
 func (c Config) Incremental() bool { return c.CursorColumn != "" }
 
@@ -86,7 +90,7 @@ func (c Config) Validate() error {
 		if v == "" {
 			add(field, "is required")
 		} else {
-			add(field, "%q is not a valid identifier (want %s)", v, identifierPattern)
+			add(field, "%q is not a valid identifier (want %s)", v, IdentifierPattern)
 		}
 		return false
 	}

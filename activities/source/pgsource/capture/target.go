@@ -8,6 +8,8 @@ import (
 	"regexp"
 
 	"github.com/lib/pq"
+
+	"github.com/tetherflow/tether/activities/source/pgsource"
 )
 
 // DefaultOutboxSchema is where outboxes and trigger functions live when
@@ -21,18 +23,12 @@ const objectPrefix = "tether_capture_"
 // maxIdentLen is the longest identifier PostgreSQL keeps whole (NAMEDATALEN-1).
 const maxIdentLen = 63
 
-// Name patterns: an integration's name (as package integration spells it)
-// and a plain SQL identifier (as pgsource's). Identifiers are always quoted
-// in SQL, so they are case-sensitive.
-const (
-	integrationPattern = `^[a-z][a-z0-9-]{0,62}$`
-	identifierPattern  = `^[A-Za-z_][A-Za-z0-9_]{0,62}$`
-)
+// integrationPattern is an integration's name as package integration
+// spells it. Identifiers follow pgsource.IdentifierPattern; they are always
+// quoted in SQL, so they are case-sensitive.
+const integrationPattern = `^[a-z][a-z0-9-]{0,62}$`
 
-var (
-	integrationRE = regexp.MustCompile(integrationPattern)
-	identRE       = regexp.MustCompile(identifierPattern)
-)
+var integrationRE = regexp.MustCompile(integrationPattern)
 
 // Target names what to capture: one integration's source table, and where
 // its outbox lives.
@@ -62,12 +58,12 @@ func (t Target) Validate() error {
 	}
 	ident := func(field, v string) bool {
 		switch {
-		case identRE.MatchString(v):
+		case pgsource.ValidIdentifier(v):
 			return true
 		case v == "":
 			add(field, "is required")
 		default:
-			add(field, "%q is not a valid identifier (want %s)", v, identifierPattern)
+			add(field, "%q is not a valid identifier (want %s)", v, pgsource.IdentifierPattern)
 		}
 		return false
 	}
