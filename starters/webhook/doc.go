@@ -20,7 +20,8 @@
 //	413 {"error":"…"}                                 body over the source's max_body (default 1 MiB)
 //	422 {"error":"…","errors":[…]}                    schema-invalid and on_invalid: reject
 //	429 {"error":"…"} + Retry-After                   over the source's rate limit
-//	503 {"error":"…"} + Retry-After                   the Accepter could not record the event
+//	503 {"error":"…"} + Retry-After                   the Accepter could not record the event, or
+//	                                                   too many deliveries are being recorded (WithMaxInFlight)
 //
 // The checks run in this order, cheapest refusal first: source, rate
 // limit, method, size, signature, delivery id, JSON, schema and entity key,

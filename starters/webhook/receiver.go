@@ -25,6 +25,8 @@ const (
 	DefaultAcceptTimeout = 5 * time.Second
 	// DefaultRetryAfter is the Retry-After of a 503 (Accept failed).
 	DefaultRetryAfter = 5 * time.Second
+	// DefaultMaxInFlight bounds the Accept calls running at once.
+	DefaultMaxInFlight = 256
 )
 
 // maxProblems bounds the errors returned for and recorded with one event,
@@ -51,6 +53,7 @@ type Receiver struct {
 	now           func() time.Time
 	acceptTimeout time.Duration
 	retryAfter    time.Duration
+	inFlight      chan struct{} // one token per Accept running
 }
 
 // source is a Source ready to serve.
@@ -104,6 +107,19 @@ func WithRetryAfter(d time.Duration) Option {
 	}
 }
 
+// WithMaxInFlight bounds the Accept calls running at once (default
+// DefaultMaxInFlight). Beyond it a delivery is answered 503 with a
+// Retry-After of one second at once, having recorded nothing, rather than
+// queueing until its Accept times out (when the sender could not tell
+// whether it was recorded).
+func WithMaxInFlight(n int) Option {
+	return func(r *Receiver) {
+		if n > 0 {
+			r.inFlight = make(chan struct{}, n)
+		}
+	}
+}
+
 // New checks every source and builds the Receiver. schemas compiles the
 // sources' Schema files (it may be nil when no source names one); acc
 // records the accepted events. The error lists every problem of every
@@ -123,6 +139,7 @@ func New(sources []Source, schemas *validate.Registry, acc Accepter, opts ...Opt
 		now:           time.Now,
 		acceptTimeout: DefaultAcceptTimeout,
 		retryAfter:    DefaultRetryAfter,
+		inFlight:      make(chan struct{}, DefaultMaxInFlight),
 	}
 	for i, s := range sources {
 		prefix := fmt.Sprintf("webhook sources[%d] (%s)", i, s.Name)
@@ -327,6 +344,14 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, src *source
 func (r *Receiver) accept(ctx context.Context, ev Event) answer {
 	// The sender hanging up must not cut a recording half-way: the
 	// outcome would be unknown to both sides.
+	select {
+	case r.inFlight <- struct{}{}:
+		defer func() { <-r.inFlight }()
+	default:
+		return answer{status: http.StatusServiceUnavailable, level: slog.LevelWarn, reason: "overloaded: too many deliveries being recorded", delivery: ev.DeliveryID,
+			retryAfter: time.Second,
+			body:       errorBody{Error: fmt.Sprintf("overloaded: %d deliveries are being recorded; nothing was recorded for this one, deliver it again after Retry-After", cap(r.inFlight))}}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.acceptTimeout)
 	defer cancel()
 	err := r.acc.Accept(ctx, ev)

@@ -67,6 +67,9 @@ const (
 	maxCarried = 256 << 10
 )
 
+// versionOneIdleTimer marks executions that keep one idle timer (see run).
+const versionOneIdleTimer = "one-idle-timer"
+
 // WorkflowID is the id of an integration's shard workflow.
 func WorkflowID(integration string, shard int) string {
 	return fmt.Sprintf("%s/events/%d", integration, shard)
@@ -208,10 +211,41 @@ func (s *shard) run(ctx workflow.Context) error {
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, applyOptions)
 	delay := time.Second
+	// Version 1 keeps one idle timer, re-armed only when it fires, instead
+	// of starting and cancelling one around every batch (two history
+	// events and server work per batch).
+	oneTimer := workflow.GetVersion(ctx, versionOneIdleTimer, workflow.DefaultVersion, 1) == 1
+	var idleTimer workflow.Future
+	lastActive := workflow.Now(ctx)
 	for {
 		s.drain()
 		if s.continueAsNew(ctx) {
 			return workflow.NewContinueAsNewError(ctx, EventsWorkflow, s.next())
+		}
+		if len(s.st.Pending) == 0 && oneTimer {
+			if idleTimer == nil {
+				idleTimer = workflow.NewTimer(ctx, max(time.Second, lastActive.Add(idle).Sub(workflow.Now(ctx))))
+			}
+			fired := false
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
+				var ev syncstep.Event
+				c.Receive(ctx, &ev)
+				s.receive(ev)
+			})
+			sel.AddFuture(idleTimer, func(workflow.Future) { fired = true })
+			sel.Select(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err() // cancelled while idle
+			}
+			if fired {
+				idleTimer = nil
+				s.drain()
+				if len(s.st.Pending) == 0 && !workflow.Now(ctx).Before(lastActive.Add(idle)) {
+					return nil // idle: the next event starts the shard again
+				}
+			}
+			continue
 		}
 		if len(s.st.Pending) == 0 {
 			// Wait for an event, or finish once idle.
@@ -260,6 +294,7 @@ func (s *shard) run(ctx workflow.Context) error {
 			continue
 		}
 		delay, s.lastError, s.lastAppliedAt = time.Second, "", out.AppliedAt
+		lastActive = workflow.Now(ctx)
 		s.st.Counts = s.st.Counts.Add(out.Counts)
 		for _, ev := range batch {
 			id := deliveryID(ev)
