@@ -2,7 +2,7 @@
 // webhook events in order per entity.
 //
 // Every entity's events go to one workflow, picked by a hash of its key
-// among the integration's shards (Definition.Events.Shards, default 16):
+// among the integration's shards (Definition.Events.Shards, default 4):
 // id "<integration>/events/<shard>". The webhook receiver records each
 // event with signal-with-start, so the event is in the workflow's history
 // (durable, even while no worker runs) before the sender gets its 202. The
