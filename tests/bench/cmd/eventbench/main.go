@@ -5,7 +5,7 @@
 // PostgreSQL before answering (the floor without Temporal), measured in the
 // same run on the same machine:
 //
-//	go run ./tests/bench/cmd/eventbench [--rates 10,100,1000] [--events N] [--dsn URL] [--dump DIR]
+//	go run ./tests/bench/cmd/eventbench [--rates 10,100,1000] [--events N] [--dsn URL] [--dump DIR] [--modes webhooks,capture]
 //
 // It starts a Temporal dev server (an installed temporal binary; `make
 // temporal-cli` installs the pinned one), a fresh PostgreSQL schema, an
@@ -18,7 +18,18 @@
 // By default each rate sends 10 seconds' worth (at most 5,000 events), and
 // a full run takes about a minute and a half. --dump DIR writes every
 // event's times and every shard workflow's history, to see where a slow
-// event spent its time. Everything it starts stops when it ends, and the
+// event spent its time.
+//
+// Then it measures PostgreSQL change capture the same way (--modes
+// capture; see capture_report.go): the same number of row changes per
+// rate, each its own transaction, committed into a source table of the
+// bench schema, from each source commit to the commit of that row version
+// in the destination (both stamped by deferred triggers), for tether (an
+// integration with events.capture, its CaptureWorkflow started by
+// app.ApplyCaptures on an in-process worker) beside a plain loop on the
+// capture package without Temporal, each on its own source table and
+// outbox. This adds about a minute. Everything it starts stops when it
+// ends, both captures are removed (trigger, function, outbox) and the
 // schema is dropped.
 package main
 
@@ -58,6 +69,9 @@ type options struct {
 	dump        string
 	shards      int
 	wftPollers  int
+	webhooks    bool // --modes webhooks
+	capture     bool // --modes capture
+	capConns    int
 }
 
 // perRate is how many events are sent at rate.
@@ -81,12 +95,24 @@ func run() error {
 	flag.StringVar(&o.dump, "dump", "", "write every event's times to DIR/events.csv")
 	flag.IntVar(&o.shards, "shards", 0, "event workflows of the integration (0: its default)")
 	flag.IntVar(&o.wftPollers, "wft-pollers", 0, "the worker's workflow task pollers (0: the SDK's default, as the worker runs)")
+	modes := flag.String("modes", "webhooks,capture", "what to measure, comma-separated: webhooks, capture (PostgreSQL change capture)")
+	flag.IntVar(&o.capConns, "capture-conns", 16, "capture: connections the source writers share")
 	flag.Parse()
+	for m := range strings.SplitSeq(*modes, ",") {
+		switch strings.TrimSpace(m) {
+		case "webhooks":
+			o.webhooks = true
+		case "capture":
+			o.capture = true
+		default:
+			return fmt.Errorf("--modes: %q is not webhooks or capture", m)
+		}
+	}
 	var err error
 	if o.rates, err = parseRates(*rates); err != nil {
 		return err
 	}
-	if o.entities < 1 || o.entities > 100000 || o.concurrency < 1 || o.events < 0 || o.seconds < 1 || o.maxEvents < 1 || o.shards < 0 || o.wftPollers < 0 {
+	if o.entities < 1 || o.entities > 100000 || o.capConns < 1 || o.concurrency < 1 || o.events < 0 || o.seconds < 1 || o.maxEvents < 1 || o.shards < 0 || o.wftPollers < 0 {
 		return errors.New("--entities (1..100000), --concurrency, --seconds and --max-events must be positive, --events, --shards and --wft-pollers not negative")
 	}
 
@@ -129,13 +155,17 @@ func run() error {
 	if idle := sampleCPU(st.devPid).since(idle0, 2*time.Second); idle.ok {
 		fmt.Printf("idle:       with nothing sent, the bench process used %.0f%%, the dev server %.0f%%, postgres %.0f%% of one CPU\n\n", idle.self, idle.dev, idle.pg)
 	}
-	if err := st.warmUp(ctx); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
-	}
-
 	var results []*result
-	printHeader()
+	if o.webhooks {
+		if err := st.warmUp(ctx); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		printHeader()
+	}
 	for i, rate := range o.rates {
+		if !o.webhooks {
+			break
+		}
 		specs := makeSpecs(i, o.perRate(rate), o.entities)
 		for _, c := range []*contender{st.tether, st.baseline} {
 			res, err := st.measure(ctx, c, rate, specs)
@@ -147,13 +177,15 @@ func run() error {
 			time.Sleep(time.Second) // let the previous run's stragglers settle
 		}
 	}
-	printLegend()
-	fmt.Println()
-	printCPU(results)
-	fmt.Println()
-	printChecks(results)
-	printTargets(results)
-	if o.dump != "" {
+	if o.webhooks {
+		printLegend()
+		fmt.Println()
+		printCPU(results)
+		fmt.Println()
+		printChecks(results)
+		printTargets(results)
+	}
+	if o.dump != "" && o.webhooks {
 		name, err := dump(o.dump, results)
 		if err != nil {
 			return fmt.Errorf("--dump: %w", err)
@@ -166,11 +198,25 @@ func run() error {
 		fmt.Printf("shard histories: %s/shard-*.txt\n  %s\n", o.dump, strings.Join(sum, "\n  "))
 	}
 
+	var capResults []*capResult
+	var capErr error
+	if o.capture {
+		capResults, capErr = runCapture(ctx, st)
+	}
+
 	var lost []string
 	for _, r := range results {
 		if r.lost() > 0 || r.failed > 0 {
 			lost = append(lost, fmt.Sprintf("%s at %d/s: %d lost, %d never accepted", r.contender, r.rate, r.lost(), r.failed))
 		}
+	}
+	for _, r := range capResults {
+		if r.lost() > 0 || r.failed > 0 || r.pending > 0 {
+			lost = append(lost, fmt.Sprintf("capture, %s at %d/s: %d lost, %d failed to commit, %d left in the outbox", r.contender, r.rate, r.lost(), r.failed, r.pending))
+		}
+	}
+	if capErr != nil {
+		return capErr
 	}
 	if len(lost) > 0 {
 		return fmt.Errorf("events lost or refused:\n  %s", strings.Join(lost, "\n  "))
