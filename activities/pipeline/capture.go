@@ -20,6 +20,9 @@ import (
 // DefaultCaptureRun is how long one CaptureChanges runs before returning.
 const DefaultCaptureRun = time.Minute
 
+// lagEvery is how often a busy capture measures its lag.
+const lagEvery = 2 * time.Second
+
 // captureFallback is how long the reader waits without a notification
 // before it looks at the outbox anyway (and heartbeats).
 const captureFallback = 5 * time.Second
@@ -89,6 +92,7 @@ func (a *Activities) CaptureChanges(ctx context.Context, in syncstep.CaptureInpu
 		runFor = DefaultCaptureRun
 	}
 	deadline := time.Now().Add(runFor)
+	var lagAt time.Time
 	cols := src.Config().Columns
 	for time.Now().Before(deadline) {
 		changes, err := r.Read(ctx, c.def.BatchSize)
@@ -129,10 +133,15 @@ func (a *Activities) CaptureChanges(ctx context.Context, in syncstep.CaptureInpu
 		out.Batches++
 		out.Counts = out.Counts.Add(counts)
 		out.LastAppliedAt = time.Now().UTC()
-		if out.Pending, out.Oldest, err = r.Lag(ctx); err != nil {
-			return out, err
+		// The lag costs a scan of the outbox: measured every few seconds
+		// while busy, not after every batch.
+		if time.Since(lagAt) >= lagEvery {
+			if out.Pending, out.Oldest, err = r.Lag(ctx); err != nil {
+				return out, err
+			}
+			lagAt = time.Now()
+			a.deps.Metrics.captureLag(in.Integration, out.Pending, out.Oldest)
 		}
-		a.deps.Metrics.captureLag(in.Integration, out.Pending, out.Oldest)
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, out) // the SDK sends at most one per interval
 		}

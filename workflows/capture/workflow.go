@@ -108,7 +108,9 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 	})
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout: runFor + 2*time.Minute,
-		HeartbeatTimeout:    20 * time.Second,
+		// Short: a removal (or cancellation) reaches the activity with its
+		// next heartbeat, and a dead worker's run is retried after it.
+		HeartbeatTimeout:    10 * time.Second,
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 	}
