@@ -294,24 +294,9 @@ func (cs *capStack) startWorker() error {
 	if err != nil {
 		return err
 	}
-	sch, err := validate.NewRegistry(schemas.FS())
+	w, err := st.runWorker(c, cs.taskQueue, reg, log)
 	if err != nil {
 		return err
-	}
-	acts, err := pipeline.New(pipeline.Deps{DB: st.db, Store: store.New(st.db), Integrations: reg, Schemas: sch, Logger: log, Temporal: st.c})
-	if err != nil {
-		return err
-	}
-	w := worker.New(c, cs.taskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize:      st.cfg.Worker.MaxConcurrentActivities,
-		MaxConcurrentLocalActivityExecutionSize: st.cfg.Worker.MaxConcurrentLocalActivities,
-		MaxConcurrentWorkflowTaskExecutionSize:  st.cfg.Worker.MaxConcurrentWorkflowTasks,
-		MaxConcurrentWorkflowTaskPollers:        st.o.wftPollers,
-		WorkerStopTimeout:                       5 * time.Second,
-	})
-	app.Register(w, acts)
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start the capture worker: %w", err)
 	}
 	cs.worker = w
 	// Stopped before removeLeftovers runs, so no CaptureChanges installs

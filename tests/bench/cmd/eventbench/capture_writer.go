@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 )
 
@@ -155,45 +154,13 @@ func (w *capWriter) seed(ctx context.Context, ris []int, entities int) error {
 	return nil
 }
 
-// run commits changes at rate: change i is due at start + i/rate, each in
-// its own goroutine (at most concurrency at once), so a slow commit does
-// not delay the next; only the bound can (schedule slip).
+// run commits changes at rate (openLoop), each as its own transaction.
 func (w *capWriter) run(ctx context.Context, changes []capChange, rate int) []capWrite {
 	out := make([]capWrite, len(changes))
-	interval := time.Second / time.Duration(rate)
-	sem := make(chan struct{}, w.concurrency)
-	var wg sync.WaitGroup
-	tick := time.NewTicker(min(interval, 10*time.Millisecond))
-	defer tick.Stop()
-	t0 := time.Now()
-	next := 0
-	for next < len(changes) && ctx.Err() == nil {
-		now := time.Now()
-		for next < len(changes) {
-			due := t0.Add(time.Duration(next) * interval)
-			if due.After(now) {
-				break
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				wg.Wait()
-				return out
-			}
-			i := next
-			out[i].sched = due
-			wg.Go(func() {
-				defer func() { <-sem }()
-				w.commit(ctx, &changes[i], &out[i])
-			})
-			next++
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-		}
-	}
-	wg.Wait()
+	openLoop(ctx, len(changes), rate, w.concurrency, func(i int, due time.Time) {
+		out[i].sched = due
+		w.commit(ctx, &changes[i], &out[i])
+	})
 	return out
 }
 

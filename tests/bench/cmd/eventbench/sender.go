@@ -109,22 +109,34 @@ func newSender(url string, concurrency int) *sender {
 	return &sender{url: url, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, concurrency: concurrency}
 }
 
-// run sends specs at rate: event i is due at start + i/rate. A ticker
-// wakes the scheduler, which starts every event that is due, each in its
-// own goroutine, so a slow answer does not delay the next send; only
-// the bound on requests in flight can (that shows as schedule slip).
+// run sends specs at rate (openLoop), then closes idle connections.
 func (s *sender) run(ctx context.Context, specs []spec, rate int) []sent {
 	out := make([]sent, len(specs))
+	openLoop(ctx, len(specs), rate, s.concurrency, func(i int, due time.Time) {
+		out[i].sched = due
+		s.deliver(ctx, &specs[i], &out[i])
+	})
+	s.client.CloseIdleConnections()
+	return out
+}
+
+// openLoop runs do(i, due) for i from 0 to n-1, item i due at start +
+// i/rate. A ticker wakes the scheduler, which starts every item that is
+// due, each in its own goroutine (at most concurrency at once), so a slow
+// item does not delay the next; only the bound can (schedule slip). It
+// returns when every item started has finished, or ctx is done.
+func openLoop(ctx context.Context, n, rate, concurrency int, do func(i int, due time.Time)) {
 	interval := time.Second / time.Duration(rate)
-	sem := make(chan struct{}, s.concurrency)
+	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	tick := time.NewTicker(min(interval, 10*time.Millisecond))
 	defer tick.Stop()
 	t0 := time.Now()
 	next := 0
-	for next < len(specs) && ctx.Err() == nil {
+	for next < n && ctx.Err() == nil {
 		now := time.Now()
-		for next < len(specs) {
+		for next < n {
 			due := t0.Add(time.Duration(next) * interval)
 			if due.After(now) {
 				break
@@ -132,17 +144,13 @@ func (s *sender) run(ctx context.Context, specs []spec, rate int) []sent {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				wg.Wait()
-				return out
+				return
 			}
 			i := next
-			out[i].sched = due
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer func() { <-sem }()
-				s.deliver(ctx, &specs[i], &out[i])
-			}()
+				do(i, due)
+			})
 			next++
 		}
 		select {
@@ -150,9 +158,6 @@ func (s *sender) run(ctx context.Context, specs []spec, rate int) []sent {
 		case <-ctx.Done():
 		}
 	}
-	wg.Wait()
-	s.client.CloseIdleConnections()
-	return out
 }
 
 // deliver posts one event until it is accepted (2xx), like a sender that

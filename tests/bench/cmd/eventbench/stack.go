@@ -299,24 +299,9 @@ func (st *stack) startWorker() error {
 	if err != nil {
 		return err
 	}
-	sch, err := validate.NewRegistry(schemas.FS())
+	w, err := st.runWorker(c, st.taskQueue, reg, log)
 	if err != nil {
 		return err
-	}
-	acts, err := pipeline.New(pipeline.Deps{DB: st.db, Store: store.New(st.db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
-	if err != nil {
-		return err
-	}
-	w := worker.New(c, st.taskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize:      st.cfg.Worker.MaxConcurrentActivities,
-		MaxConcurrentLocalActivityExecutionSize: st.cfg.Worker.MaxConcurrentLocalActivities,
-		MaxConcurrentWorkflowTaskExecutionSize:  st.cfg.Worker.MaxConcurrentWorkflowTasks,
-		MaxConcurrentWorkflowTaskPollers:        st.o.wftPollers,
-		WorkerStopTimeout:                       5 * time.Second,
-	})
-	app.Register(w, acts)
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
 	}
 	st.onClose(w.Stop)
 	return nil
@@ -411,4 +396,29 @@ func (st *stack) keepOrRemoveLogs() {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "eventbench: warnings were logged, kept: %s\n", strings.Join(kept, ", "))
+}
+
+// runWorker runs reg's integrations on an in-process worker polling
+// taskQueue, with the worker's default options.
+func (st *stack) runWorker(c client.Client, taskQueue string, reg *integration.Registry, log *slog.Logger) (worker.Worker, error) {
+	sch, err := validate.NewRegistry(schemas.FS())
+	if err != nil {
+		return nil, err
+	}
+	acts, err := pipeline.New(pipeline.Deps{DB: st.db, Store: store.New(st.db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
+	if err != nil {
+		return nil, err
+	}
+	w := worker.New(c, taskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:      st.cfg.Worker.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: st.cfg.Worker.MaxConcurrentLocalActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  st.cfg.Worker.MaxConcurrentWorkflowTasks,
+		MaxConcurrentWorkflowTaskPollers:        st.o.wftPollers,
+		WorkerStopTimeout:                       5 * time.Second,
+	})
+	app.Register(w, acts)
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start the worker of task queue %s: %w", taskQueue, err)
+	}
+	return w, nil
 }
