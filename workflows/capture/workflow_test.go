@@ -3,14 +3,11 @@ package capture
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -18,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/internal/replaytest"
 )
 
 // fakeCapture stands in for the capture activities: each CaptureChanges
@@ -151,29 +149,7 @@ func TestCaptureWorkflow_RequiresIntegration(t *testing.T) {
 // captures (recorded by tests/integration with -run TestCapture
 // -record-histories=$PWD/workflows/capture/testdata/histories).
 func TestCaptureWorkflow_ReplaysRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob("testdata/histories/*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no recorded histories in testdata/histories")
-	}
-	for _, name := range files {
-		t.Run(filepath.Base(name), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(CaptureWorkflow, workflow.RegisterOptions{Name: WorkflowType})
-			fh, err := os.Open(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fh.Close()
-			h, err := client.HistoryFromJSON(fh, client.HistoryJSONOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := r.ReplayWorkflowHistory(nil, h); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	replaytest.Replay(t, 1, "a capture through a worker kill, takeover and removal", func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflowWithOptions(CaptureWorkflow, workflow.RegisterOptions{Name: WorkflowType})
+	})
 }

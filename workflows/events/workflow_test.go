@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/internal/replaytest"
 )
 
 // fakeApply stands in for the ApplyEvents local activity: it records
@@ -496,20 +496,7 @@ func TestWorkflowID(t *testing.T) {
 // that makes the workflow non-deterministic for running histories fails
 // here: put it behind workflow.GetVersion.
 func TestEventsWorkflow_ReplaysRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob("testdata/histories/*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("want recorded histories in testdata/histories; found none")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(EventsWorkflow, workflow.RegisterOptions{Name: WorkflowType})
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
-				t.Fatalf("replay %s: %v", f, err)
-			}
-		})
-	}
+	replaytest.Replay(t, 1, "a shard's run with a failed apply, and one started with carried state", func(r worker.WorkflowReplayer) {
+		r.RegisterWorkflowWithOptions(EventsWorkflow, workflow.RegisterOptions{Name: WorkflowType})
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/internal/replaytest"
 )
 
 // TestReconcileWorkflow_ReplaysRecordedHistories replays histories of real
@@ -19,14 +20,7 @@ import (
 // A change that makes either workflow non-deterministic for running
 // histories fails here: put it behind workflow.GetVersion.
 func TestReconcileWorkflow_ReplaysRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob("testdata/histories/*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 3 {
-		t.Fatalf("want recorded histories in testdata/histories (no drift, drift repaired, dry run); found %d", len(files))
-	}
-	for _, f := range files {
+	for _, f := range replaytest.Files(t, 3, "no drift, drift repaired, dry run") {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(ReconcileWorkflow, workflow.RegisterOptions{Name: WorkflowType})
