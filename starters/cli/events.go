@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/source/pgsource/capture"
+	"github.com/tetherflow/tether/activities/syncstep"
 	capturewf "github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/events"
 )
@@ -142,7 +145,36 @@ func cmdCapture(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.out, "  last error (retrying): %s\n", p.LastError)
 	}
 	fmt.Fprintln(e.out, "  (figures as of the capture's last minute; live: tether_capture_lag_seconds on the worker's /metrics)")
+	if live, at, ok := liveCapture(ctx, c, id); ok {
+		lag := "0s (outbox empty)"
+		if !live.Oldest.IsZero() {
+			lag = at.Sub(live.Oldest).Truncate(time.Millisecond).String()
+		}
+		fmt.Fprintf(e.out, "  now (heartbeat %s ago): %d batches, %d changes applied in this run; %d waiting, lag %s\n",
+			time.Since(at).Truncate(time.Second), live.Batches, live.Counts.Received, live.Pending, lag)
+	}
 	return nil
+}
+
+// liveCapture reads the running CaptureChanges's last heartbeat: its
+// figures so far and when it reported them.
+func liveCapture(ctx context.Context, c client.Client, workflowID string) (syncstep.CaptureOutput, time.Time, bool) {
+	d, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return syncstep.CaptureOutput{}, time.Time{}, false
+	}
+	for _, pa := range d.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != syncstep.CaptureChangesName || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var out syncstep.CaptureOutput
+		// A heartbeat taken while a batch is applied is only text: skip it.
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &out); err != nil {
+			return syncstep.CaptureOutput{}, time.Time{}, false
+		}
+		return out, pa.GetLastHeartbeatTime().AsTime(), true
+	}
+	return syncstep.CaptureOutput{}, time.Time{}, false
 }
 
 // stamp formats a time for a table, "-" when zero.

@@ -169,6 +169,12 @@ DELETE FROM people WHERE id BETWEEN 60 AND 64;`); err != nil {
 		!strings.Contains(out.String(), name+": capturing") || !strings.Contains(out.String(), "outbox: 0 changes waiting") {
 		t.Errorf("tether capture: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
+	// With the running capture's live figures, from its heartbeat.
+	wait("tether capture shows the live figures", 30*time.Second, func() bool {
+		out.Reset()
+		code := cli.Run(ctx, []string{"capture", name, "--dir", dir, "--address", devServer.FrontendHostPort()}, &out, &errOut)
+		return code == 0 && strings.Contains(out.String(), "0 waiting, lag 0s (outbox empty)") && strings.Contains(out.String(), "now (heartbeat")
+	})
 
 	// Removing the integration drops the trigger, the function and the
 	// outbox with its changes.

@@ -103,6 +103,9 @@ type State struct {
 	Batches    int                  `json:"batches"`
 	Executions int                  `json:"executions"`
 	StartedAt  time.Time            `json:"startedAt"`
+	// LastAppliedAt and Dropped carry the progress query's figures over.
+	LastAppliedAt time.Time `json:"lastAppliedAt,omitzero"`
+	Dropped       int       `json:"dropped,omitempty"`
 }
 
 // Progress is what the progress query returns.
@@ -141,6 +144,7 @@ func EventsWorkflow(ctx workflow.Context, in Input) error {
 	s := &shard{in: in, ch: workflow.GetSignalChannel(ctx, SignalEvent), recent: map[string]bool{}}
 	if in.State != nil {
 		s.st = *in.State
+		s.lastAppliedAt, s.dropped = s.st.LastAppliedAt, s.st.Dropped
 	} else {
 		s.st.StartedAt = workflow.Now(ctx)
 		_ = workflow.UpsertTypedSearchAttributes(ctx, datasync.IntegrationAttr.ValueSet(in.Integration))
@@ -343,6 +347,7 @@ func (s *shard) next() Input {
 	s.drain()
 	in := s.in
 	st := s.st
+	st.LastAppliedAt, st.Dropped = s.lastAppliedAt, s.dropped
 	in.State = &st
 	return in
 }

@@ -391,7 +391,8 @@ func TestEventsWorkflow_ContinuesAsNewCarryingPendingEvents(t *testing.T) {
 			p := queryProgress(t, env2)
 			require.Equal(t, 2, p.Executions)
 			require.Equal(t, 9, p.Counts.Received)
-			require.Equal(t, 1, p.DroppedRedeliveries)
+			require.Equal(t, next.State.Dropped+1, p.DroppedRedeliveries, "dropped redeliveries are counted across executions")
+			require.False(t, next.State.LastAppliedAt.IsZero(), "the last apply's time is carried over")
 			require.Equal(t, next.State.Batches+len(f2.calls), p.Batches)
 		})
 	}
