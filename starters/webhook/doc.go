@@ -1,8 +1,8 @@
 // Package webhook is the HTTP side of tether's signed webhook receiver:
 // an http.Handler that takes a source's change notifications, checks them,
 // and hands each accepted one to an Accepter that records it durably
-// (in Temporal: signal-with-start of the entity's workflow) before the
-// sender gets its answer.
+// (TemporalAccepter: signal-with-start of the workflow of the entity's
+// shard, workflows/events) before the sender gets its answer.
 //
 // In: POST /webhooks/{source} with a JSON body, a signature header and a
 // delivery id header. Out: one Event per accepted request, given to
@@ -137,7 +137,8 @@
 // bodies, entity keys and schema error messages (which quote values) are
 // never logged. Source's String and LogValue leave its secrets out.
 //
-// The server around the Receiver (its own binary or a worker mode) sets
+// The server around the Receiver (the worker's webhook mode,
+// workers/app.NewWebhookServer) sets
 // its http.Server timeouts (ReadHeaderTimeout, ReadTimeout) and resolves
 // the sources' secrets before calling New.
 package webhook

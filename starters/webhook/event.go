@@ -15,7 +15,7 @@ import (
 var ErrDuplicate = errors.New("delivery already accepted")
 
 // Accepter durably records an accepted event (e.g. signal-with-start of
-// the entity's workflow in Temporal) before the receiver answers.
+// the workflow of the entity's shard in Temporal) before the receiver answers.
 //
 // Accept returns nil only once the event cannot be lost; an error
 // wrapping ErrDuplicate for a delivery id it already accepted; any other
