@@ -137,7 +137,7 @@ func (a *Activities) applyEvents(ctx context.Context, tx *sql.Tx, c *compiled, r
 	}
 	for _, i := range b.winners(fresh) {
 		if events[i].Delete {
-			b.deletion(i)
+			b.deletes = append(b.deletes, i) // its row is made per destination (deleteRow)
 		} else {
 			b.upsert(i)
 		}
@@ -284,12 +284,6 @@ func (b *eventBatch) upsert(i int) {
 	e.rows = append(e.rows, pgsink.Row(row))
 	e.rowIndex = append(e.rowIndex, i)
 	e.rowKeys = append(e.rowKeys, ev.Key)
-}
-
-// deletion keeps winning event i as a deletion; the row naming its key
-// is made per destination (deleteRow).
-func (b *eventBatch) deletion(i int) {
-	b.deletes = append(b.deletes, i)
 }
 
 // deleteRow is the row naming the key (and version) event i deletes in

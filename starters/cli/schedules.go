@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -115,7 +114,7 @@ func listSchedules(ctx context.Context, e *env, owner string) error {
 		}
 		next := "-"
 		if times := desc.Info.NextActionTimes; len(times) > 0 {
-			next = times[0].UTC().Format(time.DateTime + "Z")
+			next = stamp(times[0])
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, l.Stamp.Integration, l.Stamp.Kind, l.Stamp.Owner,
 			orDash(spec), paused, next, lastRun(ctx, c, desc.Info.RecentActions))
@@ -139,7 +138,7 @@ func lastRun(ctx context.Context, c client.Client, recent []client.ScheduleActio
 		return "-"
 	}
 	a := recent[len(recent)-1]
-	at := a.ActualTime.UTC().Format(time.DateTime + "Z")
+	at := stamp(a.ActualTime)
 	if a.StartWorkflowResult == nil {
 		return at
 	}

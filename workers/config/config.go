@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -335,12 +336,16 @@ func (w Webhooks) problems() []error {
 			errs = append(errs, fmt.Errorf("  %s: secrets_env: required: the environment variables holding the source's secrets", key))
 			continue
 		}
-		unresolved := len(s.Secrets) < len(s.SecretsEnv) // reported by resolveWebhookSecrets
-		for _, err := range unjoinErrs(s.Source.Validate()) {
-			if unresolved && strings.HasPrefix(err.Error(), "secrets") {
-				continue
+		src := s.Source
+		if len(src.Secrets) < len(s.SecretsEnv) {
+			// A variable is unset (reported by resolveWebhookSecrets): check
+			// the rest of the source, and the number of secrets named.
+			src.Secrets = slices.Repeat([]string{"unresolved"}, len(s.SecretsEnv))
+		}
+		if err := src.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				errs = append(errs, fmt.Errorf("  %s: %s", key, line))
 			}
-			errs = append(errs, fmt.Errorf("  %s: %v", key, err))
 		}
 	}
 	return errs
@@ -366,17 +371,6 @@ func (c *Config) resolveWebhookSecrets(lookup func(string) (string, bool)) error
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unjoinErrs splits an errors.Join error into its parts.
-func unjoinErrs(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 // unwrapPath drops the path an *fs.PathError repeats.

@@ -12,29 +12,11 @@ import (
 	"github.com/tetherflow/tether/activities/failure"
 )
 
-// del deletes rows in its own transaction, checks the transaction is
-// still usable after it (as the events apply writes the deliveries after
-// it), and commits.
+// del deletes rows in its own transaction (inTx: the transaction stays
+// usable after it, as the events apply writes the deliveries after it).
 func del(t testing.TB, db *sql.DB, s *Sink, rows []Row, opt DeleteOptions) Result {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	res, err := s.Delete(ctx, tx, rows, opt)
-	if err != nil {
-		t.Fatalf("Delete() = %v", err)
-	}
-	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS checkpoint (n int); INSERT INTO checkpoint VALUES (1)`); err != nil {
-		t.Fatalf("the transaction is unusable after Delete: %v", err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	checkAccounted(t, res)
-	return res
+	return inTx(t, db, "Delete", func(ctx context.Context, tx *sql.Tx) (Result, error) { return s.Delete(ctx, tx, rows, opt) })
 }
 
 // gone is a deletion of id at version hour (the key and the version are

@@ -63,18 +63,26 @@ func setup(t testing.TB, tab Table, ddl ...string) (*Sink, *sql.DB) {
 // after it in the same transaction (as the pipeline does), and commits.
 func upsert(t testing.TB, db *sql.DB, s *Sink, rows []Row, opt UpsertOptions) Result {
 	t.Helper()
+	return inTx(t, db, "Upsert", func(ctx context.Context, tx *sql.Tx) (Result, error) { return s.Upsert(ctx, tx, rows, opt) })
+}
+
+// inTx runs one sink call (what) in its own transaction, checks the
+// transaction is still usable after it (the pipeline writes its state
+// after it), commits, and checks every row is accounted for.
+func inTx(t testing.TB, db *sql.DB, what string, call func(context.Context, *sql.Tx) (Result, error)) Result {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	res, err := s.Upsert(ctx, tx, rows, opt)
+	res, err := call(ctx, tx)
 	if err != nil {
-		t.Fatalf("Upsert() = %v", err)
+		t.Fatalf("%s() = %v", what, err)
 	}
 	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS checkpoint (n int); INSERT INTO checkpoint VALUES (1)`); err != nil {
-		t.Fatalf("the transaction is unusable after Upsert: %v", err)
+		t.Fatalf("the transaction is unusable after %s: %v", what, err)
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)

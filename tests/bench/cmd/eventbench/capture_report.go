@@ -137,19 +137,13 @@ func printCapCPU(results []*capResult) {
 	fmt.Printf("%6s  %-22s %8s %9s %10s %8s %8s %8s %8s %8s %10s\n",
 		"rate/s", "contender", "wall s", "drain ms", "slip max", "bench", "temporal", "postgres", "machine", "batches", "ch/batch")
 	for _, r := range results {
-		cpu := func(v float64) string {
-			if !r.cpu.ok {
-				return "-"
-			}
-			return fmt.Sprintf("%.0f%%", v)
-		}
 		per := "-"
 		if r.batches > 0 {
 			per = fmt.Sprintf("%.1f", float64(r.committed)/float64(r.batches))
 		}
-		fmt.Printf("%6d  %-22s %8.1f %9.0f %8.1fms %8s %8s %8s %8s %8d %10s\n",
+		fmt.Printf("%6d  %-22s %8.1f %9.0f %8.1fms %s %8d %10s\n",
 			r.rate, r.contender, r.wall.Seconds(), ms(r.drain), ms(r.slipMax),
-			cpu(r.cpu.self), cpu(r.cpu.dev), cpu(r.cpu.pg), cpu(r.cpu.machine), r.batches, per)
+			r.cpu.cells(), r.batches, per)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,18 @@ type cpuSample struct {
 type cpuUse struct {
 	self, dev, pg, machine float64
 	ok                     bool
+}
+
+// cells are the bench, dev server, PostgreSQL and machine columns of a
+// report's CPU table, 8 wide each ("-" when not measured).
+func (u cpuUse) cells() string {
+	pct := func(v float64) string {
+		if !u.ok {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f%%", v)
+	}
+	return fmt.Sprintf("%8s %8s %8s %8s", pct(u.self), pct(u.dev), pct(u.pg), pct(u.machine))
 }
 
 func sampleCPU(devPid int) cpuSample {

@@ -64,12 +64,6 @@ func printCPU(results []*result) {
 	fmt.Printf("%6s  %-22s %8s %9s %10s %8s %8s %8s %8s %8s %10s\n",
 		"rate/s", "contender", "wall s", "drain ms", "slip max", "bench", "temporal", "postgres", "machine", "batches", "ev/batch")
 	for _, r := range results {
-		cpu := func(v float64) string {
-			if !r.cpu.ok {
-				return "-"
-			}
-			return fmt.Sprintf("%.0f%%", v)
-		}
 		batches, per := "-", "-"
 		if r.counts != nil {
 			batches = fmt.Sprint(r.batches)
@@ -77,9 +71,9 @@ func printCPU(results []*result) {
 				per = fmt.Sprintf("%.1f", float64(r.counts.Received)/float64(r.batches))
 			}
 		}
-		fmt.Printf("%6d  %-22s %8.1f %9.0f %8.1fms %8s %8s %8s %8s %8s %10s\n",
+		fmt.Printf("%6d  %-22s %8.1f %9.0f %8.1fms %s %8s %10s\n",
 			r.rate, r.contender, r.wall.Seconds(), ms(r.drain), ms(r.slipMax),
-			cpu(r.cpu.self), cpu(r.cpu.dev), cpu(r.cpu.pg), cpu(r.cpu.machine), batches, per)
+			r.cpu.cells(), batches, per)
 	}
 }
 
