@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/source/pgsource"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 )
 
 func TestValidate_EventsPolicy(t *testing.T) {

@@ -16,11 +16,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/syncstep"
 )
 
 // Defaults applied by Normalize.
@@ -57,9 +58,9 @@ type Definition struct {
 	InitialCursor string
 
 	// Mapping maps source records to destination rows declaratively.
-	Mapping transform.Mapping
+	Mapping mapping.Mapping
 	// Transform is any Go function of a record, run after Mapping (or alone).
-	Transform transform.Func
+	Transform mapping.Func
 
 	// Destination is where rows go, for an integration with one
 	// destination. Set it or Destinations, not both.
@@ -197,11 +198,11 @@ type Reconcile struct {
 	Chunks int `mapstructure:"chunks" yaml:"chunks" json:"chunks,omitempty"`
 }
 
-// Policies for extra destination rows.
+// Policies for extra destination rows (syncstep's, which workflows read).
 const (
-	ExtrasReport = "report"
-	ExtrasDelete = "delete"
-	ExtrasMark   = "mark"
+	ExtrasReport = syncstep.ExtrasReport
+	ExtrasDelete = syncstep.ExtrasDelete
+	ExtrasMark   = syncstep.ExtrasMark
 )
 
 // Source says where records come from: exactly one kind is set.
@@ -236,7 +237,7 @@ type Destination struct {
 	IDs map[string]string `mapstructure:"ids" yaml:"ids" json:"ids,omitempty"`
 	// Mapping reshapes the row for this destination (optional). It reads
 	// the integration's row, after IDs are filled in.
-	Mapping transform.Mapping `mapstructure:"mapping" yaml:"mapping" json:"mapping,omitempty"`
+	Mapping mapping.Mapping `mapstructure:"mapping" yaml:"mapping" json:"mapping,omitempty"`
 	// Reversal is the request a "notify" destination's compensation sends
 	// for every notification it undoes: its body is {"reversal_of": id,
 	// "record": row} and its idempotency key derives from the original's.
@@ -268,7 +269,7 @@ type Match struct {
 	// of them empty is never a duplicate.
 	Fields []string `mapstructure:"fields" yaml:"fields" json:"fields"`
 	// Normalize lists the normalisers applied to every value before it is
-	// compared (as transform.Field's; default trim then lower).
+	// compared (as mapping.Field's; default trim then lower).
 	Normalize []string `mapstructure:"normalize" yaml:"normalize" json:"normalize,omitempty"`
 	// Policy is "quarantine" (default: the later record waits in
 	// quarantine for review, naming the record it duplicates) or "merge"
@@ -387,7 +388,7 @@ func (d Definition) Validate() error {
 		if len(m.Fields) == 0 {
 			add("match.fields", "required: the row fields that identify an entity (e.g. [email])")
 		}
-		if _, err := transform.Normalizer(m.Normalize); err != nil {
+		if _, err := mapping.Normalizer(m.Normalize); err != nil {
 			add("match.normalize", "%v", err)
 		}
 		if m.Policy != "" && m.Policy != MatchQuarantine && m.Policy != MatchMerge {

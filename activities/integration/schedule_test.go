@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 )
 
 // scheduled is a valid integration with one PostgreSQL destination; the
@@ -22,7 +22,7 @@ func scheduled() Definition {
 		}},
 		Schema:   "contacts.schema.json",
 		KeyField: "id",
-		Mapping:  transform.Mapping{Fields: []transform.Field{{To: "id", From: "id", Cast: "int"}}},
+		Mapping:  mapping.Mapping{Fields: []mapping.Field{{To: "id", From: "id", Cast: "int"}}},
 		Destination: Destination{Postgres: &pgsink.Table{
 			Name: "crm_contacts",
 			Columns: []pgsink.Column{

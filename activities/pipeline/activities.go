@@ -19,17 +19,19 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/source"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/source/pgsource"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
 )
 
 // Deps are what the steps need. Build them once per worker.
@@ -37,7 +39,7 @@ type Deps struct {
 	DB           *sql.DB
 	Store        *store.Store
 	Integrations *integration.Registry
-	Schemas      *validate.Registry
+	Schemas      *schema.Registry
 	Logger       *slog.Logger
 	// CachePages bounds the worker-local page cache (default 64 pages).
 	CachePages int
@@ -89,9 +91,9 @@ type Activities struct {
 // client, compiled schema, compiled mapping and sink.
 type compiled struct {
 	def        integration.Definition
-	src        source.Source
-	validator  *validate.Validator
-	transform  transform.Func
+	src        connector.Source
+	validator  *schema.Validator
+	transform  mapping.Func
 	steps      []*step
 	match      *matcher
 	keyPath    []string
@@ -148,7 +150,7 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 		errs = append(errs, fmt.Errorf("schema: %w", err))
 	}
 	c.validator = v
-	var fns []transform.Func
+	var fns []mapping.Func
 	if len(def.Mapping.Fields) > 0 {
 		fn, err := def.Mapping.Compile()
 		if err != nil {
@@ -157,7 +159,7 @@ func compile(def integration.Definition, d Deps) (*compiled, error) {
 		fns = append(fns, fn)
 	}
 	fns = append(fns, def.Transform)
-	c.transform = transform.Chain(fns...)
+	c.transform = mapping.Chain(fns...)
 	steps, err := compileSteps(def, d)
 	if err != nil {
 		errs = append(errs, err)
@@ -237,8 +239,8 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		plan.Since = cp.Checkpoint
 		plan.Resumed = true
 	case plan.Incremental:
-		plan.Since = source.Checkpoint{Cursor: def.InitialCursor}
-	case found && !in.Full && cp.Position != (source.Position{}):
+		plan.Since = cursor.Checkpoint{Cursor: def.InitialCursor}
+	case found && !in.Full && cp.Position != (cursor.Position{}):
 		plan.Start = cp.Position
 		plan.Resumed = true
 	}
@@ -275,7 +277,7 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 	// The heartbeat covers the request and the staging.
 	stop := heartbeat(ctx, fmt.Sprintf("fetching page %d", in.Ref.Page))
 	defer stop()
-	page, err := c.src.Fetch(ctx, source.Request{Integration: in.Integration, Position: in.Position, Since: in.Since, Limit: in.Limit})
+	page, err := c.src.Fetch(ctx, connector.Request{Integration: in.Integration, Position: in.Position, Since: in.Since, Limit: in.Limit})
 	if err != nil {
 		return syncstep.FetchPageOutput{}, err // classified; the workflow adds the page
 	}
@@ -295,7 +297,7 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 	}
 	out.Count = len(page.Records)
 	if page.ETag != "" {
-		out.Memo = &source.Memo{ETag: page.ETag, Next: page.Next, Done: page.Done, RecordCount: len(page.Records)}
+		out.Memo = &cursor.Memo{ETag: page.ETag, Next: page.Next, Done: page.Done, RecordCount: len(page.Records)}
 	}
 	if len(c.cursorPath) > 0 {
 		out.Last = lastPosition(page.Records, c.cursorPath, c.keyPath)
@@ -325,7 +327,7 @@ func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.Fetch
 	}
 	ref := in.Ref
 	ref.Stage = newStageToken()
-	out := syncstep.FetchPageOutput{Ref: ref, Count: len(entries), Next: source.Position{Offset: int(in.AfterID)},
+	out := syncstep.FetchPageOutput{Ref: ref, Count: len(entries), Next: cursor.Position{Offset: int(in.AfterID)},
 		Done: len(entries) < in.Limit}
 	if len(entries) == 0 {
 		out.Done = true
@@ -341,7 +343,7 @@ func (a *Activities) FetchQuarantinedPage(ctx context.Context, in syncstep.Fetch
 		out.QuarantineIDs[i] = e.ID
 	}
 	last := entries[len(entries)-1].ID
-	out.Next = source.Position{Offset: int(last)}
+	out.Next = cursor.Position{Offset: int(last)}
 	out.Done = out.Done || last >= in.UpTo
 	if err := a.stage(ctx, ref, records); err != nil {
 		return syncstep.FetchPageOutput{}, err
@@ -441,7 +443,7 @@ func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (sy
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return syncstep.ApplyOutput{}, store.Classify(err, "begin apply transaction")
+		return syncstep.ApplyOutput{}, postgres.Classify(err, "begin apply transaction")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	if st.pg != nil {
@@ -538,7 +540,7 @@ func (a *Activities) commitBatch(ctx context.Context, tx *sql.Tx, c *compiled, i
 		return syncstep.ApplyOutput{}, err
 	}
 	if err := tx.Commit(); err != nil {
-		return syncstep.ApplyOutput{}, store.Classify(err, fmt.Sprintf("commit batch %d", in.Seq))
+		return syncstep.ApplyOutput{}, postgres.Classify(err, fmt.Sprintf("commit batch %d", in.Seq))
 	}
 	return out, nil
 }
@@ -629,7 +631,7 @@ func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.Compensate
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return syncstep.CompensateOutput{}, store.Classify(err, "begin compensation")
+		return syncstep.CompensateOutput{}, postgres.Classify(err, "begin compensation")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	n, err := st.pg.Compensate(ctx, tx, in.RunID, in.Seq)
@@ -637,7 +639,7 @@ func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.Compensate
 		return syncstep.CompensateOutput{}, err // classified; the workflow names the batch
 	}
 	if err := tx.Commit(); err != nil {
-		return syncstep.CompensateOutput{}, store.Classify(err, "commit compensation")
+		return syncstep.CompensateOutput{}, postgres.Classify(err, "commit compensation")
 	}
 	activity.GetLogger(ctx).Info("batch compensated", "runId", in.RunID, "seq", in.Seq, "destination", st.dest.Name, "restored", n)
 	return syncstep.CompensateOutput{Restored: n}, nil

@@ -9,12 +9,12 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/source/pgsource/capture"
-	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
+	"github.com/tetherflow/tether/activities/connector/pgsource/capture"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/validate"
 )
 
 // DefaultCaptureRun is how long one CaptureChanges runs before returning.
@@ -169,7 +169,7 @@ func (a *Activities) applyChanges(ctx context.Context, c *compiled, workflowID s
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return syncstep.EventCounts{}, store.Classify(err, "begin applying captured changes")
+		return syncstep.EventCounts{}, postgres.Classify(err, "begin applying captured changes")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	counts, err := a.applyEvents(ctx, tx, c, syncstep.PageRef{RunID: workflowID, Page: batch}, evs)
@@ -177,7 +177,7 @@ func (a *Activities) applyChanges(ctx context.Context, c *compiled, workflowID s
 		return syncstep.EventCounts{}, err
 	}
 	if err := tx.Commit(); err != nil {
-		return syncstep.EventCounts{}, store.Classify(err, "commit captured changes "+strconv.FormatInt(changes[0].ID, 10)+"..")
+		return syncstep.EventCounts{}, postgres.Classify(err, "commit captured changes "+strconv.FormatInt(changes[0].ID, 10)+"..")
 	}
 	a.deps.Metrics.applied(c.def.Name, counts, evs, time.Now())
 	return counts, nil
@@ -185,7 +185,7 @@ func (a *Activities) applyChanges(ctx context.Context, c *compiled, workflowID s
 
 // decodeObject decodes a JSON object.
 func decodeObject(raw []byte) (map[string]any, bool) {
-	v, err := validate.Decode(raw)
+	v, err := schema.Decode(raw)
 	if err != nil {
 		return nil, false
 	}

@@ -11,13 +11,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
 )
 
 // Quarantine step of an event refused before it reached a destination.
@@ -47,7 +48,7 @@ func (a *Activities) ApplyEvents(ctx context.Context, in syncstep.ApplyEventsInp
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return syncstep.ApplyEventsOutput{}, store.Classify(err, "begin applying events")
+		return syncstep.ApplyEventsOutput{}, postgres.Classify(err, "begin applying events")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	counts, err := a.applyEvents(ctx, tx, c, in.Ref, in.Events)
@@ -55,7 +56,7 @@ func (a *Activities) ApplyEvents(ctx context.Context, in syncstep.ApplyEventsInp
 		return syncstep.ApplyEventsOutput{}, err
 	}
 	if err := tx.Commit(); err != nil {
-		return syncstep.ApplyEventsOutput{}, store.Classify(err, fmt.Sprintf("commit %d events of %q", len(in.Events), in.Integration))
+		return syncstep.ApplyEventsOutput{}, postgres.Classify(err, fmt.Sprintf("commit %d events of %q", len(in.Events), in.Integration))
 	}
 	now := time.Now().UTC()
 	a.deps.Metrics.applied(in.Integration, counts, in.Events, now)
@@ -241,7 +242,7 @@ func (b *eventBatch) quarantine(i int, step string, details ...store.ErrorDetail
 // record decodes event i's record as an object, quarantining it when it
 // is not one.
 func (b *eventBatch) record(i int) (map[string]any, bool) {
-	v, err := validate.Decode(b.events[i].Record)
+	v, err := schema.Decode(b.events[i].Record)
 	if err != nil {
 		b.quarantine(i, store.StepValidate, store.ErrorDetail{Keyword: "json", Message: "record is not valid JSON: " + err.Error()})
 		return nil, false
@@ -294,7 +295,7 @@ func (b *eventBatch) deleteRow(st *step, i int) (pgsink.Row, error) {
 	ev := b.events[i]
 	t := st.pg.Table()
 	if len(ev.Record) > 0 {
-		if v, err := validate.Decode(ev.Record); err == nil {
+		if v, err := schema.Decode(ev.Record); err == nil {
 			if rec, ok := v.(map[string]any); ok {
 				if row, err := b.c.transform(rec); err == nil {
 					if st.mapping == nil {
@@ -395,7 +396,7 @@ func (b *eventBatch) refuseRow(pos int, step string, d store.ErrorDetail) {
 // transformDetail describes a transformation's failure.
 func transformDetail(err error) store.ErrorDetail {
 	d := store.ErrorDetail{Keyword: "transform", Message: err.Error()}
-	var fe *transform.FieldError
+	var fe *mapping.FieldError
 	if errors.As(err, &fe) {
 		d.Pointer = fe.Pointer
 	}

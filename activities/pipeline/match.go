@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 )
 
 // matcher detects records that stand for an entity another record (under
@@ -33,7 +33,7 @@ func compileMatch(def integration.Definition) (*matcher, error) {
 	if len(names) == 0 {
 		names = []string{"trim", "lower"}
 	}
-	norm, err := transform.Normalizer(names)
+	norm, err := mapping.Normalizer(names)
 	if err != nil {
 		return nil, fmt.Errorf("match.normalize: %w", err)
 	}

@@ -8,11 +8,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/validate"
 )
 
 // pageEntry is one page on its way through the steps. Each stage is
@@ -134,7 +134,7 @@ func (a *Activities) validated(ctx context.Context, c *compiled, in syncstep.Bat
 	valid := make([]validRecord, 0, len(e.raw))
 	skipped := 0
 	for i, raw := range e.raw {
-		v, err := validate.Decode(raw)
+		v, err := schema.Decode(raw)
 		if err != nil {
 			bad = append(bad, a.quarantineEntry(c.def.Name, in.Ref, i, raw, "", "validate",
 				[]store.ErrorDetail{{Keyword: "json", Message: "record is not valid JSON: " + err.Error()}}))
@@ -162,7 +162,7 @@ func (a *Activities) validated(ctx context.Context, c *compiled, in syncstep.Bat
 				[]store.ErrorDetail{{Pointer: pointer(c.keyPath), Keyword: "key", Message: fmt.Sprintf("record has no key: field %q is missing, null or not a scalar", c.def.KeyField)}}))
 			continue
 		}
-		if hasCur && compareCheckpoints(source.Checkpoint{Cursor: cur, Key: key}, in.Since) <= 0 {
+		if hasCur && compareCheckpoints(cursor.Checkpoint{Cursor: cur, Key: key}, in.Since) <= 0 {
 			skipped++
 			continue
 		}
@@ -235,9 +235,9 @@ func (a *Activities) quarantineEntry(integration string, ref syncstep.PageRef, i
 
 // lastPosition returns the (cursor, key) of the last record in the page
 // that has both.
-func lastPosition(records []json.RawMessage, cursorPath, keyPath []string) source.Checkpoint {
+func lastPosition(records []json.RawMessage, cursorPath, keyPath []string) cursor.Checkpoint {
 	for i := len(records) - 1; i >= 0; i-- {
-		v, err := validate.Decode(records[i])
+		v, err := schema.Decode(records[i])
 		if err != nil {
 			continue
 		}
@@ -248,16 +248,16 @@ func lastPosition(records []json.RawMessage, cursorPath, keyPath []string) sourc
 		cur, ok1 := scalarString(lookup(rec, cursorPath))
 		key, ok2 := scalarString(lookup(rec, keyPath))
 		if ok1 && ok2 {
-			return source.Checkpoint{Cursor: cur, Key: key}
+			return cursor.Checkpoint{Cursor: cur, Key: key}
 		}
 	}
-	return source.Checkpoint{}
+	return cursor.Checkpoint{}
 }
 
 // compareCheckpoints and compareValues are the source package's order.
 var (
-	compareCheckpoints = source.CompareCheckpoints
-	compareValues      = source.CompareValues
+	compareCheckpoints = cursor.Compare
+	compareValues      = cursor.CompareValues
 )
 
 func splitPath(p string) []string {

@@ -14,14 +14,16 @@ import (
 	"github.com/lib/pq"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/validate"
 )
 
 // Reconciliation compares the source with the destination by key and
@@ -91,7 +93,7 @@ func (a *Activities) ReconcileBegin(ctx context.Context, in syncstep.ReconcileBe
 	if plan.Chunks == 0 {
 		var rows int64
 		if err := a.db.QueryRowContext(ctx, `SELECT count(*) FROM `+st.pg.Exprs().Target).Scan(&rows); err != nil {
-			return plan, store.Classify(err, "count the rows of "+st.pg.String())
+			return plan, postgres.Classify(err, "count the rows of "+st.pg.String())
 		}
 		plan.Chunks = chunksFor(rows)
 	}
@@ -125,7 +127,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (reconcile_id) DO UPDATE SET status = EXCLUDED.status, finished_at = NULL, error = NULL`,
 		in.ReconcileID, in.Integration, in.WorkflowID, in.DryRun, plan.Extras, progress.StatusRunning, plan.Chunks)
 	if err != nil {
-		return plan, store.Classify(err, fmt.Sprintf("record reconciliation %q", in.ReconcileID))
+		return plan, postgres.Classify(err, fmt.Sprintf("record reconciliation %q", in.ReconcileID))
 	}
 	return plan, nil
 }
@@ -162,8 +164,8 @@ func stepKinds(steps []*step) []string {
 
 // scanState is a scan's position, heartbeated so a retried scan resumes.
 type scanState struct {
-	Position source.Position   `json:"position"`
-	Since    source.Checkpoint `json:"since"`
+	Position cursor.Position   `json:"position"`
+	Since    cursor.Checkpoint `json:"since"`
 	Out      syncstep.ReconcileScanOutput
 	Ord      int64       `json:"ord"`
 	Digests  [][3]uint64 `json:"digests,omitempty"`
@@ -193,7 +195,7 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 	if !s.Started {
 		s = scanState{Started: true, Ord: base}
 		if c.def.CursorField != "" {
-			s.Since = source.Checkpoint{Cursor: c.def.InitialCursor}
+			s.Since = cursor.Checkpoint{Cursor: c.def.InitialCursor}
 		}
 		if !drill {
 			s.Digests = make([][3]uint64, in.Chunks)
@@ -205,7 +207,7 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 	// Records staged after the last heartbeat are staged again.
 	if _, err := a.db.ExecContext(ctx, `DELETE FROM tether_reconcile_rows WHERE reconcile_id = $1 AND ord >= $2 AND ord < $3`,
 		in.ReconcileID, s.Ord, base+ordPass); err != nil {
-		return syncstep.ReconcileScanOutput{}, store.Classify(err, "reset staged reconciliation records")
+		return syncstep.ReconcileScanOutput{}, postgres.Classify(err, "reset staged reconciliation records")
 	}
 	wanted := make(map[int]bool, len(in.Drill))
 	for _, ch := range in.Drill {
@@ -221,7 +223,7 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 		if err := ctx.Err(); err != nil {
 			return s.Out, err
 		}
-		page, err := c.src.Fetch(ctx, source.Request{Integration: in.Integration, Position: s.Position, Since: s.Since, Limit: limit, Unconditional: true})
+		page, err := c.src.Fetch(ctx, connector.Request{Integration: in.Integration, Position: s.Position, Since: s.Since, Limit: limit, Unconditional: true})
 		if err != nil {
 			return s.Out, err
 		}
@@ -269,13 +271,13 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 		if page.Done {
 			break
 		}
-		last := source.Checkpoint{}
+		last := cursor.Checkpoint{}
 		if len(c.cursorPath) > 0 {
 			last = lastPosition(page.Records, c.cursorPath, c.keyPath)
 		}
 		switch {
 		case len(c.cursorPath) > 0 && !last.IsZero() && compareCheckpoints(last, s.Since) > 0:
-			s.Since, s.Position = last, source.Position{}
+			s.Since, s.Position = last, cursor.Position{}
 		case page.Next == s.Position:
 			return s.Out, failure.Permanent(failure.TypeSourceMalformed, fmt.Errorf(
 				"source of %q: page %d is not the last but gives no next position: the read cannot go on", in.Integration, s.Out.Pages))
@@ -319,7 +321,7 @@ type scannedRecord struct {
 // effects, and gives every valid one its chunk and content hash. With only
 // set (the second read), the JSON Schema, the costliest check, is run on
 // the records of those chunks alone: the others are not kept.
-func (a *Activities) scanPage(ctx context.Context, c *compiled, sink *pgsink.Sink, raws []json.RawMessage, since source.Checkpoint, chunks int, only map[int]bool) ([]scannedRecord, error) {
+func (a *Activities) scanPage(ctx context.Context, c *compiled, sink *pgsink.Sink, raws []json.RawMessage, since cursor.Checkpoint, chunks int, only map[int]bool) ([]scannedRecord, error) {
 	out := make([]scannedRecord, len(raws))
 	var rows []pgsink.Row
 	var rowAt []int
@@ -327,7 +329,7 @@ func (a *Activities) scanPage(ctx context.Context, c *compiled, sink *pgsink.Sin
 	for i, raw := range raws {
 		r := &out[i]
 		r.raw = raw
-		v, err := validate.Decode(raw)
+		v, err := schema.Decode(raw)
 		rec, ok := v.(map[string]any)
 		if err != nil || !ok {
 			r.invalid = true
@@ -337,7 +339,7 @@ func (a *Activities) scanPage(ctx context.Context, c *compiled, sink *pgsink.Sin
 		r.sourceKey = key
 		if len(c.cursorPath) > 0 && !since.IsZero() {
 			if cur, ok := scalarString(lookup(rec, c.cursorPath)); ok &&
-				compareCheckpoints(source.Checkpoint{Cursor: cur, Key: key}, since) <= 0 {
+				compareCheckpoints(cursor.Checkpoint{Cursor: cur, Key: key}, since) <= 0 {
 				r.skipped = true
 				continue
 			}
@@ -411,7 +413,7 @@ SELECT $1, o, c, k, sk, h, cl, r::jsonb
 FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) AS u(o, c, k, sk, h, cl, r)
 ON CONFLICT DO NOTHING`, id, pq.Array(ords), pq.Array(chunks), pq.Array(keys), pq.Array(srcKeys), pq.Array(hashes),
 		pq.Array(classes), pq.Array(records))
-	return store.Classify(err, fmt.Sprintf("stage %d records of reconciliation %q", n, id))
+	return postgres.Classify(err, fmt.Sprintf("stage %d records of reconciliation %q", n, id))
 }
 
 // saveDigests stores the source's chunk digests (chunks with no record
@@ -429,19 +431,19 @@ func (a *Activities) saveDigests(ctx context.Context, id string, digests [][3]ui
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return store.Classify(err, "save chunk digests")
+		return postgres.Classify(err, "save chunk digests")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_reconcile_chunks WHERE reconcile_id = $1`, id); err != nil {
-		return store.Classify(err, "save chunk digests")
+		return postgres.Classify(err, "save chunk digests")
 	}
 	if _, err := tx.ExecContext(ctx, `
 INSERT INTO tether_reconcile_chunks (reconcile_id, chunk, n, x1, x2)
 SELECT $1, c, n, x1, x2 FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(c, n, x1, x2)`,
 		id, pq.Array(chunks), pq.Array(ns), pq.Array(x1s), pq.Array(x2s)); err != nil {
-		return store.Classify(err, "save chunk digests")
+		return postgres.Classify(err, "save chunk digests")
 	}
-	return store.Classify(tx.Commit(), "save chunk digests")
+	return postgres.Classify(tx.Commit(), "save chunk digests")
 }
 
 // destRows is the destination's rows with their key text, content hash,
@@ -488,7 +490,7 @@ FROM d FULL JOIN s ON s.chunk = d.chunk
 ORDER BY 1`
 	rows, err := a.db.QueryContext(ctx, q, in.ReconcileID, in.Chunks)
 	if err != nil {
-		return syncstep.ReconcileCompareOutput{}, store.Classify(err, "compare chunk digests with "+st.pg.String())
+		return syncstep.ReconcileCompareOutput{}, postgres.Classify(err, "compare chunk digests with "+st.pg.String())
 	}
 	defer rows.Close()
 	var out syncstep.ReconcileCompareOutput
@@ -498,14 +500,14 @@ ORDER BY 1`
 			differs  bool
 		)
 		if err := rows.Scan(&chunk, &n, &differs); err != nil {
-			return out, store.Classify(err, "compare chunk digests")
+			return out, postgres.Classify(err, "compare chunk digests")
 		}
 		out.DestinationRows += n
 		if differs {
 			out.Differing = append(out.Differing, chunk)
 		}
 	}
-	return out, store.Classify(rows.Err(), "compare chunk digests")
+	return out, postgres.Classify(rows.Err(), "compare chunk digests")
 }
 
 // ReconcileClassify compares, key by key, the staged source records of
@@ -522,7 +524,7 @@ func (a *Activities) ReconcileClassify(ctx context.Context, in syncstep.Reconcil
 	defer stop()
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return syncstep.ReconcileFound{}, store.Classify(err, "classify")
+		return syncstep.ReconcileFound{}, postgres.Classify(err, "classify")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	what := "compare differing chunks with " + st.pg.String()
@@ -548,14 +550,14 @@ extras AS (
 SELECT count(*) FROM d`,
 		in.ReconcileID, in.Chunks, drill).Scan(&compared)
 	if err != nil {
-		return syncstep.ReconcileFound{}, store.Classify(err, what)
+		return syncstep.ReconcileFound{}, postgres.Classify(err, what)
 	}
 	found, err := reconcileFound(ctx, tx, in.ReconcileID)
 	if err != nil {
 		return found, err
 	}
 	found.RowsCompared = compared
-	return found, store.Classify(tx.Commit(), what)
+	return found, postgres.Classify(tx.Commit(), what)
 }
 
 // reconcileFound counts a reconciliation's classes, with sample keys.
@@ -568,7 +570,7 @@ UNION ALL
 SELECT 'extra', count(*), (array_agg(key_text ORDER BY key_text))[1:10]
 FROM tether_reconcile_extras WHERE reconcile_id = $1 HAVING count(*) > 0`, id)
 	if err != nil {
-		return found, store.Classify(err, "count reconciliation findings")
+		return found, postgres.Classify(err, "count reconciliation findings")
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -578,7 +580,7 @@ FROM tether_reconcile_extras WHERE reconcile_id = $1 HAVING count(*) > 0`, id)
 			samples []string
 		)
 		if err := rows.Scan(&class, &n, pq.Array(&samples)); err != nil {
-			return found, store.Classify(err, "count reconciliation findings")
+			return found, postgres.Classify(err, "count reconciliation findings")
 		}
 		found.Samples[class] = samples
 		switch class {
@@ -592,7 +594,7 @@ FROM tether_reconcile_extras WHERE reconcile_id = $1 HAVING count(*) > 0`, id)
 			found.Extra = n
 		}
 	}
-	return found, store.Classify(rows.Err(), "count reconciliation findings")
+	return found, postgres.Classify(rows.Err(), "count reconciliation findings")
 }
 
 func intsToInt64(xs []int) []int64 {
@@ -615,7 +617,7 @@ SELECT ord, record::text FROM tether_reconcile_rows
 WHERE reconcile_id = $1 AND ord > $2 AND class IN ('missing', 'changed', 'invalid')
 ORDER BY ord LIMIT $3`, in.Reconcile, in.AfterOrd, in.Limit)
 	if err != nil {
-		return syncstep.FetchPageOutput{}, store.Classify(err, "read records to repair")
+		return syncstep.FetchPageOutput{}, postgres.Classify(err, "read records to repair")
 	}
 	defer rows.Close()
 	var records []json.RawMessage
@@ -623,16 +625,16 @@ ORDER BY ord LIMIT $3`, in.Reconcile, in.AfterOrd, in.Limit)
 	for rows.Next() {
 		var text string
 		if err := rows.Scan(&last, &text); err != nil {
-			return syncstep.FetchPageOutput{}, store.Classify(err, "read records to repair")
+			return syncstep.FetchPageOutput{}, postgres.Classify(err, "read records to repair")
 		}
 		records = append(records, json.RawMessage(text))
 	}
 	if err := rows.Err(); err != nil {
-		return syncstep.FetchPageOutput{}, store.Classify(err, "read records to repair")
+		return syncstep.FetchPageOutput{}, postgres.Classify(err, "read records to repair")
 	}
 	ref := in.Ref
 	ref.Stage = newStageToken()
-	out := syncstep.FetchPageOutput{Ref: ref, Count: len(records), Next: source.Position{Offset: int(last)},
+	out := syncstep.FetchPageOutput{Ref: ref, Count: len(records), Next: cursor.Position{Offset: int(last)},
 		Done: len(records) < in.Limit}
 	if len(records) == 0 {
 		return out, nil
@@ -674,18 +676,18 @@ UPDATE tether_reconcile_extras x SET handled = 'marked' FROM marked WHERE x.reco
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, store.Classify(err, "handle extra rows")
+		return 0, postgres.Classify(err, "handle extra rows")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	if _, err := tx.ExecContext(ctx, q, in.ReconcileID); err != nil {
-		return 0, store.Classify(err, fmt.Sprintf("%s extra rows of %s", in.Policy, e.Target))
+		return 0, postgres.Classify(err, fmt.Sprintf("%s extra rows of %s", in.Policy, e.Target))
 	}
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tether_reconcile_extras WHERE reconcile_id = $1 AND handled IS NOT NULL`,
 		in.ReconcileID).Scan(&n); err != nil {
-		return 0, store.Classify(err, "count handled extra rows")
+		return 0, postgres.Classify(err, "count handled extra rows")
 	}
-	return n, store.Classify(tx.Commit(), "handle extra rows")
+	return n, postgres.Classify(tx.Commit(), "handle extra rows")
 }
 
 // ReconcileFinish records the report, releases the writer lease and drops
@@ -703,11 +705,11 @@ UPDATE tether_reconciliations SET status = $2, finished_at = now(), chunks_diffe
 WHERE reconcile_id = $1`, in.ReconcileID, in.Status, r.ChunksDiffering, r.SourceRead, r.DestinationRows, r.RowsCompared,
 		r.Missing, r.Changed, r.Extra, r.Invalid, r.Repaired, r.ExtrasHandled, string(samples), r.Error)
 	if err != nil {
-		return store.Classify(err, fmt.Sprintf("record the end of reconciliation %q", in.ReconcileID))
+		return postgres.Classify(err, fmt.Sprintf("record the end of reconciliation %q", in.ReconcileID))
 	}
 	for _, t := range []string{"tether_reconcile_chunks", "tether_reconcile_rows", "tether_reconcile_extras"} {
 		if _, err := a.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE reconcile_id = $1`, in.ReconcileID); err != nil {
-			return store.Classify(err, "drop the staged records of reconciliation "+in.ReconcileID)
+			return postgres.Classify(err, "drop the staged records of reconciliation "+in.ReconcileID)
 		}
 	}
 	if err := a.store.ReleaseWriter(ctx, in.Integration, in.ReconcileID); err != nil {

@@ -7,9 +7,9 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/source"
-	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/syncstep"
 )
 
@@ -73,7 +73,7 @@ func (a *Activities) SweepRefresh(ctx context.Context, in syncstep.SweepRefreshI
 	defer stop()
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return syncstep.SweepRefreshOutput{}, store.Classify(err, "begin the sweep of refresh "+in.RunID)
+		return syncstep.SweepRefreshOutput{}, postgres.Classify(err, "begin the sweep of refresh "+in.RunID)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	var out syncstep.SweepRefreshOutput
@@ -88,14 +88,14 @@ func (a *Activities) SweepRefresh(ctx context.Context, in syncstep.SweepRefreshI
 	}
 	counts := in.Counts
 	counts.Deleted += out.Deleted
-	if err := a.store.UpdateRun(ctx, tx, in.RunID, counts, source.Checkpoint{}, in.Next); err != nil {
+	if err := a.store.UpdateRun(ctx, tx, in.RunID, counts, cursor.Checkpoint{}, in.Next); err != nil {
 		return syncstep.SweepRefreshOutput{}, err
 	}
 	if err := a.store.MarkBatchApplied(ctx, tx, marker, in.Seq, out); err != nil {
 		return syncstep.SweepRefreshOutput{}, err
 	}
 	if err := tx.Commit(); err != nil {
-		return syncstep.SweepRefreshOutput{}, store.Classify(err, "commit the sweep of refresh "+in.RunID)
+		return syncstep.SweepRefreshOutput{}, postgres.Classify(err, "commit the sweep of refresh "+in.RunID)
 	}
 	activity.GetLogger(ctx).Info("refresh swept", "runId", in.RunID, "seq", in.Seq, "deleted", out.Deleted, "kept", len(keep))
 	return out, nil

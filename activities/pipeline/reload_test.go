@@ -15,15 +15,15 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/source/pgsource"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/tests/pgtest"
 )
 
@@ -39,7 +39,7 @@ func people(normalize string) integration.Definition {
 		}},
 		Schema:   "people.schema.json",
 		KeyField: "id",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Cast: "int", Required: true},
 			{To: "status", From: "status", Normalize: []string{normalize}},
 		}},
@@ -54,9 +54,9 @@ func people(normalize string) integration.Definition {
 	}
 }
 
-func testSchemas(t *testing.T) *validate.Registry {
+func testSchemas(t *testing.T) *schema.Registry {
 	t.Helper()
-	sch, err := validate.NewRegistry(fstest.MapFS{"people.schema.json": {Data: []byte(
+	sch, err := schema.NewRegistry(fstest.MapFS{"people.schema.json": {Data: []byte(
 		`{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "required": ["id"]}`)}})
 	if err != nil {
 		t.Fatal(err)
@@ -314,12 +314,12 @@ func TestFingerprint(t *testing.T) {
 		t.Error("rotating the token changed the fingerprint")
 	}
 	computed := people("lower")
-	computed.Mapping.Fields[1].Compute = func(transform.Record) (any, error) { return "x", nil }
+	computed.Mapping.Fields[1].Compute = func(mapping.Record) (any, error) { return "x", nil }
 	if fp(computed, "") != base {
 		t.Error("a Go function is in the fingerprint")
 	}
 	withTransform := people("lower")
-	withTransform.Transform = func(r transform.Record) (transform.Record, error) { return r, nil }
+	withTransform.Transform = func(r mapping.Record) (mapping.Record, error) { return r, nil }
 	bumped := people("lower")
 	bumped.Version = 2
 	batch := people("lower")

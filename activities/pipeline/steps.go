@@ -15,14 +15,15 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/transform"
 )
 
 // step is one destination of an integration, compiled: exactly one of pg
@@ -32,7 +33,7 @@ type step struct {
 	pg       *pgsink.Sink
 	http     *httpsink.Sink
 	reversal *httpsink.Sink // notify destinations with a reversal
-	mapping  transform.Func // nil: the integration's row as it is
+	mapping  mapping.Func   // nil: the integration's row as it is
 	ids      []idField
 }
 
@@ -375,7 +376,7 @@ func (a *Activities) recordPartial(ctx context.Context, st *step, in syncstep.Ap
 	}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
-		return store.Classify(err, "begin recording a partial batch")
+		return postgres.Classify(err, "begin recording a partial batch")
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	if err := a.saveHTTP(ctx, tx, st, in, sent); err != nil {
@@ -386,7 +387,7 @@ func (a *Activities) recordPartial(ctx context.Context, st *step, in syncstep.Ap
 			return err
 		}
 	}
-	return store.Classify(tx.Commit(), "commit a partial batch")
+	return postgres.Classify(tx.Commit(), "commit a partial batch")
 }
 
 // saveHTTP records, in the batch's transaction, the identities the calls
@@ -409,7 +410,7 @@ func (a *Activities) checkNotFenced(ctx context.Context, runID string) error {
 		return nil // StartRun records every run; tests may call a step alone
 	}
 	if err != nil {
-		return store.Classify(err, "read run "+runID)
+		return postgres.Classify(err, "read run "+runID)
 	}
 	if run.Status == progress.StatusCompensating || run.Status == progress.StatusCompensated {
 		return failure.Permanent(failure.TypeRunFenced, fmt.Errorf(

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
 func TestStore_AppliedBatches(t *testing.T) {

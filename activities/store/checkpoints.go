@@ -7,16 +7,17 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // CheckpointState is where an integration's next run starts.
 type CheckpointState struct {
 	// Checkpoint is the (cursor, key) of the last committed record.
-	Checkpoint source.Checkpoint
+	Checkpoint cursor.Checkpoint
 	// Position is the next page to read when the last run did not finish;
 	// zero when it finished (start from the first page, after Checkpoint).
-	Position source.Position
+	Position cursor.Position
 	// RunID and Seq name the run and batch that committed it.
 	RunID string
 	Seq   int
@@ -39,7 +40,7 @@ SELECT checkpoint, position, run_id, seq, updated_at FROM tether_checkpoints WHE
 		return CheckpointState{}, false, nil
 	}
 	if err != nil {
-		return CheckpointState{}, false, Classify(err, what)
+		return CheckpointState{}, false, postgres.Classify(err, what)
 	}
 	if err := decodeJSON(cp, &st.Checkpoint, what+": checkpoint"); err != nil {
 		return CheckpointState{}, false, err
@@ -81,7 +82,7 @@ ON CONFLICT (integration) DO UPDATE SET
 	updated_at = now()
 `+guard,
 		integration, cp, pos, st.RunID, st.Seq)
-	return Classify(err, what)
+	return postgres.Classify(err, what)
 }
 
 // ClearPosition records that an integration's run finished: the next run
@@ -90,7 +91,7 @@ func (s *Store) ClearPosition(ctx context.Context, integration string) error {
 	_, err := s.DB.ExecContext(ctx,
 		`UPDATE tether_checkpoints SET position = NULL, updated_at = now() WHERE integration = $1 AND position IS NOT NULL`,
 		integration)
-	return Classify(err, fmt.Sprintf("clear position of %q", integration))
+	return postgres.Classify(err, fmt.Sprintf("clear position of %q", integration))
 }
 
 // RestoreCheckpoint puts an integration's checkpoint back to st

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // Delivery is one event's delivery, as the dedupe of event applies records
@@ -40,19 +41,19 @@ ORDER BY d.ord
 ON CONFLICT (source, delivery_id) DO NOTHING
 RETURNING source, delivery_id`, pq.StringArray(sources), pq.StringArray(ids), pq.StringArray(keys), integration)
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	inserted := map[[2]string]bool{}
 	for rows.Next() {
 		var k [2]string
 		if err := rows.Scan(&k[0], &k[1]); err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		inserted[k] = true
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	for i, d := range ds {
 		k := [2]string{d.Source, d.ID}
@@ -68,7 +69,7 @@ func (s *Store) DeliveryRecorded(ctx context.Context, source, id string) (bool, 
 	var seen bool
 	err := s.DB.QueryRowContext(ctx,
 		`SELECT EXISTS (SELECT 1 FROM tether_event_deliveries WHERE source = $1 AND delivery_id = $2)`, source, id).Scan(&seen)
-	return seen, Classify(err, fmt.Sprintf("look up delivery %q of source %q", id, source))
+	return seen, postgres.Classify(err, fmt.Sprintf("look up delivery %q of source %q", id, source))
 }
 
 // PruneDeliveries forgets the deliveries applied before now minus
@@ -78,7 +79,7 @@ func (s *Store) PruneDeliveries(ctx context.Context, retention time.Duration) (i
 	res, err := s.DB.ExecContext(ctx,
 		`DELETE FROM tether_event_deliveries WHERE applied_at < now() - make_interval(secs => $1)`, retention.Seconds())
 	if err != nil {
-		return 0, Classify(err, "prune event deliveries")
+		return 0, postgres.Classify(err, "prune event deliveries")
 	}
 	return res.RowsAffected()
 }

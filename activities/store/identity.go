@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/lib/pq"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // Identity is what the identity map knows of one record in one
@@ -34,19 +35,19 @@ func (s *Store) LookupIdentities(ctx context.Context, q Querier, namespace strin
 SELECT record_key, external_id, row_hash, coalesce(last_row, 'null'::jsonb), run_id
 FROM tether_identities WHERE namespace = $1 AND record_key = ANY($2)`, namespace, pq.Array(keys))
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id Identity
 		var last []byte
 		if err := rows.Scan(&id.Key, &id.ExternalID, &id.RowHash, &last, &id.RunID); err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		id.LastRow = json.RawMessage(last)
 		out[id.Key] = id
 	}
-	return out, Classify(rows.Err(), what)
+	return out, postgres.Classify(rows.Err(), what)
 }
 
 // SaveIdentities records, in the batch's transaction q, the ids and rows
@@ -66,7 +67,7 @@ SELECT $1, k, e, h, r::jsonb, $6 FROM unnest($2::text[], $3::text[], $4::text[],
 ON CONFLICT (namespace, record_key) DO UPDATE SET external_id = excluded.external_id,
     row_hash = excluded.row_hash, last_row = excluded.last_row, run_id = excluded.run_id, updated_at = now()`,
 		namespace, pq.Array(keys), pq.Array(exts), pq.Array(hashes), pq.Array(rowsJSON), runID)
-	return Classify(err, fmt.Sprintf("save %d identities in %q", len(ids), namespace))
+	return postgres.Classify(err, fmt.Sprintf("save %d identities in %q", len(ids), namespace))
 }
 
 // IdentityImage is what a run's HTTP step is about to change for one
@@ -114,7 +115,7 @@ WHERE NOT $12 OR NOT EXISTS (SELECT 1 FROM tether_identity_images i
 ON CONFLICT (run_id, namespace, record_key, seq) DO NOTHING`,
 		runID, namespace, seq, pq.Array(keys), pq.BoolArray(existed), pq.Array(priorIDs), pq.Array(priorHashes),
 		pq.Array(priorRows), pq.Array(priorRuns), pq.Array(idems), pq.Array(sent), firstPerRun)
-	return Classify(err, fmt.Sprintf("record %d identity images of batch %d of run %q in %q", n, seq, runID, namespace))
+	return postgres.Classify(err, fmt.Sprintf("record %d identity images of batch %d of run %q in %q", n, seq, runID, namespace))
 }
 
 // SetImageSentIDs records, in the batch's transaction q, the ids the
@@ -132,7 +133,7 @@ UPDATE tether_identity_images i SET sent_id = u.id
 FROM unnest($4::text[], $5::text[]) AS u(k, id)
 WHERE i.run_id = $1 AND i.namespace = $2 AND i.seq = $3 AND i.record_key = u.k`,
 		runID, namespace, seq, pq.Array(keys), pq.Array(ids))
-	return Classify(err, fmt.Sprintf("record the ids of batch %d of run %q in %q", seq, runID, namespace))
+	return postgres.Classify(err, fmt.Sprintf("record the ids of batch %d of run %q in %q", seq, runID, namespace))
 }
 
 // IdentityImages returns the images batch seq of runID left in namespace,
@@ -144,7 +145,7 @@ SELECT record_key, existed, prior_id, prior_hash, coalesce(prior_row, 'null'::js
     idempotency_key, coalesce(sent_row, 'null'::jsonb), sent_id
 FROM tether_identity_images WHERE run_id = $1 AND namespace = $2 AND seq = $3 ORDER BY record_key`, runID, namespace, seq)
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	var out []IdentityImage
@@ -153,13 +154,13 @@ FROM tether_identity_images WHERE run_id = $1 AND namespace = $2 AND seq = $3 OR
 		var prior, sent []byte
 		if err := rows.Scan(&im.Key, &im.Existed, &im.Prior.ExternalID, &im.Prior.RowHash, &prior, &im.Prior.RunID,
 			&im.IdempotencyKey, &sent, &im.SentID); err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		im.Prior.Key = im.Key
 		im.Prior.LastRow, im.SentRow = nullRaw(prior), nullRaw(sent)
 		out = append(out, im)
 	}
-	return out, Classify(rows.Err(), what)
+	return out, postgres.Classify(rows.Err(), what)
 }
 
 // UndoIdentity consumes one image once its destination call is undone:
@@ -169,7 +170,7 @@ func (s *Store) UndoIdentity(ctx context.Context, runID, namespace string, im Id
 	what := fmt.Sprintf("undo the identity of %q in %q for run %q", im.Key, namespace, runID)
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
-		return Classify(err, what)
+		return postgres.Classify(err, what)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	if im.Existed {
@@ -186,9 +187,9 @@ WHERE namespace = $1 AND record_key = $2 AND run_id = $7`,
 			runID, namespace, im.Key, im.Seq)
 	}
 	if err != nil {
-		return Classify(err, what)
+		return postgres.Classify(err, what)
 	}
-	return Classify(tx.Commit(), what)
+	return postgres.Classify(tx.Commit(), what)
 }
 
 // LastIdentityImageSeq returns the highest batch of runID with identity
@@ -196,13 +197,13 @@ WHERE namespace = $1 AND record_key = $2 AND run_id = $7`,
 func (s *Store) LastIdentityImageSeq(ctx context.Context, runID string) (int, error) {
 	var seq int
 	err := s.DB.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM tether_identity_images WHERE run_id = $1`, runID).Scan(&seq)
-	return seq, Classify(err, fmt.Sprintf("find the identity images of run %q", runID))
+	return seq, postgres.Classify(err, fmt.Sprintf("find the identity images of run %q", runID))
 }
 
 // ForgetIdentityImages forgets a finished run's identity images.
 func (s *Store) ForgetIdentityImages(ctx context.Context, runID string) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_identity_images WHERE run_id = $1`, runID)
-	return Classify(err, fmt.Sprintf("drop the identity images of run %q", runID))
+	return postgres.Classify(err, fmt.Sprintf("drop the identity images of run %q", runID))
 }
 
 // DropIdentityImages forgets the images of records (key and batch) whose
@@ -219,7 +220,7 @@ func (s *Store) DropIdentityImages(ctx context.Context, q Querier, runID, namesp
 DELETE FROM tether_identity_images i USING unnest($3::text[], $4::bigint[]) AS u(k, seq)
 WHERE i.run_id = $1 AND i.namespace = $2 AND i.record_key = u.k AND i.seq = u.seq AND i.sent_id = ''`,
 		runID, namespace, pq.Array(keys), pq.Array(seqs))
-	return Classify(err, fmt.Sprintf("drop %d refused identity images of run %q in %q", len(images), runID, namespace))
+	return postgres.Classify(err, fmt.Sprintf("drop %d refused identity images of run %q in %q", len(images), runID, namespace))
 }
 
 func nullJSON(b json.RawMessage) sql.NullString {
@@ -247,17 +248,17 @@ func (s *Store) MatchOwners(ctx context.Context, q Querier, namespace string, va
 	rows, err := s.on(q).QueryContext(ctx,
 		`SELECT match_value, record_key FROM tether_match_keys WHERE namespace = $1 AND match_value = ANY($2)`, namespace, pq.Array(values))
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var v, k string
 		if err := rows.Scan(&v, &k); err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		out[v] = k
 	}
-	return out, Classify(rows.Err(), what)
+	return out, postgres.Classify(rows.Err(), what)
 }
 
 // ClaimMatchValues records, in the batch's transaction q, that each key
@@ -282,5 +283,5 @@ INSERT INTO tether_match_keys (namespace, match_value, record_key, run_id)
 SELECT $1, v, k, $4 FROM unnest($2::text[], $3::text[]) AS u(k, v)
 ON CONFLICT (namespace, match_value) DO NOTHING`, namespace, pq.Array(keys), pq.Array(values), runID)
 	}
-	return Classify(err, what)
+	return postgres.Classify(err, what)
 }

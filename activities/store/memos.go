@@ -10,8 +10,10 @@ import (
 	"github.com/lib/pq"
 	"github.com/lib/pq/pqerror"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // ErrBatchAlreadyApplied is wrapped by MarkBatchApplied's error when another
@@ -21,26 +23,26 @@ import (
 // marker.
 var ErrBatchAlreadyApplied = errors.New("batch already applied")
 
-// Store is the pipeline's source.MemoStore.
-var _ source.MemoStore = (*Store)(nil)
+// Store is the pipeline's connector.MemoStore.
+var _ connector.MemoStore = (*Store)(nil)
 
 // Recall returns the memo remembered for an integration's page, and false
-// when there is none. It implements source.MemoStore.
-func (s *Store) Recall(ctx context.Context, integration, cacheKey string) (source.Memo, bool, error) {
+// when there is none. It implements connector.MemoStore.
+func (s *Store) Recall(ctx context.Context, integration, cacheKey string) (cursor.Memo, bool, error) {
 	what := fmt.Sprintf("recall memo of %q for %q", cacheKey, integration)
 	var b []byte
 	err := s.DB.QueryRowContext(ctx,
 		`SELECT memo FROM tether_page_memos WHERE integration = $1 AND cache_key = $2`,
 		integration, cleanText(cacheKey)).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
-		return source.Memo{}, false, nil
+		return cursor.Memo{}, false, nil
 	}
 	if err != nil {
-		return source.Memo{}, false, Classify(err, what)
+		return cursor.Memo{}, false, postgres.Classify(err, what)
 	}
-	var m source.Memo
+	var m cursor.Memo
 	if err := decodeJSON(b, &m, what); err != nil {
-		return source.Memo{}, false, err
+		return cursor.Memo{}, false, err
 	}
 	return m, true, nil
 }
@@ -48,7 +50,7 @@ func (s *Store) Recall(ctx context.Context, integration, cacheKey string) (sourc
 // Remember records the memo of an integration's page, replacing any earlier
 // one. Call it only once the page's records are committed (pass that
 // transaction as q), so a later run never skips a page that was not applied.
-func (s *Store) Remember(ctx context.Context, q Querier, integration, cacheKey string, m source.Memo) error {
+func (s *Store) Remember(ctx context.Context, q Querier, integration, cacheKey string, m cursor.Memo) error {
 	what := fmt.Sprintf("remember memo of %q for %q", cacheKey, integration)
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -58,7 +60,7 @@ func (s *Store) Remember(ctx context.Context, q Querier, integration, cacheKey s
 INSERT INTO tether_page_memos (integration, cache_key, memo, updated_at) VALUES ($1, $2, $3, now())
 ON CONFLICT (integration, cache_key) DO UPDATE SET memo = EXCLUDED.memo, updated_at = now()`,
 		integration, cleanText(cacheKey), string(b))
-	return Classify(err, what)
+	return postgres.Classify(err, what)
 }
 
 // BatchApplied returns the result recorded when batch seq of a run was
@@ -73,7 +75,7 @@ func (s *Store) BatchApplied(ctx context.Context, q Querier, runID string, seq i
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, Classify(err, fmt.Sprintf("check batch %d of run %q", seq, runID))
+		return nil, false, postgres.Classify(err, fmt.Sprintf("check batch %d of run %q", seq, runID))
 	}
 	return json.RawMessage(b), true, nil
 }
@@ -93,7 +95,7 @@ func (s *Store) MarkBatchApplied(ctx context.Context, q Querier, runID string, s
 	if pq.As(err, pqerror.UniqueViolation) != nil {
 		return failure.Transient(failure.TypeSinkUnavailable, fmt.Errorf("%s: %w", what, ErrBatchAlreadyApplied))
 	}
-	return Classify(err, what)
+	return postgres.Classify(err, what)
 }
 
 // ForgetMemos drops every page memo of an integration, so the next run asks
@@ -101,5 +103,5 @@ func (s *Store) MarkBatchApplied(ctx context.Context, q Querier, runID string, s
 // whose memos were remembered).
 func (s *Store) ForgetMemos(ctx context.Context, integration string) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_page_memos WHERE integration = $1`, integration)
-	return Classify(err, fmt.Sprintf("forget memos of %q", integration))
+	return postgres.Classify(err, fmt.Sprintf("forget memos of %q", integration))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // migrateLockClass is the first key of the advisory lock Migrate takes; the
@@ -272,13 +274,13 @@ CREATE INDEX tether_event_deliveries_applied_idx ON tether_event_deliveries (app
 func Migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return Classify(err, "migrate: begin")
+		return postgres.Classify(err, "migrate: begin")
 	}
 	defer func() { _ = tx.Rollback() }()
 
 	if _, err := tx.ExecContext(ctx,
 		`SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))`, migrateLockClass); err != nil {
-		return Classify(err, "migrate: lock")
+		return postgres.Classify(err, "migrate: lock")
 	}
 	if _, err := tx.ExecContext(ctx, `
 CREATE TABLE IF NOT EXISTS tether_schema_migrations (
@@ -286,7 +288,7 @@ CREATE TABLE IF NOT EXISTS tether_schema_migrations (
     name       text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 )`); err != nil {
-		return Classify(err, "migrate: create tether_schema_migrations")
+		return postgres.Classify(err, "migrate: create tether_schema_migrations")
 	}
 	applied, err := appliedVersions(ctx, tx)
 	if err != nil {
@@ -297,15 +299,15 @@ CREATE TABLE IF NOT EXISTS tether_schema_migrations (
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return Classify(err, fmt.Sprintf("migrate: apply %d (%s)", m.version, m.name))
+			return postgres.Classify(err, fmt.Sprintf("migrate: apply %d (%s)", m.version, m.name))
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO tether_schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
-			return Classify(err, fmt.Sprintf("migrate: record %d (%s)", m.version, m.name))
+			return postgres.Classify(err, fmt.Sprintf("migrate: record %d (%s)", m.version, m.name))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return Classify(err, "migrate: commit")
+		return postgres.Classify(err, "migrate: commit")
 	}
 	return nil
 }
@@ -314,19 +316,19 @@ CREATE TABLE IF NOT EXISTS tether_schema_migrations (
 func appliedVersions(ctx context.Context, q Querier) (map[int]bool, error) {
 	rows, err := q.QueryContext(ctx, `SELECT version FROM tether_schema_migrations`)
 	if err != nil {
-		return nil, Classify(err, "migrate: read applied versions")
+		return nil, postgres.Classify(err, "migrate: read applied versions")
 	}
 	defer rows.Close()
 	applied := map[int]bool{}
 	for rows.Next() {
 		var v int
 		if err := rows.Scan(&v); err != nil {
-			return nil, Classify(err, "migrate: read applied versions")
+			return nil, postgres.Classify(err, "migrate: read applied versions")
 		}
 		applied[v] = true
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Classify(err, "migrate: read applied versions")
+		return nil, postgres.Classify(err, "migrate: read applied versions")
 	}
 	return applied, nil
 }

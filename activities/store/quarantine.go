@@ -12,7 +12,8 @@ import (
 
 	"github.com/lib/pq"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // Pipeline steps that quarantine records.
@@ -123,20 +124,20 @@ func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineE
 		pq.StringArray(errs))
 	what := fmt.Sprintf("quarantine %d records of run %q", n, entries[0].RunID)
 	if err != nil {
-		return 0, Classify(err, what)
+		return 0, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	added := 0
 	for rows.Next() {
 		var inserted bool
 		if err := rows.Scan(&inserted); err != nil {
-			return 0, Classify(err, what)
+			return 0, postgres.Classify(err, what)
 		}
 		if inserted {
 			added++
 		}
 	}
-	return added, Classify(rows.Err(), what)
+	return added, postgres.Classify(rows.Err(), what)
 }
 
 // quarantineSQL inserts entries, one per distinct pending record; the
@@ -223,7 +224,7 @@ FROM tether_quarantine` + where + ` ORDER BY id`
 	}
 	rows, err := s.DB.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, Classify(err, "list quarantine")
+		return nil, postgres.Classify(err, "list quarantine")
 	}
 	defer rows.Close()
 	var out []QuarantineEntry
@@ -236,7 +237,7 @@ FROM tether_quarantine` + where + ` ORDER BY id`
 		)
 		if err := rows.Scan(&e.ID, &e.Integration, &e.RunID, &e.Page, &e.Index, &e.Key, &e.Step,
 			&payload, &e.PayloadText, &errs, &e.CreatedAt, &replayed, &e.ReplayRunID); err != nil {
-			return nil, Classify(err, "list quarantine")
+			return nil, postgres.Classify(err, "list quarantine")
 		}
 		if payload.Valid {
 			e.Payload = json.RawMessage(payload.String)
@@ -251,7 +252,7 @@ FROM tether_quarantine` + where + ` ORDER BY id`
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Classify(err, "list quarantine")
+		return nil, postgres.Classify(err, "list quarantine")
 	}
 	return out, nil
 }
@@ -261,7 +262,7 @@ func (s *Store) CountQuarantine(ctx context.Context, f QuarantineFilter) (int, e
 	where, args := f.where()
 	var n int
 	err := s.DB.QueryRowContext(ctx, `SELECT count(*) FROM tether_quarantine`+where, args...).Scan(&n)
-	return n, Classify(err, "count quarantine")
+	return n, postgres.Classify(err, "count quarantine")
 }
 
 // MarkReplayed records that the replay run replayRunID applied the
@@ -274,7 +275,7 @@ func (s *Store) MarkReplayed(ctx context.Context, q Querier, ids []int64, replay
 	_, err := s.on(q).ExecContext(ctx, `
 UPDATE tether_quarantine SET replayed_at = now(), replay_run_id = $2
 WHERE id = ANY($1) AND replayed_at IS NULL`, pq.Int64Array(ids), replayRunID)
-	return Classify(err, fmt.Sprintf("mark %d quarantined records replayed by run %q", len(ids), replayRunID))
+	return postgres.Classify(err, fmt.Sprintf("mark %d quarantined records replayed by run %q", len(ids), replayRunID))
 }
 
 // MaxQuarantineID is the largest quarantine ID of an integration (0 when
@@ -283,7 +284,7 @@ func (s *Store) MaxQuarantineID(ctx context.Context, integration string) (int64,
 	var id int64
 	err := s.DB.QueryRowContext(ctx,
 		`SELECT coalesce(max(id), 0) FROM tether_quarantine WHERE integration = $1`, integration).Scan(&id)
-	return id, Classify(err, fmt.Sprintf("newest quarantined record of %q", integration))
+	return id, postgres.Classify(err, fmt.Sprintf("newest quarantined record of %q", integration))
 }
 
 // UnmarkReplayed puts back in the pending list the records a replay run had
@@ -296,7 +297,7 @@ WHERE q.replay_run_id = $1 AND NOT EXISTS (
     SELECT 1 FROM tether_quarantine p
     WHERE p.replayed_at IS NULL AND p.integration = q.integration AND p.record_key = q.record_key
       AND (q.record_key <> '' OR md5(coalesce(p.payload::text, p.payload_text, '')) = md5(coalesce(q.payload::text, q.payload_text, ''))))`, replayRunID)
-	return Classify(err, fmt.Sprintf("put back the records replayed by run %q", replayRunID))
+	return postgres.Classify(err, fmt.Sprintf("put back the records replayed by run %q", replayRunID))
 }
 
 // Supersede resolves the pending entries of keys a sync run has just
@@ -311,5 +312,5 @@ func (s *Store) Supersede(ctx context.Context, q Querier, integration string, ke
 UPDATE tether_quarantine SET replayed_at = now(), replay_run_id = $3
 WHERE integration = $1 AND record_key = ANY($2) AND record_key <> '' AND replayed_at IS NULL`,
 		integration, pq.StringArray(keys), runID)
-	return Classify(err, fmt.Sprintf("resolve the quarantined records run %q applied", runID))
+	return postgres.Classify(err, fmt.Sprintf("resolve the quarantined records run %q applied", runID))
 }

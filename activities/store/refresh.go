@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // QuarantinedKeys lists the distinct record keys run runID of an
@@ -16,18 +18,18 @@ SELECT DISTINCT record_key FROM tether_quarantine
 WHERE integration = $1 AND run_id = $2 AND record_key <> ''
 ORDER BY 1`, integration, runID)
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	keys := []string{}
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		keys = append(keys, k)
 	}
-	return keys, Classify(rows.Err(), what)
+	return keys, postgres.Classify(rows.Err(), what)
 }
 
 // EndedRefreshRuns lists an integration's refresh runs, other than except,
@@ -41,16 +43,16 @@ SELECT run_id FROM tether_runs
 WHERE integration = $1 AND run_id <> $2 AND kind = $3 AND status <> 'Running'
 ORDER BY run_id`, integration, except, KindRefresh)
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	var ids []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		ids = append(ids, id)
 	}
-	return ids, Classify(rows.Err(), what)
+	return ids, postgres.Classify(rows.Err(), what)
 }

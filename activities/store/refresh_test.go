@@ -5,8 +5,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/progress"
 )
 
 func TestStore_QuarantinedKeys(t *testing.T) {
@@ -60,7 +60,7 @@ func TestStore_EndedRefreshRuns(t *testing.T) {
 			t.Fatalf("BeginRun(%s): %v", r.id, err)
 		}
 		if r.status != progress.StatusRunning {
-			if err := s.FinishRun(ctx, r.id, r.status, progress.Counts{}, source.Checkpoint{}, "", ""); err != nil {
+			if err := s.FinishRun(ctx, r.id, r.status, progress.Counts{}, cursor.Checkpoint{}, "", ""); err != nil {
 				t.Fatalf("FinishRun(%s): %v", r.id, err)
 			}
 		}

@@ -9,9 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/progress"
 )
 
 // Run kinds, as stored in the runs table.
@@ -43,9 +44,9 @@ type Run struct {
 	// Counts are the run's counters so far.
 	Counts progress.Counts
 	// From is the checkpoint the run started after; To the last one it committed.
-	From, To source.Checkpoint
+	From, To cursor.Checkpoint
 	// Position is the next page to read, as of the last committed batch.
-	Position source.Position
+	Position cursor.Position
 	// Error and ErrorType describe why a run failed (empty otherwise).
 	Error, ErrorType string
 }
@@ -98,7 +99,7 @@ ON CONFLICT (run_id) DO UPDATE SET
 	updated_at = now()`,
 		r.RunID, r.Integration, r.WorkflowID, r.Kind, r.Status, started,
 		string(counts), from, to, pos)
-	return Classify(err, fmt.Sprintf("begin run %q", r.RunID))
+	return postgres.Classify(err, fmt.Sprintf("begin run %q", r.RunID))
 }
 
 // UpdateRun records a run's progress: its counters, the last checkpoint it
@@ -110,7 +111,7 @@ ON CONFLICT (run_id) DO UPDATE SET
 // It is also the batch's fence: once a run is being compensated (or was),
 // UpdateRun fails with a non-retryable failure.TypeRunFenced error, so a
 // late attempt of an apply can never commit behind the compensation.
-func (s *Store) UpdateRun(ctx context.Context, q Querier, runID string, c progress.Counts, to source.Checkpoint, pos source.Position) error {
+func (s *Store) UpdateRun(ctx context.Context, q Querier, runID string, c progress.Counts, to cursor.Checkpoint, pos cursor.Position) error {
 	what := fmt.Sprintf("update run %q", runID)
 	counts, err := json.Marshal(c)
 	if err != nil {
@@ -137,7 +138,7 @@ SELECT status FROM prev`, runID, string(counts), toJSON, posJSON).Scan(&status)
 		return fmt.Errorf("%s: no such run: %w", what, sql.ErrNoRows)
 	}
 	if err != nil {
-		return Classify(err, what)
+		return postgres.Classify(err, what)
 	}
 	if status == progress.StatusCompensating || status == progress.StatusCompensated {
 		return failure.Permanent(failure.TypeRunFenced, fmt.Errorf(
@@ -160,7 +161,7 @@ RETURNING `+runColumns, runID))
 		return Run{}, fmt.Errorf("%s: no such run: %w", what, err)
 	}
 	if err != nil {
-		return Run{}, Classify(err, what)
+		return Run{}, postgres.Classify(err, what)
 	}
 	return r, nil
 }
@@ -169,7 +170,7 @@ RETURNING `+runColumns, runID))
 // checkpoint, and for a failed run the error and its type. A zero to keeps
 // the checkpoint already recorded; a repeated call keeps the first finish
 // time.
-func (s *Store) FinishRun(ctx context.Context, runID, status string, c progress.Counts, to source.Checkpoint, errMsg, errType string) error {
+func (s *Store) FinishRun(ctx context.Context, runID, status string, c progress.Counts, to cursor.Checkpoint, errMsg, errType string) error {
 	what := fmt.Sprintf("finish run %q", runID)
 	counts, err := json.Marshal(c)
 	if err != nil {
@@ -190,11 +191,11 @@ WHERE run_id = $1`, runID, status, string(counts), toJSON, nullText(errMsg), nul
 // an error wrapping sql.ErrNoRows.
 func mustAffect(res sql.Result, err error, what string) error {
 	if err != nil {
-		return Classify(err, what)
+		return postgres.Classify(err, what)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return Classify(err, what)
+		return postgres.Classify(err, what)
 	}
 	if n == 0 {
 		return fmt.Errorf("%s: no such run: %w", what, sql.ErrNoRows)
@@ -210,7 +211,7 @@ func (s *Store) GetRun(ctx context.Context, runID string) (Run, error) {
 		return Run{}, fmt.Errorf("get run %q: no such run: %w", runID, err)
 	}
 	if err != nil {
-		return Run{}, Classify(err, fmt.Sprintf("get run %q", runID))
+		return Run{}, postgres.Classify(err, fmt.Sprintf("get run %q", runID))
 	}
 	return r, nil
 }
@@ -229,19 +230,19 @@ WHERE $1 = '' OR integration = $1
 ORDER BY started_at DESC, run_id DESC
 LIMIT $2`, integration, lim)
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
 	var runs []Run
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {
-			return nil, Classify(err, what)
+			return nil, postgres.Classify(err, what)
 		}
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	return runs, nil
 }

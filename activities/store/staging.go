@@ -11,7 +11,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // StagePage stores a page's raw records under (runID, page, stage). The
@@ -30,13 +31,13 @@ func (s *Store) StagePage(ctx context.Context, runID string, page int, stage str
 		// Sent as text the page travels as is; as bytea lib/pq would send it
 		// hex-encoded, twice the size, and staging would take twice as long.
 		_, err := s.DB.ExecContext(ctx, stagePageAsText, runID, page, stage, body, ends, len(records))
-		if code := SQLState(err); !strings.HasPrefix(code, "22") {
-			return Classify(err, what)
+		if code := postgres.SQLState(err); !strings.HasPrefix(code, "22") {
+			return postgres.Classify(err, what)
 		}
 		// The server's encoding cannot hold the text: send bytes instead.
 	}
 	_, err := s.DB.ExecContext(ctx, stagePageAsBytes, runID, page, stage, body, ends, len(records))
-	return Classify(err, what)
+	return postgres.Classify(err, what)
 }
 
 // stagePageAsText and stagePageAsBytes upsert a staged page; the first takes
@@ -104,7 +105,7 @@ func (s *Store) LoadPage(ctx context.Context, runID string, page int, stage stri
 			fmt.Errorf("%s: not staged (the run was cleaned up, or the page never fetched)", what), runID, page)
 	}
 	if err != nil {
-		return nil, Classify(err, what)
+		return nil, postgres.Classify(err, what)
 	}
 	records, err := decodePage(body, ends, count)
 	if err != nil {
@@ -164,7 +165,7 @@ func splitByEnds(body, ends []byte, count int) ([]json.RawMessage, bool) {
 // DropPages deletes every page staged by a run.
 func (s *Store) DropPages(ctx context.Context, runID string) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_staged_pages WHERE run_id = $1`, runID)
-	return Classify(err, fmt.Sprintf("drop staged pages of run %q", runID))
+	return postgres.Classify(err, fmt.Sprintf("drop staged pages of run %q", runID))
 }
 
 // ForgetRun deletes what a run kept only for its own retries once the run
@@ -174,18 +175,18 @@ func (s *Store) ForgetRun(ctx context.Context, runID string) error {
 	what := fmt.Sprintf("forget run %q", runID)
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
-		return Classify(err, what)
+		return postgres.Classify(err, what)
 	}
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_staged_pages WHERE run_id = $1`, runID); err != nil {
-		return Classify(err, what+": staged pages")
+		return postgres.Classify(err, what+": staged pages")
 	}
 	// Markers are keyed by the run, or by the run and one of its executions
 	// ("<run>#<execution>"): forget both.
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tether_applied_batches WHERE run_id = $1 OR starts_with(run_id, $1 || '#')`, runID); err != nil {
-		return Classify(err, what+": applied batches")
+		return postgres.Classify(err, what+": applied batches")
 	}
-	return Classify(tx.Commit(), what)
+	return postgres.Classify(tx.Commit(), what)
 }
 
 // ForgetEarlierRuns drops the staged pages and applied-batch markers of an
@@ -195,20 +196,20 @@ func (s *Store) ForgetEarlierRuns(ctx context.Context, integration, keep string)
 	rows, err := s.DB.QueryContext(ctx,
 		`SELECT run_id FROM tether_runs WHERE integration = $1 AND run_id <> $2 AND status <> 'Running'`, integration, keep)
 	if err != nil {
-		return Classify(err, fmt.Sprintf("list earlier runs of %q", integration))
+		return postgres.Classify(err, fmt.Sprintf("list earlier runs of %q", integration))
 	}
 	var ids []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
-			return Classify(err, "scan run id")
+			return postgres.Classify(err, "scan run id")
 		}
 		ids = append(ids, id)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return Classify(err, "list earlier runs")
+		return postgres.Classify(err, "list earlier runs")
 	}
 	for _, id := range ids {
 		if err := s.ForgetRun(ctx, id); err != nil {

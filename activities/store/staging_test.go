@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
 func TestStore_StageLoadPage(t *testing.T) {

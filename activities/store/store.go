@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
 // Querier runs statements: *sql.DB and *sql.Tx both implement it, so the
@@ -40,7 +40,7 @@ func (s *Store) on(q Querier) Querier {
 }
 
 // checkpointJSON encodes a checkpoint for a jsonb column.
-func checkpointJSON(c source.Checkpoint) (string, error) {
+func checkpointJSON(c cursor.Checkpoint) (string, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return "", failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("encode checkpoint: %w", err))
@@ -49,7 +49,7 @@ func checkpointJSON(c source.Checkpoint) (string, error) {
 }
 
 // optionalCheckpointJSON encodes c, or NULL when c is zero.
-func optionalCheckpointJSON(c source.Checkpoint) (sql.NullString, error) {
+func optionalCheckpointJSON(c cursor.Checkpoint) (sql.NullString, error) {
 	if c.IsZero() {
 		return sql.NullString{}, nil
 	}
@@ -59,8 +59,8 @@ func optionalCheckpointJSON(c source.Checkpoint) (sql.NullString, error) {
 
 // positionJSON encodes p for a jsonb column, or NULL when p is the zero
 // Position (the first page, or nothing left to read).
-func positionJSON(p source.Position) (sql.NullString, error) {
-	if p == (source.Position{}) {
+func positionJSON(p cursor.Position) (sql.NullString, error) {
+	if p == (cursor.Position{}) {
 		return sql.NullString{}, nil
 	}
 	b, err := json.Marshal(p)

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/tests/pgtest"
 )
 
@@ -98,14 +99,14 @@ func TestStore_RunLifecycle(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	started := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	from := source.Checkpoint{Cursor: "2026-04-30T00:00:00Z", Key: "41"}
+	from := cursor.Checkpoint{Cursor: "2026-04-30T00:00:00Z", Key: "41"}
 
 	if err := s.BeginRun(ctx, Run{RunID: "r1", Integration: "crm", WorkflowID: "crm-sync-manual", StartedAt: started, From: from}); err != nil {
 		t.Fatalf("BeginRun: %v", err)
 	}
 	counts := progress.Counts{Pages: 2, Fetched: 200, Valid: 199, Invalid: 1, Inserted: 150, Updated: 49}
-	to := source.Checkpoint{Cursor: "2026-05-01T09:00:00Z", Key: "99"}
-	pos := source.Position{Page: 3}
+	to := cursor.Checkpoint{Cursor: "2026-05-01T09:00:00Z", Key: "99"}
+	pos := cursor.Position{Page: 3}
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +131,7 @@ func TestStore_RunLifecycle(t *testing.T) {
 
 	final := counts.Add(progress.Counts{Pages: 1, Fetched: 10, Valid: 10, Inserted: 10})
 	// A zero checkpoint keeps the one recorded.
-	if err := s.FinishRun(ctx, "r1", progress.StatusFailed, final, source.Checkpoint{}, "apply batch 3: pq: deadlock\x00", "SinkUnavailable"); err != nil {
+	if err := s.FinishRun(ctx, "r1", progress.StatusFailed, final, cursor.Checkpoint{}, "apply batch 3: pq: deadlock\x00", "SinkUnavailable"); err != nil {
 		t.Fatalf("FinishRun: %v", err)
 	}
 	got, err = s.GetRun(ctx, "r1")
@@ -188,8 +189,8 @@ func TestStore_RunLifecycle(t *testing.T) {
 
 	for name, err := range map[string]error{
 		"GetRun":    func() error { _, err := s.GetRun(ctx, "nope"); return err }(),
-		"UpdateRun": s.UpdateRun(ctx, nil, "nope", progress.Counts{}, source.Checkpoint{}, source.Position{}),
-		"FinishRun": s.FinishRun(ctx, "nope", progress.StatusCompleted, progress.Counts{}, source.Checkpoint{}, "", ""),
+		"UpdateRun": s.UpdateRun(ctx, nil, "nope", progress.Counts{}, cursor.Checkpoint{}, cursor.Position{}),
+		"FinishRun": s.FinishRun(ctx, "nope", progress.StatusCompleted, progress.Counts{}, cursor.Checkpoint{}, "", ""),
 	} {
 		if !errors.Is(err, sql.ErrNoRows) {
 			t.Errorf("%s of a missing run: error %v, want one wrapping sql.ErrNoRows", name, err)
@@ -225,7 +226,7 @@ func TestStore_Checkpoint(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx := t.Context()
-	first := CheckpointState{Checkpoint: source.Checkpoint{Cursor: "2026-05-01T00:00:00Z", Key: "7"}, Position: source.Position{Page: 4}, RunID: "r1", Seq: 3}
+	first := CheckpointState{Checkpoint: cursor.Checkpoint{Cursor: "2026-05-01T00:00:00Z", Key: "7"}, Position: cursor.Position{Page: 4}, RunID: "r1", Seq: 3}
 
 	if _, ok, err := s.LoadCheckpoint(ctx, nil, "crm"); err != nil || ok {
 		t.Fatalf("LoadCheckpoint before any save = %v, %v; want not found", ok, err)
@@ -256,13 +257,13 @@ func TestStore_Checkpoint(t *testing.T) {
 	}{
 		{"save", func() error { return s.SaveCheckpoint(ctx, nil, "crm", first) }, first},
 		{"an older batch of the same run is ignored", func() error {
-			return s.SaveCheckpoint(ctx, nil, "crm", CheckpointState{Checkpoint: source.Checkpoint{Cursor: "2026-04-01T00:00:00Z", Key: "1"}, Position: source.Position{Page: 2}, RunID: "r1", Seq: 1})
+			return s.SaveCheckpoint(ctx, nil, "crm", CheckpointState{Checkpoint: cursor.Checkpoint{Cursor: "2026-04-01T00:00:00Z", Key: "1"}, Position: cursor.Position{Page: 2}, RunID: "r1", Seq: 1})
 		}, first},
 		{"the run finished", func() error { return s.ClearPosition(ctx, "crm") },
 			CheckpointState{Checkpoint: first.Checkpoint, RunID: "r1", Seq: 3}},
 		{"a new run starts its batches at 1", func() error {
-			return s.SaveCheckpoint(ctx, nil, "crm", CheckpointState{Checkpoint: source.Checkpoint{Cursor: "2026-05-02T00:00:00Z", Key: "8"}, Position: source.Position{Token: "abc"}, RunID: "r2", Seq: 1})
-		}, CheckpointState{Checkpoint: source.Checkpoint{Cursor: "2026-05-02T00:00:00Z", Key: "8"}, Position: source.Position{Token: "abc"}, RunID: "r2", Seq: 1}},
+			return s.SaveCheckpoint(ctx, nil, "crm", CheckpointState{Checkpoint: cursor.Checkpoint{Cursor: "2026-05-02T00:00:00Z", Key: "8"}, Position: cursor.Position{Token: "abc"}, RunID: "r2", Seq: 1})
+		}, CheckpointState{Checkpoint: cursor.Checkpoint{Cursor: "2026-05-02T00:00:00Z", Key: "8"}, Position: cursor.Position{Token: "abc"}, RunID: "r2", Seq: 1}},
 	}
 	for _, tt := range steps {
 		if err := tt.do(); err != nil {
@@ -286,12 +287,12 @@ func TestStore_Memos(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx := t.Context()
-	var ms source.MemoStore = s
+	var ms connector.MemoStore = s
 	if _, ok, err := ms.Recall(ctx, "crm", "https://api.example/items?page=1"); err != nil || ok {
 		t.Fatalf("Recall before Remember = %v, %v; want not found", ok, err)
 	}
-	memos := []source.Memo{
-		{ETag: `W/"abc"`, Next: source.Position{Page: 2}, RecordCount: 100},
+	memos := []cursor.Memo{
+		{ETag: `W/"abc"`, Next: cursor.Position{Page: 2}, RecordCount: 100},
 		{ETag: `"def"`, Done: true, RecordCount: 7},
 	}
 	for _, m := range memos {
@@ -314,15 +315,15 @@ func TestStore_CompensationFence(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx := t.Context()
-	from := source.Checkpoint{Cursor: "2026-01-01T00:00:00Z", Key: "1"}
+	from := cursor.Checkpoint{Cursor: "2026-01-01T00:00:00Z", Key: "1"}
 	if err := s.BeginRun(ctx, Run{RunID: "r1", Integration: "crm", From: from}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishRun(ctx, "r1", progress.StatusFailed, progress.Counts{Pages: 1}, source.Checkpoint{}, "boom", "X"); err != nil {
+	if err := s.FinishRun(ctx, "r1", progress.StatusFailed, progress.Counts{Pages: 1}, cursor.Checkpoint{}, "boom", "X"); err != nil {
 		t.Fatal(err)
 	}
 	// A reset execution applies another batch: the run is Running again.
-	if err := s.UpdateRun(ctx, nil, "r1", progress.Counts{Pages: 2}, source.Checkpoint{}, source.Position{}); err != nil {
+	if err := s.UpdateRun(ctx, nil, "r1", progress.Counts{Pages: 2}, cursor.Checkpoint{}, cursor.Position{}); err != nil {
 		t.Fatalf("UpdateRun of a failed run: %v", err)
 	}
 	if r, err := s.GetRun(ctx, "r1"); err != nil || r.Status != progress.StatusRunning || r.Error != "" || !r.FinishedAt.IsZero() {
@@ -332,20 +333,20 @@ func TestStore_CompensationFence(t *testing.T) {
 	if err != nil || r.Status != progress.StatusCompensating || r.From != from {
 		t.Fatalf("BeginCompensation = %+v, %v; want Compensating with From %v", r, err, from)
 	}
-	err = s.UpdateRun(ctx, nil, "r1", progress.Counts{Pages: 3}, source.Checkpoint{}, source.Position{})
+	err = s.UpdateRun(ctx, nil, "r1", progress.Counts{Pages: 3}, cursor.Checkpoint{}, cursor.Position{})
 	if !failure.IsType(err, failure.TypeRunFenced) || !failure.IsPermanent(err) {
 		t.Fatalf("UpdateRun while compensating = %v; want a non-retryable %s", err, failure.TypeRunFenced)
 	}
 	if r, _ := s.GetRun(ctx, "r1"); r.Counts.Pages != 2 {
 		t.Errorf("a fenced UpdateRun changed the counts to %+v", r.Counts)
 	}
-	if err := s.FinishRun(ctx, "r1", progress.StatusCompensated, progress.Counts{Pages: 2}, source.Checkpoint{}, "", ""); err != nil {
+	if err := s.FinishRun(ctx, "r1", progress.StatusCompensated, progress.Counts{Pages: 2}, cursor.Checkpoint{}, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := s.BeginCompensation(ctx, "r1"); err != nil || r.Status != progress.StatusCompensated {
 		t.Errorf("BeginCompensation of a compensated run = %+v, %v; want it left Compensated", r, err)
 	}
-	if err := s.UpdateRun(ctx, nil, "r1", progress.Counts{}, source.Checkpoint{}, source.Position{}); !failure.IsType(err, failure.TypeRunFenced) {
+	if err := s.UpdateRun(ctx, nil, "r1", progress.Counts{}, cursor.Checkpoint{}, cursor.Position{}); !failure.IsType(err, failure.TypeRunFenced) {
 		t.Errorf("UpdateRun of a compensated run = %v; want %s", err, failure.TypeRunFenced)
 	}
 	if _, err := s.BeginCompensation(ctx, "nope"); !errors.Is(err, sql.ErrNoRows) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // Writer is the run allowed to write an integration: one at a time,
@@ -46,14 +48,14 @@ RETURNING run_id`, w.Integration, w.RunID, w.WorkflowID, w.Kind, w.Trigger).Scan
 			return w, true, nil
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
-			return Writer{}, false, Classify(err, what)
+			return Writer{}, false, postgres.Classify(err, what)
 		}
 		holder, err := s.writer(ctx, w.Integration)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // released in between: try again
 		}
 		if err != nil {
-			return Writer{}, false, Classify(err, what)
+			return Writer{}, false, postgres.Classify(err, what)
 		}
 		live, err := s.holderAlive(ctx, holder, alive)
 		if err != nil {
@@ -67,13 +69,13 @@ RETURNING run_id`, w.Integration, w.RunID, w.WorkflowID, w.Kind, w.Trigger).Scan
 UPDATE tether_writers SET run_id = $3, workflow_id = $4, kind = $5, trigger = $6, acquired_at = now()
 WHERE integration = $1 AND run_id = $2`, w.Integration, holder.RunID, w.RunID, w.WorkflowID, w.Kind, w.Trigger)
 		if err != nil {
-			return Writer{}, false, Classify(err, what)
+			return Writer{}, false, postgres.Classify(err, what)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			return holder, true, nil
 		}
 	}
-	return Writer{}, false, Classify(errors.New("the lease kept changing hands"), what)
+	return Writer{}, false, postgres.Classify(errors.New("the lease kept changing hands"), what)
 }
 
 // holderAlive: a run recorded as finished is dead; otherwise ask alive.
@@ -85,7 +87,7 @@ func (s *Store) holderAlive(ctx context.Context, holder Writer, alive Liveness) 
 	case err == nil && finished:
 		return false, nil
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
-		return false, Classify(err, fmt.Sprintf("read run %q holding the writer lease of %q", holder.RunID, holder.Integration))
+		return false, postgres.Classify(err, fmt.Sprintf("read run %q holding the writer lease of %q", holder.RunID, holder.Integration))
 	}
 	if alive == nil {
 		return true, nil
@@ -112,7 +114,7 @@ func (s *Store) CurrentWriter(ctx context.Context, integration string) (Writer, 
 		return Writer{}, false, nil
 	}
 	if err != nil {
-		return Writer{}, false, Classify(err, fmt.Sprintf("read the writer lease of %q", integration))
+		return Writer{}, false, postgres.Classify(err, fmt.Sprintf("read the writer lease of %q", integration))
 	}
 	return w, true, nil
 }
@@ -121,5 +123,5 @@ func (s *Store) CurrentWriter(ctx context.Context, integration string) (Writer, 
 // not hold it).
 func (s *Store) ReleaseWriter(ctx context.Context, integration, runID string) error {
 	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_writers WHERE integration = $1 AND run_id = $2`, integration, runID)
-	return Classify(err, fmt.Sprintf("release the writer lease of %q held by run %q", integration, runID))
+	return postgres.Classify(err, fmt.Sprintf("release the writer lease of %q held by run %q", integration, runID))
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/progress"
 )
 
 func TestAcquireWriter(t *testing.T) {
@@ -47,7 +47,7 @@ func TestAcquireWriter(t *testing.T) {
 	if err := s.BeginRun(ctx, Run{RunID: "b", Integration: "crm"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishRun(ctx, "b", progress.StatusFailed, progress.Counts{}, source.Checkpoint{}, "boom", ""); err != nil {
+	if err := s.FinishRun(ctx, "b", progress.StatusFailed, progress.Counts{}, cursor.Checkpoint{}, "boom", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := acquire("c"); !ok {

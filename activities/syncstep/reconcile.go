@@ -13,6 +13,16 @@ const (
 	FetchRepairName = "FetchRepairPage"
 )
 
+// Policies for extra destination rows: rows the source no longer has.
+const (
+	// ExtrasReport only reports them.
+	ExtrasReport = "report"
+	// ExtrasDelete deletes them.
+	ExtrasDelete = "delete"
+	// ExtrasMark sets the integration's mark column on them (soft delete).
+	ExtrasMark = "mark"
+)
+
 // ReconcileBeginInput registers a reconciliation.
 type ReconcileBeginInput struct {
 	Integration string `json:"integration"`

@@ -1,8 +1,8 @@
 package syncstep
 
 import (
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/progress"
 )
 
 // Activity type names as they appear in event histories and the Web UI.
@@ -39,9 +39,9 @@ type Plan struct {
 	// every page is requested "since" the last (cursor, key) seen.
 	Incremental bool `json:"incremental"`
 	// Since is where the read starts (incremental integrations).
-	Since source.Checkpoint `json:"since"`
+	Since cursor.Checkpoint `json:"since"`
 	// Start is the page to start from (full reads resuming an unfinished run).
-	Start source.Position `json:"start"`
+	Start cursor.Position `json:"start"`
 	// Resumed is true when the run continues where an unfinished run stopped.
 	Resumed bool `json:"resumed"`
 	// ReplayUpTo bounds a replay run: it replays records quarantined with an
@@ -93,8 +93,8 @@ type PageRef struct {
 type FetchPageInput struct {
 	Integration string            `json:"integration"`
 	Ref         PageRef           `json:"ref"`
-	Position    source.Position   `json:"position"`
-	Since       source.Checkpoint `json:"since"`
+	Position    cursor.Position   `json:"position"`
+	Since       cursor.Checkpoint `json:"since"`
 	Limit       int               `json:"limit"`
 	// Definition pins the run's version of the integration (Plan.Definition):
 	// the step uses that version, even after the integration changed. Empty
@@ -106,19 +106,19 @@ type FetchPageInput struct {
 type FetchPageOutput struct {
 	Ref         PageRef         `json:"ref"`
 	Count       int             `json:"count"`
-	Next        source.Position `json:"next"`
+	Next        cursor.Position `json:"next"`
 	Done        bool            `json:"done"`
 	NotModified bool            `json:"notModified"`
 	Status      int             `json:"status"`
 	// Last is the (cursor, key) of the page's last record in source order;
 	// zero when the integration is not incremental or the page is empty.
-	Last source.Checkpoint `json:"last"`
+	Last cursor.Checkpoint `json:"last"`
 	// Advanced is true when Last is strictly after the request's Since: the
 	// read made progress and the next page can be asked "since" Last.
 	Advanced bool `json:"advanced"`
 	// Memo is what to remember about the page once it is committed (only
 	// when the source sent a validator).
-	Memo     *source.Memo `json:"memo,omitempty"`
+	Memo     *cursor.Memo `json:"memo,omitempty"`
 	CacheKey string       `json:"cacheKey,omitempty"`
 	// QuarantineIDs are the quarantine entries a replay page holds, in order.
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
@@ -143,7 +143,7 @@ type BatchInput struct {
 	Integration string  `json:"integration"`
 	Ref         PageRef `json:"ref"`
 	// Since: records at or before it were committed already and are skipped.
-	Since source.Checkpoint `json:"since"`
+	Since cursor.Checkpoint `json:"since"`
 	// Definition pins the run's version of the integration (Plan.Definition):
 	// the step uses that version, even after the integration changed. Empty
 	// (runs started before runs were pinned) means the current one.
@@ -171,12 +171,12 @@ type ApplyInput struct {
 	Seq    int  `json:"seq"`
 	Atomic bool `json:"atomic"`
 	// Checkpoint is saved in the same transaction as the batch.
-	Checkpoint source.Checkpoint `json:"checkpoint"`
+	Checkpoint cursor.Checkpoint `json:"checkpoint"`
 	// Next is the position of the following page, saved so an unfinished
 	// full read resumes there.
-	Next source.Position `json:"next"`
+	Next cursor.Position `json:"next"`
 	// Memo, when set, is remembered under CacheKey after the commit.
-	Memo     *source.Memo `json:"memo,omitempty"`
+	Memo     *cursor.Memo `json:"memo,omitempty"`
 	CacheKey string       `json:"cacheKey,omitempty"`
 	// Counts are the run's counters so far, stored with the batch so the
 	// runs table shows live progress.
@@ -259,7 +259,7 @@ type FinishRunInput struct {
 	RunID       string            `json:"runId"`
 	Status      string            `json:"status"`
 	Counts      progress.Counts   `json:"counts"`
-	To          source.Checkpoint `json:"to"`
+	To          cursor.Checkpoint `json:"to"`
 	Error       string            `json:"error,omitempty"`
 	ErrorType   string            `json:"errorType,omitempty"`
 	// Definition pins the run's version of the integration (Plan.Definition):
@@ -286,7 +286,7 @@ type SweepRefreshInput struct {
 	// its deletions, as a batch does).
 	Counts progress.Counts `json:"counts"`
 	// Next is the run's read position, recorded with the counters.
-	Next source.Position `json:"next"`
+	Next cursor.Position `json:"next"`
 	// Definition pins the run's version of the integration (Plan.Definition).
 	Definition string `json:"definition,omitempty"`
 }

@@ -20,7 +20,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
@@ -169,7 +170,7 @@ func (e *env) dial(ctx context.Context) (client.Client, error) {
 func (e *env) db(ctx context.Context) (*sql.DB, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return store.Open(ctx, e.databaseURL)
+	return postgres.Open(ctx, e.databaseURL)
 }
 
 // WorkflowID names a run so that operators scanning the Web UI see what ran:

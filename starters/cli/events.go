@@ -13,8 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/tetherflow/tether/activities/connector/pgsource/capture"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/source/pgsource/capture"
 	"github.com/tetherflow/tether/activities/syncstep"
 	capturewf "github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/events"

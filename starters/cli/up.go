@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/starters/devstack"
-	"github.com/tetherflow/tether/tests/pgtest"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -64,7 +63,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "✓ PostgreSQL     %s (schema %s)\n", store.RedactDSN(e.databaseURL), *schema)
+	fmt.Fprintf(out, "✓ PostgreSQL     %s (schema %s)\n", postgres.RedactDSN(e.databaseURL), *schema)
 
 	cli, err := devstack.EnsureTemporalCLI(ctx, out)
 	if err != nil {
@@ -185,7 +184,7 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 // demoDatabase checks PostgreSQL, creates the demo schema (emptied first
 // when fresh) and returns a URL whose search_path is that schema.
 func demoDatabase(ctx context.Context, base, schema string, fresh bool) (string, error) {
-	db, err := store.Open(ctx, base)
+	db, err := postgres.Open(ctx, base)
 	if err != nil {
 		return "", fmt.Errorf("%w\n  set DATABASE_URL or --database-url to a PostgreSQL you can create a schema in", err)
 	}
@@ -198,7 +197,7 @@ func demoDatabase(ctx context.Context, base, schema string, fresh bool) (string,
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(schema)); err != nil {
 		return "", fmt.Errorf("create schema %s: %w", schema, err)
 	}
-	return pgtest.WithSearchPath(base, schema)
+	return postgres.WithSearchPath(base, schema)
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

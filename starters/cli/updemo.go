@@ -14,9 +14,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/starters/webhook"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/webhook"
 )
 
 // demoSecretEnv holds the demo webhook source's secret in the worker's
@@ -103,7 +103,7 @@ func (h *demoWebhook) demo(ctx context.Context, out io.Writer, sb *sandbox.Serve
 	if resp.StatusCode != http.StatusAccepted {
 		return fmt.Errorf("webhook demo: POST %s: %s %s", url, resp.Status, bytes.TrimSpace(answer))
 	}
-	db, err := store.Open(ctx, dsn)
+	db, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/tetherflow/tether/activities/integration/declarative"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 )
@@ -123,7 +123,7 @@ func checkFiles(paths []string, resolve bool) []*fileResult {
 	}
 	if resolve {
 		// Schema files given by path must compile, as in the worker.
-		sch, _ := validate.NewRegistry(fstest.MapFS{})
+		sch, _ := schema.NewRegistry(fstest.MapFS{})
 		for _, r := range results {
 			if r.spec.File == "" || len(r.problems) > 0 {
 				continue

@@ -82,7 +82,7 @@ func TestCompose_ImagesMatchThePinnedTemporal(t *testing.T) {
 
 func TestCompose_BuiltImagesBuildOurBinaries(t *testing.T) {
 	f := load(t)
-	for name, pkg := range map[string]string{"worker": "./workers/cmd/worker", "sandbox": "./tests/sandbox/cmd/sandbox"} {
+	for name, pkg := range map[string]string{"worker": "./workers/cmd/worker", "sandbox": "./starters/cmd/sandbox"} {
 		s := f.Services[name]
 		if s.Build == nil || s.Build.Context != "." {
 			t.Errorf("%s: want build context . , got %+v", name, s.Build)

@@ -7,12 +7,12 @@ import (
 	"testing"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/starters/sandbox"
 )
 
 // TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy runs
@@ -27,7 +27,7 @@ func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		sch, err := validate.NewRegistry(schemas.FS())
+		sch, err := schema.NewRegistry(schemas.FS())
 		if err != nil {
 			t.Fatal(err)
 		}

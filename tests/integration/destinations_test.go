@@ -15,11 +15,11 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
-	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
+	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"

@@ -31,17 +31,17 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/tests/pgtest"
-	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -204,7 +204,7 @@ func (s *stack) startWorker() {
 	if s.schemas != nil {
 		fsys = s.schemas
 	}
-	sch, err := validate.NewRegistry(fsys)
+	sch, err := schema.NewRegistry(fsys)
 	if err != nil {
 		s.t.Fatalf("schemas: %v", err)
 	}

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/pgsource"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/transform"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -25,7 +25,7 @@ func peopleByEmail(dsn, policy string) integration.Definition {
 		Name:   "people-" + policy,
 		Source: integration.Source{Postgres: &pgsource.Config{DSN: dsn, Table: "source_people", Key: []string{"id"}, CursorColumn: "updated_at"}},
 		Schema: "people.schema.json", KeyField: "id", CursorField: "updated_at",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Cast: "int", Required: true},
 			{To: "email", From: "email", Normalize: []string{"email"}},
 			{To: "name", From: "name"},

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tetherflow/tether/starters/devstack"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 

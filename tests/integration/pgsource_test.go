@@ -6,11 +6,11 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/pgsource"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/transform"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -33,7 +33,7 @@ func ordersFromPostgres(dsn string) integration.Definition {
 		Name:   "pg-orders",
 		Source: integration.Source{Postgres: &pgsource.Config{DSN: dsn, Table: "source_orders", Key: []string{"id"}, CursorColumn: "updated_at"}},
 		Schema: "orders.schema.json", KeyField: "id", CursorField: "updated_at",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Cast: "int", Required: true},
 			{To: "email", From: "customer_email", Normalize: []string{"email"}},
 			{To: "total", From: "total"},

@@ -14,9 +14,9 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 

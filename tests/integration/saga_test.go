@@ -20,11 +20,11 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/starters/devstack"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -153,7 +153,7 @@ func TestSaga_AtomicRunRestoresDestinationOnFailureAtEachStep(t *testing.T) {
 				t.Errorf("last run on record: %+v (err %v)", runs, err)
 			}
 			cpAfter, _, err := s.store.LoadCheckpoint(context.Background(), s.schema.DB, "crm-companies")
-			if err != nil || cpAfter.Checkpoint != cpBefore.Checkpoint || cpAfter.Position != (source.Position{}) {
+			if err != nil || cpAfter.Checkpoint != cpBefore.Checkpoint || cpAfter.Position != (cursor.Position{}) {
 				t.Errorf("checkpoint after compensation %+v, want %+v from the start", cpAfter, cpBefore)
 			}
 			if n := s.count(`SELECT count(*) FROM tether_before_images`); n != 0 {

@@ -21,10 +21,10 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/devstack"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workers/schedules"

@@ -12,12 +12,12 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/starters/devstack"
-	"github.com/tetherflow/tether/tests/sandbox"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"

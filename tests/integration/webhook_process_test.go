@@ -17,8 +17,8 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/starters/webhook"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/webhook"
 	"github.com/tetherflow/tether/workflows/events"
 )
 

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/starters/webhook"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workers/webhook"
 	"github.com/tetherflow/tether/workflows/events"
 )
 

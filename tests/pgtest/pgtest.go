@@ -6,12 +6,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"fmt"
-	"net/url"
 	"os"
 	"testing"
 
 	_ "github.com/lib/pq" // PostgreSQL driver
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // DefaultDSN is the development and CI database (trust auth on loopback).
@@ -58,7 +57,7 @@ func New(t testing.TB) *Schema {
 	if _, err := admin.Exec(`CREATE SCHEMA ` + name); err != nil {
 		t.Fatalf("pgtest: create schema: %v", err)
 	}
-	dsn, err := WithSearchPath(base, name)
+	dsn, err := postgres.WithSearchPath(base, name)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -79,16 +78,4 @@ func New(t testing.TB) *Schema {
 		_, _ = a.Exec(`DROP SCHEMA ` + name + ` CASCADE`)
 	})
 	return &Schema{Name: name, DSN: dsn, DB: db}
-}
-
-// WithSearchPath returns dsn with its search_path run-time parameter set.
-func WithSearchPath(dsn, schema string) (string, error) {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "", fmt.Errorf("parse DSN %q: %w", dsn, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
 }

@@ -28,12 +28,13 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
+	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -110,7 +111,7 @@ func NewLogger(cfg config.Config) *slog.Logger {
 func NewDB(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (*sql.DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Temporal.ConnectTimeout)
 	defer cancel()
-	db, err := store.Open(ctx, cfg.Database.URL)
+	db, err := postgres.Open(ctx, cfg.Database.URL)
 	if err != nil {
 		return nil, fmt.Errorf("database (database.url / DATABASE_URL): %w", err)
 	}
@@ -131,14 +132,14 @@ func NewStore(db *sql.DB) *store.Store { return store.New(db) }
 // NewIntegrations registers the integrations this worker runs: the Go ones
 // and those of the integration files (resolved, their schema files added to
 // sch), limited to worker.integrations when that is set.
-func NewIntegrations(cfg config.Config, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry) (*integration.Registry, error) {
+func NewIntegrations(cfg config.Config, defs []integration.Definition, declared *declarative.Set, sch *schema.Registry) (*integration.Registry, error) {
 	return BuildRegistry(cfg, defs, declared.Current(), sch)
 }
 
 // BuildRegistry registers the Go integrations defs and those of the
 // integration files specs, as NewIntegrations does at start and
 // ReloadIntegrations after a change.
-func BuildRegistry(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *validate.Registry) (*integration.Registry, error) {
+func BuildRegistry(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *schema.Registry) (*integration.Registry, error) {
 	resolved, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile)
 	if err != nil {
 		return nil, fmt.Errorf("integrations_dir %s:\n%w", cfg.IntegrationsDir, err)
@@ -268,13 +269,13 @@ func ResolveDeclared(specs []declarative.Spec, defs []integration.Definition, en
 }
 
 // NewSchemas compiles every schema in schemas/ once.
-func NewSchemas() (*validate.Registry, error) { return validate.NewRegistry(schemas.FS()) }
+func NewSchemas() (*schema.Registry, error) { return schema.NewRegistry(schemas.FS()) }
 
 // NewActivities compiles the integrations into the sync steps, and
 // reloads them (ReloadIntegrations) each time the integration files change
 // while the worker runs: new runs use the new definitions, running runs
 // keep the version they started with.
-func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *validate.Registry, sinkMetrics *httpsink.Metrics, eventMetrics *pipeline.EventMetrics, c client.Client, log *slog.Logger) (*pipeline.Activities, error) {
+func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Store, reg *integration.Registry, defs []integration.Definition, declared *declarative.Set, sch *schema.Registry, sinkMetrics *httpsink.Metrics, eventMetrics *pipeline.EventMetrics, c client.Client, log *slog.Logger) (*pipeline.Activities, error) {
 	acts, err := pipeline.New(pipeline.Deps{DB: db, Store: st, Integrations: reg, Schemas: sch, Logger: log,
 		CachePages: cfg.Worker.CachePages, LookupEnv: lookupEnv(cfg), Declared: DeclaredHashes(declared.Current()),
 		SinkOptions: []httpsink.Option{httpsink.WithMetrics(sinkMetrics)}, Temporal: c, Metrics: eventMetrics})
@@ -292,7 +293,7 @@ func NewActivities(lc fx.Lifecycle, cfg config.Config, db *sql.DB, st *store.Sto
 // integration files specs the ones new runs use (pipeline.Activities
 // Reload) and logs what changed. When they do not register or compile, it
 // logs every problem and returns them: the integrations in use stay.
-func ReloadIntegrations(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *validate.Registry, acts *pipeline.Activities, log *slog.Logger) error {
+func ReloadIntegrations(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *schema.Registry, acts *pipeline.Activities, log *slog.Logger) error {
 	reg, err := BuildRegistry(cfg, defs, specs, sch)
 	var ch pipeline.Changes
 	if err == nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -117,7 +117,7 @@ func TestNewIntegrations_GoAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sch, err := validate.NewRegistry(schemas.FS())
+	sch, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
 	"github.com/tetherflow/tether/workers/config"
 )
 

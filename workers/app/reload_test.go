@@ -12,8 +12,8 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 )
@@ -44,7 +44,7 @@ type reloadWorker struct {
 	logs   *syncBuffer
 	log    *slog.Logger
 	lc     *fxtest.Lifecycle
-	sch    *validate.Registry
+	sch    *schema.Registry
 	acts   *pipeline.Activities
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/schedules"
 )
@@ -40,7 +40,7 @@ type SchedulesParams struct {
 	Integrations *integration.Registry
 	GoDefs       []integration.Definition
 	Declared     *declarative.Set
-	Schemas      *validate.Registry
+	Schemas      *schema.Registry
 	Activities   *pipeline.Activities
 	Logger       *slog.Logger
 }

@@ -11,11 +11,11 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/validate"
-	"github.com/tetherflow/tether/starters/webhook"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/webhook"
 )
 
 // WebhookServer is the worker's signed webhook receiver: POST
@@ -30,7 +30,7 @@ type WebhookServer struct {
 // (every source names one that exists, whose destinations take events)
 // and serves them from the app's start to its stop. It is off when
 // webhooks.listen is empty.
-func NewWebhookServer(lc fx.Lifecycle, cfg config.Config, reg *integration.Registry, sch *validate.Registry, st *store.Store, c client.Client, log *slog.Logger) (*WebhookServer, error) {
+func NewWebhookServer(lc fx.Lifecycle, cfg config.Config, reg *integration.Registry, sch *schema.Registry, st *store.Store, c client.Client, log *slog.Logger) (*WebhookServer, error) {
 	w := &WebhookServer{server: server{what: "webhook receiver", key: "webhooks.listen / TETHER_WEBHOOKS_LISTEN",
 		path: webhook.PathPrefix + "{source}", listen: cfg.Webhooks.Listen, log: log}}
 	lc.Append(fx.Hook{OnStart: w.Start, OnStop: w.Stop})

@@ -19,8 +19,8 @@ import (
 
 	"github.com/spf13/viper"
 
-	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/starters/webhook"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/workers/webhook"
 )
 
 // Config is the whole worker configuration.
@@ -45,7 +45,7 @@ type Config struct {
 	Webhooks Webhooks `mapstructure:"webhooks"`
 }
 
-// Webhooks configures the worker's webhook receiver (starters/webhook):
+// Webhooks configures the worker's webhook receiver (workers/webhook):
 // POST /webhooks/{source} on Listen, each source's events applied to its
 // integration through Temporal.
 type Webhooks struct {
@@ -241,7 +241,7 @@ func (c Config) Validate() error {
 		bad("temporal.connect_timeout", "must be positive")
 	}
 	if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		bad("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", store.RedactDSN(c.Database.URL))
+		bad("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", postgres.RedactDSN(c.Database.URL))
 	}
 	if c.Database.MaxOpenConns < 2 {
 		bad("database.max_open_conns", "%d is too small (at least 2)", c.Database.MaxOpenConns)
@@ -383,7 +383,7 @@ func unwrapPath(err error) error {
 }
 
 // Redacted returns the database URL with any password hidden, for logs.
-func (d Database) Redacted() string { return store.RedactDSN(d.URL) }
+func (d Database) Redacted() string { return postgres.RedactDSN(d.URL) }
 
 // EnvNames lists every environment variable the configuration reads.
 func EnvNames() []string {

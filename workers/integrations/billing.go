@@ -1,11 +1,11 @@
 package integrations
 
 import (
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/workers/config"
 )
 
@@ -61,7 +61,7 @@ func PGContactsBilling(crm config.CRM) integration.Definition {
 		Schema:      "contacts-table.schema.json",
 		KeyField:    "id",
 		CursorField: "updated_at",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "email", From: "email", Normalize: []string{"email"}, Required: true},
 			{To: "name", From: "full_name", Normalize: []string{"collapse_spaces"}},
 			{To: "external_ref", From: "id", Cast: "string", Required: true},
@@ -97,14 +97,14 @@ func CustomerOnboarding(crm config.CRM) integration.Definition {
 		Schema:      "contacts.schema.json",
 		KeyField:    "id",
 		CursorField: "updated_at",
-		Mapping: transform.Mapping{Fields: append(customerMapping("id").Fields,
-			transform.Field{To: "contact_id", From: "id", Cast: "int", Required: true},
-			transform.Field{To: "updated_at", From: "updated_at", Cast: "timestamp", Required: true})},
+		Mapping: mapping.Mapping{Fields: append(customerMapping("id").Fields,
+			mapping.Field{To: "contact_id", From: "id", Cast: "int", Required: true},
+			mapping.Field{To: "updated_at", From: "updated_at", Cast: "timestamp", Required: true})},
 		Destinations: []integration.Destination{
 			{
 				Name: "billing",
 				HTTP: billingAPI(crm),
-				Mapping: transform.Mapping{Fields: []transform.Field{{To: "email", From: "email"}, {To: "name", From: "name"},
+				Mapping: mapping.Mapping{Fields: []mapping.Field{{To: "email", From: "email"}, {To: "name", From: "name"},
 					{To: "external_ref", From: "external_ref"}, {To: "lead_score", From: "lead_score"}, {To: "lifecycle", From: "lifecycle"}}},
 			},
 			{
@@ -127,7 +127,7 @@ func CustomerOnboarding(crm config.CRM) integration.Definition {
 				Mode: integration.ModeNotify,
 				HTTP: notify,
 				IDs:  map[string]string{"billing_customer_id": "billing"},
-				Mapping: transform.Mapping{Fields: []transform.Field{{To: "event", Default: "customer.onboarded"}, {To: "contact_id", From: "contact_id"},
+				Mapping: mapping.Mapping{Fields: []mapping.Field{{To: "event", Default: "customer.onboarded"}, {To: "contact_id", From: "contact_id"},
 					{To: "billing_customer_id", From: "billing_customer_id"}, {To: "email", From: "email"}, {To: "lead_score", From: "lead_score"}}},
 				Reversal: &httpsink.Endpoint{Path: "/v1/notifications"},
 			},
@@ -145,8 +145,8 @@ func contactsSource(crm config.CRM) integration.Source {
 // customerMapping maps a CRM contact to a billing customer: the API's
 // own fields, and the contact's lead score and lifecycle stage as extra
 // members the billing API keeps.
-func customerMapping(idField string) transform.Mapping {
-	return transform.Mapping{Fields: []transform.Field{
+func customerMapping(idField string) mapping.Mapping {
+	return mapping.Mapping{Fields: []mapping.Field{
 		{To: "email", From: "email", Normalize: []string{"email"}, Required: true},
 		{To: "name", Compute: fullName, Normalize: []string{"collapse_spaces"}},
 		{To: "external_ref", From: idField, Cast: "string", Required: true},

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/workers/config"
 )
 
@@ -32,7 +32,7 @@ func CRMCompanies(crm config.CRM) integration.Definition {
 		}},
 		Schema:   "companies.schema.json",
 		KeyField: "id",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Cast: "int", Required: true},
 			{To: "name", From: "name", Normalize: []string{"trim", "collapse_spaces"}, Required: true},
 			{To: "domain", From: "domain", Normalize: []string{"trim", "lower"}},
@@ -73,7 +73,7 @@ func CRMCompanies(crm config.CRM) integration.Definition {
 }
 
 // sizeBand adds the company's size band, a function of the mapped row.
-func sizeBand(row transform.Record) (transform.Record, error) {
+func sizeBand(row mapping.Record) (mapping.Record, error) {
 	var n int64
 	switch v := row["employees"].(type) {
 	case nil:
@@ -86,11 +86,11 @@ func sizeBand(row transform.Record) (transform.Record, error) {
 	case json.Number:
 		i, err := v.Int64()
 		if err != nil {
-			return nil, &transform.FieldError{Field: "employees", Pointer: "/employees", Message: fmt.Sprintf("not an integer: %v", v)}
+			return nil, &mapping.FieldError{Field: "employees", Pointer: "/employees", Message: fmt.Sprintf("not an integer: %v", v)}
 		}
 		n = i
 	default:
-		return nil, &transform.FieldError{Field: "employees", Pointer: "/employees", Message: fmt.Sprintf("unexpected type %T", v)}
+		return nil, &mapping.FieldError{Field: "employees", Pointer: "/employees", Message: fmt.Sprintf("unexpected type %T", v)}
 	}
 	switch {
 	case n <= 10:

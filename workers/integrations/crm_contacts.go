@@ -3,10 +3,10 @@ package integrations
 import (
 	"strings"
 
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/workers/config"
 )
 
@@ -31,7 +31,7 @@ func CRMContacts(crm config.CRM) integration.Definition {
 		Schema:      "contacts.schema.json",
 		KeyField:    "id",
 		CursorField: "updated_at",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Cast: "int", Required: true},
 			{To: "uuid", From: "uuid", Cast: "string"},
 			{To: "first_name", From: "first_name", Normalize: []string{"trim", "collapse_spaces"}},
@@ -83,7 +83,7 @@ func CRMContacts(crm config.CRM) integration.Definition {
 }
 
 // fullName is a computed field: any Go function of the source record.
-func fullName(rec transform.Record) (any, error) {
+func fullName(rec mapping.Record) (any, error) {
 	first, _ := rec["first_name"].(string)
 	last, _ := rec["last_name"].(string)
 	return strings.Join(strings.Fields(first+" "+last), " "), nil

@@ -4,8 +4,8 @@
 package integrations
 
 import (
+	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/workers/config"
 )
 

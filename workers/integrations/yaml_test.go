@@ -11,8 +11,8 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/workers/config"
 )
 
@@ -51,10 +51,10 @@ func withoutFuncs(d integration.Definition) integration.Definition {
 	table := *d.Destination.Postgres
 	table.Name = ""
 	d.Destination.Postgres = &table
-	fields := make([]transform.Field, len(d.Mapping.Fields))
+	fields := make([]mapping.Field, len(d.Mapping.Fields))
 	for i, f := range d.Mapping.Fields {
 		if f.Compute != nil {
-			f = transform.Field{To: f.To, Required: f.Required}
+			f = mapping.Field{To: f.To, Required: f.Required}
 		}
 		fields[i] = f
 	}
@@ -94,8 +94,8 @@ func TestYAMLTwin_EqualsCRMContacts(t *testing.T) {
 				}
 			}
 
-			goMap := transform.Chain(mustCompile(t, goDef.Mapping), goDef.Transform)
-			yamlMap := transform.Chain(mustCompile(t, yamlDef.Mapping), yamlDef.Transform)
+			goMap := mapping.Chain(mustCompile(t, goDef.Mapping), goDef.Transform)
+			yamlMap := mapping.Chain(mustCompile(t, yamlDef.Mapping), yamlDef.Transform)
 			mapped := 0
 			for i, rec := range twinRecords {
 				g, gErr := goMap(decode(t, rec))
@@ -126,7 +126,7 @@ func show(v any) string {
 	return string(b)
 }
 
-func mustCompile(t *testing.T, m transform.Mapping) transform.Func {
+func mustCompile(t *testing.T, m mapping.Mapping) mapping.Func {
 	t.Helper()
 	fn, err := m.Compile()
 	if err != nil {
@@ -137,7 +137,7 @@ func mustCompile(t *testing.T, m transform.Mapping) transform.Func {
 
 func decode(t *testing.T, s string) map[string]any {
 	t.Helper()
-	v, err := validate.Decode([]byte(s))
+	v, err := schema.Decode([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}

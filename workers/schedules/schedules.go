@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/workflows/datasync"
 	"github.com/tetherflow/tether/workflows/reconcile"
 )

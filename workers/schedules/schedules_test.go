@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"

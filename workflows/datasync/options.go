@@ -6,7 +6,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tetherflow/tether/activities/failure"
+	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
 // Every step has explicit timeouts and a bounded retry policy. Permanent

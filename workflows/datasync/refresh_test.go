@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 )
 

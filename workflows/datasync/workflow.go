@@ -8,9 +8,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 )
 
@@ -72,9 +72,9 @@ type Input struct {
 type State struct {
 	RunID      string            `json:"runId"`
 	Plan       syncstep.Plan     `json:"plan"`
-	Position   source.Position   `json:"position"`
-	Since      source.Checkpoint `json:"since"`
-	Checkpoint source.Checkpoint `json:"checkpoint"`
+	Position   cursor.Position   `json:"position"`
+	Since      cursor.Checkpoint `json:"since"`
+	Checkpoint cursor.Checkpoint `json:"checkpoint"`
 	NextPage   int               `json:"nextPage"`
 	Seq        int               `json:"seq"`
 	// ApplyStarted is the highest batch whose ApplyBatch was started: the
@@ -97,8 +97,8 @@ type Result struct {
 	RunID       string            `json:"runId"`
 	Status      string            `json:"status"`
 	Counts      progress.Counts   `json:"counts"`
-	From        source.Checkpoint `json:"from"`
-	To          source.Checkpoint `json:"to"`
+	From        cursor.Checkpoint `json:"from"`
+	To          cursor.Checkpoint `json:"to"`
 	Batches     int               `json:"batches"`
 	Executions  int               `json:"executions"`
 }
@@ -193,7 +193,7 @@ func (r *run) statusOr(s string) string {
 	return s
 }
 
-func positionString(p source.Position) string {
+func positionString(p cursor.Position) string {
 	switch {
 	case p.NextURL != "":
 		return p.NextURL
@@ -589,14 +589,14 @@ func (r *run) advance(out syncstep.FetchPageOutput) {
 			return
 		}
 		r.st.Since = out.Last
-		r.st.Position = source.Position{}
+		r.st.Position = cursor.Position{}
 		return
 	}
 	r.st.Position = out.Next
 }
 
 // process validates, transforms and applies one page.
-func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since source.Checkpoint, seq int) {
+func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since cursor.Checkpoint, seq int) {
 	lctx := workflow.WithLocalActivityOptions(ctx, localStep)
 	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since, Definition: r.st.Plan.Definition}
 

@@ -15,9 +15,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/progress"
-	"github.com/tetherflow/tether/activities/source"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 )
 
@@ -44,7 +44,7 @@ type fakeSteps struct {
 	applied     []int
 	compensated []int
 	finished    []syncstep.FinishRunInput
-	fetchSince  []source.Checkpoint
+	fetchSince  []cursor.Checkpoint
 	applyCounts []progress.Counts
 	applyInputs []syncstep.ApplyInput
 	attempts    map[int]int
@@ -58,7 +58,7 @@ func (f *fakeSteps) fetchQuarantined(_ context.Context, in syncstep.FetchQuarant
 	}
 	out.Count = len(out.QuarantineIDs)
 	out.Done = out.Count < in.Limit || in.AfterID+int64(out.Count) >= in.UpTo
-	out.Next = source.Position{Offset: int(in.AfterID) + out.Count}
+	out.Next = cursor.Position{Offset: int(in.AfterID) + out.Count}
 	return out, nil
 }
 
@@ -129,9 +129,9 @@ func (f *fakeSteps) fetchPage(ctx context.Context, in syncstep.FetchPageInput) (
 		return syncstep.FetchPageOutput{}, failure.Permanent(failure.TypeSourceAuth,
 			fmt.Errorf("GET http://127.0.0.1/v1/contacts?page=%d: 401 Unauthorized", page), 401)
 	}
-	out := syncstep.FetchPageOutput{Ref: in.Ref, Count: f.perPage, Next: source.Position{Page: page + 1}, Done: page >= f.pages}
+	out := syncstep.FetchPageOutput{Ref: in.Ref, Count: f.perPage, Next: cursor.Position{Page: page + 1}, Done: page >= f.pages}
 	if f.plan.Incremental {
-		out.Last = source.Checkpoint{Cursor: fmt.Sprintf("2025-01-%02dT00:00:00Z", page), Key: fmt.Sprint(page * f.perPage)}
+		out.Last = cursor.Checkpoint{Cursor: fmt.Sprintf("2025-01-%02dT00:00:00Z", page), Key: fmt.Sprint(page * f.perPage)}
 		out.Advanced = true
 	}
 	return out, nil
@@ -351,7 +351,7 @@ func TestSyncWorkflow_ContinuesAsNew(t *testing.T) {
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	require.NotNil(t, next.State)
 	require.Equal(t, maxPagesPerExecution, next.State.Seq)
-	require.Equal(t, source.Position{Page: maxPagesPerExecution + 1}, next.State.Position)
+	require.Equal(t, cursor.Position{Page: maxPagesPerExecution + 1}, next.State.Position)
 
 	env2 := newEnv(t, f)
 	env2.ExecuteWorkflow(SyncWorkflow, next)
@@ -366,18 +366,18 @@ func TestSyncWorkflow_ContinuesAsNew(t *testing.T) {
 
 func TestSyncWorkflow_IncrementalAdvancesSince(t *testing.T) {
 	f := &fakeSteps{pages: 3, perPage: 10, plan: syncstep.Plan{PagesInFlight: 2, Incremental: true, InvalidThreshold: 0.05,
-		Since: source.Checkpoint{Cursor: "1970-01-01T00:00:00Z"}}}
+		Since: cursor.Checkpoint{Cursor: "1970-01-01T00:00:00Z"}}}
 	env := newEnv(t, f)
 	env.ExecuteWorkflow(SyncWorkflow, Input{Integration: "crm-contacts"})
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, []source.Checkpoint{
+	require.Equal(t, []cursor.Checkpoint{
 		{Cursor: "1970-01-01T00:00:00Z"},
 		{Cursor: "2025-01-01T00:00:00Z", Key: "10"},
 		{Cursor: "2025-01-02T00:00:00Z", Key: "20"},
 	}, f.fetchSince)
 	var res Result
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, source.Checkpoint{Cursor: "2025-01-03T00:00:00Z", Key: "30"}, res.To)
+	require.Equal(t, cursor.Checkpoint{Cursor: "2025-01-03T00:00:00Z", Key: "30"}, res.To)
 }
 
 func TestSyncWorkflow_MaxPages(t *testing.T) {

@@ -22,9 +22,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
@@ -106,7 +105,7 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	r.began = true
 	r.rep.Extras, r.rep.Chunks, r.rep.Table = r.plan.Extras, r.plan.Chunks, r.plan.Table
 	if r.in.DryRun {
-		r.rep.Extras = integration.ExtrasReport
+		r.rep.Extras = syncstep.ExtrasReport
 	}
 
 	r.rep.Phase = PhaseDigest
@@ -162,7 +161,7 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 			return err
 		}
 	}
-	if found.Extra > 0 && (r.plan.Extras == integration.ExtrasDelete || r.plan.Extras == integration.ExtrasMark) {
+	if found.Extra > 0 && (r.plan.Extras == syncstep.ExtrasDelete || r.plan.Extras == syncstep.ExtrasMark) {
 		r.rep.Phase = PhaseExtras
 		var n int
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sqlStep), syncstep.ReconcileExtrasName, syncstep.ReconcileExtrasInput{
@@ -178,7 +177,7 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 
 // markColumn is the soft-delete column rows marked deleted are left out by.
 func (r *reconciliation) markColumn() string {
-	if r.plan.Extras == integration.ExtrasMark {
+	if r.plan.Extras == syncstep.ExtrasMark {
 		return r.plan.MarkColumn
 	}
 	return ""

@@ -11,9 +11,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tetherflow/tether/activities/failure"
-	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/progress"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
@@ -41,7 +40,7 @@ func (f *fakeSteps) begin(_ context.Context, in syncstep.ReconcileBeginInput) (s
 	}
 	extras := in.Extras
 	if extras == "" {
-		extras = integration.ExtrasReport
+		extras = syncstep.ExtrasReport
 	}
 	return syncstep.ReconcilePlan{Definition: "fp", Chunks: 64, Extras: extras, BatchSize: 100, Table: "t"}, nil
 }
@@ -107,7 +106,7 @@ func run(t *testing.T, f *fakeSteps, in Input) (syncstep.ReconcileReport, error)
 
 func TestReconcile_NoDriftStopsAfterTheDigests(t *testing.T) {
 	f := &fakeSteps{}
-	rep, err := run(t, f, Input{Integration: "x", Extras: integration.ExtrasDelete})
+	rep, err := run(t, f, Input{Integration: "x", Extras: syncstep.ExtrasDelete})
 	require.NoError(t, err)
 	require.Len(t, f.scans, 1, "no chunk differs: the source is read once")
 	require.Empty(t, f.repairs)
@@ -121,14 +120,14 @@ func TestReconcile_NoDriftStopsAfterTheDigests(t *testing.T) {
 
 func TestReconcile_DriftIsRepairedAndExtrasHandled(t *testing.T) {
 	f := &fakeSteps{differing: []int{3, 9}, found: syncstep.ReconcileFound{Missing: 2, Changed: 3, Extra: 4}}
-	rep, err := run(t, f, Input{Integration: "x", Extras: integration.ExtrasDelete})
+	rep, err := run(t, f, Input{Integration: "x", Extras: syncstep.ExtrasDelete})
 	require.NoError(t, err)
 	require.Len(t, f.scans, 2)
 	require.Equal(t, []int{3, 9}, f.scans[1].Drill, "the second read keeps only the differing chunks")
 	require.Len(t, f.repairs, 1)
 	require.Equal(t, rep.ReconcileID, f.repairs[0].Repair, "the repair run writes under the reconciliation's lease")
 	require.Len(t, f.extras, 1)
-	require.Equal(t, integration.ExtrasDelete, f.extras[0].Policy)
+	require.Equal(t, syncstep.ExtrasDelete, f.extras[0].Policy)
 	require.Equal(t, 5, rep.Repaired)
 	require.Equal(t, 4, rep.ExtrasHandled)
 	require.Equal(t, 500, rep.SourceRead)
@@ -137,12 +136,12 @@ func TestReconcile_DriftIsRepairedAndExtrasHandled(t *testing.T) {
 
 func TestReconcile_DryRunRepairsNothing(t *testing.T) {
 	f := &fakeSteps{differing: []int{1}, found: syncstep.ReconcileFound{Missing: 1, Extra: 1}}
-	rep, err := run(t, f, Input{Integration: "x", DryRun: true, Extras: integration.ExtrasDelete})
+	rep, err := run(t, f, Input{Integration: "x", DryRun: true, Extras: syncstep.ExtrasDelete})
 	require.NoError(t, err)
 	require.Empty(t, f.repairs)
 	require.Empty(t, f.extras)
 	require.True(t, rep.DryRun)
-	require.Equal(t, integration.ExtrasReport, rep.Extras)
+	require.Equal(t, syncstep.ExtrasReport, rep.Extras)
 	require.Equal(t, 1, rep.Missing)
 }
 

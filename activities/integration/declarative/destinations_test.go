@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 )
 
 // Fixtures in testdata/.
@@ -36,9 +36,9 @@ func sagaFiles(p string) ([]byte, error) {
 
 // withoutCompute returns the mapping's fields with Compute dropped (a
 // func is never DeepEqual), and which fields had one.
-func withoutCompute(m transform.Mapping) ([]transform.Field, []string) {
+func withoutCompute(m mapping.Mapping) ([]mapping.Field, []string) {
 	var computed []string
-	out := make([]transform.Field, len(m.Fields))
+	out := make([]mapping.Field, len(m.Fields))
 	for i, f := range m.Fields {
 		if f.Compute != nil {
 			computed = append(computed, f.To)
@@ -61,7 +61,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 	got := r.Definition
 
 	fields, computed := withoutCompute(got.Mapping)
-	if want := []transform.Field{
+	if want := []mapping.Field{
 		{To: "id", From: "id", Cast: "int", Required: true},
 		{To: "full_name", Normalize: []string{"collapse_spaces"}},
 		{To: "email", From: "email", Normalize: []string{"email"}, Required: true},
@@ -72,7 +72,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 	if !reflect.DeepEqual(computed, []string{"full_name"}) {
 		t.Errorf("computed fields %q, want the join full_name", computed)
 	}
-	row, err := mustCompile(t, got.Mapping)(transform.Record{"id": 7, "first_name": "Ada", "last_name": "Lovelace", "email": "ADA@example.com", "updated_at": "2024-01-02T03:04:05Z"})
+	row, err := mustCompile(t, got.Mapping)(mapping.Record{"id": 7, "first_name": "Ada", "last_name": "Lovelace", "email": "ADA@example.com", "updated_at": "2024-01-02T03:04:05Z"})
 	if err != nil || row["full_name"] != "Ada Lovelace" {
 		t.Errorf("mapped row %v, %v", row, err)
 	}
@@ -97,7 +97,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 
 	billing := got.Destinations[0]
 	billingFields, _ := withoutCompute(billing.Mapping)
-	billing.Mapping = transform.Mapping{}
+	billing.Mapping = mapping.Mapping{}
 	if want := (integration.Destination{
 		Name: "billing",
 		HTTP: &httpsink.Config{
@@ -123,7 +123,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 	}); !reflect.DeepEqual(billing, want) {
 		t.Errorf("step billing\n got %+v\nwant %+v\n got http %+v\nwant http %+v", billing, want, billing.HTTP, want.HTTP)
 	}
-	if want := []transform.Field{
+	if want := []mapping.Field{
 		{To: "name", From: "full_name"},
 		{To: "email", From: "email"},
 		{To: "external_ref", From: "id", Cast: "string"},
@@ -145,7 +145,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 			VersionColumn: "updated_at",
 		},
 		IDs: map[string]string{"billing_id": "billing"},
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Required: true},
 			{To: "billing_id", From: "billing_id", Required: true},
 			{To: "updated_at", From: "updated_at"},
@@ -201,7 +201,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 	}
 }
 
-func mustCompile(t *testing.T, m transform.Mapping) func(transform.Record) (transform.Record, error) {
+func mustCompile(t *testing.T, m mapping.Mapping) func(mapping.Record) (mapping.Record, error) {
 	t.Helper()
 	fn, err := m.Compile()
 	if err != nil {

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/transform"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 )
 
 // The schema, the Spec types and the packages they describe must not
@@ -88,7 +88,7 @@ func wantList(t *testing.T, msg string) []string {
 
 func TestSchema_CastsAreTransformCasts(t *testing.T) {
 	enum := schemaEnum(t, "/$defs/field/properties/cast")
-	err := transform.Mapping{Fields: []transform.Field{{To: "x", From: "x", Cast: "no-such-cast"}}}.Validate()
+	err := mapping.Mapping{Fields: []mapping.Field{{To: "x", From: "x", Cast: "no-such-cast"}}}.Validate()
 	if err == nil {
 		t.Fatal("transform accepts any cast")
 	}
@@ -96,7 +96,7 @@ func TestSchema_CastsAreTransformCasts(t *testing.T) {
 		t.Errorf("schema casts %q, transform casts %q", enum, want)
 	}
 	for _, c := range enum {
-		if err := (transform.Mapping{Fields: []transform.Field{{To: "x", From: "x", Cast: c}}}).Validate(); err != nil {
+		if err := (mapping.Mapping{Fields: []mapping.Field{{To: "x", From: "x", Cast: c}}}).Validate(); err != nil {
 			t.Errorf("cast %q: %v", c, err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestSchema_CastsAreTransformCasts(t *testing.T) {
 
 func TestSchema_NormalisersAreTransformNormalisers(t *testing.T) {
 	enum := schemaEnum(t, "/$defs/field/properties/normalize/items")
-	err := transform.Mapping{Fields: []transform.Field{{To: "x", From: "x", Normalize: []string{"no-such-normaliser"}}}}.Validate()
+	err := mapping.Mapping{Fields: []mapping.Field{{To: "x", From: "x", Normalize: []string{"no-such-normaliser"}}}}.Validate()
 	if err == nil {
 		t.Fatal("transform accepts any normaliser")
 	}
@@ -112,7 +112,7 @@ func TestSchema_NormalisersAreTransformNormalisers(t *testing.T) {
 		t.Errorf("schema normalisers %q, transform normalisers %q", enum, want)
 	}
 	for _, n := range enum {
-		if err := (transform.Mapping{Fields: []transform.Field{{To: "x", From: "x", Normalize: []string{n}}}}).Validate(); err != nil {
+		if err := (mapping.Mapping{Fields: []mapping.Field{{To: "x", From: "x", Normalize: []string{n}}}}).Validate(); err != nil {
 			t.Errorf("normaliser %q: %v", n, err)
 		}
 	}
@@ -271,7 +271,7 @@ func TestSchema_ModesPoliciesAndMethods(t *testing.T) {
 		t.Errorf("match normalisers %q, field normalisers %q", got, want)
 	}
 	for _, n := range schemaEnum(t, "/$defs/match/properties/normalize/items") {
-		if _, err := transform.Normalizer([]string{n}); err != nil {
+		if _, err := mapping.Normalizer([]string{n}); err != nil {
 			t.Errorf("match normaliser %q: %v", n, err)
 		}
 	}
@@ -303,17 +303,17 @@ func TestSchema_ModesPoliciesAndMethods(t *testing.T) {
 	}
 }
 
-// TestField_CoversTransformField: every transform.Field setting but the
+// TestField_CoversTransformField: every mapping.Field setting but the
 // Go-only Compute can be written in a file.
 func TestField_CoversTransformField(t *testing.T) {
-	tf := reflect.TypeFor[transform.Field]()
+	tf := reflect.TypeFor[mapping.Field]()
 	for i := 0; i < tf.NumField(); i++ {
 		f := tf.Field(i)
 		if f.Name == "Compute" {
 			continue
 		}
 		if _, ok := reflect.TypeFor[Field]().FieldByName(f.Name); !ok {
-			t.Errorf("transform.Field.%s cannot be written in an integration file", f.Name)
+			t.Errorf("mapping.Field.%s cannot be written in an integration file", f.Name)
 		}
 	}
 }

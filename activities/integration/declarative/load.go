@@ -17,9 +17,9 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/schemas"
 )
 
@@ -377,7 +377,7 @@ func (s *Spec) checkSchemaFile(root *yaml.Node) error {
 	if err != nil {
 		return problem("schema file %s: %v", s.schemaPath(), unwrapPath(err))
 	}
-	if _, err := validate.Decode(b); err != nil {
+	if _, err := schema.Decode(b); err != nil {
 		return problem("schema file %s is not JSON: %v", s.schemaPath(), err)
 	}
 	sum := sha256.Sum256(b)

@@ -13,13 +13,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/schema"
 )
 
 // Resolved is a Spec made runnable.
@@ -28,7 +28,7 @@ type Resolved struct {
 	// secrets.
 	Definition integration.Definition
 	// Schema is the document of a schema file the spec names by path:
-	// register it in the worker's validate.Registry under
+	// register it in the worker's schema.Registry under
 	// Definition.Schema (Registry.Add). It is nil when Definition.Schema
 	// is a file in schemas/.
 	Schema []byte
@@ -286,7 +286,7 @@ func (r *resolver) schema() (string, []byte) {
 		r.problem("/schema", "schema file %s: %v", p, unwrapPath(err))
 		return "", nil
 	}
-	if _, err := validate.Decode(b); err != nil {
+	if _, err := schema.Decode(b); err != nil {
 		r.problem("/schema", "schema file %s is not JSON: %v", p, err)
 		return "", nil
 	}
@@ -300,10 +300,10 @@ func (r *resolver) schema() (string, []byte) {
 }
 
 // mapping converts fields as written; join becomes a Compute function.
-func (r *resolver) mapping(in []Field) transform.Mapping {
-	fields := make([]transform.Field, 0, len(in))
+func (r *resolver) mapping(in []Field) mapping.Mapping {
+	fields := make([]mapping.Field, 0, len(in))
 	for _, f := range in {
-		tf := transform.Field{
+		tf := mapping.Field{
 			To:        f.To,
 			From:      f.From,
 			Cast:      f.Cast,
@@ -320,17 +320,17 @@ func (r *resolver) mapping(in []Field) transform.Mapping {
 		}
 		fields = append(fields, tf)
 	}
-	return transform.Mapping{Fields: fields}
+	return mapping.Mapping{Fields: fields}
 }
 
 // joinFunc joins the values at paths with sep; absent, null and empty
 // values are left out.
-func joinFunc(paths []string, sep string) func(transform.Record) (any, error) {
+func joinFunc(paths []string, sep string) func(mapping.Record) (any, error) {
 	split := make([][]string, len(paths))
 	for i, p := range paths {
 		split[i] = strings.Split(p, ".")
 	}
-	return func(rec transform.Record) (any, error) {
+	return func(rec mapping.Record) (any, error) {
 		var b strings.Builder
 		n := 0
 		for i, path := range split {
@@ -353,7 +353,7 @@ func joinFunc(paths []string, sep string) func(transform.Record) (any, error) {
 
 // lookupPath follows a dot path through objects and arrays; anything
 // missing gives nil.
-func lookupPath(rec transform.Record, path []string) any {
+func lookupPath(rec mapping.Record, path []string) any {
 	var cur any = rec
 	for _, seg := range path {
 		switch c := cur.(type) {

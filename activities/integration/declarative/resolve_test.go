@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/schema"
 )
 
 func load(t *testing.T, dir, body string) Spec {
@@ -126,7 +126,7 @@ func TestSpec_Resolve_SchemaFile(t *testing.T) {
 		t.Errorf("schema name %q, want %q", r.Definition.Schema, want)
 	}
 	// The caller registers it, and records are validated against it.
-	reg, err := validate.NewRegistry(os.DirFS(t.TempDir()))
+	reg, err := schema.NewRegistry(os.DirFS(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,20 +188,20 @@ func TestJoin(t *testing.T) {
 		join    []string
 		sep     *string
 		norm    []string
-		give    transform.Record
+		give    mapping.Record
 		want    any
 		wantErr string
 	}{
-		{name: "both", join: []string{"first", "last"}, give: transform.Record{"first": "Ada", "last": "Lovelace"}, want: "Ada Lovelace"},
+		{name: "both", join: []string{"first", "last"}, give: mapping.Record{"first": "Ada", "last": "Lovelace"}, want: "Ada Lovelace"},
 		{name: "absent, null and empty left out", join: []string{"first", "middle", "nick", "last"},
-			give: transform.Record{"first": "Ada", "middle": nil, "nick": "", "last": "Lovelace"}, want: "Ada Lovelace"},
-		{name: "nothing", join: []string{"first", "last"}, give: transform.Record{}, want: ""},
+			give: mapping.Record{"first": "Ada", "middle": nil, "nick": "", "last": "Lovelace"}, want: "Ada Lovelace"},
+		{name: "nothing", join: []string{"first", "last"}, give: mapping.Record{}, want: ""},
 		{name: "separator and nested paths", join: []string{"address.city", "address.country", "tags.0"}, sep: &comma,
-			give: transform.Record{"address": map[string]any{"city": "London", "country": "GB"}, "tags": []any{"vip"}}, want: "London, GB, vip"},
-		{name: "numbers and booleans", join: []string{"id", "ok"}, give: transform.Record{"id": json.Number("42"), "ok": true}, want: "42 true"},
+			give: mapping.Record{"address": map[string]any{"city": "London", "country": "GB"}, "tags": []any{"vip"}}, want: "London, GB, vip"},
+		{name: "numbers and booleans", join: []string{"id", "ok"}, give: mapping.Record{"id": json.Number("42"), "ok": true}, want: "42 true"},
 		{name: "normalised after", join: []string{"first", "last"}, norm: []string{"collapse_spaces"},
-			give: transform.Record{"first": "  Ada  ", "last": "Lovelace "}, want: "Ada Lovelace"},
-		{name: "an object", join: []string{"address"}, give: transform.Record{"address": map[string]any{}}, wantErr: `field "x": compute: join address: an object, not a scalar`},
+			give: mapping.Record{"first": "  Ada  ", "last": "Lovelace "}, want: "Ada Lovelace"},
+		{name: "an object", join: []string{"address"}, give: mapping.Record{"address": map[string]any{}}, wantErr: `field "x": compute: join address: an object, not a scalar`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v5"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/schemas"
 )
 
@@ -31,7 +31,7 @@ type fileSchema struct {
 var compiledFileSchema = sync.OnceValues(func() (*fileSchema, error) {
 	const url = "https://tetherflow.dev/schemas/" + schemas.IntegrationFile
 	raw := schemas.Integration()
-	doc, err := validate.Decode(raw)
+	doc, err := schema.Decode(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", schemas.IntegrationFile, err)
 	}
@@ -58,7 +58,7 @@ func checkDocument(path string, doc map[string]any, root *yaml.Node) []error {
 	if err != nil {
 		return []error{&Problem{File: path, Reason: "not representable as JSON: " + err.Error()}}
 	}
-	inst, err := validate.Decode(b)
+	inst, err := schema.Decode(b)
 	if err != nil {
 		return []error{&Problem{File: path, Reason: "not representable as JSON: " + err.Error()}}
 	}
@@ -131,7 +131,7 @@ func (f *fileSchema) leaf(ve *jsonschema.ValidationError, inst any, out []violat
 	switch kw {
 	case "additionalProperties":
 		known := f.knownKeys(ve.AbsoluteKeywordLocation)
-		for _, name := range validate.QuotedNames(ve.Message) {
+		for _, name := range schema.QuotedNames(ve.Message) {
 			reason := fmt.Sprintf("unknown key %q", name)
 			if s := closest(name, known); s != "" {
 				reason += fmt.Sprintf(" (did you mean %q?)", s)
@@ -142,13 +142,13 @@ func (f *fileSchema) leaf(ve *jsonschema.ValidationError, inst any, out []violat
 		}
 		return out
 	case "required":
-		for _, name := range validate.QuotedNames(ve.Message) {
+		for _, name := range schema.QuotedNames(ve.Message) {
 			out = append(out, violation{pointer: at(name), reason: fmt.Sprintf("required key %q is missing", name)})
 		}
 		return out
 	case "dependentRequired":
 		// "property 'a' is required, if 'b' property exists"
-		if names := validate.QuotedNames(ve.Message); len(names) == 2 {
+		if names := schema.QuotedNames(ve.Message); len(names) == 2 {
 			return append(out, violation{pointer: at(names[0]), reason: fmt.Sprintf("%q is required when %q is set", names[0], names[1])})
 		}
 	case "false":
@@ -179,7 +179,7 @@ func missingKey(ve *jsonschema.ValidationError) (string, bool) {
 			}
 			return
 		}
-		names := validate.QuotedNames(e.Message)
+		names := schema.QuotedNames(e.Message)
 		if keywordOf(e.KeywordLocation) != "required" || len(names) != 1 {
 			only = false
 			return

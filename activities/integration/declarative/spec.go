@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/tetherflow/tether/activities/httpclient"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
-	"github.com/tetherflow/tether/activities/sink/httpsink"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/httpsource"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
 )
 
 // Spec is one integration file as written, decoded: serialisable, with
@@ -145,7 +145,7 @@ type Secret struct {
 	File string `mapstructure:"file" json:"file,omitempty"`
 }
 
-// Field is one destination column: transform.Field as written in a file,
+// Field is one destination column: mapping.Field as written in a file,
 // plus Join, a declarative stand-in for the Go-only Compute.
 type Field struct {
 	To   string `mapstructure:"to" json:"to"`

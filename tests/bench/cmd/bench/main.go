@@ -29,17 +29,17 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source"
-	"github.com/tetherflow/tether/activities/source/httpsource"
-	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/tests/pgtest"
-	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -72,7 +72,7 @@ func run() error {
 	}
 
 	// PostgreSQL: two fresh schemas, one per contender.
-	admin, err := store.Open(ctx, *dsn)
+	admin, err := postgres.Open(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -87,8 +87,8 @@ func run() error {
 			defer admin.Exec("DROP SCHEMA " + s + " CASCADE") //nolint:errcheck
 		}
 	}
-	durDSN, _ := pgtest.WithSearchPath(*dsn, durSchema)
-	loopDSN, _ := pgtest.WithSearchPath(*dsn, loopSchema)
+	durDSN, _ := postgres.WithSearchPath(*dsn, durSchema)
+	loopDSN, _ := postgres.WithSearchPath(*dsn, loopSchema)
 
 	// Sandbox CRM API on loopback.
 	sb, err := sandbox.New(sandbox.Options{Seed: 42, Contacts: *records, MaxPageSize: *page})
@@ -186,7 +186,7 @@ func run() error {
 // plainLoop does the pipeline's work without Temporal or staging: fetch a
 // page, validate, transform, upsert in one transaction, repeat.
 func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.Duration, int, error) {
-	db, err := store.Open(ctx, dsn)
+	db, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -196,7 +196,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 	if err != nil {
 		return 0, 0, err
 	}
-	reg, err := validate.NewRegistry(schemas.FS())
+	reg, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -204,11 +204,11 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 	if err != nil {
 		return 0, 0, err
 	}
-	mapping, err := def.Mapping.Compile()
+	mapFn, err := def.Mapping.Compile()
 	if err != nil {
 		return 0, 0, err
 	}
-	fn := transform.Chain(mapping, def.Transform)
+	fn := mapping.Chain(mapFn, def.Transform)
 	sink, err := pgsink.New(*def.Destination.Postgres)
 	if err != nil {
 		return 0, 0, err
@@ -218,7 +218,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 	}
 	start := time.Now()
 	total := 0
-	req := source.Request{Integration: def.Name, Limit: pageSize}
+	req := connector.Request{Integration: def.Name, Limit: pageSize}
 	for {
 		pg, err := src.Fetch(ctx, req)
 		if err != nil {
@@ -226,7 +226,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 		}
 		rows := make([]pgsink.Row, 0, len(pg.Records))
 		for _, raw := range pg.Records {
-			rec, err := validate.Decode(raw)
+			rec, err := schema.Decode(raw)
 			if err != nil || len(v.Validate(rec)) > 0 {
 				continue
 			}

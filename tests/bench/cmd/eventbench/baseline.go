@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetherflow/tether/activities/validate"
-	"github.com/tetherflow/tether/starters/webhook"
+	"github.com/tetherflow/tether/activities/lib/schema"
+	"github.com/tetherflow/tether/workers/webhook"
 )
 
 // baseline is the floor without Temporal: it checks the same signature,
@@ -23,10 +23,10 @@ import (
 type baseline struct {
 	db        *sql.DB
 	secret    string
-	validator *validate.Validator
+	validator *schema.Validator
 }
 
-func newBaseline(db *sql.DB, secret string, v *validate.Validator) *baseline {
+func newBaseline(db *sql.DB, secret string, v *schema.Validator) *baseline {
 	return &baseline{db: db, secret: secret, validator: v}
 }
 
@@ -73,7 +73,7 @@ func (b *baseline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"no delivery id"}`, http.StatusBadRequest)
 		return
 	}
-	doc, err := validate.Decode(body)
+	doc, err := schema.Decode(body)
 	m, ok := doc.(map[string]any)
 	if err != nil || !ok {
 		http.Error(w, `{"error":"body is not a JSON object"}`, http.StatusBadRequest)

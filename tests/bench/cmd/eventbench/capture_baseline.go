@@ -11,8 +11,8 @@ import (
 
 	"github.com/lib/pq"
 
-	"github.com/tetherflow/tether/activities/source/pgsource/capture"
-	"github.com/tetherflow/tether/activities/validate"
+	"github.com/tetherflow/tether/activities/connector/pgsource/capture"
+	"github.com/tetherflow/tether/activities/lib/schema"
 )
 
 // capBaseline is change capture's floor without Temporal: a loop in the
@@ -28,7 +28,7 @@ import (
 type capBaseline struct {
 	db *sql.DB // the destination
 	r  *capture.Reader
-	v  *validate.Validator
+	v  *schema.Validator
 
 	mu      sync.Mutex
 	batches int
@@ -36,7 +36,7 @@ type capBaseline struct {
 	errs    map[string]int
 }
 
-func newCapBaseline(db *sql.DB, r *capture.Reader, v *validate.Validator) *capBaseline {
+func newCapBaseline(db *sql.DB, r *capture.Reader, v *schema.Validator) *capBaseline {
 	return &capBaseline{db: db, r: r, v: v, errs: map[string]int{}}
 }
 
@@ -116,7 +116,7 @@ func (b *capBaseline) round(ctx context.Context) (int, error) {
 			continue
 		}
 		if ch.Op == capture.OpUpsert {
-			doc, err := validate.Decode(ch.Row)
+			doc, err := schema.Decode(ch.Row)
 			if err != nil || len(b.v.Validate(doc)) > 0 {
 				invalid++
 				continue

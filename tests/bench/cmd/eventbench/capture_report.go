@@ -11,7 +11,7 @@ import (
 
 	"go.temporal.io/sdk/converter"
 
-	"github.com/tetherflow/tether/activities/source/pgsource/capture"
+	"github.com/tetherflow/tether/activities/connector/pgsource/capture"
 	"github.com/tetherflow/tether/activities/syncstep"
 	wfcapture "github.com/tetherflow/tether/workflows/capture"
 )

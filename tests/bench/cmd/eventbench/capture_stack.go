@@ -14,16 +14,15 @@ import (
 	"github.com/lib/pq"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
+	"github.com/tetherflow/tether/activities/connector/pgsource/capture"
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source/pgsource"
-	"github.com/tetherflow/tether/activities/source/pgsource/capture"
-	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
-	"github.com/tetherflow/tether/tests/pgtest"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	wfcapture "github.com/tetherflow/tether/workflows/capture"
@@ -91,7 +90,7 @@ func capDefinition(name, dsn, schema string) integration.Definition {
 		Schema:      capSchemaFile,
 		KeyField:    "id",
 		CursorField: "updated_at",
-		Mapping: transform.Mapping{Fields: []transform.Field{
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
 			{To: "id", From: "id", Cast: "int", Required: true},
 			{To: "email", From: "email", Normalize: []string{"email"}, Required: true},
 			{To: "full_name", From: "full_name"},
@@ -125,7 +124,7 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 	id := suffix()
 	cs := &capStack{st: st, name: "eventbench-cdc-" + id, baseName: "eventbench-cdc-base-" + id, taskQueue: "eventbench-cdc-" + id}
 	var err error
-	if cs.sdsn, err = pgtest.WithSearchPath(st.o.dsn, st.schema); err != nil {
+	if cs.sdsn, err = postgres.WithSearchPath(st.o.dsn, st.schema); err != nil {
 		return nil, err
 	}
 	if err := st.admin.QueryRowContext(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, capture.DefaultOutboxSchema).Scan(&cs.outboxExisted); err != nil {
@@ -135,7 +134,7 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 	st.onClose(cs.removeLeftovers)
 
 	open := func(dsn string, conns int) (*sql.DB, error) {
-		db, err := store.Open(ctx, dsn)
+		db, err := postgres.Open(ctx, dsn)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +183,7 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 	if err := capture.Install(ctx, cs.readerDB, cs.baseline.target); err != nil {
 		return nil, fmt.Errorf("install the baseline's capture: %w", err)
 	}
-	sch, err := validate.NewRegistry(schemas.FS())
+	sch, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +423,7 @@ func (cs *capStack) removeLeftovers() {
 func withParam(dsn, k, v string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return "", fmt.Errorf("parse DSN %s: %w", store.RedactDSN(dsn), err)
+		return "", fmt.Errorf("parse DSN %s: %w", postgres.RedactDSN(dsn), err)
 	}
 	q := u.Query()
 	q.Set(k, v)

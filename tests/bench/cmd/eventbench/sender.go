@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tetherflow/tether/starters/webhook"
+	"github.com/tetherflow/tether/workers/webhook"
 	"github.com/tetherflow/tether/workflows/events"
 )
 

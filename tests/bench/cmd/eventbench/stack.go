@@ -20,18 +20,18 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
 	"github.com/tetherflow/tether/activities/store"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/devstack"
-	"github.com/tetherflow/tether/starters/webhook"
-	"github.com/tetherflow/tether/tests/pgtest"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workers/webhook"
 )
 
 // The webhook source both contenders serve.
@@ -142,8 +142,8 @@ func suffix() string {
 // startPostgres creates the bench schema with tether's tables, the two
 // destination tables and the commit triggers.
 func (st *stack) startPostgres(ctx context.Context) error {
-	st.shownDSN = store.RedactDSN(st.o.dsn)
-	admin, err := store.Open(ctx, st.o.dsn)
+	st.shownDSN = postgres.RedactDSN(st.o.dsn)
+	admin, err := postgres.Open(ctx, st.o.dsn)
 	if err != nil {
 		return fmt.Errorf("%w (set --dsn)", err)
 	}
@@ -164,12 +164,12 @@ func (st *stack) startPostgres(ctx context.Context) error {
 			fmt.Fprintf(os.Stderr, "eventbench: drop schema %s: %v\n", st.schema, err)
 		}
 	})
-	sdsn, err := pgtest.WithSearchPath(st.o.dsn, st.schema)
+	sdsn, err := postgres.WithSearchPath(st.o.dsn, st.schema)
 	if err != nil {
 		return err
 	}
 	open := func() (*sql.DB, error) {
-		db, err := store.Open(ctx, sdsn)
+		db, err := postgres.Open(ctx, sdsn)
 		if err != nil {
 			return nil, err
 		}
@@ -338,7 +338,7 @@ func (st *stack) startReceivers() error {
 		return err
 	}
 	st.shards = routes[sourceName].Shards
-	sch, err := validate.NewRegistry(schemas.FS())
+	sch, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		return err
 	}
@@ -401,7 +401,7 @@ func (st *stack) keepOrRemoveLogs() {
 // runWorker runs reg's integrations on an in-process worker polling
 // taskQueue, with the worker's default options.
 func (st *stack) runWorker(c client.Client, taskQueue string, reg *integration.Registry, log *slog.Logger) (worker.Worker, error) {
-	sch, err := validate.NewRegistry(schemas.FS())
+	sch, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		return nil, err
 	}

@@ -31,19 +31,21 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/pipeline"
-	"github.com/tetherflow/tether/activities/sink/pgsink"
-	"github.com/tetherflow/tether/activities/source"
-	"github.com/tetherflow/tether/activities/source/httpsource"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
-	"github.com/tetherflow/tether/activities/transform"
-	"github.com/tetherflow/tether/activities/validate"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/tests/pgtest"
-	"github.com/tetherflow/tether/tests/sandbox"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -76,18 +78,18 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
-	admin, err := store.Open(ctx, *dsn)
+	admin, err := postgres.Open(ctx, *dsn)
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
-	schema := fmt.Sprintf("bench_reconcile_%d", time.Now().UnixNano())
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+	schemaName := fmt.Sprintf("bench_reconcile_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schemaName); err != nil {
 		return err
 	}
-	defer admin.Exec("DROP SCHEMA " + schema + " CASCADE") //nolint:errcheck
-	sdsn, _ := pgtest.WithSearchPath(*dsn, schema)
-	db, err := store.Open(ctx, sdsn)
+	defer admin.Exec("DROP SCHEMA " + schemaName + " CASCADE") //nolint:errcheck
+	sdsn, _ := postgres.WithSearchPath(*dsn, schemaName)
+	db, err := postgres.Open(ctx, sdsn)
 	if err != nil {
 		return err
 	}
@@ -135,7 +137,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	sch, err := validate.NewRegistry(schemas.FS())
+	sch, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		return err
 	}
@@ -281,7 +283,7 @@ func (b *bench) naive() (naiveResult, error) {
 	if err != nil {
 		return res, err
 	}
-	reg, err := validate.NewRegistry(schemas.FS())
+	reg, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
 		return res, err
 	}
@@ -289,13 +291,13 @@ func (b *bench) naive() (naiveResult, error) {
 	if err != nil {
 		return res, err
 	}
-	mapping, err := b.def.Mapping.Compile()
+	mapFn, err := b.def.Mapping.Compile()
 	if err != nil {
 		return res, err
 	}
-	fn := transform.Chain(mapping, b.def.Transform)
+	fn := mapping.Chain(mapFn, b.def.Transform)
 	source_ := map[string]string{}
-	req := source.Request{Integration: b.def.Name, Limit: b.def.BatchSize, Since: source.Checkpoint{Cursor: b.def.InitialCursor}}
+	req := connector.Request{Integration: b.def.Name, Limit: b.def.BatchSize, Since: cursor.Checkpoint{Cursor: b.def.InitialCursor}}
 	for {
 		page, err := src.Fetch(b.ctx, req)
 		if err != nil {
@@ -304,7 +306,7 @@ func (b *bench) naive() (naiveResult, error) {
 		var rows []pgsink.Row
 		for _, raw := range page.Records {
 			res.sourceRead++
-			rec, err := validate.Decode(raw)
+			rec, err := schema.Decode(raw)
 			m, ok := rec.(map[string]any)
 			if err != nil || !ok || len(v.Validate(rec)) > 0 {
 				continue
