@@ -61,8 +61,18 @@ type MemoStore interface {
 	Recall(ctx context.Context, integration, cacheKey string) (cursor.Memo, bool, error)
 }
 
-// Source reads pages. Implementations are safe for concurrent use and
-// classify their errors with package failure.
+// Source reads pages of raw records from a position. Implementations are
+// safe for concurrent use and classify their errors with package failure.
+//
+// Reading is repeatable: the same Request answers the same records while
+// the source does not change, so a run that crashed between a read and its
+// apply reads the page again and applies it once (the apply is
+// idempotent). Pages come in a stable order, and Page.Next (or, for an
+// incremental read, the last record's (cursor, key)) is where the next
+// page starts.
 type Source interface {
+	// Capabilities says what the source supports.
+	Capabilities() Capabilities
+	// Fetch reads one page.
 	Fetch(ctx context.Context, req Request) (Page, error)
 }

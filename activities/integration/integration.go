@@ -211,6 +211,18 @@ type Source struct {
 	Postgres *pgsource.Config   `mapstructure:"postgres" yaml:"postgres" json:"postgres,omitempty"`
 }
 
+// Connector returns the source's connector kind and the configuration
+// its factory opens (connector.Registry).
+func (s Source) Connector() (kind string, cfg any) {
+	switch {
+	case s.HTTP != nil:
+		return "http", *s.HTTP
+	case s.Postgres != nil:
+		return "postgres", *s.Postgres
+	}
+	return "", nil
+}
+
 // Destination is one step of the apply: where rows go. Exactly one kind
 // is set.
 type Destination struct {
@@ -244,11 +256,24 @@ type Destination struct {
 	Reversal *httpsink.Endpoint `mapstructure:"reversal" yaml:"reversal" json:"reversal,omitempty"`
 }
 
-// Destination modes.
+// Destination modes (httpsink's).
 const (
-	ModeUpsert = "upsert"
-	ModeNotify = "notify"
+	ModeUpsert = httpsink.ModeUpsert
+	ModeNotify = httpsink.ModeNotify
 )
+
+// Connector returns the destination's connector kind and the
+// configuration its factory opens (connector.Registry): a PostgreSQL
+// table, or an HTTP API with its mode, identity map and reversal.
+func (d Destination) Connector() (kind string, cfg any) {
+	switch {
+	case d.Postgres != nil:
+		return "postgres", *d.Postgres
+	case d.HTTP != nil:
+		return "http", httpsink.Destination{Name: d.Name, Config: *d.HTTP, Mode: d.Mode, Identity: d.Identity, Reversal: d.Reversal}
+	}
+	return "", nil
+}
 
 // Kind is "postgres", "http" or "" (none set).
 func (d Destination) Kind() string {

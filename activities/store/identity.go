@@ -7,26 +7,14 @@ import (
 	"fmt"
 
 	"github.com/lib/pq"
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
-// Identity is what the identity map knows of one record in one
-// destination system (a namespace): the id the destination gave it and
-// the last row sent there.
-type Identity struct {
-	Key        string
-	ExternalID string
-	// RowHash is the hash of LastRow; a row with the same hash is unchanged.
-	RowHash string
-	LastRow json.RawMessage
-	// RunID is the run that last sent the record.
-	RunID string
-}
-
 // LookupIdentities returns the identities of keys in namespace, by key.
 // Keys the map does not know are absent.
-func (s *Store) LookupIdentities(ctx context.Context, q Querier, namespace string, keys []string) (map[string]Identity, error) {
-	out := make(map[string]Identity, len(keys))
+func (s *Store) LookupIdentities(ctx context.Context, q Querier, namespace string, keys []string) (map[string]connector.Identity, error) {
+	out := make(map[string]connector.Identity, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
@@ -39,7 +27,7 @@ FROM tether_identities WHERE namespace = $1 AND record_key = ANY($2)`, namespace
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id Identity
+		var id connector.Identity
 		var last []byte
 		if err := rows.Scan(&id.Key, &id.ExternalID, &id.RowHash, &last, &id.RunID); err != nil {
 			return nil, postgres.Classify(err, what)
@@ -52,7 +40,7 @@ FROM tether_identities WHERE namespace = $1 AND record_key = ANY($2)`, namespace
 
 // SaveIdentities records, in the batch's transaction q, the ids and rows
 // just sent to namespace's destination by runID.
-func (s *Store) SaveIdentities(ctx context.Context, q Querier, namespace, runID string, ids []Identity) error {
+func (s *Store) SaveIdentities(ctx context.Context, q Querier, namespace, runID string, ids []connector.Identity) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -70,28 +58,13 @@ ON CONFLICT (namespace, record_key) DO UPDATE SET external_id = excluded.externa
 	return postgres.Classify(err, fmt.Sprintf("save %d identities in %q", len(ids), namespace))
 }
 
-// IdentityImage is what a run's HTTP step is about to change for one
-// record: the identity before the run (Existed false: the run creates the
-// object) and the row it sends, so compensation can delete, restore or
-// reverse it.
-type IdentityImage struct {
-	Key            string
-	Seq            int
-	Existed        bool
-	Prior          Identity
-	IdempotencyKey string
-	SentRow        json.RawMessage
-	// SentID is the id the destination gave the row sent (once known).
-	SentID string
-}
-
 // RecordIdentityImages keeps, before namespace's destination is called
 // for batch seq of runID, an image of every record about to be sent. With
 // firstPerRun, a record the run already imaged in an earlier batch keeps
 // that image (the state before the run); otherwise (notifications, which
 // are each undone) every batch keeps its own. Images already recorded for
 // this batch (a retried attempt) are kept.
-func (s *Store) RecordIdentityImages(ctx context.Context, q Querier, runID, namespace string, seq int, firstPerRun bool, images []IdentityImage) error {
+func (s *Store) RecordIdentityImages(ctx context.Context, q Querier, runID, namespace string, seq int, firstPerRun bool, images []connector.IdentityImage) error {
 	if len(images) == 0 {
 		return nil
 	}
@@ -138,7 +111,7 @@ WHERE i.run_id = $1 AND i.namespace = $2 AND i.seq = $3 AND i.record_key = u.k`,
 
 // IdentityImages returns the images batch seq of runID left in namespace,
 // in key order.
-func (s *Store) IdentityImages(ctx context.Context, runID, namespace string, seq int) ([]IdentityImage, error) {
+func (s *Store) IdentityImages(ctx context.Context, runID, namespace string, seq int) ([]connector.IdentityImage, error) {
 	what := fmt.Sprintf("read the identity images of batch %d of run %q in %q", seq, runID, namespace)
 	rows, err := s.DB.QueryContext(ctx, `
 SELECT record_key, existed, prior_id, prior_hash, coalesce(prior_row, 'null'::jsonb), prior_run_id,
@@ -148,9 +121,9 @@ FROM tether_identity_images WHERE run_id = $1 AND namespace = $2 AND seq = $3 OR
 		return nil, postgres.Classify(err, what)
 	}
 	defer rows.Close()
-	var out []IdentityImage
+	var out []connector.IdentityImage
 	for rows.Next() {
-		im := IdentityImage{Seq: seq}
+		im := connector.IdentityImage{Seq: seq}
 		var prior, sent []byte
 		if err := rows.Scan(&im.Key, &im.Existed, &im.Prior.ExternalID, &im.Prior.RowHash, &prior, &im.Prior.RunID,
 			&im.IdempotencyKey, &sent, &im.SentID); err != nil {
@@ -166,7 +139,7 @@ FROM tether_identity_images WHERE run_id = $1 AND namespace = $2 AND seq = $3 OR
 // UndoIdentity consumes one image once its destination call is undone:
 // the identity goes back to its prior state (or is forgotten when the run
 // created it), unless a later run has sent the record since.
-func (s *Store) UndoIdentity(ctx context.Context, runID, namespace string, im IdentityImage) error {
+func (s *Store) UndoIdentity(ctx context.Context, runID, namespace string, im connector.IdentityImage) error {
 	what := fmt.Sprintf("undo the identity of %q in %q for run %q", im.Key, namespace, runID)
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
@@ -193,22 +166,24 @@ WHERE namespace = $1 AND record_key = $2 AND run_id = $7`,
 }
 
 // LastIdentityImageSeq returns the highest batch of runID with identity
-// images left (0 when none).
-func (s *Store) LastIdentityImageSeq(ctx context.Context, runID string) (int, error) {
+// images left in namespace (0 when none).
+func (s *Store) LastIdentityImageSeq(ctx context.Context, runID, namespace string) (int, error) {
 	var seq int
-	err := s.DB.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM tether_identity_images WHERE run_id = $1`, runID).Scan(&seq)
-	return seq, postgres.Classify(err, fmt.Sprintf("find the identity images of run %q", runID))
+	err := s.DB.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM tether_identity_images WHERE run_id = $1 AND namespace = $2`,
+		runID, namespace).Scan(&seq)
+	return seq, postgres.Classify(err, fmt.Sprintf("find the identity images of run %q in %q", runID, namespace))
 }
 
-// ForgetIdentityImages forgets a finished run's identity images.
-func (s *Store) ForgetIdentityImages(ctx context.Context, runID string) error {
-	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_identity_images WHERE run_id = $1`, runID)
-	return postgres.Classify(err, fmt.Sprintf("drop the identity images of run %q", runID))
+// ForgetIdentityImages forgets the identity images a finished run left in
+// namespace.
+func (s *Store) ForgetIdentityImages(ctx context.Context, runID, namespace string) error {
+	_, err := s.DB.ExecContext(ctx, `DELETE FROM tether_identity_images WHERE run_id = $1 AND namespace = $2`, runID, namespace)
+	return postgres.Classify(err, fmt.Sprintf("drop the identity images of run %q in %q", runID, namespace))
 }
 
 // DropIdentityImages forgets the images of records (key and batch) whose
 // calls the destination refused: there is nothing to undo for them.
-func (s *Store) DropIdentityImages(ctx context.Context, q Querier, runID, namespace string, images []IdentityImage) error {
+func (s *Store) DropIdentityImages(ctx context.Context, q Querier, runID, namespace string, images []connector.IdentityImage) error {
 	if len(images) == 0 {
 		return nil
 	}

@@ -23,8 +23,11 @@ import (
 // marker.
 var ErrBatchAlreadyApplied = errors.New("batch already applied")
 
-// Store is the pipeline's connector.MemoStore.
-var _ connector.MemoStore = (*Store)(nil)
+// Store is the connectors' MemoStore and IdentityMap.
+var (
+	_ connector.MemoStore   = (*Store)(nil)
+	_ connector.IdentityMap = (*Store)(nil)
+)
 
 // Recall returns the memo remembered for an integration's page, and false
 // when there is none. It implements connector.MemoStore.

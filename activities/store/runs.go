@@ -273,3 +273,20 @@ func scanRun(sc scanner) (Run, error) {
 	}
 	return r, nil
 }
+
+// RollBack puts back the integration state a compensated run moved: the
+// checkpoint and page memos of a sync or refresh run (to where the run
+// found them), the replay marks of a replay run; a repair moved neither.
+// It is idempotent.
+func (s *Store) RollBack(ctx context.Context, integration, kind string, run Run) error {
+	switch kind {
+	case KindReplay:
+		return s.UnmarkReplayed(ctx, run.RunID)
+	case KindRepair:
+		return nil // it moved no checkpoint
+	}
+	if err := s.RestoreCheckpoint(ctx, nil, integration, CheckpointState{Checkpoint: run.From, RunID: run.RunID}); err != nil {
+		return err
+	}
+	return s.ForgetMemos(ctx, integration)
+}

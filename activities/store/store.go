@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -10,15 +9,12 @@ import (
 
 	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
 // Querier runs statements: *sql.DB and *sql.Tx both implement it, so the
 // methods that take one can join the caller's transaction.
-type Querier interface {
-	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
-}
+type Querier = postgres.Querier
 
 // Store reads and writes the pipeline's state tables. It is safe for
 // concurrent use; the tables must exist (see Migrate).

@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/tetherflow/tether/activities/connector/pgsource/capture"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/syncstep"
 	capturewf "github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/events"
@@ -107,7 +106,7 @@ func cmdCapture(ctx context.Context, e *env, args []string) error {
 		if def.Source.Postgres == nil {
 			return fmt.Errorf("integration %q has no PostgreSQL source to capture", def.Name)
 		}
-		t := pipeline.CaptureTarget(def.Name, *def.Source.Postgres)
+		t := capture.For(def.Name, *def.Source.Postgres)
 		if t.Schema == "" {
 			return fmt.Errorf("integration %q: source.postgres.schema is not set; name the table's schema to print its SQL (the worker uses the connection's current schema)", def.Name)
 		}

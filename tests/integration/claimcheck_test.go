@@ -9,10 +9,10 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/app"
 )
 
 // TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy runs
@@ -22,7 +22,7 @@ import (
 // rows, with the same quarantine, as a single worker would.
 func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testing.T) {
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 10, Contacts: 1500, Faults: sandbox.Faults{InvalidRate: 0.04}}, noWorker: true})
-	newActs := func() *pipeline.Activities {
+	newActs := func() *app.Activities {
 		reg, err := integration.NewRegistry(s.defs...)
 		if err != nil {
 			t.Fatal(err)
@@ -31,7 +31,7 @@ func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LookupEnv: s.lookupEnv})
+		a, err := app.Build(app.BuildOptions{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LookupEnv: s.lookupEnv})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +39,7 @@ func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testi
 	}
 	fetcher, applier := newActs(), newActs()
 	ctx := context.Background()
-	start, err := fetcher.StartRun(ctx, syncstep.StartRunInput{Integration: "crm-contacts", RunID: "claim-check", Kind: "sync"})
+	start, err := fetcher.Run.StartRun(ctx, syncstep.StartRunInput{Integration: "crm-contacts", RunID: "claim-check", Kind: "sync"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,20 +48,20 @@ func TestClaimCheck_StepsOnAnotherWorkerRebuildThePageFromTheStagedCopy(t *testi
 	var counts progress.Counts
 	for page, seq := 1, 1; ; page++ {
 		ref := syncstep.PageRef{RunID: "claim-check", Page: page}
-		out, err := fetcher.FetchPage(ctx, syncstep.FetchPageInput{Integration: "crm-contacts", Ref: ref, Since: since, Limit: plan.BatchSize})
+		out, err := fetcher.Fetch.FetchPage(ctx, syncstep.FetchPageInput{Integration: "crm-contacts", Ref: ref, Since: since, Limit: plan.BatchSize})
 		if err != nil {
 			t.Fatal(err)
 		}
 		in := syncstep.BatchInput{Integration: "crm-contacts", Ref: out.Ref, Since: since}
-		v, err := applier.ValidateBatch(ctx, in)
+		v, err := applier.Validate.ValidateBatch(ctx, in)
 		if err != nil {
 			t.Fatalf("validate on the other worker: %v", err)
 		}
-		tr, err := applier.TransformBatch(ctx, in)
+		tr, err := applier.Transform.TransformBatch(ctx, in)
 		if err != nil {
 			t.Fatalf("transform on the other worker: %v", err)
 		}
-		a, err := applier.ApplyBatch(ctx, syncstep.ApplyInput{BatchInput: in, Seq: seq, Checkpoint: out.Last})
+		a, err := applier.Apply.ApplyBatch(ctx, syncstep.ApplyInput{BatchInput: in, Seq: seq, Checkpoint: out.Last})
 		if err != nil {
 			t.Fatalf("apply on the other worker: %v", err)
 		}

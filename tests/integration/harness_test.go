@@ -35,7 +35,6 @@ import (
 	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/cli"
@@ -128,8 +127,8 @@ type stack struct {
 	httpOptions []httpsource.Option
 	// sinkOptions are passed to every HTTP destination of the in-process worker.
 	sinkOptions []httpsink.Option
-	// acts are the in-process worker's steps (tests reload them).
-	acts *pipeline.Activities
+	// acts are the in-process worker's activities (tests reload their catalog).
+	acts *app.Activities
 }
 
 // lookupEnv gives PostgreSQL sources that read DATABASE_URL (the shipped
@@ -212,8 +211,8 @@ func (s *stack) startWorker() {
 	if os.Getenv("TETHER_TEST_LOGS") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	acts, err := pipeline.New(pipeline.Deps{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log,
-		HTTPOptions: s.httpOptions, SinkOptions: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client})
+	acts, err := app.Build(app.BuildOptions{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log,
+		HTTPSource: s.httpOptions, HTTPSink: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client})
 	if err != nil {
 		s.t.Fatalf("activities: %v", err)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/progress"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/config"
@@ -110,7 +109,7 @@ func statuses(t *testing.T, s *stack) map[int64]string {
 // uses the new one, and no worker is restarted.
 func TestReload_NextRunUsesTheNewMappingRunningRunKeepsItsOwn(t *testing.T) {
 	s := reloadStack(t)
-	old, _ := pipeline.CurrentDefinition(s.acts, "crm-contacts")
+	old, _ := s.acts.Catalog.Current("crm-contacts")
 
 	running := s.start(datasync.Input{Integration: "crm-contacts"})
 	waitForRows(t, s)
@@ -118,11 +117,11 @@ func TestReload_NextRunUsesTheNewMappingRunningRunKeepsItsOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := pipeline.Reload(s.acts, reg, nil)
+	ch, err := s.acts.Catalog.Reload(reg, nil)
 	if err != nil || len(ch.Changed) != 1 {
 		t.Fatalf("Reload = %+v, %v", ch, err)
 	}
-	changed, _ := pipeline.CurrentDefinition(s.acts, "crm-contacts")
+	changed, _ := s.acts.Catalog.Current("crm-contacts")
 	if changed == old {
 		t.Fatal("the changed mapping has the same fingerprint")
 	}
@@ -167,12 +166,12 @@ func TestReload_NextRunUsesTheNewMappingRunningRunKeepsItsOwn(t *testing.T) {
 // checkpoint with the new definition.
 func TestReload_RestartedWorkerFailsARunPinnedToAnotherDefinition(t *testing.T) {
 	s := reloadStack(t)
-	old, _ := pipeline.CurrentDefinition(s.acts, "crm-contacts")
+	old, _ := s.acts.Catalog.Current("crm-contacts")
 
 	running := s.start(datasync.Input{Integration: "crm-contacts"})
 	waitForRows(t, s)
 	s.restartWorker(reloadContacts("upper")(crm(s)), nil)
-	changed, _ := pipeline.CurrentDefinition(s.acts, "crm-contacts")
+	changed, _ := s.acts.Catalog.Current("crm-contacts")
 
 	_, err := s.wait(running)
 	var appErr *temporal.ApplicationError

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -84,9 +83,7 @@ func ApplyCaptures(ctx context.Context, c CaptureClient, namespace, taskQueue st
 }
 
 // applyCapturesLogged runs ApplyCaptures and logs what it did.
-func applyCapturesLogged(c CaptureClient, namespace, taskQueue string, defs []integration.Definition, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+func applyCapturesLogged(ctx context.Context, c CaptureClient, namespace, taskQueue string, defs []integration.Definition, log *slog.Logger) error {
 	res, err := ApplyCaptures(ctx, c, namespace, taskQueue, defs)
 	if len(res.Running) > 0 || len(res.Removed) > 0 {
 		log.Info("change capture applied", "capturing", res.Running, "removing", res.Removed)

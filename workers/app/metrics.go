@@ -15,7 +15,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/tetherflow/tether/activities/connector/httpsink"
-	"github.com/tetherflow/tether/activities/pipeline"
+	"github.com/tetherflow/tether/activities/events"
 	"github.com/tetherflow/tether/workers/config"
 )
 
@@ -44,8 +44,8 @@ func NewSinkMetrics(reg *prometheus.Registry) (*httpsink.Metrics, error) {
 
 // NewEventMetrics registers the metrics of event applies and change
 // capture.
-func NewEventMetrics(reg *prometheus.Registry) (*pipeline.EventMetrics, error) {
-	return pipeline.NewEventMetrics(reg)
+func NewEventMetrics(reg *prometheus.Registry) (*events.Metrics, error) {
+	return events.NewMetrics(reg)
 }
 
 // MetricsServer serves a registry's metrics at /metrics over HTTP.

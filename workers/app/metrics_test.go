@@ -55,7 +55,7 @@ func TestNewMetricsServer_ServesTheRegistryOverHTTP(t *testing.T) {
 		fx.Populate(&srv, &sinks),
 	)
 	// A destination of an integration, as the pipeline builds it.
-	if _, err := httpsink.New("crm-billing-customers/billing", httpsink.Config{
+	if _, err := httpsink.NewClient("crm-billing-customers/billing", httpsink.Config{
 		BaseURL: "http://127.0.0.1:1",
 		Create:  httpsink.Endpoint{Path: "/v1/customers"},
 		Update:  httpsink.Endpoint{Path: "/v1/customers/{{.external_id}}"},

@@ -11,9 +11,9 @@ import (
 
 	"go.uber.org/fx/fxtest"
 
+	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 )
@@ -37,7 +37,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// reloadWorker is a worker's integrations and steps as NewActivities
+// reloadWorker is a worker's integrations and catalog as NewCatalog
 // builds them, with its log captured.
 type reloadWorker struct {
 	goDefs []integration.Definition
@@ -45,7 +45,7 @@ type reloadWorker struct {
 	log    *slog.Logger
 	lc     *fxtest.Lifecycle
 	sch    *schema.Registry
-	acts   *pipeline.Activities
+	cat    *catalog.Catalog
 }
 
 func newReloadWorker(t *testing.T, cfg config.Config) reloadWorker {
@@ -63,25 +63,27 @@ func newReloadWorker(t *testing.T, cfg config.Config) reloadWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.acts, err = NewActivities(w.lc, cfg, nil, nil, reg, w.goDefs, set, w.sch, nil, nil, nil, w.log); err != nil {
+	conns := NewConnectors(ConnectorsParams{Config: cfg, Logger: w.log})
+	if w.cat, err = NewCatalog(CatalogParams{Lifecycle: w.lc, Config: cfg, Connectors: conns, Schemas: w.sch,
+		Integrations: reg, GoDefs: w.goDefs, Declared: set, Logger: w.log}); err != nil {
 		t.Fatal(err)
 	}
 	return w
 }
 
-// TestNewActivities_ReloadsChangedIntegrationFiles: while the worker runs,
+// TestNewCatalog_ReloadsChangedIntegrationFiles: while the worker runs,
 // a changed integration file is compiled and its new fingerprint is the one
 // new runs get; a file that does not load changes nothing; the Go
 // integrations are left as they are.
-func TestNewActivities_ReloadsChangedIntegrationFiles(t *testing.T) {
+func TestNewCatalog_ReloadsChangedIntegrationFiles(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "crm-contacts-yaml.yaml", readTwin(t))
 	cfg := loadConfig(t, dir)
 	w := newReloadWorker(t, cfg)
-	logs, lc, acts := w.logs, w.lc, w.acts
+	logs, lc, cat := w.logs, w.lc, w.cat
 	fingerprint := func(name string) string {
 		t.Helper()
-		fp, ok := pipeline.CurrentDefinition(acts, name)
+		fp, ok := cat.Current(name)
 		if !ok {
 			t.Fatalf("%s is not running", name)
 		}
@@ -124,7 +126,7 @@ func TestNewActivities_ReloadsChangedIntegrationFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, ok := pipeline.CurrentDefinition(acts, "crm-contacts-yaml"); !ok {
+		if _, ok := cat.Current("crm-contacts-yaml"); !ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -145,14 +147,14 @@ func TestReloadIntegrations_ProblemsKeepTheIntegrations(t *testing.T) {
 	cfg := loadConfig(t, dir)
 	cfg.Worker.Integrations = []string{"crm-contacts-yaml"}
 	w := newReloadWorker(t, cfg)
-	goDefs, logs, log, sch, acts := w.goDefs, w.logs, w.log, w.sch, w.acts
-	before, _ := pipeline.CurrentDefinition(acts, "crm-contacts-yaml")
+	goDefs, logs, log, sch, cat := w.goDefs, w.logs, w.log, w.sch, w.cat
+	before, _ := cat.Current("crm-contacts-yaml")
 
-	err := ReloadIntegrations(cfg, goDefs, nil, sch, acts, log)
+	err := ReloadIntegrations(cfg, goDefs, nil, sch, cat, log)
 	if err == nil || !strings.Contains(err.Error(), `unknown integration "crm-contacts-yaml"`) {
 		t.Fatalf("ReloadIntegrations without the file = %v, want the unknown integration reported", err)
 	}
-	if after, ok := pipeline.CurrentDefinition(acts, "crm-contacts-yaml"); !ok || after != before {
+	if after, ok := cat.Current("crm-contacts-yaml"); !ok || after != before {
 		t.Errorf("a failed reload changed the integration: %s, %v", after, ok)
 	}
 	if !strings.Contains(logs.String(), "the previous definitions stay in use") {
@@ -169,12 +171,12 @@ func TestShippedIntegrationsHaveFingerprints(t *testing.T) {
 	rotated := crm
 	rotated.Token = "two"
 	for i, def := range integrations.All(crm) {
-		a, err := pipeline.Fingerprint(def.Normalize(), "")
+		a, err := catalog.Fingerprint(def.Normalize(), "")
 		if err != nil {
 			t.Errorf("%s: %v", def.Name, err)
 			continue
 		}
-		b, err := pipeline.Fingerprint(integrations.All(rotated)[i].Normalize(), "")
+		b, err := catalog.Fingerprint(integrations.All(rotated)[i].Normalize(), "")
 		if err != nil || a != b {
 			t.Errorf("%s: fingerprint %s with one token, %s (%v) with another", def.Name, a, b, err)
 		}

@@ -10,10 +10,10 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/schedules"
 )
@@ -27,10 +27,10 @@ var scheduleModule = fx.Options(
 	fx.Invoke(func(*Schedules) {}),
 )
 
-// SchedulesParams are what NewSchedules needs. Activities is there so
-// that the schedules follow a reload of the integration files only once
-// the integrations themselves are reloaded (NewActivities subscribes to
-// the files first).
+// SchedulesParams are what NewSchedules needs. Catalog is there so that
+// the schedules follow a reload of the integration files only once the
+// integrations themselves are reloaded (NewCatalog subscribes to the files
+// first).
 type SchedulesParams struct {
 	fx.In
 
@@ -41,62 +41,49 @@ type SchedulesParams struct {
 	GoDefs       []integration.Definition
 	Declared     *declarative.Set
 	Schemas      *schema.Registry
-	Activities   *pipeline.Activities
+	Catalog      *catalog.Catalog
 	Logger       *slog.Logger
 }
 
 // Schedules keeps the Temporal Schedules of the integrations this worker
 // runs as they declare them (schedules.Apply): once at start, and again
-// after every reload of the integration files that took effect.
+// after every reload of the integration files that took effect. It keeps
+// their change captures likewise (ApplyCaptures).
 type Schedules struct {
 	p       SchedulesParams
 	opts    schedules.Options
 	pending chan []integration.Definition
 }
 
-// NewSchedules applies the schedules of the worker's integrations, unless
-// schedules.manage is false. A failure stops the worker: a schedule the
-// server refuses, or a schedule id another owner holds. While the worker
-// runs, each reload of the integration files that took effect is applied
-// in the background; a failure then is logged and the schedules it could
-// not change stay as they were.
-func NewSchedules(p SchedulesParams) (*Schedules, error) {
-	cfg := p.Config
+// NewSchedules returns the worker's schedules keeper. At the app's start,
+// before the worker polls, it applies the change captures and, unless
+// schedules.manage is false, the schedules of the worker's integrations
+// (bounded by a minute); a failure stops the start: a capture or schedule
+// the server refuses, or a schedule id another owner holds. While the
+// worker runs, each reload of the integration files that took effect is
+// applied in the background; a failure then is logged and what could not
+// change stays as it was.
+func NewSchedules(p SchedulesParams) *Schedules {
 	s := &Schedules{p: p, pending: make(chan []integration.Definition, 1), opts: schedules.Options{
-		TaskQueue: cfg.Temporal.TaskQueue,
-		Owner:     cfg.Schedules.Owner,
+		TaskQueue: p.Config.Temporal.TaskQueue,
+		Owner:     p.Config.Schedules.Owner,
 		Logger:    p.Logger.With("component", "schedules"),
 	}}
-	if err := applyCapturesLogged(p.Client, cfg.Temporal.Namespace, cfg.Temporal.TaskQueue, p.Integrations.All(), p.Logger); err != nil {
-		return nil, fmt.Errorf("change capture: %w", err)
-	}
-	unsubscribeCaptures := p.Declared.Subscribe(func(specs []declarative.Spec) {
-		reg, err := BuildRegistry(p.Config, p.GoDefs, specs, p.Schemas)
-		if err != nil || !inUse(p.Activities, reg, specs) {
-			return // the worker kept its previous integrations
-		}
-		if err := applyCapturesLogged(p.Client, cfg.Temporal.Namespace, cfg.Temporal.TaskQueue, reg.All(), p.Logger); err != nil {
-			p.Logger.Error("change capture could not be applied after the integration files changed", "error", err)
-		}
-	})
-	p.Lifecycle.Append(fx.StopHook(unsubscribeCaptures))
-	if !cfg.Schedules.Manage {
-		p.Logger.Info("schedules.manage is false: the integrations' Temporal Schedules are left as they are")
-		return s, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), scheduleApplyTimeout)
-	defer cancel()
-	res, err := schedules.Apply(ctx, p.Client, s.opts, p.Integrations.All())
-	if err != nil {
-		return nil, fmt.Errorf("schedules (owner %q, schedules.owner / TETHER_SCHEDULES_OWNER; schedules.manage: false leaves them alone):\n%w", s.owner(), err)
-	}
-	s.logResult("schedules applied", res)
-
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	unsubscribe := p.Declared.Subscribe(s.reloaded)
+	var unsubscribe []func()
 	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error {
+		OnStart: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, scheduleApplyTimeout)
+			defer cancel()
+			if err := s.start(ctx); err != nil {
+				return err
+			}
+			unsubscribe = append(unsubscribe, p.Declared.Subscribe(s.capturesReloaded))
+			if !p.Config.Schedules.Manage {
+				return nil
+			}
+			unsubscribe = append(unsubscribe, p.Declared.Subscribe(s.reloaded))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -105,13 +92,49 @@ func NewSchedules(p SchedulesParams) (*Schedules, error) {
 			return nil
 		},
 		OnStop: func(context.Context) error {
-			unsubscribe()
+			for _, u := range unsubscribe {
+				u()
+			}
 			stop()
 			wg.Wait()
 			return nil
 		},
 	})
-	return s, nil
+	return s
+}
+
+// start applies the captures and the schedules of the worker's
+// integrations.
+func (s *Schedules) start(ctx context.Context) error {
+	p, cfg := s.p, s.p.Config
+	if err := applyCapturesLogged(ctx, p.Client, cfg.Temporal.Namespace, cfg.Temporal.TaskQueue, p.Integrations.All(), p.Logger); err != nil {
+		return fmt.Errorf("change capture: %w", err)
+	}
+	if !cfg.Schedules.Manage {
+		p.Logger.Info("schedules.manage is false: the integrations' Temporal Schedules are left as they are")
+		return nil
+	}
+	res, err := schedules.Apply(ctx, p.Client, s.opts, p.Integrations.All())
+	if err != nil {
+		return fmt.Errorf("schedules (owner %q, schedules.owner / TETHER_SCHEDULES_OWNER; schedules.manage: false leaves them alone):\n%w", s.owner(), err)
+	}
+	s.logResult("schedules applied", res)
+	return nil
+}
+
+// capturesReloaded applies the change captures of the integration files
+// specs once the worker runs them.
+func (s *Schedules) capturesReloaded(specs []declarative.Spec) {
+	p, cfg := s.p, s.p.Config
+	reg, err := BuildRegistry(cfg, p.GoDefs, specs, p.Schemas)
+	if err != nil || !inUse(p.Catalog, reg, specs) {
+		return // the worker kept its previous integrations
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scheduleApplyTimeout)
+	defer cancel()
+	if err := applyCapturesLogged(ctx, p.Client, cfg.Temporal.Namespace, cfg.Temporal.TaskQueue, reg.All(), p.Logger); err != nil {
+		p.Logger.Error("change capture could not be applied after the integration files changed", "error", err)
+	}
 }
 
 func (s *Schedules) owner() string {
@@ -128,7 +151,7 @@ func (s *Schedules) reloaded(specs []declarative.Spec) {
 	p := s.p
 	// ReloadIntegrations has logged why, when the reload did not take.
 	reg, err := BuildRegistry(p.Config, p.GoDefs, specs, p.Schemas)
-	if err != nil || !inUse(p.Activities, reg, specs) {
+	if err != nil || !inUse(p.Catalog, reg, specs) {
 		s.opts.Logger.Warn("the integration files changed but the worker kept its previous integrations: their schedules stay as they are")
 		return
 	}
@@ -145,16 +168,16 @@ func (s *Schedules) reloaded(specs []declarative.Spec) {
 	}
 }
 
-// inUse reports whether the activities run reg's definitions (those of
+// inUse reports whether the catalog runs reg's definitions (those of
 // the integration files specs): ReloadIntegrations made them current.
-func inUse(acts *pipeline.Activities, reg *integration.Registry, specs []declarative.Spec) bool {
+func inUse(cat *catalog.Catalog, reg *integration.Registry, specs []declarative.Spec) bool {
 	declared := DeclaredHashes(specs)
 	for _, d := range reg.All() {
-		want, err := pipeline.Fingerprint(d, declared[d.Name])
+		want, err := catalog.Fingerprint(d, declared[d.Name])
 		if err != nil {
 			return false
 		}
-		if got, ok := pipeline.CurrentDefinition(acts, d.Name); !ok || got != want {
+		if got, ok := cat.Current(d.Name); !ok || got != want {
 			return false
 		}
 	}

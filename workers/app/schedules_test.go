@@ -19,7 +19,7 @@ func TestSchedules_Reloaded(t *testing.T) {
 	cfg := loadConfig(t, dir)
 	w := newReloadWorker(t, cfg)
 	s := &Schedules{
-		p:       SchedulesParams{Config: cfg, GoDefs: w.goDefs, Schemas: w.sch, Activities: w.acts},
+		p:       SchedulesParams{Config: cfg, GoDefs: w.goDefs, Schemas: w.sch, Catalog: w.cat},
 		pending: make(chan []integration.Definition, 1),
 		opts:    schedules.Options{TaskQueue: cfg.Temporal.TaskQueue, Logger: w.log},
 	}
@@ -61,7 +61,7 @@ func TestSchedules_Reloaded(t *testing.T) {
 
 	// It took the change: queued, with the new schedule.
 	specs := load("1h")
-	if err := ReloadIntegrations(cfg, w.goDefs, specs, w.sch, w.acts, w.log); err != nil {
+	if err := ReloadIntegrations(cfg, w.goDefs, specs, w.sch, w.cat, w.log); err != nil {
 		t.Fatal(err)
 	}
 	s.reloaded(specs)
@@ -72,7 +72,7 @@ func TestSchedules_Reloaded(t *testing.T) {
 	// Two changes before the first is applied: the latest waits alone.
 	for _, every := range []string{"2h", "3h"} {
 		specs := load(every)
-		if err := ReloadIntegrations(cfg, w.goDefs, specs, w.sch, w.acts, w.log); err != nil {
+		if err := ReloadIntegrations(cfg, w.goDefs, specs, w.sch, w.cat, w.log); err != nil {
 			t.Fatal(err)
 		}
 		s.reloaded(specs)

@@ -10,9 +10,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/events"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/webhook"
@@ -63,7 +63,7 @@ func WebhookRoutes(sources []config.WebhookSource, reg *integration.Registry) (m
 			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): integration: %w", i, s.Name, err))
 			continue
 		}
-		if err := pipeline.EventsSupported(def); err != nil {
+		if err := events.Supported(def); err != nil {
 			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): %w", i, s.Name, err))
 			continue
 		}

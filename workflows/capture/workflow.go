@@ -123,10 +123,9 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 			next.State = &st
 			return workflow.NewContinueAsNewError(ctx, CaptureWorkflow, next)
 		}
-		var out syncstep.CaptureOutput
-		err := workflow.ExecuteActivity(actx, syncstep.CaptureChangesName, syncstep.CaptureInput{
+		out, err := syncstep.CaptureChanges.Run(actx, syncstep.CaptureInput{
 			Integration: in.Integration, RunFor: runFor, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		}).Get(ctx, &out)
+		})
 		if err == nil {
 			c.record(out)
 		}
@@ -148,9 +147,9 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
 	})
-	if err := workflow.ExecuteActivity(rctx, syncstep.RemoveCaptureName, syncstep.CaptureInput{
+	if _, err := syncstep.RemoveCapture.Run(rctx, syncstep.CaptureInput{
 		Integration: in.Integration, Definition: c.st.Definition,
-	}).Get(ctx, nil); err != nil {
+	}); err != nil {
 		c.p.LastError = err.Error()
 		return err
 	}

@@ -304,7 +304,9 @@ func (r *run) startRun(ctx workflow.Context, in syncstep.StartRunInput, out *syn
 		r.throttled = "waiting for another run to finish: " + refusal.Error()
 		r.progressed(ctx, "waiting for the integration's writer")
 	}, func() error {
-		return workflow.ExecuteActivity(actx, syncstep.StartRunName, in).Get(ctx, out)
+		var err error
+		*out, err = syncstep.StartRun.Run(actx, in)
+		return err
 	})
 }
 
@@ -438,8 +440,7 @@ func (r *run) sweep(ctx workflow.Context) {
 	r.st.ApplyStarted = seq
 	r.st.ApplyStep = len(r.steps()) - 1
 	r.progressed(ctx, syncstep.SweepRefreshName)
-	var out syncstep.SweepRefreshOutput
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sweepStep), syncstep.SweepRefreshName, syncstep.SweepRefreshInput{
+	out, err := syncstep.SweepRefresh.Run(workflow.WithActivityOptions(ctx, sweepStep), syncstep.SweepRefreshInput{
 		Integration: r.in.Integration,
 		RunID:       r.st.RunID,
 		Seq:         seq,
@@ -447,7 +448,7 @@ func (r *run) sweep(ctx workflow.Context) {
 		Counts:      r.st.Counts,
 		Next:        r.st.Position,
 		Definition:  r.st.Plan.Definition,
-	}).Get(ctx, &out)
+	})
 	if err != nil {
 		r.failUnlessCancelled(ctx, syncstep.SweepRefreshName, err)
 		return
@@ -532,13 +533,12 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 	page := r.st.NextPage
 	r.st.NextPage++
 	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.FetchPageName, page))
-	var out syncstep.FetchPageOutput
 	ref := syncstep.PageRef{RunID: r.st.RunID, Page: page}
 	actx := workflow.WithActivityOptions(ctx, fetchStep)
-	var f workflow.Future
+	var f syncstep.Future[syncstep.FetchPageOutput]
 	switch {
 	case r.in.Repair != "":
-		f = workflow.ExecuteActivity(actx, syncstep.FetchRepairName, syncstep.FetchRepairInput{
+		f = syncstep.FetchRepairPage.Start(actx, syncstep.FetchRepairInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
 			Reconcile:   r.in.Repair,
@@ -547,7 +547,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Definition:  r.st.Plan.Definition,
 		})
 	case r.in.Replay:
-		f = workflow.ExecuteActivity(actx, syncstep.FetchQuarantinedName, syncstep.FetchQuarantinedInput{
+		f = syncstep.FetchQuarantinedPage.Start(actx, syncstep.FetchQuarantinedInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
 			AfterID:     int64(r.st.Position.Offset),
@@ -556,7 +556,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Definition:  r.st.Plan.Definition,
 		})
 	default:
-		f = workflow.ExecuteActivity(actx, syncstep.FetchPageName, syncstep.FetchPageInput{
+		f = syncstep.FetchPage.Start(actx, syncstep.FetchPageInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
 			Position:    r.st.Position,
@@ -565,7 +565,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Definition:  r.st.Plan.Definition,
 		})
 	}
-	err := f.Get(ctx, &out)
+	out, err := f.Get(ctx)
 	if err != nil {
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.Type() == failure.TypeSourceThrottled {
@@ -600,8 +600,8 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 	lctx := workflow.WithLocalActivityOptions(ctx, localStep)
 	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since, Definition: r.st.Plan.Definition}
 
-	var v syncstep.ValidateOutput
-	if err := workflow.ExecuteLocalActivity(lctx, syncstep.ValidateBatchName, in).Get(ctx, &v); err != nil {
+	v, err := syncstep.ValidateBatch.RunLocal(lctx, in)
+	if err != nil {
 		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, err))
 		return
 	}
@@ -611,8 +611,8 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 	if r.thresholdPassed() {
 		return
 	}
-	var t syncstep.TransformOutput
-	if err := workflow.ExecuteLocalActivity(lctx, syncstep.TransformBatchName, in).Get(ctx, &t); err != nil {
+	t, err := syncstep.TransformBatch.RunLocal(lctx, in)
+	if err != nil {
 		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, err))
 		return
 	}
@@ -706,8 +706,7 @@ const maxCircuitWait = time.Hour
 func (r *run) applyWaitingOutCircuit(ctx workflow.Context, name string, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
 	var waited time.Duration
 	for {
-		var a syncstep.ApplyOutput
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, applyStep), syncstep.ApplyBatchName, in).Get(ctx, &a)
+		a, err := syncstep.ApplyBatch.Run(workflow.WithActivityOptions(ctx, applyStep), in)
 		var appErr *temporal.ApplicationError
 		if err == nil || ctx.Err() != nil || !errors.As(err, &appErr) || appErr.Type() != failure.TypeCircuitOpen {
 			if err == nil && waited > 0 {
@@ -791,10 +790,9 @@ func (r *run) undo(ctx workflow.Context) (undone bool, left []string) {
 	}
 	// Fence the run and put its checkpoint back before restoring a row.
 	r.progressed(ctx, syncstep.BeginCompensationName)
-	var begin syncstep.BeginCompensationOutput
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.BeginCompensationName,
+	begin, err := syncstep.BeginCompensation.Run(workflow.WithActivityOptions(ctx, shortStep),
 		syncstep.BeginCompensationInput{Integration: r.in.Integration, Kind: r.kind(), RunID: r.st.RunID,
-			Definition: r.st.Plan.Definition}).Get(ctx, &begin)
+			Definition: r.st.Plan.Definition})
 	if err != nil {
 		// Undo what this execution applied anyway; FinishRun puts the
 		// checkpoint back once every batch is restored.
@@ -840,11 +838,10 @@ func (r *run) compensate(ctx workflow.Context, last int) []string {
 	}
 	for i, c := range todo {
 		r.progressed(ctx, fmt.Sprintf("%s %s", syncstep.CompensateBatchName, c.String(names)))
-		var out syncstep.CompensateOutput
-		err := workflow.ExecuteActivity(cctx, syncstep.CompensateBatchName, syncstep.CompensateInput{
+		_, err := syncstep.CompensateBatch.Run(cctx, syncstep.CompensateInput{
 			Integration: r.in.Integration, RunID: r.st.RunID, Seq: c.seq, Step: c.step,
 			Definition: r.st.Plan.Definition,
-		}).Get(ctx, &out)
+		})
 		if err != nil {
 			r.log.Error("compensation failed", "batch", c.String(names), "error", err)
 			left := make([]string, 0, len(todo)-i)
@@ -865,7 +862,7 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 		errType = appErr.Type()
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortStep), syncstep.FinishRunName, syncstep.FinishRunInput{
+	_, err := syncstep.FinishRun.Run(workflow.WithActivityOptions(ctx, shortStep), syncstep.FinishRunInput{
 		Integration: r.in.Integration,
 		Kind:        r.kind(),
 		RunID:       r.st.RunID,
@@ -876,7 +873,8 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 		ErrorType:   errType,
 		Definition:  r.st.Plan.Definition,
 		Owner:       r.in.Repair,
-	}).Get(ctx, nil)
+	})
+	return err
 }
 
 // pageError adds the page number to a step's failure.

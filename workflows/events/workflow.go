@@ -278,11 +278,10 @@ func (s *shard) run(ctx workflow.Context) error {
 		}
 		batch := s.st.Pending[:min(len(s.st.Pending), MaxBatch)]
 		s.st.Batches++
-		var out syncstep.ApplyEventsOutput
-		err := workflow.ExecuteLocalActivity(lctx, syncstep.ApplyEventsName, syncstep.ApplyEventsInput{
+		out, err := syncstep.ApplyEvents.RunLocal(lctx, syncstep.ApplyEventsInput{
 			Integration: s.in.Integration, Events: batch,
 			Ref: syncstep.PageRef{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, Page: s.st.Batches},
-		}).Get(ctx, &out)
+		})
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

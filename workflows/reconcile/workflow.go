@@ -111,8 +111,8 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	r.rep.Phase = PhaseDigest
 	scan := syncstep.ReconcileScanInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		Definition: r.plan.Definition, Chunks: r.plan.Chunks, BatchSize: r.plan.BatchSize}
-	var s1 syncstep.ReconcileScanOutput
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, scanStep), syncstep.ReconcileScanName, scan).Get(ctx, &s1); err != nil {
+	s1, err := syncstep.ReconcileScan.Run(workflow.WithActivityOptions(ctx, scanStep), scan)
+	if err != nil {
 		return err
 	}
 	r.rep.SourceRead += s1.Read
@@ -122,8 +122,8 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	r.rep.Phase = PhaseCompare
 	cmp := syncstep.ReconcileCompareInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		Definition: r.plan.Definition, Chunks: r.plan.Chunks, MarkColumn: r.markColumn()}
-	var c syncstep.ReconcileCompareOutput
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sqlStep), syncstep.ReconcileCompareName, cmp).Get(ctx, &c); err != nil {
+	c, err := syncstep.ReconcileCompare.Run(workflow.WithActivityOptions(ctx, sqlStep), cmp)
+	if err != nil {
 		return err
 	}
 	r.rep.DestinationRows = c.DestinationRows
@@ -136,16 +136,16 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 
 	r.rep.Phase = PhaseDrill
 	scan.Drill = c.Differing
-	var s2 syncstep.ReconcileScanOutput
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, scanStep), syncstep.ReconcileScanName, scan).Get(ctx, &s2); err != nil {
+	s2, err := syncstep.ReconcileScan.Run(workflow.WithActivityOptions(ctx, scanStep), scan)
+	if err != nil {
 		return err
 	}
 	r.rep.SourceRead += s2.Read
 
 	r.rep.Phase = PhaseClassify
-	var found syncstep.ReconcileFound
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sqlStep), syncstep.ReconcileClassifyName,
-		syncstep.ReconcileClassifyInput{ReconcileCompareInput: cmp, Drill: c.Differing}).Get(ctx, &found); err != nil {
+	found, err := syncstep.ReconcileClassify.Run(workflow.WithActivityOptions(ctx, sqlStep),
+		syncstep.ReconcileClassifyInput{ReconcileCompareInput: cmp, Drill: c.Differing})
+	if err != nil {
 		return err
 	}
 	r.rep.ReconcileFound = found
@@ -163,11 +163,11 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	}
 	if found.Extra > 0 && (r.plan.Extras == syncstep.ExtrasDelete || r.plan.Extras == syncstep.ExtrasMark) {
 		r.rep.Phase = PhaseExtras
-		var n int
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sqlStep), syncstep.ReconcileExtrasName, syncstep.ReconcileExtrasInput{
+		n, err := syncstep.ReconcileExtras.Run(workflow.WithActivityOptions(ctx, sqlStep), syncstep.ReconcileExtrasInput{
 			Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID, Definition: r.plan.Definition,
 			Policy: r.plan.Extras, MarkColumn: r.plan.MarkColumn,
-		}).Get(ctx, &n); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		r.rep.ExtrasHandled = n
@@ -195,7 +195,11 @@ func (r *reconciliation) begin(ctx workflow.Context) error {
 			r.rep.Phase = "waiting for another run to finish: " + refusal.Error()
 		}
 	}, func() error {
-		return workflow.ExecuteActivity(actx, syncstep.ReconcileBeginName, in).Get(ctx, &r.plan)
+		plan, err := syncstep.ReconcileBegin.Run(actx, in)
+		if err == nil {
+			r.plan = plan
+		}
+		return err
 	})
 }
 
@@ -242,8 +246,8 @@ func (r *reconciliation) finish(ctx workflow.Context, err error) (syncstep.Recon
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	_ = workflow.UpsertTypedSearchAttributes(dctx, datasync.StatusAttr.ValueSet(r.rep.Status))
 	if r.began || !failure.IsType(err, failure.TypeBusy) {
-		if ferr := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, shortStep), syncstep.ReconcileFinishName,
-			syncstep.ReconcileFinishInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID, Status: r.rep.Status, Report: r.rep}).Get(dctx, nil); ferr != nil {
+		if _, ferr := syncstep.ReconcileFinish.Run(workflow.WithActivityOptions(dctx, shortStep),
+			syncstep.ReconcileFinishInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID, Status: r.rep.Status, Report: r.rep}); ferr != nil {
 			workflow.GetLogger(ctx).Error("recording the reconciliation's end failed", "error", ferr)
 			if err == nil {
 				err = ferr

@@ -16,7 +16,7 @@ import (
 // item the destination could not process for a transient reason (408,
 // 429, 5xx) makes the call fail transiently once every item is read; the
 // other items keep their outcomes.
-func (s *Sink) createBatch(ctx context.Context, records []Record, idx []int, out []RecordResult) error {
+func (s *Client) createBatch(ctx context.Context, records []Record, idx []int, out []RecordResult) error {
 	b := s.cfg.Batch
 	items := make([]json.RawMessage, 0, len(idx))
 	sent := make([]int, 0, len(idx))
@@ -90,7 +90,7 @@ func (s *Sink) createBatch(ctx context.Context, records []Record, idx []int, out
 }
 
 // batchResults reads a batch answer: an array of n items.
-func (s *Sink) batchResults(rep reply, n int) ([]any, error) {
+func (s *Client) batchResults(rep reply, n int) ([]any, error) {
 	v, err := decodeJSON(rep.body)
 	if err != nil {
 		return nil, fmt.Errorf("the answer is not JSON (%v): %s", err, s.client.Quote(rep.body))
@@ -108,7 +108,7 @@ func (s *Sink) batchResults(rep reply, n int) ([]any, error) {
 // batchItem reads one item's result. transient reports an item that
 // failed for a reason a retry may fix (408, 429, 5xx): its Outcome stays
 // empty. The error is for a created item without an id.
-func (s *Sink) batchItem(item any, batchStatus int) (r RecordResult, transient bool, err error) {
+func (s *Client) batchItem(item any, batchStatus int) (r RecordResult, transient bool, err error) {
 	b := s.cfg.Batch
 	r.Status = batchStatus
 	if v, ok := lookup(item, b.StatusPath); ok {

@@ -58,7 +58,7 @@ func benchServer(b *testing.B) *httptest.Server {
 	return srv
 }
 
-// BenchmarkApply writes 100-record batches through the Sink: one POST per
+// BenchmarkApply writes 100-record batches through the Client: one POST per
 // record (4 in flight), or one batch request.
 func BenchmarkApply(b *testing.B) {
 	for _, mode := range []string{"per_record", "batch"} {
@@ -69,7 +69,7 @@ func BenchmarkApply(b *testing.B) {
 			if mode == "batch" {
 				cfg.Batch = Batch{Path: "/v1/customers/batch"}
 			}
-			s, err := New("bench", cfg)
+			s, err := NewClient("bench", cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -31,7 +31,7 @@ type reply struct {
 // goes through the circuit breaker to the client (pacing, credentials,
 // short retries). Network errors, 408, 429 and 5xx come back as classified
 // errors; every other answer as a reply.
-func (s *Sink) send(ctx context.Context, method string, u *url.URL, body []byte, header http.Header) (reply, error) {
+func (s *Client) send(ctx context.Context, method string, u *url.URL, body []byte, header http.Header) (reply, error) {
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -49,7 +49,7 @@ func (s *Sink) send(ctx context.Context, method string, u *url.URL, body []byte,
 	return rep, err
 }
 
-func (s *Sink) roundTrip(ctx context.Context, method string, u *url.URL, body []byte, header http.Header) (reply, error) {
+func (s *Client) roundTrip(ctx context.Context, method string, u *url.URL, body []byte, header http.Header) (reply, error) {
 	resp, err := s.client.Do(ctx, method, u, body, header)
 	if err != nil {
 		return reply{}, err
@@ -72,7 +72,7 @@ func (s *Sink) roundTrip(ctx context.Context, method string, u *url.URL, body []
 }
 
 // statusError classifies an answer the caller does not handle.
-func (s *Sink) statusError(method string, u *url.URL, rep reply) error {
+func (s *Client) statusError(method string, u *url.URL, rep reply) error {
 	return s.client.StatusError(method, u, &http.Response{
 		StatusCode: rep.status,
 		Header:     rep.header,
@@ -83,7 +83,7 @@ func (s *Sink) statusError(method string, u *url.URL, rep reply) error {
 // newBreaker builds the circuit breaker of circuit_breaker: failures are
 // calls that got no answer or a 408/5xx; throttling (the pacer's
 // business), permanent errors and cancelled calls do not count.
-func (s *Sink) newBreaker() *gobreaker.CircuitBreaker[reply] {
+func (s *Client) newBreaker() *gobreaker.CircuitBreaker[reply] {
 	cb := s.cfg.CircuitBreaker
 	return gobreaker.NewCircuitBreaker[reply](gobreaker.Settings{
 		Name:         s.name,
@@ -113,7 +113,7 @@ func (s *Sink) newBreaker() *gobreaker.CircuitBreaker[reply] {
 // circuitOpen is the error of a call refused by the open circuit: a
 // throttled error whose next retry delay is the time left before the
 // breaker lets a probe through, so the workflow waits instead of retrying.
-func (s *Sink) circuitOpen(method string, u *url.URL) error {
+func (s *Client) circuitOpen(method string, u *url.URL) error {
 	cb := s.cfg.CircuitBreaker
 	wait := time.Until(time.Unix(0, s.openedAt.Load()).Add(cb.OpenFor))
 	if wait <= 0 { // half-open, its probe in flight

@@ -62,9 +62,9 @@ type Config struct {
 	// IdempotencyHeader carries a create's idempotency key (default
 	// "Idempotency-Key").
 	IdempotencyHeader string `mapstructure:"idempotency_header" yaml:"idempotency_header" json:"idempotency_header"`
-	// RateLimit bounds the request rate of every call of the Sink.
+	// RateLimit bounds the request rate of every call of the Client.
 	RateLimit httpclient.RateLimit `mapstructure:"rate_limit" yaml:"rate_limit" json:"rate_limit"`
-	// MaxInFlight bounds the calls of the Sink in flight at once (default 4).
+	// MaxInFlight bounds the calls of the Client in flight at once (default 4).
 	MaxInFlight int `mapstructure:"max_in_flight" yaml:"max_in_flight" json:"max_in_flight"`
 	// CircuitBreaker suspends calls for a while when too many fail.
 	CircuitBreaker CircuitBreaker `mapstructure:"circuit_breaker" yaml:"circuit_breaker" json:"circuit_breaker"`
@@ -105,7 +105,7 @@ type Batch struct {
 	ErrorPath string `mapstructure:"error_path" yaml:"error_path" json:"error_path"`
 }
 
-// CircuitBreaker suspends every call of the Sink for OpenFor once, within
+// CircuitBreaker suspends every call of the Client for OpenFor once, within
 // Window, at least MinRequests calls completed and at least FailureRate of
 // them failed (network errors and 5xx; throttling is left to the pacer).
 // One probe then goes through: its success closes the circuit, its

@@ -129,18 +129,18 @@ func TestConfig_Validate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			httpclienttest.WantProblems(t, tt.give.Validate(), tt.want)
-			_, err := New("x", tt.give)
+			_, err := NewClient("x", tt.give)
 			if len(tt.want) == 0 {
 				if err != nil {
-					t.Fatalf("New() = %v", err)
+					t.Fatalf("NewClient() = %v", err)
 				}
 				return
 			}
 			if !failure.IsType(err, failure.TypeConfig) || !failure.IsPermanent(err) {
-				t.Errorf("New() = %v, want a permanent config error", err)
+				t.Errorf("NewClient() = %v, want a permanent config error", err)
 			}
 			if strings.Contains(err.Error(), "user:pw") {
-				t.Errorf("New() leaks the URL's credentials: %v", err)
+				t.Errorf("NewClient() leaks the URL's credentials: %v", err)
 			}
 		})
 	}

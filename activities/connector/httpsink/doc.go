@@ -21,8 +21,8 @@
 //     and the content), so the destination never creates a record twice.
 //   - Credentials, pacing and short retries come from package httpclient,
 //     as for the HTTP source: one token bucket and one OAuth2 token per
-//     Sink, under the server's X-RateLimit-* and Retry-After.
-//   - max_in_flight bounds the calls of the Sink at once, across every
+//     Client, under the server's X-RateLimit-* and Retry-After.
+//   - max_in_flight bounds the calls of the Client at once, across every
 //     Apply running on the worker.
 //   - A circuit breaker (sony/gobreaker) opens when too many calls fail
 //     in its window; calls then fail fast with a throttled

@@ -162,9 +162,9 @@ func testConfig() Config {
 	}
 }
 
-// newTestSink serves h on loopback and builds a Sink for it. When clk is
-// set, the Sink reads time from it and the pacer sleeps through it.
-func newTestSink(t testing.TB, h http.Handler, cfg Config, clk *httpclienttest.Clock, opts ...Option) (*Sink, *httptest.Server) {
+// newTestSink serves h on loopback and builds a Client for it. When clk is
+// set, the Client reads time from it and the pacer sleeps through it.
+func newTestSink(t testing.TB, h http.Handler, cfg Config, clk *httpclienttest.Clock, opts ...Option) (*Client, *httptest.Server) {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -172,9 +172,9 @@ func newTestSink(t testing.TB, h http.Handler, cfg Config, clk *httpclienttest.C
 		cfg.BaseURL = srv.URL
 	}
 	if clk != nil {
-		opts = append(opts, WithClock(clk.Now), func(s *Sink) { s.sleep = clk.Sleep })
+		opts = append(opts, WithClock(clk.Now), func(s *Client) { s.sleep = clk.Sleep })
 	}
-	s, err := New("test-customers", cfg, opts...)
+	s, err := NewClient("test-customers", cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -186,7 +186,7 @@ func row(email string) map[string]any {
 	return map[string]any{"email": email, "name": strings.ToUpper(email[:1])}
 }
 
-func apply(t *testing.T, s *Sink, records ...Record) Result {
+func apply(t *testing.T, s *Client, records ...Record) Result {
 	t.Helper()
 	res, err := s.Apply(context.Background(), records)
 	if err != nil {

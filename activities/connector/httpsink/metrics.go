@@ -53,7 +53,7 @@ var callOutcomes = []string{CallOK, CallRefused, CallThrottled, CallFailed, Call
 // Metrics are the Prometheus metrics of a worker's HTTP destinations: the
 // state of each one's circuit breaker, its changes, and its calls by
 // outcome. Build one per registry with NewMetrics and give it to every
-// Sink with WithMetrics. The labels are the integration's and the
+// Client with WithMetrics. The labels are the integration's and the
 // destination's names, never a URL or a key, so the series are bounded by
 // the integrations the worker runs.
 type Metrics struct {
@@ -88,23 +88,23 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// WithMetrics reports the Sink's circuit state, its changes and its calls
-// to m, under the labels WithDestination gives (default: the Sink's name
-// as the integration, no destination). One Metrics serves every Sink of a
-// worker: pass it with the options every destination gets. A Sink built
+// WithMetrics reports the Client's circuit state, its changes and its calls
+// to m, under the labels WithDestination gives (default: the Client's name
+// as the integration, no destination). One Metrics serves every Client of a
+// worker: pass it with the options every destination gets. A Client built
 // again under the same labels (an integration reloaded) starts closed and
 // takes the series over. A nil m reports nothing.
 func WithMetrics(m *Metrics) Option {
-	return func(s *Sink) { s.metricsTo = m }
+	return func(s *Client) { s.metricsTo = m }
 }
 
-// WithDestination names what the Sink writes for: the integration and its
+// WithDestination names what the Client writes for: the integration and its
 // destination (step), the labels of its metrics.
 func WithDestination(integration, destination string) Option {
-	return func(s *Sink) { s.integration, s.destination = integration, destination }
+	return func(s *Client) { s.integration, s.destination = integration, destination }
 }
 
-// destinationMetrics are one Sink's series.
+// destinationMetrics are one Client's series.
 type destinationMetrics struct {
 	state       prometheus.Gauge
 	transitions *prometheus.CounterVec // by "to"

@@ -1,520 +1,444 @@
 package httpsink
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"path"
-	"sync"
-	"sync/atomic"
-	"time"
+	"sort"
+	"strings"
 
-	"github.com/sony/gobreaker/v2"
-
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/failure"
-	"github.com/tetherflow/tether/activities/lib/httpclient"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
-// Record is one record to write.
-type Record struct {
-	// Key is the record's natural key, as the pipeline spells it. Records
-	// with the same non-empty key in one Apply are collapsed: the last wins.
-	Key string
-	// Row is the record, sent as the JSON body (values as decoded with
-	// UseNumber) and read by the path templates.
-	Row map[string]any
-	// ExternalID is the destination's id of the record when known (update),
-	// or "" (create).
-	ExternalID string
-	// IdempotencyKey is sent with a create; "" derives one from Key and Row
-	// alone. Derive it with IdempotencyKey from the run, the key and the
-	// row, so that every retry of the run sends the same one.
-	IdempotencyKey string
-}
-
-// Outcome is what happened to one record.
-type Outcome string
-
-// Outcomes of a record.
+// Modes of an HTTP destination.
 const (
-	// OutcomeCreated: the destination created the record (or replayed the
-	// creation under the same idempotency key).
-	OutcomeCreated Outcome = "created"
-	// OutcomeUpdated: the destination updated the record.
-	OutcomeUpdated Outcome = "updated"
-	// OutcomeConflict: the destination's state is not what the write
-	// expected (409, 412; and 404/410 on an update: the record is gone).
-	// Not a failure: the caller decides (read again, re-create, report).
-	OutcomeConflict Outcome = "conflict"
-	// OutcomeRejected: the destination refused the record's data (400,
-	// 422), or the record cannot be sent (no value for its path): the
-	// record is quarantine material, with the reason in Err.
-	OutcomeRejected Outcome = "rejected"
-	// OutcomeSuperseded: a later record of the same Apply has the same key;
-	// only that one was sent.
-	OutcomeSuperseded Outcome = "superseded"
+	// ModeUpsert creates an object once and updates it afterwards under the
+	// id the API gave it; compensation deletes what a run created and puts
+	// back what it changed.
+	ModeUpsert = "upsert"
+	// ModeNotify POSTs every new version of a record, as to a webhook;
+	// compensation sends the Reversal.
+	ModeNotify = "notify"
 )
 
-// RecordResult is what happened to one record.
-type RecordResult struct {
-	// Key is the record's key.
-	Key string
-	// Outcome is what happened; "" when Apply returned an error before the
-	// record's outcome was known (it may or may not have been applied:
-	// retrying the whole Apply is safe).
-	Outcome Outcome
-	// ExternalID is the destination's id of the record: read at id_path
-	// from a create's answer, or the known one of an update. Store it with
-	// the record's key, so the next run updates instead of creating.
-	ExternalID string
-	// Status is the HTTP status of the record's answer (in batch mode, the
-	// item's status).
-	Status int
-	// Err says why the record was rejected or conflicted, quoting the
-	// destination's answer (without secrets).
-	Err string
+// Destination is one HTTP destination of an integration: the API and how
+// its objects are kept.
+type Destination struct {
+	// Name names the destination in errors and logs.
+	Name string
+	// Config is the API.
+	Config Config
+	// Mode is ModeUpsert or ModeNotify.
+	Mode string
+	// Identity names the identity map's namespace: record key → the API's
+	// id. Integrations writing the same objects share one.
+	Identity string
+	// Reversal is the request a notify destination's compensation sends
+	// for every notification it undoes (nil: nothing to undo them with).
+	Reversal *Endpoint
 }
 
-// Result is what happened to every record of an Apply, in their order:
-// len(Records) = Created + Updated + Conflicts + Rejected + Superseded
-// when Apply returns no error.
-type Result struct {
-	// Records has one entry per record passed in, in the same order.
-	Records []RecordResult
-	// Created, Updated, Conflicts, Rejected and Superseded count the
-	// records by outcome.
-	Created, Updated, Conflicts, Rejected, Superseded int
-}
-
-// errorTypes are the failure types of the Sink's HTTP errors.
-var errorTypes = httpclient.ErrorTypes{
-	HTTP:        failure.TypeSinkHTTP,
-	Auth:        failure.TypeSinkAuth,
-	NotFound:    failure.TypeSinkNotFound,
-	Throttled:   failure.TypeSinkThrottled,
-	Unavailable: failure.TypeSinkUnavailable,
-}
-
-// Sink writes records to one HTTP API. It is safe for concurrent use: one
-// Sink serves every activity of a worker, so its rate limit, its
-// max_in_flight slots, its circuit breaker and its OAuth2 token are shared
-// by all of them.
+// Sink is the HTTP destination connector (connector.Sink). A record is
+// created once, with an idempotency key derived from the run, its key and
+// its row, so a retried call never creates a second object; the id the
+// API gives it is kept in the identity map, and later versions update it
+// under that id (upsert mode). A record whose row the map already holds is
+// not sent again. In an atomic run, an image of every record is committed
+// before the calls, so Restore knows what they may have done even when the
+// batch never commits.
 type Sink struct {
-	name string
-	cfg  Config // with defaults
-	base *url.URL
-
-	createPath, updatePath, deletePath *pathTemplate
-	batchURL                           *url.URL // nil: one request per record
-
-	client   *httpclient.Client
-	slots    chan struct{} // max_in_flight
-	breaker  *gobreaker.CircuitBreaker[reply]
-	openedAt atomic.Int64 // UnixNano when the circuit last opened
+	dest     Destination
+	client   *Client
+	reversal *Client // notify destinations with a reversal
+	ids      connector.IdentityMap
+	db       *sql.DB // where the identity map lives, for a failed batch's own transaction
 	log      *slog.Logger
-	metrics  *destinationMetrics // nil: none (WithMetrics)
-
-	// Taken by New for the metrics.
-	metricsTo                *Metrics
-	integration, destination string
-
-	// Taken by New for the client.
-	now       func() time.Time
-	sleep     func(ctx context.Context, d time.Duration) error // nil = real timers
-	transport http.RoundTripper
 }
 
-// Option changes how New builds a Sink.
-type Option func(*Sink)
+var _ connector.Sink = (*Sink)(nil)
 
-// WithTransport sets the transport under the retries and the rate limit,
-// for the API and the OAuth2 token endpoint alike (tests, proxies, mTLS;
-// for an *http.Client, pass its Transport).
-func WithTransport(rt http.RoundTripper) Option {
-	return func(s *Sink) {
-		if rt != nil {
-			s.transport = rt
-		}
+// New builds the Sink of destination d of the named integration: its
+// client (with opts) and, for a notify destination with a reversal, the
+// reversal's client. The identity map ids lives in db.
+func New(integration string, d Destination, ids connector.IdentityMap, db *sql.DB, opts ...Option) (*Sink, error) {
+	if d.Mode == "" {
+		d.Mode = ModeUpsert
 	}
-}
-
-// WithLogger sets where retries, circuit changes and token refreshes are
-// logged (never with credentials). Default: discard.
-func WithLogger(l *slog.Logger) Option {
-	return func(s *Sink) {
-		if l != nil {
-			s.log = l
-		}
+	if d.Identity == "" {
+		d.Identity = integration + "/" + d.Name
 	}
-}
-
-// WithClock sets the clock used to read Retry-After and X-RateLimit-Reset.
-func WithClock(now func() time.Time) Option {
-	return func(s *Sink) {
-		if now != nil {
-			s.now = now
-		}
-	}
-}
-
-// New validates cfg, parses its path templates and builds the Sink of the
-// named integration. A bad configuration is a permanent failure.TypeConfig
-// error listing every problem.
-func New(name string, cfg Config, opts ...Option) (*Sink, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("http sink %q: %w", name, err))
-	}
-	cfg = cfg.withDefaults()
-	s := &Sink{
-		name:  name,
-		cfg:   cfg,
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		log:   slog.New(slog.DiscardHandler),
-		now:   time.Now,
+	s := &Sink{dest: d, ids: ids, db: db, log: slog.New(slog.DiscardHandler)}
+	withLabels := func(destination string) []Option {
+		return append([]Option{WithDestination(integration, destination)}, opts...)
 	}
 	var err error
-	// Validate parsed these already: errors here are unreachable.
-	s.base, err = url.Parse(cfg.BaseURL)
-	if err == nil {
-		s.createPath, err = parsePath("create.path", cfg.Create.Path)
+	if s.client, err = NewClient(integration+"/"+d.Name, d.Config, withLabels(d.Name)...); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		s.updatePath, err = parsePath("update.path", cfg.Update.Path)
+	s.log = s.client.log
+	if d.Mode == ModeNotify && d.Reversal != nil {
+		rc := d.Config
+		rc.Create = *d.Reversal
+		rc.Batch = Batch{}
+		if s.reversal, err = NewClient(integration+"/"+d.Name+" reversal", rc, withLabels(d.Name+"/reversal")...); err != nil {
+			return nil, err
+		}
 	}
-	if err == nil {
-		s.deletePath, err = parsePath("delete.path", cfg.Delete.Path)
-	}
-	if err == nil && cfg.Batch.Path != "" {
-		s.batchURL, err = resolve(s.base, cfg.Batch.Path)
-	}
-	if err != nil {
-		return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("http sink %q: %w", name, err))
-	}
-	s.integration = name
-	for _, o := range opts {
-		o(s)
-	}
-	if s.metricsTo != nil {
-		s.metrics = s.metricsTo.forDestination(s.integration, s.destination)
-	}
-	s.client = httpclient.New(httpclient.Options{
-		Name:        name,
-		Auth:        cfg.Auth,
-		RateLimit:   cfg.RateLimit,
-		Retry:       cfg.Retry,
-		Timeout:     cfg.Timeout,
-		Headers:     cfg.Headers,
-		UserAgent:   "tether-httpsink",
-		Types:       errorTypes,
-		NoRedirects: true,
-		Transport:   s.transport,
-		Logger:      s.log,
-		Now:         s.now,
-		Sleep:       s.sleep,
-	})
-	s.breaker = s.newBreaker()
 	return s, nil
 }
 
-// String names the destination (its base URL, without secrets).
-func (s *Sink) String() string { return httpclient.RedactURL(s.cfg.BaseURL) }
-
-// job is one request's worth of records: one record, or a batch of creates.
-type job struct {
-	idx   []int
-	batch bool
+// Capabilities: an HTTP destination is not transactional (calls are made
+// idempotent instead), compensates, and neither deletes nor sweeps.
+func (s *Sink) Capabilities() connector.Capabilities {
+	return connector.Capabilities{Kind: "http", Compensation: true}
 }
 
-// Apply writes records: a record without ExternalID is created (with its
-// idempotency key), one with ExternalID is updated, up to max_in_flight
-// at once. What happened to each is in the Result; a record the
-// destination refuses is rejected or conflicted there, not an error.
-//
-// The error, when there is one, is classified (package failure) and
-// returned as it is: permanent for credentials, missing endpoints,
-// redirects and unreadable answers; throttled (with the wait the server
-// asked for) for 429/503 and an open circuit; transient for network
-// errors and 5xx. The remaining records are then not sent; retrying the
-// whole Apply is safe, as creates carry idempotency keys and updates are
-// idempotent.
-func (s *Sink) Apply(ctx context.Context, records []Record) (Result, error) {
-	res := Result{Records: make([]RecordResult, len(records))}
-	for i, r := range records {
-		res.Records[i].Key = r.Key
-	}
-	jobs := s.plan(records, &res)
+// Client is the API client, for callers that need the calls themselves.
+func (s *Sink) Client() *Client { return s.client }
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		// stopped: the circuit refused a call, so no more are sent; the
-		// calls in flight (a half-open circuit's probe among them) finish,
-		// so their outcome is known and the breaker can close.
-		stopped atomic.Bool
-	)
-	queue := make(chan job)
-	for range min(len(jobs), s.cfg.MaxInFlight) {
-		wg.Go(func() {
-			for j := range queue {
-				if ctx.Err() != nil || stopped.Load() {
-					continue // an earlier call failed: the rest is not sent
-				}
-				if err := s.run(ctx, records, j, &res); err != nil {
-					mu.Lock()
-					if errorRank(err) > errorRank(firstErr) {
-						firstErr = err
-					}
-					mu.Unlock()
-					if failure.IsType(err, failure.TypeCircuitOpen) {
-						stopped.Store(true)
-					} else {
-						cancel()
-					}
-				}
-			}
-		})
-	}
-	for _, j := range jobs {
-		if ctx.Err() != nil || stopped.Load() {
-			break
-		}
-		queue <- j
-	}
-	close(queue)
-	wg.Wait()
+// String names the API (credentials redacted).
+func (s *Sink) String() string { return s.client.String() }
 
-	for _, r := range res.Records {
-		switch r.Outcome {
-		case OutcomeCreated:
-			res.Created++
-		case OutcomeUpdated:
-			res.Updated++
-		case OutcomeConflict:
-			res.Conflicts++
-		case OutcomeRejected:
-			res.Rejected++
-		case OutcomeSuperseded:
-			res.Superseded++
-		}
-	}
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = fmt.Errorf("http sink %q: %w", s.name, context.Cause(ctx))
-	}
-	s.log.DebugContext(ctx, "applied records", "integration", s.name, "records", len(records),
-		"created", res.Created, "updated", res.Updated, "conflicts", res.Conflicts,
-		"rejected", res.Rejected, "superseded", res.Superseded, "error", firstErr)
-	return res, firstErr
+// sent is what an Apply's calls did, to record in the batch's transaction.
+type sent struct {
+	identities []connector.Identity
+	sentIDs    map[string]string
 }
 
-// errorRank orders the errors of one Apply's calls by which one it
-// returns: a permanent failure first (it needs a person), then an open
-// circuit (the run waits on a timer rather than retrying), then the first
-// of the others.
-func errorRank(err error) int {
-	switch {
-	case err == nil:
-		return 0
-	case failure.IsPermanent(err):
-		return 3
-	case failure.IsType(err, failure.TypeCircuitOpen):
-		return 2
-	}
-	return 1
-}
-
-// plan collapses records with the same key (the last wins) and groups the
-// rest into requests: batches of creates in batch mode, one each otherwise.
-func (s *Sink) plan(records []Record, res *Result) []job {
-	last := make(map[string]int, len(records))
-	for i, r := range records {
-		if r.Key != "" {
-			last[r.Key] = i
-		}
-	}
-	var jobs []job
-	var creates []int
-	for i, r := range records {
-		if r.Key != "" && last[r.Key] != i {
-			res.Records[i].Outcome = OutcomeSuperseded
-			res.Records[i].Err = fmt.Sprintf("superseded by record %d with the same key", last[r.Key])
-			continue
-		}
-		if s.batchURL != nil && r.ExternalID == "" {
-			creates = append(creates, i)
-			continue
-		}
-		jobs = append(jobs, job{idx: []int{i}})
-	}
-	for len(creates) > 0 {
-		n := min(len(creates), s.cfg.Batch.MaxRecords)
-		jobs = append(jobs, job{idx: creates[:n:n], batch: true})
-		creates = creates[n:]
-	}
-	return jobs
-}
-
-// run sends one job and fills in its records' results.
-func (s *Sink) run(ctx context.Context, records []Record, j job, res *Result) error {
-	if j.batch {
-		return s.createBatch(ctx, records, j.idx, res.Records)
-	}
-	i := j.idx[0]
-	r, err := s.applyOne(ctx, records[i])
-	r.Key = records[i].Key
-	res.Records[i] = r
-	return err
-}
-
-// applyOne creates or updates one record.
-func (s *Sink) applyOne(ctx context.Context, rec Record) (RecordResult, error) {
-	create := rec.ExternalID == ""
-	tmpl, method := s.updatePath, s.cfg.Update.Method
-	if create {
-		tmpl, method = s.createPath, s.cfg.Create.Method
-	}
-	u, body, problem := s.prepare(tmpl, rec.Row, rec.ExternalID)
-	if problem != "" {
-		return RecordResult{Outcome: OutcomeRejected, Err: problem}, nil
-	}
-	header := http.Header{"Content-Type": {"application/json"}}
-	if create {
-		header.Set(s.cfg.IdempotencyHeader, idempotencyKey(rec))
-	}
-	rep, err := s.send(ctx, method, u, body, header)
+// Apply sends the batch's rows to the API, then records the identities
+// the calls created or updated in w's transaction. Unchanged rows (the
+// identity map holds the same row) are not sent; known records are updated
+// under their id (upsert mode); others are created under an idempotency
+// key. Rows the API refuses are returned as refusals; an error that stops
+// the batch keeps what is known (created ids, refused records) first.
+func (s *Sink) Apply(ctx context.Context, w connector.Writer, b connector.Batch) (connector.Result, error) {
+	var res connector.Result
+	ns := s.dest.Identity
+	known, err := s.ids.LookupIdentities(ctx, nil, ns, b.Keys)
 	if err != nil {
-		return RecordResult{}, err
+		return res, err
 	}
-	r := RecordResult{Status: rep.status, ExternalID: rec.ExternalID}
-	switch code := rep.status; {
-	case code >= 200 && code <= 299 && create:
-		id, err := s.createdID(rep)
+	// An earlier attempt at this batch may have sent some records already.
+	done := map[string]connector.IdentityImage{}
+	if b.KeepImages {
+		images, err := s.ids.IdentityImages(ctx, b.RunID, ns, b.Seq)
 		if err != nil {
-			return r, failure.Permanent(failure.TypeSinkMalformed,
-				fmt.Errorf("%s %s: status %d: created, but %v: check id_path", method, httpclient.RedactURL(u.String()), code, err),
-				httpclient.ErrorDetails{StatusCode: code, URL: httpclient.RedactURL(u.String())})
+			return res, err
 		}
-		r.Outcome, r.ExternalID = OutcomeCreated, id
-	case code >= 200 && code <= 299:
-		r.Outcome = OutcomeUpdated
-	case code == http.StatusConflict, code == http.StatusPreconditionFailed,
-		!create && (code == http.StatusNotFound || code == http.StatusGone):
-		r.Outcome, r.Err = OutcomeConflict, s.refusal(rep)
-	case code == http.StatusBadRequest, code == http.StatusUnprocessableEntity:
-		r.Outcome, r.Err = OutcomeRejected, s.refusal(rep)
-	default:
-		return r, s.statusError(method, u, rep)
-	}
-	return r, nil
-}
-
-// prepare renders a record's URL and encodes its body; a problem with
-// either is the reason the record is rejected.
-func (s *Sink) prepare(tmpl *pathTemplate, row map[string]any, externalID string) (*url.URL, []byte, string) {
-	rendered, err := tmpl.render(row, externalID)
-	if err != nil {
-		return nil, nil, err.Error()
-	}
-	u, err := resolve(s.base, rendered)
-	if err != nil {
-		return nil, nil, fmt.Sprintf("%s: %v", tmpl.field, err)
-	}
-	body, err := json.Marshal(row)
-	if err != nil {
-		return nil, nil, fmt.Sprintf("row is not JSON: %v", err)
-	}
-	return u, body, ""
-}
-
-// createdID reads the created object's id at id_path; an empty answer
-// falls back on the last segment of its Location header.
-func (s *Sink) createdID(rep reply) (string, error) {
-	if len(rep.body) == 0 {
-		if loc := rep.header.Get("Location"); loc != "" {
-			if u, err := url.Parse(loc); err == nil && path.Base(u.Path) != "/" && path.Base(u.Path) != "." {
-				return path.Base(u.Path), nil
+		for _, im := range images {
+			if im.SentID != "" {
+				done[im.Key] = im
 			}
 		}
-		return "", fmt.Errorf("the answer is empty (no id at %q, no Location)", s.cfg.IDPath)
 	}
-	v, err := decodeJSON(rep.body)
-	if err != nil {
-		return "", fmt.Errorf("the answer is not JSON (%v): %s", err, s.client.Quote(rep.body))
+	// The last row of a key wins, as in a PostgreSQL destination.
+	last := make(map[string]int, len(b.Rows))
+	for i, k := range b.Keys {
+		last[k] = i
 	}
-	return idAt(v, s.cfg.IDPath)
+	var (
+		records []Record
+		recRow  []int // records[j] is b.Rows[recRow[j]]
+		bodies  [][]byte
+		images  []connector.IdentityImage
+	)
+	for i, row := range b.Rows {
+		key := b.Keys[i]
+		if last[key] != i {
+			res.Duplicates++
+			continue
+		}
+		body, err := json.Marshal(row)
+		if err != nil {
+			res.Refused = append(res.Refused, connector.Refusal{Index: i, Keyword: "json",
+				Message: fmt.Sprintf("destination %q: row is not JSON: %v", s.dest.Name, err)})
+			continue
+		}
+		prior, ok := known[key]
+		if ok && prior.RowHash == RowHash(body) {
+			// Sent by an earlier attempt of this very batch (which failed
+			// part-way): counted as what that attempt did.
+			if im, mine := done[key]; mine && prior.RunID == b.RunID && im.SentID == prior.ExternalID {
+				if im.Existed {
+					res.Updated++
+				} else {
+					res.Inserted++
+				}
+				continue
+			}
+			res.Unchanged++
+			continue
+		}
+		rec := Record{Key: key, Row: row, IdempotencyKey: IdempotencyKey(b.RunID, key, row)}
+		if ok && s.dest.Mode == ModeUpsert {
+			rec.ExternalID = prior.ExternalID
+		}
+		records, recRow, bodies = append(records, rec), append(recRow, i), append(bodies, body)
+		images = append(images, connector.IdentityImage{Key: key, Seq: b.Seq, Existed: ok, Prior: prior,
+			IdempotencyKey: rec.IdempotencyKey, SentRow: body})
+	}
+	if len(records) > 0 {
+		out, err := s.send(ctx, b, records, recRow, bodies, images, &res)
+		if err != nil {
+			return res, err
+		}
+		if err := s.record(ctx, w, b, out); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
-// refusal describes a refused record: the status and the start of the
-// destination's answer.
-func (s *Sink) refusal(rep reply) string {
-	return fmt.Sprintf("status %d %s: %s", rep.status, http.StatusText(rep.status), s.client.Quote(rep.body))
+// send makes the calls of an Apply and counts their outcomes in res.
+func (s *Sink) send(ctx context.Context, b connector.Batch, records []Record, recRow []int, bodies [][]byte, images []connector.IdentityImage, res *connector.Result) (*sent, error) {
+	if b.KeepImages {
+		firstPerRun := s.dest.Mode == ModeUpsert
+		if err := s.ids.RecordIdentityImages(ctx, nil, b.RunID, s.dest.Identity, b.Seq, firstPerRun, images); err != nil {
+			return nil, err
+		}
+	}
+	out, err := s.client.Apply(ctx, records)
+	if err != nil {
+		// Keep what is known before failing: the objects created or
+		// updated (so a retry updates them and compensation finds their
+		// ids), and the records the API refused outright (4xx), which
+		// compensation has nothing to undo for.
+		if perr := s.recordPartial(ctx, b, records, bodies, out); perr != nil {
+			s.log.Warn("recording a failed batch's partial outcome failed", "destination", s.dest.Name, "error", perr)
+		}
+		return nil, err // classified: throttled, circuit open, transient or permanent
+	}
+	// An object deleted in the destination since it was last sent (404 or
+	// 410 on its update) is created again.
+	var again []int
+	for j, r := range out.Records {
+		if r.Outcome == OutcomeConflict && records[j].ExternalID != "" &&
+			(r.Status == http.StatusNotFound || r.Status == http.StatusGone) {
+			again = append(again, j)
+		}
+	}
+	if len(again) > 0 {
+		recs := make([]Record, len(again))
+		for i, j := range again {
+			recs[i] = records[j]
+			recs[i].ExternalID = ""
+		}
+		out2, err := s.client.Apply(ctx, recs)
+		if err != nil {
+			return nil, err
+		}
+		for i, j := range again {
+			out.Records[j] = out2.Records[i]
+		}
+	}
+	done := &sent{sentIDs: map[string]string{}}
+	for j, r := range out.Records {
+		i := recRow[j]
+		switch r.Outcome {
+		case OutcomeCreated, OutcomeUpdated:
+			if r.Outcome == OutcomeCreated {
+				res.Inserted++
+			} else {
+				res.Updated++
+			}
+			done.identities = append(done.identities, connector.Identity{Key: records[j].Key, ExternalID: r.ExternalID,
+				RowHash: RowHash(bodies[j]), LastRow: bodies[j]})
+			done.sentIDs[records[j].Key] = r.ExternalID
+		case OutcomeConflict:
+			res.Refused = append(res.Refused, connector.Refusal{Index: i, Keyword: "conflict",
+				Message: fmt.Sprintf("destination %q: %s", s.dest.Name, r.Err)})
+		default: // rejected (superseded cannot happen: keys are unique here)
+			res.Refused = append(res.Refused, connector.Refusal{Index: i, Keyword: "rejected",
+				Message: fmt.Sprintf("destination %q: %s", s.dest.Name, r.Err)})
+		}
+	}
+	return done, nil
 }
 
-// Delete deletes the record the destination knows as externalID, for
-// compensation; row fills the rest of the delete path. A record already
-// gone (404, 410) counts as deleted, so Delete is idempotent.
-func (s *Sink) Delete(ctx context.Context, externalID string, row map[string]any) error {
-	if externalID == "" {
-		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("http sink %q: delete: no destination id", s.name))
+// recordPartial records what an Apply that failed part-way did, in its own
+// transaction (the batch's is rolled back): the identities of the records
+// it created or updated and, in an atomic run, their ids in the images;
+// the images of records the API refused with a 4xx answer (not 408 or 429)
+// are dropped, as nothing was written for them.
+func (s *Sink) recordPartial(ctx context.Context, b connector.Batch, records []Record, bodies [][]byte, res Result) error {
+	done := &sent{sentIDs: map[string]string{}}
+	var refused []connector.IdentityImage
+	for j, r := range res.Records {
+		switch {
+		case r.Outcome == OutcomeCreated || r.Outcome == OutcomeUpdated:
+			done.identities = append(done.identities, connector.Identity{Key: records[j].Key, ExternalID: r.ExternalID,
+				RowHash: RowHash(bodies[j]), LastRow: bodies[j]})
+			done.sentIDs[records[j].Key] = r.ExternalID
+		case r.Outcome == "" && r.Status >= 400 && r.Status < 500 &&
+			r.Status != http.StatusRequestTimeout && r.Status != http.StatusTooManyRequests:
+			refused = append(refused, connector.IdentityImage{Key: records[j].Key, Seq: b.Seq})
+		}
 	}
-	rendered, err := s.deletePath.render(row, externalID)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("http sink %q: delete %s: %v", s.name, externalID, err))
+		return postgres.Classify(err, "begin recording a partial batch")
 	}
-	u, err := resolve(s.base, rendered)
-	if err != nil {
-		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("http sink %q: delete %s: %v", s.name, externalID, err))
+	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	if err := s.save(ctx, tx, b, done); err != nil {
+		return err
 	}
-	method := s.cfg.Delete.Method
-	rep, err := s.send(ctx, method, u, nil, nil)
+	if b.KeepImages {
+		if err := s.ids.DropIdentityImages(ctx, tx, b.RunID, s.dest.Identity, refused); err != nil {
+			return err
+		}
+	}
+	return postgres.Classify(tx.Commit(), "commit a partial batch")
+}
+
+// record saves what the calls did in the batch's transaction.
+func (s *Sink) record(ctx context.Context, w connector.Writer, b connector.Batch, done *sent) error {
+	tx, err := w.Tx(ctx)
 	if err != nil {
 		return err
 	}
-	switch code := rep.status; {
-	case code >= 200 && code <= 299, code == http.StatusNotFound, code == http.StatusGone:
-		return nil
-	default:
-		return s.statusError(method, u, rep)
-	}
+	return s.save(ctx, tx, b, done)
 }
 
-// Restore puts before, the record as it was, back under externalID with a
-// PUT to the update path, compensating an update. A record that is gone or
-// refuses the before-image is a permanent failure.TypeCompensation error.
-func (s *Sink) Restore(ctx context.Context, externalID string, before map[string]any) error {
-	if externalID == "" {
-		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("http sink %q: restore: no destination id", s.name))
+// save records the identities the calls created or updated and the ids
+// they got.
+func (s *Sink) save(ctx context.Context, q postgres.Querier, b connector.Batch, done *sent) error {
+	if err := s.ids.SaveIdentities(ctx, q, s.dest.Identity, b.RunID, done.identities); err != nil {
+		return err
 	}
-	u, body, problem := s.prepare(s.updatePath, before, externalID)
-	if problem != "" {
-		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("http sink %q: restore %s: %s", s.name, externalID, problem))
+	if !b.KeepImages {
+		return nil
 	}
-	rep, err := s.send(ctx, http.MethodPut, u, body, http.Header{"Content-Type": {"application/json"}})
+	return s.ids.SetImageSentIDs(ctx, q, b.RunID, s.dest.Identity, b.Seq, done.sentIDs)
+}
+
+// Delete is not supported: an HTTP destination's objects are created and
+// updated by syncs; change events go to PostgreSQL destinations.
+func (s *Sink) Delete(context.Context, connector.Writer, connector.Batch) (connector.Result, error) {
+	return connector.Result{}, failure.Permanent(failure.TypeConfig, fmt.Errorf(
+		"destination %q is an HTTP API: deleting its objects by event is not supported", s.dest.Name))
+}
+
+// Restore undoes batch seq of a run, record by record, each image consumed
+// once undone: an upsert destination's objects the run created are deleted
+// and those it changed get their previous row back; a notify destination's
+// notifications get their reversal. A transient failure is returned for a
+// retry (records done stay done); the records that cannot be undone are
+// listed in a permanent failure.TypeCompensation error, to repair by hand.
+func (s *Sink) Restore(ctx context.Context, _ connector.Writer, runID string, seq int) (int, error) {
+	ns := s.dest.Identity
+	images, err := s.ids.IdentityImages(ctx, runID, ns, seq)
+	if err != nil {
+		return 0, err
+	}
+	var left []string
+	undone := 0
+	for _, im := range images {
+		if err := s.undo(ctx, im); err != nil {
+			if !failure.IsPermanent(err) {
+				return undone, err
+			}
+			left = append(left, fmt.Sprintf("%s: %v", im.Key, err))
+			continue
+		}
+		if err := s.ids.UndoIdentity(ctx, runID, ns, im); err != nil {
+			return undone, err
+		}
+		undone++
+	}
+	if len(left) > 0 {
+		sort.Strings(left)
+		return undone, failure.Permanent(failure.TypeCompensation, fmt.Errorf(
+			"destination %q, batch %d: %d of %d records could not be undone; repair them by hand (their images stay in tether_identity_images, namespace %q): %s",
+			s.dest.Name, seq, len(left), len(images), ns, strings.Join(left, "; ")))
+	}
+	return undone, nil
+}
+
+// undo undoes one record's call.
+func (s *Sink) undo(ctx context.Context, im connector.IdentityImage) error {
+	sentRow, err := decodeRow(im.SentRow)
+	if err != nil {
+		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("the row sent is unreadable: %v", err))
+	}
+	if s.dest.Mode == ModeUpsert && im.Existed {
+		prior, err := decodeRow(im.Prior.LastRow)
+		if err != nil || prior == nil {
+			return failure.Permanent(failure.TypeCompensation, fmt.Errorf("no readable previous row to restore %s with", im.Prior.ExternalID))
+		}
+		return s.client.Restore(ctx, im.Prior.ExternalID, prior)
+	}
+	if s.dest.Mode == ModeNotify && s.reversal == nil {
+		return nil // nothing declared to undo a notification with
+	}
+	id := im.SentID
+	if id == "" {
+		// The call's answer was never recorded (the worker stopped, or the
+		// batch failed after it): ask again under the same idempotency key,
+		// which answers with the object the first call created, if any.
+		res, err := s.client.Apply(ctx, []Record{{Key: im.Key, Row: sentRow, IdempotencyKey: im.IdempotencyKey}})
+		if err != nil {
+			return err
+		}
+		r := res.Records[0]
+		if r.Outcome == OutcomeRejected || r.Outcome == OutcomeConflict {
+			// The API refuses the create (it replays its first answer):
+			// nothing was created, so nothing is left to undo.
+			return nil
+		}
+		if r.Outcome != OutcomeCreated {
+			return failure.Permanent(failure.TypeCompensation, fmt.Errorf(
+				"could not learn the id of the object created under idempotency key %s: %s %s", im.IdempotencyKey, r.Outcome, r.Err))
+		}
+		id = r.ExternalID
+	}
+	if s.dest.Mode == ModeUpsert {
+		return s.client.Delete(ctx, id, sentRow)
+	}
+	res, err := s.reversal.Apply(ctx, []Record{{
+		Key:            im.Key,
+		Row:            map[string]any{"reversal_of": id, "record": json.RawMessage(im.SentRow)},
+		IdempotencyKey: "reversal-" + im.IdempotencyKey,
+	}})
 	if err != nil {
 		return err
 	}
-	switch code := rep.status; {
-	case code >= 200 && code <= 299:
-		return nil
-	case code == http.StatusNotFound, code == http.StatusGone, code == http.StatusConflict,
-		code == http.StatusPreconditionFailed, code == http.StatusBadRequest, code == http.StatusUnprocessableEntity:
-		return failure.Permanent(failure.TypeCompensation,
-			fmt.Errorf("PUT %s: the before-image of %s was not restored: %s", httpclient.RedactURL(u.String()), externalID, s.refusal(rep)),
-			httpclient.ErrorDetails{StatusCode: code, URL: httpclient.RedactURL(u.String())})
-	default:
-		return s.statusError(http.MethodPut, u, rep)
+	if r := res.Records[0]; r.Outcome != OutcomeCreated {
+		return failure.Permanent(failure.TypeCompensation, fmt.Errorf("the reversal of %s was refused: %s", id, r.Err))
 	}
+	return nil
 }
 
-// idempotencyKey is the record's key for a create.
-func idempotencyKey(rec Record) string {
-	if rec.IdempotencyKey != "" {
-		return rec.IdempotencyKey
+// LastImaged returns the highest batch of the run with images left.
+func (s *Sink) LastImaged(ctx context.Context, runID string) (int, error) {
+	return s.ids.LastIdentityImageSeq(ctx, runID, s.dest.Identity)
+}
+
+// Forget drops the images the run left.
+func (s *Sink) Forget(ctx context.Context, runID string) error {
+	return s.ids.ForgetIdentityImages(ctx, runID, s.dest.Identity)
+}
+
+// RowHash identifies a row's content (its JSON, keys sorted).
+func RowHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+func decodeRow(b json.RawMessage) (map[string]any, error) {
+	if len(b) == 0 {
+		return nil, nil
 	}
-	return IdempotencyKey("", rec.Key, rec.Row)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var row map[string]any
+	err := dec.Decode(&row)
+	return row, err
 }

@@ -111,6 +111,13 @@ func New(integration string, cfg Config, opts ...Option) (*Source, error) {
 	return s, nil
 }
 
+// Capabilities: an HTTP source filters by cursor when its incremental
+// parameter is set, and answers "not modified" from page memos with
+// conditional requests.
+func (s *Source) Capabilities() connector.Capabilities {
+	return connector.Capabilities{Kind: "http", Incremental: s.cfg.Incremental.Param != "", Conditional: s.cfg.ConditionalRequests}
+}
+
 // Fetch reads the page at req.Position. Its errors are classified with
 // package failure and name the method, the URL (without secrets), the
 // status and the start of the body.

@@ -65,7 +65,7 @@ func buildDeleteStatement(t Table, target, stage, tombstone string) string {
 // a key not in the table counts Unchanged. In the Result, Updated counts
 // the rows deleted or tombstoned. Rows whose key or version cannot be
 // converted are Rejected, as in Upsert; other errors are classified.
-func (s *Sink) Delete(ctx context.Context, tx *sql.Tx, rows []Row, opt DeleteOptions) (Result, error) {
+func (s *TableWriter) Delete(ctx context.Context, tx *sql.Tx, rows []Row, opt DeleteOptions) (Result, error) {
 	res := Result{Received: len(rows)}
 	if opt.Tombstone != "" {
 		c, ok := s.table.column(opt.Tombstone)
@@ -106,7 +106,7 @@ func (s *Sink) Delete(ctx context.Context, tx *sql.Tx, rows []Row, opt DeleteOpt
 	return res, nil
 }
 
-func (s *Sink) deleteStatement(tombstone string) string {
+func (s *TableWriter) deleteStatement(tombstone string) string {
 	if tombstone == "" {
 		return s.sql.remove
 	}

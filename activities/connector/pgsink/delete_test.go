@@ -14,7 +14,7 @@ import (
 
 // del deletes rows in its own transaction (inTx: the transaction stays
 // usable after it, as the events apply writes the deliveries after it).
-func del(t testing.TB, db *sql.DB, s *Sink, rows []Row, opt DeleteOptions) Result {
+func del(t testing.TB, db *sql.DB, s *TableWriter, rows []Row, opt DeleteOptions) Result {
 	t.Helper()
 	return inTx(t, db, "Delete", func(ctx context.Context, tx *sql.Tx) (Result, error) { return s.Delete(ctx, tx, rows, opt) })
 }

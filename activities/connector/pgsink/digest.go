@@ -46,7 +46,7 @@ type Exprs struct {
 }
 
 // Exprs returns the comparison expressions over the target table (alias t).
-func (s *Sink) Exprs() Exprs {
+func (s *TableWriter) Exprs() Exprs {
 	q := pq.QuoteIdentifier
 	keys := make([]string, len(s.table.Key))
 	obj := make([]string, len(s.table.Key))
@@ -80,7 +80,7 @@ type Querier interface {
 // PostgreSQL casts the values to the column types. Rows Upsert would reject
 // for their values are returned as rejected (a reconciliation counts them
 // as invalid); rows sharing a key keep the last, as Upsert does.
-func (s *Sink) RowTexts(ctx context.Context, q Querier, rows []Row) ([]RowText, []Rejected, error) {
+func (s *TableWriter) RowTexts(ctx context.Context, q Querier, rows []Row) ([]RowText, []Rejected, error) {
 	var res Result
 	staged := s.stage(rows, &res, false)
 	if len(staged) == 0 {

@@ -7,7 +7,7 @@
 // caller also saves its checkpoint, so the destination and the pipeline state
 // commit or roll back together.
 //
-// What happens to a batch (Sink.Upsert):
+// What happens to a batch (TableWriter.Upsert):
 //
 //	rows ──convert per column type──► COPY into a temporary staging table
 //	     ──DISTINCT ON (key), last row wins──► INSERT ... ON CONFLICT (key)

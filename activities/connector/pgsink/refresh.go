@@ -123,7 +123,7 @@ func buildRefreshStatements(t Table, target, images, stage string) refreshStatem
 // failure.TypeSinkSQL) when the table has rows: every row would go, which
 // is what a refresh reading an empty answer by mistake would do. Readers
 // see every row until tx commits.
-func (s *Sink) Sweep(ctx context.Context, tx *sql.Tx, runID string, seq int, beforeImages bool, keep []string) (deleted int, err error) {
+func (s *TableWriter) Sweep(ctx context.Context, tx *sql.Tx, runID string, seq int, beforeImages bool, keep []string) (deleted int, err error) {
 	if runID == "" {
 		return 0, permanent("sweep %s: a run id is required", s.sql.target)
 	}
@@ -160,7 +160,7 @@ func (s *Sink) Sweep(ctx context.Context, tx *sql.Tx, runID string, seq int, bef
 
 // DropSeen forgets the keys the refresh runs runIDs recorded, in every
 // table of the sink's schema, once they have ended. It is idempotent.
-func (s *Sink) DropSeen(ctx context.Context, db *sql.DB, runIDs ...string) error {
+func (s *TableWriter) DropSeen(ctx context.Context, db *sql.DB, runIDs ...string) error {
 	if len(runIDs) == 0 {
 		return nil
 	}
@@ -177,7 +177,7 @@ func (s *Sink) DropSeen(ctx context.Context, db *sql.DB, runIDs ...string) error
 
 // recordSeen records, in the upsert's savepoint, the keys of the rows
 // staged for a refresh run.
-func (s *Sink) recordSeen(ctx context.Context, tx *sql.Tx, runID string) error {
+func (s *TableWriter) recordSeen(ctx context.Context, tx *sql.Tx, runID string) error {
 	_, err := tx.ExecContext(ctx, s.sql.refresh.recordSeen, runID)
 	return err
 }

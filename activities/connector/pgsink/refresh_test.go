@@ -12,7 +12,7 @@ import (
 )
 
 // sweep runs Sweep in its own transaction and commits.
-func sweep(t testing.TB, db *sql.DB, s *Sink, runID string, seq int, images bool, keep []string) int {
+func sweep(t testing.TB, db *sql.DB, s *TableWriter, runID string, seq int, images bool, keep []string) int {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.BeginTx(ctx, nil)
@@ -305,7 +305,7 @@ func TestSink_DropSeen(t *testing.T) {
 		t.Errorf("seen keys of r1|r2|r3 = %s, want only r3's", got)
 	}
 	// Without the table (never ensured), there is nothing to forget.
-	other, err := New(Table{Schema: "tether_no_such_schema", Name: "x", Columns: []Column{{Name: "id", Type: TypeText}}, Key: []string{"id"}})
+	other, err := NewTableWriter(Table{Schema: "tether_no_such_schema", Name: "x", Columns: []Column{{Name: "id", Type: TypeText}}, Key: []string{"id"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,476 +3,133 @@ package pgsink
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
-	"github.com/lib/pq"
-
-	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/connector"
 )
 
-// Row is one record to write, column name to value, with values as decoded
-// from JSON with UseNumber (string, json.Number, float64, int, int64, bool,
-// nil, map[string]any, []any) or time.Time. Missing columns are NULL; keys
-// that are not declared columns are ignored.
-type Row = map[string]any
-
-// UpsertOptions tune one Upsert.
-type UpsertOptions struct {
-	// BeforeImages keeps the before-image of every row the batch touches, so
-	// the batch can be compensated (atomic integrations).
-	BeforeImages bool
-	// RunID identifies the run the batch belongs to (required with
-	// BeforeImages).
-	RunID string
-	// Seq identifies the batch within the run.
-	Seq int
-	// SeenRun, when set, names the refresh run the batch belongs to: the
-	// key of every row the batch stages is recorded as seen by it, in the
-	// same savepoint as the upsert, for the run's Sweep.
-	SeenRun string
-}
-
-// Result counts what happened to every row of a batch:
-// Received = Duplicates + Inserted + Updated + Unchanged + Stale + len(Rejected).
-type Result struct {
-	// Received is the number of rows passed in.
-	Received int
-	// Duplicates is the number of rows superseded by a later row with the same
-	// key in the same batch (the last one wins).
-	Duplicates int
-	// Inserted is the number of new keys written.
-	Inserted int
-	// Updated is the number of existing rows changed.
-	Updated int
-	// Unchanged is the number of rows identical to the stored ones (not
-	// rewritten).
-	Unchanged int
-	// Stale is the number of rows skipped because the stored row has a newer
-	// version.
-	Stale int
-	// Rejected lists the rows that could not be written, with the reason.
-	Rejected []Rejected
-}
-
-// Rejected is a row that was not written because its data was refused:
-// a value that does not fit its column, a NULL key, or PostgreSQL refusing it
-// (SQLSTATE class 22 or 23, e.g. a value too long or a check constraint).
-type Rejected struct {
-	// Index is the row's position in the rows passed to Upsert.
-	Index int
-	// Key is the row's key as KeyString writes it.
-	Key string
-	// SQLState is PostgreSQL's error code, or the code PostgreSQL would have
-	// given for a value the sink refused before sending it.
-	SQLState string
-	// Err says what is wrong, naming the column or constraint when known.
-	Err string
-}
-
-// savepoint isolates each attempt at a batch inside the caller's
-// transaction, so a refused row does not abort it.
-const savepoint = "tether_pgsink"
-
-// Sink writes batches of rows into one PostgreSQL table.
+// Sink is the PostgreSQL destination connector (connector.Sink): a
+// TableWriter on the worker's own database, so every batch is written in
+// the transaction that also saves the run's checkpoint (exactly once).
 type Sink struct {
-	table    Table
-	sql      statements
-	convert  []convertFunc
-	keyIndex []int // positions of the key columns in table.Columns
-	notNull  []bool
+	w  *TableWriter
+	db *sql.DB
 }
 
-// New checks the table definition and prepares everything a batch needs,
-// SQL included. A bad definition is a non-retryable failure.TypeSinkSQL error
-// listing every problem.
-func New(t Table) (*Sink, error) {
-	if err := t.Validate(); err != nil {
-		return nil, failure.Permanent(failure.TypeSinkSQL, err)
-	}
-	t = Table{
-		Schema: t.Schema, Name: t.Name, VersionColumn: t.VersionColumn,
-		Columns: slices.Clone(t.Columns), Key: slices.Clone(t.Key),
-	}
-	s := &Sink{table: t, sql: buildStatements(t)}
-	isKey := make(map[string]bool, len(t.Key))
-	for _, k := range t.Key {
-		isKey[k] = true
-	}
-	for _, c := range t.Columns {
-		s.convert = append(s.convert, converterFor(c.Type))
-		s.notNull = append(s.notNull, c.NotNull || isKey[c.Name])
-	}
-	for _, k := range t.Key {
-		s.keyIndex = append(s.keyIndex, slices.IndexFunc(t.Columns, func(c Column) bool { return c.Name == k }))
-	}
-	return s, nil
-}
+var (
+	_ connector.Sink     = (*Sink)(nil)
+	_ connector.Preparer = (*Sink)(nil)
+	_ connector.Sweeper  = (*Sink)(nil)
+)
 
-// Table returns the table definition the sink writes to.
-func (s *Sink) Table() Table {
-	t := s.table
-	t.Columns = slices.Clone(t.Columns)
-	t.Key = slices.Clone(t.Key)
-	return t
-}
-
-// String names the target table as SQL spells it.
-func (s *Sink) String() string { return s.sql.target }
-
-// stagedRow is a row converted for COPY.
-type stagedRow struct {
-	index  int   // position in the caller's rows
-	row    Row   // the row as received, for the key of a rejected row
-	values []any // one text value (or nil) per column, then the ordinal
-}
-
-// counts is what one successful attempt at a set of staged rows did.
-type counts struct {
-	distinct, stale, inserted, updated int
-}
-
-// Upsert writes rows into the table inside tx, the caller's transaction, and
-// reports what happened to each. Rows PostgreSQL refuses for their data are
-// returned in Result.Rejected and the rest are applied; any other error is
-// returned classified (failure.TypeSinkSQL or failure.TypeSinkUnavailable) and
-// tx is left at the state it had before the call.
-func (s *Sink) Upsert(ctx context.Context, tx *sql.Tx, rows []Row, opt UpsertOptions) (Result, error) {
-	res := Result{Received: len(rows)}
-	if opt.BeforeImages && opt.RunID == "" {
-		return res, permanent("upsert into %s: before-images need a run id", s.sql.target)
-	}
-	staged := s.stage(rows, &res, false)
-	if len(staged) > 0 {
-		if err := s.apply(ctx, tx, staged, opt, &res); err != nil {
-			return Result{Received: len(rows)}, err
-		}
-	}
-	slices.SortFunc(res.Rejected, func(a, b Rejected) int { return a.Index - b.Index })
-	return res, nil
-}
-
-// stageKeys stages rows that carry only keys (and versions): only the key
-// columns must be set.
-func (s *Sink) stageKeys(rows []Row, res *Result) []stagedRow { return s.stage(rows, res, true) }
-
-// stage converts rows for COPY, rejecting those with values that do not fit
-// their columns or with NULL keys (or NULL not_null columns, unless
-// keysOnly), and collapses rows with the same key (the last one wins).
-func (s *Sink) stage(rows []Row, res *Result, keysOnly bool) []stagedRow {
-	cols := s.table.Columns
-	staged := make([]stagedRow, 0, len(rows))
-	byKey := make(map[string]int, len(rows))
-	var kb strings.Builder
-	for i, row := range rows {
-		values := make([]any, len(cols)+1)
-		var bad *Rejected
-		for j, c := range cols {
-			v, verr := s.convert[j](row[c.Name])
-			if verr == nil && v == nil && s.notNull[j] && (!keysOnly || slices.Contains(s.keyIndex, j)) {
-				what := "not_null column"
-				if slices.Contains(s.keyIndex, j) {
-					what = "key column"
-				}
-				verr = &valueError{stateNotNull, fmt.Sprintf("%s %q is NULL or missing", what, c.Name)}
-			}
-			if verr != nil {
-				msg := verr.msg
-				if verr.state != stateNotNull {
-					msg = fmt.Sprintf("column %q (%s): %s", c.Name, c.Type, msg)
-				}
-				bad = &Rejected{Index: i, Key: KeyString(row, s.table.Key), SQLState: verr.state, Err: msg}
-				break
-			}
-			values[j] = v
-		}
-		if bad != nil {
-			res.Rejected = append(res.Rejected, *bad)
-			continue
-		}
-		values[len(cols)] = int64(i)
-		kb.Reset()
-		for _, j := range s.keyIndex {
-			kb.WriteString(values[j].(string))
-			kb.WriteByte(0)
-		}
-		r := stagedRow{index: i, row: row, values: values}
-		if at, ok := byKey[kb.String()]; ok {
-			staged[at] = r
-			res.Duplicates++
-			continue
-		}
-		byKey[kb.String()] = len(staged)
-		staged = append(staged, r)
-	}
-	return staged
-}
-
-// apply writes staged rows; when PostgreSQL refuses the data, it splits the
-// rows in halves until the refused rows are isolated and rejected, and
-// applies the rest.
-func (s *Sink) apply(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt UpsertOptions, res *Result) error {
-	c, err := s.attempt(ctx, tx, rows, opt)
-	if err == nil {
-		res.Duplicates += len(rows) - c.distinct
-		res.Stale += c.stale
-		res.Inserted += c.inserted
-		res.Updated += c.updated
-		res.Unchanged += max(0, c.distinct-c.stale-c.inserted-c.updated)
-		return nil
-	}
-	if !isDataError(err) {
-		return classify(err, "upsert into "+s.sql.target)
-	}
-	if len(rows) == 1 {
-		res.Rejected = append(res.Rejected, Rejected{
-			Index: rows[0].index, Key: KeyString(rows[0].row, s.table.Key), SQLState: sqlState(err), Err: rowMessage(err),
-		})
-		return nil
-	}
-	mid := len(rows) / 2
-	if err := s.apply(ctx, tx, rows[:mid], opt, res); err != nil {
-		return err
-	}
-	return s.apply(ctx, tx, rows[mid:], opt, res)
-}
-
-// attempt stages rows and applies them in one savepoint; on any error the
-// transaction is rolled back to where it was.
-func (s *Sink) attempt(ctx context.Context, tx *sql.Tx, rows []stagedRow, opt UpsertOptions) (counts, error) {
-	return s.attemptWith(ctx, tx, rows, func() *sql.Row {
-		if opt.BeforeImages {
-			return tx.QueryRowContext(ctx, s.sql.upsertImages, opt.RunID, opt.Seq)
-		}
-		return tx.QueryRowContext(ctx, s.sql.upsert)
-	}, opt.SeenRun)
-}
-
-// attemptWith stages rows and runs statement (which returns distinct,
-// stale, inserted, updated) in one savepoint, recording the staged keys as
-// seen by seenRun when set.
-func (s *Sink) attemptWith(ctx context.Context, tx *sql.Tx, rows []stagedRow, statement func() *sql.Row, seenRun string) (c counts, err error) {
-	defer func() {
-		if err != nil {
-			// The savepoint may be gone with the connection, or never have
-			// been made; err says why.
-			_, _ = tx.ExecContext(context.WithoutCancel(ctx),
-				"ROLLBACK TO SAVEPOINT "+savepoint+"; RELEASE SAVEPOINT "+savepoint)
-		}
-	}()
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint+";\n"+s.sql.createStage); err != nil {
-		return c, err
-	}
-	if err := s.copy(ctx, tx, rows); err != nil {
-		return c, err
-	}
-	if err := statement().Scan(&c.distinct, &c.stale, &c.inserted, &c.updated); err != nil {
-		return c, err
-	}
-	if seenRun != "" {
-		if err := s.recordSeen(ctx, tx, seenRun); err != nil {
-			return c, err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+savepoint); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// copy streams rows into the staging table.
-func (s *Sink) copy(ctx context.Context, tx *sql.Tx, rows []stagedRow) error {
-	stmt, err := tx.PrepareContext(ctx, s.sql.copyStage)
+// New builds the Sink of table t in db.
+func New(t Table, db *sql.DB) (*Sink, error) {
+	w, err := NewTableWriter(t)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r.values...); err != nil {
-			_ = stmt.Close()
-			return err
-		}
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		_ = stmt.Close()
-		return err
-	}
-	return stmt.Close()
+	return &Sink{w: w, db: db}, nil
 }
 
-// Compensate undoes batch seq of run runID inside tx: keys the batch created
-// are deleted, keys it changed get their before-image back, and the batch's
-// before-images are consumed. It returns the number of rows deleted or
-// rewritten; once tx commits, another call for the same batch restores
-// nothing. Compensating a run's batches in reverse order restores the table
-// exactly.
-func (s *Sink) Compensate(ctx context.Context, tx *sql.Tx, runID string, seq int) (restored int, err error) {
-	if err := tx.QueryRowContext(ctx, s.sql.compensate, runID, seq).Scan(&restored); err != nil {
-		return 0, classify(err, fmt.Sprintf("compensate batch %d of run %s in %s", seq, runID, s.sql.target))
-	}
-	return restored, nil
+// Capabilities: transactional, with deletes, compensation and sweeps.
+func (s *Sink) Capabilities() connector.Capabilities {
+	return connector.Capabilities{Kind: "postgres", Transactional: true, Deletes: true, Compensation: true, Sweep: true}
 }
 
-// LastImagedBatch returns the highest batch of run runID that still has
-// before-images (0 when none): where compensating the run must start, also
-// for batches an earlier execution of the run applied before a reset.
-func (s *Sink) LastImagedBatch(ctx context.Context, db *sql.DB, runID string) (int, error) {
-	var seq int
-	err := db.QueryRowContext(ctx, s.sql.lastImageSeq, runID).Scan(&seq)
-	if sqlState(err) == "42P01" { // no before-images table: nothing to undo
-		return 0, nil
-	}
+// Writer is the table writer, for steps that need more than the contract
+// (reconciliation compares the table in SQL).
+func (s *Sink) Writer() *TableWriter { return s.w }
+
+// DB is the database the table is in.
+func (s *Sink) DB() *sql.DB { return s.db }
+
+// String names the table as SQL spells it.
+func (s *Sink) String() string { return s.w.String() }
+
+// Prepare creates the table (and its before-images and seen-keys tables)
+// when missing, or checks it matches its definition.
+func (s *Sink) Prepare(ctx context.Context) error { return s.w.Ensure(ctx, s.db) }
+
+// Apply upserts the batch's rows in w's transaction.
+func (s *Sink) Apply(ctx context.Context, w connector.Writer, b connector.Batch) (connector.Result, error) {
+	tx, err := w.Tx(ctx)
 	if err != nil {
-		return 0, classify(err, fmt.Sprintf("find the before-images of run %s in %s", runID, s.sql.images))
+		return connector.Result{}, err
 	}
-	return seq, nil
+	res, err := s.w.Upsert(ctx, tx, b.Rows, UpsertOptions{BeforeImages: b.KeepImages, RunID: b.RunID, Seq: b.Seq, SeenRun: b.SeenRun})
+	if err != nil {
+		return connector.Result{}, err // classified
+	}
+	return result(res, ""), nil
 }
 
-// DropBeforeImages forgets the before-images of a run, once it has completed
-// or been compensated. It is idempotent.
-func (s *Sink) DropBeforeImages(ctx context.Context, db *sql.DB, runID string) error {
-	_, err := db.ExecContext(ctx, s.sql.dropImages, runID)
-	if sqlState(err) == "42P01" { // no before-images table: nothing to forget
-		return nil
+// Delete deletes (or tombstones) the rows the batch names, in w's
+// transaction.
+func (s *Sink) Delete(ctx context.Context, w connector.Writer, b connector.Batch) (connector.Result, error) {
+	tx, err := w.Tx(ctx)
+	if err != nil {
+		return connector.Result{}, err
 	}
-	return classify(err, fmt.Sprintf("drop before-images of run %s from %s", runID, s.sql.images))
+	res, err := s.w.Delete(ctx, tx, b.Rows, DeleteOptions{Tombstone: b.Tombstone})
+	if err != nil {
+		return connector.Result{}, err // classified
+	}
+	return result(res, "deleting: "), nil
 }
 
-// Ensure makes sure the table, its before-images table and its seen-keys
-// table exist. It creates the table (primary key on Key) when missing;
-// when the table exists, it checks that every declared column exists, that
-// a unique index or primary key covers exactly Key, and that the sink's
-// upsert runs against it, and otherwise returns a non-retryable
-// failure.TypeSinkSQL error naming what is wrong.
-func (s *Sink) Ensure(ctx context.Context, db *sql.DB) error {
-	what := "ensure " + s.sql.target
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return classify(err, what)
+// result is a TableWriter result in the contract's terms.
+func result(res Result, what string) connector.Result {
+	out := connector.Result{Inserted: res.Inserted, Updated: res.Updated, Unchanged: res.Unchanged,
+		Stale: res.Stale, Duplicates: res.Duplicates}
+	for _, rj := range res.Rejected {
+		out.Refused = append(out.Refused, connector.Refusal{Index: rj.Index, Keyword: "sqlstate " + rj.SQLState, Message: what + rj.Err})
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	// Serialise set-ups: integrations sharing a schema share the
-	// before-images table, and concurrent CREATE IF NOT EXISTS can collide.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('tether_pgsink_ensure'))`); err != nil {
-		return classify(err, what)
-	}
-	if _, err := tx.ExecContext(ctx, s.sql.createTable); err != nil {
-		return classify(err, "create "+s.sql.target)
-	}
-	if err := s.checkTable(ctx, tx); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, s.sql.createImages); err != nil {
-		return classify(err, "create "+s.sql.images)
-	}
-	if _, err := tx.ExecContext(ctx, s.sql.refresh.createSeen); err != nil {
-		return classify(err, "create "+s.sql.refresh.seen)
-	}
-	// Dry run: the upsert against no rows proves the SQL fits the table
-	// (types assignable, version column comparable) without writing.
-	if _, err := tx.ExecContext(ctx, s.sql.createStage); err != nil {
-		return classify(err, what+": create staging table")
-	}
-	var c counts
-	if err := tx.QueryRowContext(ctx, s.sql.upsertImages, "tether-ensure", 0).
-		Scan(&c.distinct, &c.stale, &c.inserted, &c.updated); err != nil {
-		return classify(err, fmt.Sprintf("table %s does not accept the sink's upsert", s.sql.target))
-	}
-	if err := tx.Commit(); err != nil {
-		return classify(err, what)
-	}
-	return nil
+	return out
 }
 
-// checkTable compares the existing table with the definition.
-func (s *Sink) checkTable(ctx context.Context, tx *sql.Tx) error {
-	var oid int64
-	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1)::oid`, s.sql.target).Scan(&oid); err != nil {
-		return classify(err, "look up "+s.sql.target)
-	}
-	type attr struct {
-		name, typ             string
-		notNull, def, special bool
-	}
-	rows, err := tx.QueryContext(ctx, `
-SELECT attname, format_type(atttypid, atttypmod), attnotnull,
-       atthasdef, attidentity <> '' OR attgenerated <> ''
-FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
+// Restore puts back the before-images of batch seq of the run in w's
+// transaction.
+func (s *Sink) Restore(ctx context.Context, w connector.Writer, runID string, seq int) (int, error) {
+	tx, err := w.Tx(ctx)
 	if err != nil {
-		return classify(err, "read columns of "+s.sql.target)
+		return 0, err
 	}
-	attrs := map[string]attr{}
-	var order []string
-	for rows.Next() {
-		var a attr
-		if err := rows.Scan(&a.name, &a.typ, &a.notNull, &a.def, &a.special); err != nil {
-			rows.Close()
-			return classify(err, "read columns of "+s.sql.target)
-		}
-		attrs[a.name] = a
-		order = append(order, a.name)
-	}
-	if err := rows.Err(); err != nil {
-		return classify(err, "read columns of "+s.sql.target)
-	}
+	return s.w.Compensate(ctx, tx, runID, seq)
+}
 
-	var problems []string
-	declared := map[string]bool{}
-	for _, c := range s.table.Columns {
-		declared[c.Name] = true
-		if _, ok := attrs[c.Name]; !ok {
-			problems = append(problems, fmt.Sprintf("missing column %q (declared %s)", c.Name, c.Type))
-		}
-	}
-	for _, name := range order {
-		a := attrs[name]
-		if !declared[name] && a.notNull && !a.def && !a.special {
-			problems = append(problems, fmt.Sprintf(
-				"column %q is NOT NULL without a default and not declared, so no row could be inserted", name))
-		}
-	}
+// LastImaged returns the highest batch of the run with before-images left.
+func (s *Sink) LastImaged(ctx context.Context, runID string) (int, error) {
+	return s.w.LastImagedBatch(ctx, s.db, runID)
+}
 
-	idx, err := tx.QueryContext(ctx, `
-SELECT i.indexrelid::regclass::text,
-       array(SELECT coalesce(a.attname::text, '(expression)')
-             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS u(num, ord)
-             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.num
-             ORDER BY u.ord),
-       i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY 1`, oid)
-	if err != nil {
-		return classify(err, "read indexes of "+s.sql.target)
+// Forget drops the run's before-images.
+func (s *Sink) Forget(ctx context.Context, runID string) error {
+	return s.w.DropBeforeImages(ctx, s.db, runID)
+}
+
+// Sweep deletes, in tx, the rows whose keys run runID did not see.
+func (s *Sink) Sweep(ctx context.Context, tx *sql.Tx, runID string, seq int, keepImages bool, keep []string) (int, error) {
+	return s.w.Sweep(ctx, tx, runID, seq, keepImages, keep)
+}
+
+// ForgetSeen drops the keys recorded for the runs.
+func (s *Sink) ForgetSeen(ctx context.Context, runIDs ...string) error {
+	return s.w.DropSeen(ctx, s.db, runIDs...)
+}
+
+// DeleteRow is the row naming the entity key (and version) to delete when
+// a deletion carries no record to transform: the key in the table's key
+// column, the version in its version column (single-column keys only).
+func (s *Sink) DeleteRow(destination, key, version string) (Row, error) {
+	t := s.w.Table()
+	if len(t.Key) != 1 {
+		return nil, fmt.Errorf("destination %q has a composite key (%s): a deletion must carry the deleted record, which must transform",
+			destination, strings.Join(t.Key, ", "))
 	}
-	want := slices.Sorted(slices.Values(s.table.Key))
-	found := false
-	var others []string
-	for idx.Next() {
-		var name string
-		var cols []string
-		var usable bool
-		if err := idx.Scan(&name, pq.Array(&cols), &usable); err != nil {
-			idx.Close()
-			return classify(err, "read indexes of "+s.sql.target)
-		}
-		if usable && slices.Equal(slices.Sorted(slices.Values(cols)), want) {
-			found = true
-		}
-		others = append(others, fmt.Sprintf("%s on (%s)", name, strings.Join(cols, ", ")))
+	row := Row{t.Key[0]: key}
+	if t.VersionColumn != "" && version != "" {
+		row[t.VersionColumn] = version
 	}
-	if err := idx.Err(); err != nil {
-		return classify(err, "read indexes of "+s.sql.target)
-	}
-	if !found {
-		p := fmt.Sprintf("no primary key or unique index on exactly the key (%s)", strings.Join(s.table.Key, ", "))
-		if len(others) > 0 {
-			p += "; unique indexes found: " + strings.Join(others, ", ")
-		}
-		problems = append(problems, p)
-	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("table %s does not match its definition: %w",
-		s.sql.target, errors.New(strings.Join(problems, "; "))))
+	return row, nil
 }

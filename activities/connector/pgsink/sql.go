@@ -12,7 +12,7 @@ import (
 // in the batch. It contains a space, so no declared column can take its name.
 const ordinalColumn = `"tether ordinal"`
 
-// statements is every SQL string a Sink runs, built once in New.
+// statements is every SQL string a TableWriter runs, built once in New.
 type statements struct {
 	// target is the quoted, possibly schema-qualified, target table.
 	target string

@@ -41,7 +41,7 @@ func TestStatements_Golden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := New(tt.give)
+			s, err := NewTableWriter(tt.give)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -108,7 +108,7 @@ func TestNew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tab := validTable()
 			tt.give(&tab)
-			s, err := New(tab)
+			s, err := NewTableWriter(tab)
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("New() = %v", err)

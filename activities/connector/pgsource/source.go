@@ -167,6 +167,12 @@ func (s *Source) Describe() string {
 		s.table, s.where, strings.Join(s.cfg.Key, ", "))
 }
 
+// Capabilities: a PostgreSQL source filters by cursor when it has a cursor
+// column, and its table's changes can be captured (package capture).
+func (s *Source) Capabilities() connector.Capabilities {
+	return connector.Capabilities{Kind: "postgres", Incremental: s.cfg.Incremental(), Capture: true}
+}
+
 // KeyColumns returns the key columns, in order.
 func (s *Source) KeyColumns() []string { return slices.Clone(s.cfg.Key) }
 

@@ -36,8 +36,8 @@ func (c Checkpoint) IsZero() bool { return c.Cursor == "" && c.Key == "" }
 // later conditional request answered 304 can skip it and still know where the
 // next page is.
 type Memo struct {
-	ETag        string          `json:"etag"`
+	ETag        string   `json:"etag"`
 	Next        Position `json:"next"`
-	Done        bool            `json:"done"`
-	RecordCount int             `json:"recordCount"`
+	Done        bool     `json:"done"`
+	RecordCount int      `json:"recordCount"`
 }

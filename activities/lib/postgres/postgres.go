@@ -21,28 +21,45 @@ import (
 	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
-// openTimeout bounds the ping in Open when ctx has no earlier deadline.
+// Querier is what a query needs: a pool (*sql.DB) or a transaction
+// (*sql.Tx), so one function serves both.
+type Querier interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// openTimeout bounds a Ping when ctx has no earlier deadline.
 const openTimeout = 10 * time.Second
 
 // redactedPassword replaces passwords in DSNs shown to people.
 const redactedPassword = "xxxxx"
 
-// Open opens a pool on dsn and checks that PostgreSQL answers. When it does
-// not, the error says PostgreSQL is unreachable and names the DSN with any
-// password redacted, so a misconfigured worker says what it tried.
+// Open opens a pool on dsn and checks that PostgreSQL answers (Ping).
 func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 	shown, secret := redactDSN(dsn)
 	db, err := sql.Open("postgres", dsn)
 	if err != nil {
 		return nil, scrub(fmt.Errorf("open PostgreSQL at %s: %w", shown, err), secret)
 	}
+	if err := Ping(ctx, db, dsn); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Ping checks that PostgreSQL answers on db, opened on dsn. When it does
+// not, the error says PostgreSQL is unreachable and names the DSN with any
+// password redacted, so a misconfigured worker says what it tried.
+func Ping(ctx context.Context, db *sql.DB, dsn string) error {
+	shown, secret := redactDSN(dsn)
 	pctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
-		_ = db.Close()
-		return nil, scrub(fmt.Errorf("PostgreSQL at %s is unreachable: %w", shown, err), secret)
+		return scrub(fmt.Errorf("PostgreSQL at %s is unreachable: %w", shown, err), secret)
 	}
-	return db, nil
+	return nil
 }
 
 // RedactDSN returns dsn (URL or key=value form) with its password replaced,
@@ -166,3 +183,47 @@ func WithSearchPath(dsn, schema string) (string, error) {
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
+
+// LazyTx is a transaction begun on its first use: a step hands it to the
+// sinks of a batch (connector.Writer), which may call a remote API before
+// they need it, and commits whatever was begun.
+type LazyTx struct {
+	db   *sql.DB
+	what string
+	tx   *sql.Tx
+}
+
+// NewLazyTx returns a transaction on db that begins when first asked for;
+// what names it in errors ("apply batch 3").
+func NewLazyTx(db *sql.DB, what string) *LazyTx { return &LazyTx{db: db, what: what} }
+
+// Tx begins the transaction, or returns the one begun.
+func (l *LazyTx) Tx(ctx context.Context) (*sql.Tx, error) {
+	if l.tx == nil {
+		tx, err := l.db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, Classify(err, "begin "+l.what)
+		}
+		l.tx = tx
+	}
+	return l.tx, nil
+}
+
+// Commit commits the transaction if one was begun.
+func (l *LazyTx) Commit() error {
+	if l.tx == nil {
+		return nil
+	}
+	return Classify(l.tx.Commit(), "commit "+l.what)
+}
+
+// Rollback rolls back the transaction if one was begun and not committed.
+func (l *LazyTx) Rollback() {
+	if l.tx != nil {
+		_ = l.tx.Rollback()
+	}
+}
+
+// Joined is a LazyTx on a transaction the caller began and commits: a step
+// that applies several sinks in one transaction hands it to each.
+func Joined(tx *sql.Tx) *LazyTx { return &LazyTx{tx: tx, what: "the caller's transaction"} }

@@ -151,3 +151,9 @@ func objectName(integration string) string {
 	suffix := "_" + hex.EncodeToString(sum[:4])
 	return name[:maxIdentLen-len(suffix)] + suffix
 }
+
+// For is what change capture reads for an integration: its PostgreSQL
+// source's table and key.
+func For(integration string, cfg pgsource.Config) Target {
+	return Target{Integration: integration, Schema: cfg.Schema, Table: cfg.Table, Key: cfg.Key}
+}

@@ -209,7 +209,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 		return 0, 0, err
 	}
 	fn := mapping.Chain(mapFn, def.Transform)
-	sink, err := pgsink.New(*def.Destination.Postgres)
+	sink, err := pgsink.NewTableWriter(*def.Destination.Postgres)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -253,7 +253,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 	return time.Since(start), total, nil
 }
 
-func upsert(ctx context.Context, db *sql.DB, sink *pgsink.Sink, rows []pgsink.Row) (int, error) {
+func upsert(ctx context.Context, db *sql.DB, sink *pgsink.TableWriter, rows []pgsink.Row) (int, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err

@@ -21,7 +21,6 @@ import (
 	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
@@ -167,7 +166,7 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 	}
 
 	cs.tether = &capContender{name: "tether", source: capSourceTether, dest: capDestTether, workflow: true,
-		target: pipeline.CaptureTarget(cs.name, *cs.def.Source.Postgres)}
+		target: capture.For(cs.name, *cs.def.Source.Postgres)}
 	cs.baseline = &capContender{name: "baseline (no Temporal)", source: capSourceBaseline, dest: capDestBaseline,
 		target: capture.Target{Integration: cs.baseName, Schema: st.schema, Table: capSourceBaseline, Key: []string{"id"}}}
 	for _, c := range []*capContender{cs.tether, cs.baseline} {
@@ -236,7 +235,7 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 // clock_timestamp() at commit and the transaction's id.
 func (cs *capStack) createTables(ctx context.Context) error {
 	st := cs.st
-	sink, err := pgsink.New(*cs.def.Destination.Postgres)
+	sink, err := pgsink.NewTableWriter(*cs.def.Destination.Postgres)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/devstack"
@@ -190,7 +189,7 @@ func (st *stack) startPostgres(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	def := integrations.CRMContacts(config.CRM{BaseURL: "http://127.0.0.1:9", Auth: "none"})
-	sink, err := pgsink.New(*def.Destination.Postgres)
+	sink, err := pgsink.NewTableWriter(*def.Destination.Postgres)
 	if err != nil {
 		return err
 	}
@@ -405,7 +404,7 @@ func (st *stack) runWorker(c client.Client, taskQueue string, reg *integration.R
 	if err != nil {
 		return nil, err
 	}
-	acts, err := pipeline.New(pipeline.Deps{DB: st.db, Store: store.New(st.db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
+	acts, err := app.Build(app.BuildOptions{DB: st.db, Store: store.New(st.db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
 	if err != nil {
 		return nil, err
 	}

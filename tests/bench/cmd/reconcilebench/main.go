@@ -39,7 +39,6 @@ import (
 	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/schema"
-	"github.com/tetherflow/tether/activities/pipeline"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/schemas"
@@ -66,7 +65,7 @@ type bench struct {
 	c     client.Client
 	tq    string
 	def   integration.Definition
-	sink  *pgsink.Sink
+	sink  *pgsink.TableWriter
 	runID int
 }
 
@@ -141,7 +140,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	acts, err := pipeline.New(pipeline.Deps{DB: db, Store: store.New(db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
+	acts, err := app.Build(app.BuildOptions{DB: db, Store: store.New(db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
 	if err != nil {
 		return err
 	}
@@ -152,7 +151,7 @@ func run() error {
 		return err
 	}
 	defer w.Stop()
-	if b.sink, err = pgsink.New(*def.Destination.Postgres); err != nil {
+	if b.sink, err = pgsink.NewTableWriter(*def.Destination.Postgres); err != nil {
 		return err
 	}
 
