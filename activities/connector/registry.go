@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
 // SourceSpec is what a source is opened from.
@@ -100,9 +102,10 @@ func unknown(what, kind string, known []string) error {
 }
 
 // WrongConfig is the error a factory returns when given another
-// connector's configuration.
+// connector's configuration: a bad configuration, so a permanent
+// failure.TypeConfig error like the others.
 func WrongConfig(kind string, want, got any) error {
-	return fmt.Errorf("%s connector: configuration is a %T, want a %T", kind, got, want)
+	return failure.Permanent(failure.TypeConfig, fmt.Errorf("%s connector: configuration is a %T, want a %T", kind, got, want))
 }
 
 // SourceOf returns a source a constructor built, or its error with a nil

@@ -103,8 +103,11 @@ type Sink interface {
 	// Delete deletes the rows the batch names (or sets b.Tombstone).
 	Delete(ctx context.Context, w Writer, b Batch) (Result, error)
 	// Restore undoes batch seq of run runID from the images Apply kept
-	// (KeepImages): the destination is as it was before the batch. It
-	// returns the number of rows (or remote objects) restored.
+	// (KeepImages). Restoring a run's batches from its last to its first
+	// puts the destination back exactly as it was before the run (a sink
+	// may keep one image per record and run, its state before the run, so
+	// only that order is exact). It returns the number of rows (or remote
+	// objects) restored.
 	Restore(ctx context.Context, w Writer, runID string, seq int) (int, error)
 	// LastImaged returns the highest batch of the run with images left to
 	// restore (0 when none).

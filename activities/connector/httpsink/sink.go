@@ -69,8 +69,15 @@ var _ connector.Sink = (*Sink)(nil)
 // client (with opts) and, for a notify destination with a reversal, the
 // reversal's client. The identity map ids lives in db.
 func New(integration string, d Destination, ids connector.IdentityMap, db *sql.DB, opts ...Option) (*Sink, error) {
-	if d.Mode == "" {
+	switch d.Mode {
+	case "":
 		d.Mode = ModeUpsert
+	case ModeUpsert, ModeNotify:
+	default:
+		// Any other mode would be applied as notify, and Restore would have no
+		// client to undo it with.
+		return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("http sink %q: mode: %q is not %q or %q",
+			integration+"/"+d.Name, d.Mode, ModeUpsert, ModeNotify))
 	}
 	if d.Identity == "" {
 		d.Identity = integration + "/" + d.Name

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
 // Sink is the PostgreSQL destination connector (connector.Sink): a
@@ -23,8 +24,13 @@ var (
 	_ connector.Sweeper  = (*Sink)(nil)
 )
 
-// New builds the Sink of table t in db.
+// New builds the Sink of table t in db. A bad table definition is the
+// integration's configuration at fault: a permanent failure.TypeConfig
+// error naming every problem, as the connector contract has it.
 func New(t Table, db *sql.DB) (*Sink, error) {
+	if err := t.Validate(); err != nil {
+		return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("postgres sink: %w", err))
+	}
 	w, err := NewTableWriter(t)
 	if err != nil {
 		return nil, err
