@@ -223,7 +223,7 @@ func (a *Activities) saveState(ctx context.Context, tx *sql.Tx, in syncstep.Appl
 		return nil
 	case in.Replay:
 		return a.Store.MarkReplayed(ctx, tx, appliedEntries(in.QuarantineIDs, p, refused), in.Ref.RunID)
-	case in.Kind == store.KindRepair:
+	case in.Kind == store.KindRepair || in.Kind == store.KindRecords:
 		return a.Store.Supersede(ctx, tx, in.Integration, appliedKeys(p, refused), in.Ref.RunID)
 	}
 	err := a.Store.SaveCheckpoint(ctx, tx, in.Integration, store.CheckpointState{

@@ -91,21 +91,7 @@ func (a *Activities) captureSource(ctx context.Context, name, pinned string) (*c
 // them again: delivery is at least once, into idempotent applies. It
 // heartbeats the lag while it waits; a retry on another worker resumes.
 func (a *Activities) CaptureChanges(ctx context.Context, in syncstep.CaptureInput) (syncstep.CaptureOutput, error) {
-	c, src, target, err := a.captureSource(ctx, in.Integration, in.Definition)
-	if err != nil {
-		return syncstep.CaptureOutput{}, err
-	}
-	if err := events.Supported(c.Def); err != nil {
-		return syncstep.CaptureOutput{}, err
-	}
-	if err := c.PrepareOnce(ctx); err != nil {
-		return syncstep.CaptureOutput{}, err
-	}
-	db, dsn := src.Conn()
-	if err := pgcapture.Install(ctx, db, target); err != nil {
-		return syncstep.CaptureOutput{}, err
-	}
-	r, err := pgcapture.NewReader(db, dsn, target, pgcapture.WithLogger(a.Logger))
+	c, src, r, err := a.openCapture(ctx, in)
 	if err != nil {
 		return syncstep.CaptureOutput{}, err
 	}
@@ -124,39 +110,14 @@ func (a *Activities) CaptureChanges(ctx context.Context, in syncstep.CaptureInpu
 			return out, err
 		}
 		if len(changes) == 0 {
-			if out.Pending, out.Oldest, err = r.Lag(ctx); err != nil {
-				return out, err
-			}
-			a.Metrics.CaptureLag(in.Integration, out.Pending, out.Oldest)
-			if activity.IsActivity(ctx) {
-				activity.RecordHeartbeat(ctx, out)
-			}
-			if err := r.Wait(ctx, min(captureFallback, time.Until(deadline))); err != nil {
-				if ctx.Err() != nil {
-					return out, nil // cancelled or timed out: what was applied stays applied
-				}
+			if stop, err := a.awaitChanges(ctx, r, in.Integration, &out, deadline); stop {
 				return out, err
 			}
 			continue
 		}
-		stop := heartbeat.Keep(ctx, fmt.Sprintf("applying %d changes", len(changes)))
-		counts, err := a.applyChanges(ctx, c, in.WorkflowID, out.Batches+1, changes, cols)
-		stop()
-		if err != nil {
+		if err := a.applyAndAck(ctx, c, r, in.WorkflowID, &out, changes, cols); err != nil {
 			return out, err
 		}
-		ids := make([]int64, len(changes))
-		for i, ch := range changes {
-			ids[i] = ch.ID
-		}
-		// Applied and committed: now the position moves. A crash before
-		// this line applies them again, which changes nothing.
-		if err := r.Ack(ctx, ids); err != nil {
-			return out, err
-		}
-		out.Batches++
-		out.Counts = out.Counts.Add(counts)
-		out.LastAppliedAt = time.Now().UTC()
 		// The lag costs a scan of the outbox: measured every few seconds
 		// while busy, not after every batch.
 		if time.Since(lagAt) >= lagEvery {
@@ -173,6 +134,77 @@ func (a *Activities) CaptureChanges(ctx context.Context, in syncstep.CaptureInpu
 	out.Pending, out.Oldest, err = r.Lag(ctx)
 	a.Metrics.CaptureLag(in.Integration, out.Pending, out.Oldest)
 	return out, err
+}
+
+// openCapture installs the integration's change capture and opens a
+// reader of its outbox; the caller closes the reader.
+func (a *Activities) openCapture(ctx context.Context, in syncstep.CaptureInput) (*catalog.Integration, *pgsource.Source, *pgcapture.Reader, error) {
+	c, src, target, err := a.captureSource(ctx, in.Integration, in.Definition)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := events.Supported(c.Def); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := c.PrepareOnce(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	db, dsn := src.Conn()
+	if err := pgcapture.Install(ctx, db, target); err != nil {
+		return nil, nil, nil, err
+	}
+	r, err := pgcapture.NewReader(db, dsn, target, pgcapture.WithLogger(a.Logger))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, src, r, nil
+}
+
+// awaitChanges reports the lag of an empty outbox and waits for a change
+// to commit (or captureFallback, within the deadline). It reports stop
+// when the capture must return, with the error to return: none when the
+// activity was cancelled or timed out, since what was applied stays
+// applied.
+func (a *Activities) awaitChanges(ctx context.Context, r *pgcapture.Reader, integration string, out *syncstep.CaptureOutput, deadline time.Time) (stop bool, err error) {
+	if out.Pending, out.Oldest, err = r.Lag(ctx); err != nil {
+		return true, err
+	}
+	a.Metrics.CaptureLag(integration, out.Pending, out.Oldest)
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, *out)
+	}
+	if err := r.Wait(ctx, min(captureFallback, time.Until(deadline))); err != nil {
+		if ctx.Err() != nil {
+			return true, nil // cancelled or timed out: what was applied stays applied
+		}
+		return true, err
+	}
+	return false, nil
+}
+
+// applyAndAck applies a batch of changes, then deletes them from the
+// outbox and counts them in out.
+func (a *Activities) applyAndAck(ctx context.Context, c *catalog.Integration, r *pgcapture.Reader, workflowID string,
+	out *syncstep.CaptureOutput, changes []pgcapture.Change, cols []string) error {
+	stop := heartbeat.Keep(ctx, fmt.Sprintf("applying %d changes", len(changes)))
+	counts, err := a.applyChanges(ctx, c, workflowID, out.Batches+1, changes, cols)
+	stop()
+	if err != nil {
+		return err
+	}
+	ids := make([]int64, len(changes))
+	for i, ch := range changes {
+		ids[i] = ch.ID
+	}
+	// Applied and committed: now the position moves. A crash before
+	// this line applies them again, which changes nothing.
+	if err := r.Ack(ctx, ids); err != nil {
+		return err
+	}
+	out.Batches++
+	out.Counts = out.Counts.Add(counts)
+	out.LastAppliedAt = time.Now().UTC()
+	return nil
 }
 
 // applyChanges applies captured changes as events in one transaction.

@@ -62,7 +62,7 @@ type IDField struct {
 func (c *Catalog) compile(def integration.Definition) (*Integration, error) {
 	in := &Integration{Def: def, KeyPath: record.Path(def.KeyField), CursorPath: record.Path(def.CursorField)}
 	var errs []error
-	kind, cfg := def.Source.Connector()
+	kind, cfg := def.Source.Spec()
 	src, err := c.opts.Connectors.OpenSource(kind, connector.SourceSpec{Integration: def.Name, Config: cfg})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("source: %w", err))
@@ -98,7 +98,7 @@ func (c *Catalog) compileSteps(def integration.Definition) ([]*Step, error) {
 	var steps []*Step
 	for _, dest := range def.Steps() {
 		st := &Step{Dest: dest}
-		kind, cfg := dest.Connector()
+		kind, cfg := dest.Spec()
 		sink, err := c.opts.Connectors.OpenSink(kind, connector.SinkSpec{Integration: def.Name, Destination: dest.Name, Config: cfg})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("destination %q: %w", dest.Name, err))

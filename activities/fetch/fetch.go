@@ -16,6 +16,7 @@ import (
 	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/lib/record"
 	"github.com/tetherflow/tether/activities/pages"
@@ -36,6 +37,7 @@ type Activities struct {
 func Register(r worker.ActivityRegistry, a *Activities) {
 	r.RegisterActivityWithOptions(a.FetchPage, activity.RegisterOptions{Name: syncstep.FetchPage.Name()})
 	r.RegisterActivityWithOptions(a.FetchQuarantinedPage, activity.RegisterOptions{Name: syncstep.FetchQuarantinedPage.Name()})
+	r.RegisterActivityWithOptions(a.StageRecords, activity.RegisterOptions{Name: syncstep.StageRecords.Name()})
 }
 
 // FetchPage reads one page from the source, stages its records in
@@ -81,6 +83,29 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 		}
 	}
 	return out, nil
+}
+
+// maxStagedRecords bounds the records one StageRecords takes: they travel
+// through history once, in the workflow's input or an update.
+const maxStagedRecords = 1000
+
+// StageRecords stages records a workflow already has as one page, so that
+// validate, transform and apply work on them exactly as on a fetched page
+// (the records a run of kind records applies).
+func (a *Activities) StageRecords(ctx context.Context, in syncstep.StageRecordsInput) (syncstep.FetchPageOutput, error) {
+	if _, err := a.Catalog.Get(in.Integration, in.Definition); err != nil {
+		return syncstep.FetchPageOutput{}, err
+	}
+	if n := len(in.Records); n == 0 || n > maxStagedRecords {
+		return syncstep.FetchPageOutput{}, failure.Permanent(failure.TypeConfig, fmt.Errorf(
+			"stage records of %q: %d records given; a page takes 1 to %d", in.Integration, n, maxStagedRecords))
+	}
+	ref := in.Ref
+	ref.Stage = pages.NewToken()
+	if err := a.Pages.Stage(ctx, ref, in.Records); err != nil {
+		return syncstep.FetchPageOutput{}, err
+	}
+	return syncstep.FetchPageOutput{Ref: ref, Count: len(in.Records), Done: true}, nil
 }
 
 // FetchQuarantinedPage reads the next page of pending quarantined records

@@ -49,21 +49,7 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 	if drill {
 		base = 2 * ordPass
 	}
-	var s scanState
-	if activity.HasHeartbeatDetails(ctx) {
-		if err := activity.GetHeartbeatDetails(ctx, &s); err != nil {
-			s = scanState{}
-		}
-	}
-	if !s.Started {
-		s = scanState{Started: true, Ord: base}
-		if c.Def.CursorField != "" {
-			s.Since = cursor.Checkpoint{Cursor: c.Def.InitialCursor}
-		}
-		if !drill {
-			s.Digests = make([][3]uint64, in.Chunks)
-		}
-	}
+	s := resumeScan(ctx, c, in, base)
 	if !drill && len(s.Digests) != in.Chunks {
 		return syncstep.ReconcileScanOutput{}, failure.Permanent(failure.TypeConfig, fmt.Errorf("scan state has %d chunks, want %d", len(s.Digests), in.Chunks))
 	}
@@ -86,66 +72,12 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 		if err := ctx.Err(); err != nil {
 			return s.Out, err
 		}
-		page, err := c.Source.Fetch(ctx, connector.Request{Integration: in.Integration, Position: s.Position, Since: s.Since, Limit: limit, Unconditional: true})
+		done, err := a.scanNextPage(ctx, c, st, in, &s, wanted, limit)
 		if err != nil {
 			return s.Out, err
 		}
-		s.Out.Pages++
-		var only map[int]bool
-		if drill {
-			only = wanted
-		}
-		recs, err := a.scanPage(ctx, c, st.Writer(), page.Records, s.Since, in.Chunks, only)
-		if err != nil {
-			return s.Out, err
-		}
-		var stage []stagedRecord
-		for _, r := range recs {
-			s.Out.Read++
-			switch {
-			case r.skipped:
-				s.Out.Read--
-			case r.invalid:
-				s.Out.Invalid++
-				if !drill {
-					stage = append(stage, r.stagedRecord)
-				}
-			default:
-				s.Out.Valid++
-				if drill {
-					if wanted[r.chunk] {
-						stage = append(stage, r.stagedRecord)
-					}
-					continue
-				}
-				d := &s.Digests[r.chunk]
-				d[0]++
-				d[1] ^= r.h1
-				d[2] ^= r.h2
-			}
-		}
-		if len(stage) > 0 {
-			if err := a.stageReconcileRows(ctx, in.ReconcileID, s.Ord, stage); err != nil {
-				return s.Out, err
-			}
-			s.Ord += int64(len(stage))
-			s.Out.Staged += len(stage)
-		}
-		if page.Done {
+		if done {
 			break
-		}
-		last := cursor.Checkpoint{}
-		if len(c.CursorPath) > 0 {
-			last = record.Last(page.Records, c.CursorPath, c.KeyPath)
-		}
-		switch {
-		case len(c.CursorPath) > 0 && !last.IsZero() && cursor.Compare(last, s.Since) > 0:
-			s.Since, s.Position = last, cursor.Position{}
-		case page.Next == s.Position:
-			return s.Out, failure.Permanent(failure.TypeSourceMalformed, fmt.Errorf(
-				"source of %q: page %d is not the last but gives no next position: the read cannot go on", in.Integration, s.Out.Pages))
-		default:
-			s.Position = page.Next
 		}
 		// The state holds every digest: heartbeat it now and then, not
 		// every page.
@@ -160,6 +92,112 @@ func (a *Activities) ReconcileScan(ctx context.Context, in syncstep.ReconcileSca
 		}
 	}
 	return s.Out, nil
+}
+
+// resumeScan returns the position a retried scan heartbeated, or a fresh
+// one whose staged records are numbered from base.
+func resumeScan(ctx context.Context, c *catalog.Integration, in syncstep.ReconcileScanInput, base int64) scanState {
+	var s scanState
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &s); err != nil {
+			s = scanState{}
+		}
+	}
+	if !s.Started {
+		s = scanState{Started: true, Ord: base}
+		if c.Def.CursorField != "" {
+			s.Since = cursor.Checkpoint{Cursor: c.Def.InitialCursor}
+		}
+		if len(in.Drill) == 0 {
+			s.Digests = make([][3]uint64, in.Chunks)
+		}
+	}
+	return s
+}
+
+// scanNextPage reads the page at the scan's position, digests or stages
+// its records, and moves the position past it. It reports done after the
+// source's last page.
+func (a *Activities) scanNextPage(ctx context.Context, c *catalog.Integration, st *pgsink.Sink, in syncstep.ReconcileScanInput,
+	s *scanState, wanted map[int]bool, limit int) (done bool, err error) {
+	drill := len(in.Drill) > 0
+	page, err := c.Source.Fetch(ctx, connector.Request{Integration: in.Integration, Position: s.Position, Since: s.Since, Limit: limit, Unconditional: true})
+	if err != nil {
+		return false, err
+	}
+	s.Out.Pages++
+	var only map[int]bool
+	if drill {
+		only = wanted
+	}
+	recs, err := a.scanPage(ctx, c, st.Writer(), page.Records, s.Since, in.Chunks, only)
+	if err != nil {
+		return false, err
+	}
+	if stage := s.tally(recs, drill, wanted); len(stage) > 0 {
+		if err := a.stageReconcileRows(ctx, in.ReconcileID, s.Ord, stage); err != nil {
+			return false, err
+		}
+		s.Ord += int64(len(stage))
+		s.Out.Staged += len(stage)
+	}
+	if page.Done {
+		return true, nil
+	}
+	return false, s.advance(c, page, in.Integration)
+}
+
+// tally counts a page's scanned records and adds the valid ones to their
+// chunk's digest (first scan). It returns the records to stage: the
+// invalid ones (first scan), or the valid ones of the wanted chunks (the
+// second, drill).
+func (s *scanState) tally(recs []scannedRecord, drill bool, wanted map[int]bool) []stagedRecord {
+	var stage []stagedRecord
+	for _, r := range recs {
+		s.Out.Read++
+		switch {
+		case r.skipped:
+			s.Out.Read--
+		case r.invalid:
+			s.Out.Invalid++
+			if !drill {
+				stage = append(stage, r.stagedRecord)
+			}
+		default:
+			s.Out.Valid++
+			if drill {
+				if wanted[r.chunk] {
+					stage = append(stage, r.stagedRecord)
+				}
+				continue
+			}
+			d := &s.Digests[r.chunk]
+			d[0]++
+			d[1] ^= r.h1
+			d[2] ^= r.h2
+		}
+	}
+	return stage
+}
+
+// advance moves the scan past a page that is not the source's last: after
+// its last (cursor, key) when the source has a cursor that moved, else to
+// the page's next position.
+func (s *scanState) advance(c *catalog.Integration, page connector.Page, integration string) error {
+	last := cursor.Checkpoint{}
+	if len(c.CursorPath) > 0 {
+		last = record.Last(page.Records, c.CursorPath, c.KeyPath)
+	}
+	switch {
+	case len(c.CursorPath) > 0 && !last.IsZero() && cursor.Compare(last, s.Since) > 0:
+		s.Since, s.Position = last, cursor.Position{}
+	case page.Next == s.Position:
+		return failure.Permanent(failure.TypeSourceMalformed, fmt.Errorf(
+			"source of %q: page %d is not the last but gives no next position: the read cannot go on", integration, s.Out.Pages))
+	default:
+		s.Position = page.Next
+	}
+	return nil
 }
 
 // stagedRecord is a source record kept for the comparison by key (and

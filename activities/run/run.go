@@ -53,8 +53,11 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 	if err != nil {
 		return syncstep.StartRunOutput{}, err
 	}
-	if err := a.Lease.Acquire(ctx, in); err != nil {
-		return syncstep.StartRunOutput{}, err
+	if in.Kind != store.KindRecords {
+		// A run of records moves no checkpoint: any number run at once.
+		if err := a.Lease.Acquire(ctx, in); err != nil {
+			return syncstep.StartRunOutput{}, err
+		}
 	}
 	def := c.Def
 	plan := syncstep.Plan{
@@ -68,6 +71,13 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 		Definition:       c.Fingerprint,
 	}
 	run := store.Run{RunID: in.RunID, Integration: in.Integration, WorkflowID: in.WorkflowID, Kind: in.Kind, Status: progress.StatusRunning}
+	if in.Kind == store.KindRecords {
+		// The workflow hands its records over (StageRecords).
+		if err := a.Store.BeginRun(ctx, run); err != nil {
+			return syncstep.StartRunOutput{}, err
+		}
+		return syncstep.StartRunOutput{Plan: plan}, nil
+	}
 	if in.Kind == store.KindReplay || in.Kind == store.KindRepair {
 		// Neither reads the source: a replay reads pending quarantined
 		// records up to the newest now, a repair the records its
@@ -170,8 +180,8 @@ func (a *Activities) settle(ctx context.Context, in syncstep.FinishRunInput) err
 			return err
 		}
 		return a.Store.RollBack(ctx, in.Integration, in.Kind, run)
-	case in.Kind == store.KindReplay || in.Kind == store.KindRepair:
-		return nil // a replay or repair never moves the integration's checkpoint or memos
+	case in.Kind == store.KindReplay || in.Kind == store.KindRepair || in.Kind == store.KindRecords:
+		return nil // these never move the integration's checkpoint or memos
 	case in.Status == progress.StatusCompleted:
 		return a.Store.ClearPosition(ctx, in.Integration)
 	}

@@ -263,6 +263,11 @@ CREATE TABLE tether_event_deliveries (
     PRIMARY KEY (source, delivery_id)
 );
 CREATE INDEX tether_event_deliveries_applied_idx ON tether_event_deliveries (applied_at);`},
+		{13, "runs of records", `
+-- Runs of records a workflow of its own hands to the steps (workflows/steps).
+ALTER TABLE tether_runs DROP CONSTRAINT tether_runs_kind_check;
+ALTER TABLE tether_runs ADD CONSTRAINT tether_runs_kind_check
+    CHECK (kind IN ('sync', 'replay', 'refresh', 'repair', 'records'));`},
 	}
 }
 

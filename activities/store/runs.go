@@ -26,6 +26,10 @@ const (
 	KindRefresh = "refresh"
 	// KindRepair applies the differences a reconciliation found.
 	KindRepair = "repair"
+	// KindRecords applies records a workflow of your own hands to tether's
+	// steps (package workflows/steps): it reads no source, takes no writer
+	// lease and moves no checkpoint, so any number run at once.
+	KindRecords = "records"
 )
 
 // Run is one sync or replay run, across continue-as-new.
@@ -282,7 +286,7 @@ func (s *Store) RollBack(ctx context.Context, integration, kind string, run Run)
 	switch kind {
 	case KindReplay:
 		return s.UnmarkReplayed(ctx, run.RunID)
-	case KindRepair:
+	case KindRepair, KindRecords:
 		return nil // it moved no checkpoint
 	}
 	if err := s.RestoreCheckpoint(ctx, nil, integration, CheckpointState{Checkpoint: run.From, RunID: run.RunID}); err != nil {

@@ -59,6 +59,7 @@ var (
 	StartRun             = NewActivity[StartRunInput, StartRunOutput](StartRunName)
 	FetchPage            = NewActivity[FetchPageInput, FetchPageOutput](FetchPageName)
 	FetchQuarantinedPage = NewActivity[FetchQuarantinedInput, FetchPageOutput](FetchQuarantinedName)
+	StageRecords         = NewActivity[StageRecordsInput, FetchPageOutput](StageRecordsName)
 	ValidateBatch        = NewActivity[BatchInput, ValidateOutput](ValidateBatchName)
 	TransformBatch       = NewActivity[BatchInput, TransformOutput](TransformBatchName)
 	ApplyBatch           = NewActivity[ApplyInput, ApplyOutput](ApplyBatchName)
@@ -89,7 +90,7 @@ var (
 // All names every activity tether's workflows call.
 func All() []string {
 	return []string{
-		StartRun.Name(), FetchPage.Name(), FetchQuarantinedPage.Name(), ValidateBatch.Name(), TransformBatch.Name(),
+		StartRun.Name(), FetchPage.Name(), FetchQuarantinedPage.Name(), StageRecords.Name(), ValidateBatch.Name(), TransformBatch.Name(),
 		ApplyBatch.Name(), SweepRefresh.Name(), BeginCompensation.Name(), CompensateBatch.Name(), FinishRun.Name(),
 		ReconcileBegin.Name(), ReconcileScan.Name(), ReconcileCompare.Name(), ReconcileClassify.Name(),
 		ReconcileExtras.Name(), ReconcileFinish.Name(), FetchRepairPage.Name(),

@@ -1,6 +1,8 @@
 package syncstep
 
 import (
+	"encoding/json"
+
 	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/progress"
 )
@@ -12,10 +14,12 @@ const (
 	FetchPageName = "FetchPage"
 	// FetchQuarantinedName reads a page of quarantined records (replay runs).
 	FetchQuarantinedName = "FetchQuarantinedPage"
-	ValidateBatchName    = "ValidateBatch"
-	TransformBatchName   = "TransformBatch"
-	ApplyBatchName       = "ApplyBatch"
-	CompensateBatchName  = "CompensateBatch"
+	// StageRecordsName stages records a workflow hands to the steps.
+	StageRecordsName    = "StageRecords"
+	ValidateBatchName   = "ValidateBatch"
+	TransformBatchName  = "TransformBatch"
+	ApplyBatchName      = "ApplyBatch"
+	CompensateBatchName = "CompensateBatch"
 	// BeginCompensationName fences a failed atomic run against late applies,
 	// puts its checkpoint back, and says which batches to undo.
 	BeginCompensationName = "BeginCompensation"
@@ -62,7 +66,7 @@ type StartRunInput struct {
 	Integration string `json:"integration"`
 	RunID       string `json:"runId"`
 	WorkflowID  string `json:"workflowId"`
-	Kind        string `json:"kind"` // "sync", "replay", "refresh" or "repair"
+	Kind        string `json:"kind"` // "sync", "replay", "refresh", "repair" or "records"
 	// Full ignores the checkpoint and reads the whole source.
 	Full bool `json:"full"`
 	// Trigger says who started the run (shown to a run refused the lease).
@@ -122,6 +126,17 @@ type FetchPageOutput struct {
 	CacheKey string       `json:"cacheKey,omitempty"`
 	// QuarantineIDs are the quarantine entries a replay page holds, in order.
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
+}
+
+// StageRecordsInput hands records a workflow already has (from its input,
+// a signal or an update) to the steps as one page: they are staged like a
+// fetched page's, and only the reference travels on.
+type StageRecordsInput struct {
+	Integration string            `json:"integration"`
+	Ref         PageRef           `json:"ref"`
+	Records     []json.RawMessage `json:"records"`
+	// Definition pins the run's version of the integration (Plan.Definition).
+	Definition string `json:"definition,omitempty"`
 }
 
 // FetchQuarantinedInput asks for the next page of pending quarantined
@@ -188,8 +203,8 @@ type ApplyInput struct {
 	Replay        bool    `json:"replay,omitempty"`
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
 	// Kind is the run's kind when it is "refresh" (PostgreSQL steps record
-	// the keys they see, for the sweep at the end) or "repair" (the batch
-	// leaves the checkpoint alone); empty otherwise.
+	// the keys they see, for the sweep at the end), "repair" or "records"
+	// (the batch leaves the checkpoint alone); empty otherwise.
 	Kind string `json:"kind,omitempty"`
 	// Step is the destination this apply writes to (index into the plan's
 	// Steps). Only the last step saves the checkpoint.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/starters/devstack"
@@ -27,157 +30,257 @@ var demoIntegrations = []string{"crm-companies", "crm-contacts"}
 // integrations with progress bars and a summary. It keeps the stack up
 // until Ctrl-C unless --exit (or TETHER_UP_EXIT=1, or CI=true) is given.
 func cmdUp(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("up")
-	exit := fs.Bool("exit", os.Getenv("TETHER_UP_EXIT") == "1" || os.Getenv("CI") == "true", "exit after the demo (for scripts)")
-	contacts := fs.Int("contacts", 20000, "sandbox contacts to seed (companies = contacts/10)")
-	invalid := fs.Float64("invalid-rate", 0.02, "share of sandbox records that violate the schema (quarantined by the demo)")
-	sandboxAddr := fs.String("sandbox-addr", getenv("TETHER_SANDBOX_ADDR", "127.0.0.1:8081"), "sandbox API listen address")
-	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port")
-	stateDir := fs.String("state-dir", ".tether", "where the stack keeps its database file, binaries and logs")
-	schema := fs.String("schema", "tether_demo", "PostgreSQL schema for the demo's tables")
-	keepData := fs.Bool("keep-data", false, "keep the demo schema's tables from an earlier `up` (default: start from an empty schema)")
-	webhooksAddr := fs.String("webhooks-addr", getenv("TETHER_UP_WEBHOOKS_ADDR", "127.0.0.1:8090"), "where the worker receives the demo's signed webhooks")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	out := e.out
-	dir, err := filepath.Abs(*stateDir)
+	o, err := parseUpFlags(e, args)
 	if err != nil {
 		return err
 	}
-	logs := filepath.Join(dir, "logs")
-	var started []*devstack.Process
-	defer func() {
-		for i := len(started) - 1; i >= 0; i-- {
-			p := started[i]
-			fmt.Fprintf(out, "stopping %s\n", p.Name)
-			if err := p.Stop(20 * time.Second); err != nil {
-				fmt.Fprintf(e.errOut, "%v\n", err)
-			}
-		}
-	}()
+	dir, err := filepath.Abs(o.stateDir)
+	if err != nil {
+		return err
+	}
+	s := &upStack{e: e, out: e.out, o: o, dir: dir, logs: filepath.Join(dir, "logs")}
+	defer s.stop()
 
 	// PostgreSQL first: nothing works without it, and its error is the
 	// most common one on a new machine.
-	dsn, err := demoDatabase(ctx, e.databaseURL, *schema, !*keepData)
+	if err := s.startDatabase(ctx); err != nil {
+		return err
+	}
+	if err := s.startTemporal(ctx); err != nil {
+		return err
+	}
+	hs, err := s.startSandbox()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "✓ PostgreSQL     %s (schema %s)\n", postgres.RedactDSN(e.databaseURL), *schema)
-
-	cli, err := devstack.EnsureTemporalCLI(ctx, out)
-	if err != nil {
-		return err
-	}
-	uiURL := e.uiURL
-	if devstack.PortOpen(e.address) {
-		fmt.Fprintf(out, "✓ Temporal       using the server already at %s\n", e.address)
-	} else {
-		_, port, err := net.SplitHostPort(e.address)
-		if err != nil {
-			return fmt.Errorf("--address %q: %w", e.address, err)
-		}
-		var p int
-		fmt.Sscan(port, &p)
-		srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{
-			CLI: cli, Port: p, UIPort: *uiPort, DBFile: filepath.Join(dir, "temporal.db"), LogFile: filepath.Join(logs, "temporal.log"),
-		})
-		if err != nil {
-			return err
-		}
-		started = append(started, srv.Process)
-		uiURL = strings.Replace(srv.UIURL, "127.0.0.1", "localhost", 1)
-		fmt.Fprintf(out, "✓ Temporal       dev server at %s, Web UI %s (log %s)\n", srv.Address, uiURL, filepath.Join(logs, "temporal.log"))
-	}
-
-	sb, err := sandbox.New(sandbox.Options{Seed: 7, Contacts: *contacts, Faults: sandbox.Faults{InvalidRate: *invalid}})
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	ln, err := net.Listen("tcp", *sandboxAddr)
-	if err != nil {
-		return fmt.Errorf("sandbox API on %s: %w (is another `tether up` running? use --sandbox-addr)", *sandboxAddr, err)
-	}
-	hs := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
 	defer hs.Close()
-	sandboxURL := "http://" + ln.Addr().String()
-	fmt.Fprintf(out, "✓ Sandbox API    %s (%d contacts, %d companies, %.0f%% schema-invalid)\n", sandboxURL, *contacts, max(1, *contacts/10), 100**invalid)
-
-	moduleDir, err := moduleRoot()
-	if err != nil {
+	if err := s.startWorker(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "… building the worker")
-	bin, err := devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", filepath.Join(dir, "bin"))
-	if err != nil {
-		return err
-	}
-	hook, err := newDemoWebhook(dir, *webhooksAddr)
-	if err != nil {
-		return err
-	}
-	w, err := devstack.StartProcess("worker", filepath.Join(logs, "worker.log"), []string{
-		"TEMPORAL_ADDRESS=" + e.address,
-		"TEMPORAL_NAMESPACE=" + e.namespace,
-		"TETHER_TEMPORAL_TASK_QUEUE=" + e.taskQueue,
-		"DATABASE_URL=" + dsn,
-		"TETHER_SOURCES_CRM_BASE_URL=" + sandboxURL,
-		"TETHER_CONFIG=" + hook.configFile,
-		demoSecretEnv + "=" + hook.secret,
-	}, bin)
-	if err != nil {
-		return err
-	}
-	started = append(started, w)
-	if err := waitWorker(ctx, w, filepath.Join(logs, "worker.log")); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "✓ Worker         pid %d, task queue %s (log %s)\n\n", w.Pid(), e.taskQueue, filepath.Join(logs, "worker.log"))
 
 	c, err := e.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	outcomes, err := s.runSyncs(ctx, c)
+	if err != nil {
+		return err
+	}
+	failed := s.summarize(ctx, outcomes)
+	if o.exit {
+		return failed
+	}
+	return s.wait(ctx)
+}
+
+// upOptions are the flags of `tether up`.
+type upOptions struct {
+	exit         bool
+	contacts     int
+	invalid      float64
+	sandboxAddr  string
+	uiPort       int
+	stateDir     string
+	schema       string
+	keepData     bool
+	webhooksAddr string
+}
+
+func parseUpFlags(e *env, args []string) (upOptions, error) {
+	var o upOptions
+	fs := e.flags("up")
+	fs.BoolVar(&o.exit, "exit", os.Getenv("TETHER_UP_EXIT") == "1" || os.Getenv("CI") == "true", "exit after the demo (for scripts)")
+	fs.IntVar(&o.contacts, "contacts", 20000, "sandbox contacts to seed (companies = contacts/10)")
+	fs.Float64Var(&o.invalid, "invalid-rate", 0.02, "share of sandbox records that violate the schema (quarantined by the demo)")
+	fs.StringVar(&o.sandboxAddr, "sandbox-addr", getenv("TETHER_SANDBOX_ADDR", "127.0.0.1:8081"), "sandbox API listen address")
+	fs.IntVar(&o.uiPort, "ui-port", 8233, "Temporal Web UI port")
+	fs.StringVar(&o.stateDir, "state-dir", ".tether", "where the stack keeps its database file, binaries and logs")
+	fs.StringVar(&o.schema, "schema", "tether_demo", "PostgreSQL schema for the demo's tables")
+	fs.BoolVar(&o.keepData, "keep-data", false, "keep the demo schema's tables from an earlier `up` (default: start from an empty schema)")
+	fs.StringVar(&o.webhooksAddr, "webhooks-addr", getenv("TETHER_UP_WEBHOOKS_ADDR", "127.0.0.1:8090"), "where the worker receives the demo's signed webhooks")
+	if _, err := parse(fs, args); err != nil {
+		return upOptions{}, err
+	}
+	return o, nil
+}
+
+// upStack is the development stack `tether up` starts, step by step; each
+// step reports its line and fills in what the later ones use.
+type upStack struct {
+	e    *env
+	out  io.Writer
+	o    upOptions
+	dir  string // the state directory, absolute
+	logs string
+
+	started    []*devstack.Process // stopped in reverse order
+	dsn        string              // the demo schema's database URL
+	uiURL      string
+	sb         *sandbox.Server
+	sandboxURL string
+	hook       *demoWebhook
+	worker     *devstack.Process
+}
+
+// stop stops the processes the stack started, the last one first.
+func (s *upStack) stop() {
+	for i := len(s.started) - 1; i >= 0; i-- {
+		p := s.started[i]
+		fmt.Fprintf(s.out, "stopping %s\n", p.Name)
+		if err := p.Stop(20 * time.Second); err != nil {
+			fmt.Fprintf(s.e.errOut, "%v\n", err)
+		}
+	}
+}
+
+func (s *upStack) startDatabase(ctx context.Context) error {
+	dsn, err := demoDatabase(ctx, s.e.databaseURL, s.o.schema, !s.o.keepData)
+	if err != nil {
+		return err
+	}
+	s.dsn = dsn
+	fmt.Fprintf(s.out, "✓ PostgreSQL     %s (schema %s)\n", postgres.RedactDSN(s.e.databaseURL), s.o.schema)
+	return nil
+}
+
+// startTemporal starts the Temporal dev server, unless one already listens
+// at the address.
+func (s *upStack) startTemporal(ctx context.Context) error {
+	e := s.e
+	cli, err := devstack.EnsureTemporalCLI(ctx, s.out)
+	if err != nil {
+		return err
+	}
+	s.uiURL = e.uiURL
+	if devstack.PortOpen(e.address) {
+		fmt.Fprintf(s.out, "✓ Temporal       using the server already at %s\n", e.address)
+		return nil
+	}
+	_, port, err := net.SplitHostPort(e.address)
+	if err != nil {
+		return fmt.Errorf("--address %q: %w", e.address, err)
+	}
+	var p int
+	fmt.Sscan(port, &p)
+	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{
+		CLI: cli, Port: p, UIPort: s.o.uiPort, DBFile: filepath.Join(s.dir, "temporal.db"), LogFile: filepath.Join(s.logs, "temporal.log"),
+	})
+	if err != nil {
+		return err
+	}
+	s.started = append(s.started, srv.Process)
+	s.uiURL = strings.Replace(srv.UIURL, "127.0.0.1", "localhost", 1)
+	fmt.Fprintf(s.out, "✓ Temporal       dev server at %s, Web UI %s (log %s)\n", srv.Address, s.uiURL, filepath.Join(s.logs, "temporal.log"))
+	return nil
+}
+
+// startSandbox serves the sandbox CRM API; the caller closes the server.
+func (s *upStack) startSandbox() (*http.Server, error) {
+	sb, err := sandbox.New(sandbox.Options{Seed: 7, Contacts: s.o.contacts, Faults: sandbox.Faults{InvalidRate: s.o.invalid}})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.o.sandboxAddr)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox API on %s: %w (is another `tether up` running? use --sandbox-addr)", s.o.sandboxAddr, err)
+	}
+	hs := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	s.sb = sb
+	s.sandboxURL = "http://" + ln.Addr().String()
+	fmt.Fprintf(s.out, "✓ Sandbox API    %s (%d contacts, %d companies, %.0f%% schema-invalid)\n", s.sandboxURL, s.o.contacts, max(1, s.o.contacts/10), 100*s.o.invalid)
+	return hs, nil
+}
+
+// startWorker builds the worker, writes its configuration with the demo
+// webhook source, starts it and waits until it polls.
+func (s *upStack) startWorker(ctx context.Context) error {
+	e := s.e
+	moduleDir, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(s.out, "… building the worker")
+	bin, err := devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", filepath.Join(s.dir, "bin"))
+	if err != nil {
+		return err
+	}
+	s.hook, err = newDemoWebhook(s.dir, s.o.webhooksAddr)
+	if err != nil {
+		return err
+	}
+	w, err := devstack.StartProcess("worker", filepath.Join(s.logs, "worker.log"), []string{
+		"TEMPORAL_ADDRESS=" + e.address,
+		"TEMPORAL_NAMESPACE=" + e.namespace,
+		"TETHER_TEMPORAL_TASK_QUEUE=" + e.taskQueue,
+		"DATABASE_URL=" + s.dsn,
+		"TETHER_SOURCES_CRM_BASE_URL=" + s.sandboxURL,
+		"TETHER_CONFIG=" + s.hook.configFile,
+		demoSecretEnv + "=" + s.hook.secret,
+	}, bin)
+	if err != nil {
+		return err
+	}
+	s.started = append(s.started, w)
+	s.worker = w
+	if err := waitWorker(ctx, w, filepath.Join(s.logs, "worker.log")); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "✓ Worker         pid %d, task queue %s (log %s)\n\n", w.Pid(), e.taskQueue, filepath.Join(s.logs, "worker.log"))
+	return nil
+}
+
+// runSyncs runs the demo integrations one after the other with progress
+// bars. The error is only a run that could not start; how each run ended
+// is in its Outcome.
+func (s *upStack) runSyncs(ctx context.Context, c client.Client) ([]Outcome, error) {
 	var outcomes []Outcome
 	for _, name := range demoIntegrations {
-		run, err := StartSync(ctx, c, e.taskQueue, datasync.Input{Integration: name, Trigger: "demo"})
+		run, err := StartSync(ctx, c, s.e.taskQueue, datasync.Input{Integration: name, Trigger: "demo"})
 		if err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
+			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
-		total := *contacts
+		total := s.o.contacts
 		if name == "crm-companies" {
-			total = max(1, *contacts/10)
+			total = max(1, s.o.contacts/10)
 		}
-		res, err := Watch(ctx, c, out, run.GetID(), total)
+		res, err := Watch(ctx, c, s.out, run.GetID(), total)
 		outcomes = append(outcomes, Outcome{Result: res, Err: err, WorkflowID: run.GetID(), RunID: run.GetRunID()})
 	}
-	PrintSummary(out, outcomes, uiURL, e.namespace)
-	if err := hook.demo(ctx, out, sb, dsn); err != nil {
+	return outcomes, nil
+}
+
+// summarize prints the demo runs' summary, runs the webhook demo and says
+// where to look next. It returns every failure, joined.
+func (s *upStack) summarize(ctx context.Context, outcomes []Outcome) error {
+	PrintSummary(s.out, outcomes, s.uiURL, s.e.namespace)
+	if err := s.hook.demo(ctx, s.out, s.sb, s.dsn); err != nil {
 		outcomes = append(outcomes, Outcome{Err: err, WorkflowID: "webhook demo"})
 	}
-	fmt.Fprintf(out, "\nAll runs of an integration in the Web UI: %s/namespaces/%s/workflows?query=%s\n",
-		uiURL, e.namespace, "IntegrationName%3D%22crm-contacts%22")
-	fmt.Fprintf(out, "Quarantined records: go run ./starters/cmd/tether quarantine --database-url '%s'\n", dsn)
+	fmt.Fprintf(s.out, "\nAll runs of an integration in the Web UI: %s/namespaces/%s/workflows?query=%s\n",
+		s.uiURL, s.e.namespace, "IntegrationName%3D%22crm-contacts%22")
+	fmt.Fprintf(s.out, "Quarantined records: go run ./starters/cmd/tether quarantine --database-url '%s'\n", s.dsn)
 	var failed error
 	for _, o := range outcomes {
 		if o.Err != nil {
 			failed = errors.Join(failed, fmt.Errorf("%s: %w", o.WorkflowID, o.Err))
 		}
 	}
-	if *exit {
-		return failed
-	}
-	fmt.Fprintf(out, "\nThe stack is up: Web UI %s · sandbox %s · DATABASE_URL=%s\n", uiURL, sandboxURL, dsn)
-	fmt.Fprintf(out, "Try: go run ./starters/cmd/tether start crm-contacts --watch   (in another terminal)\n")
-	fmt.Fprintln(out, "Press Ctrl-C to stop everything.")
+	return failed
+}
+
+// wait keeps the stack up until Ctrl-C, or fails when the worker exits.
+func (s *upStack) wait(ctx context.Context) error {
+	fmt.Fprintf(s.out, "\nThe stack is up: Web UI %s · sandbox %s · DATABASE_URL=%s\n", s.uiURL, s.sandboxURL, s.dsn)
+	fmt.Fprintf(s.out, "Try: go run ./starters/cmd/tether start crm-contacts --watch   (in another terminal)\n")
+	fmt.Fprintln(s.out, "Press Ctrl-C to stop everything.")
 	select {
 	case <-ctx.Done(): // Ctrl-C or SIGTERM
-	case <-w.Done():
-		return errors.New("the worker exited; see " + filepath.Join(logs, "worker.log"))
+	case <-s.worker.Done():
+		return errors.New("the worker exited; see " + filepath.Join(s.logs, "worker.log"))
 	}
-	fmt.Fprintln(out)
+	fmt.Fprintln(s.out)
 	return nil
 }
 

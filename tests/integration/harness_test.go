@@ -45,6 +45,7 @@ import (
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/onboarding"
 )
 
 var (
@@ -218,6 +219,7 @@ func (s *stack) startWorker() {
 	}
 	w := worker.New(s.client, s.taskQueue, worker.Options{})
 	app.Register(w, acts)
+	onboarding.Register(w)
 	if err := w.Start(); err != nil {
 		s.t.Fatalf("worker: %v", err)
 	}

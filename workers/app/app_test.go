@@ -125,7 +125,7 @@ func TestNewIntegrations_GoAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(reg.Names(), ","); got != "crm-billing-customers,crm-companies,crm-contacts,crm-contacts-yaml,customer-onboarding,people,pg-contacts-billing" {
+	if got := strings.Join(reg.Names(), ","); got != "crm-billing-customers,crm-companies,crm-contacts,crm-contacts-yaml,customer-onboarding,onboarding,people,pg-contacts-billing" {
 		t.Errorf("registered %s", got)
 	}
 	people, err := reg.Get("people")

@@ -224,96 +224,159 @@ func Load(file string) (Config, error) {
 
 // Validate reports every problem, one per line, each naming its key.
 func (c Config) Validate() error {
+	return errors.Join(slices.Concat(
+		c.Temporal.problems(),
+		c.Database.problems(),
+		c.Worker.problems(),
+		c.Log.problems(),
+		c.Metrics.problems(),
+		c.Sources.CRM.problems(),
+		c.Schedules.problems(),
+		integrationsDirProblems(c.IntegrationsDir),
+		c.Webhooks.problems(),
+	)...)
+}
+
+// problem is one line of Validate's report: the key, then what is wrong.
+func problem(key, format string, args ...any) error {
+	return fmt.Errorf("  %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// problems checks the Temporal connection settings.
+func (t Temporal) problems() []error {
 	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("  %s: %s", key, fmt.Sprintf(format, args...)))
+	if _, _, err := net.SplitHostPort(t.Address); err != nil {
+		errs = append(errs, problem("temporal.address (TEMPORAL_ADDRESS)", "%q is not host:port: %v", t.Address, err))
 	}
-	if _, _, err := net.SplitHostPort(c.Temporal.Address); err != nil {
-		bad("temporal.address (TEMPORAL_ADDRESS)", "%q is not host:port: %v", c.Temporal.Address, err)
+	if t.Namespace == "" {
+		errs = append(errs, problem("temporal.namespace (TEMPORAL_NAMESPACE)", "must not be empty"))
 	}
-	if c.Temporal.Namespace == "" {
-		bad("temporal.namespace (TEMPORAL_NAMESPACE)", "must not be empty")
+	if t.TaskQueue == "" {
+		errs = append(errs, problem("temporal.task_queue", "must not be empty"))
 	}
-	if c.Temporal.TaskQueue == "" {
-		bad("temporal.task_queue", "must not be empty")
+	if t.ConnectTimeout <= 0 {
+		errs = append(errs, problem("temporal.connect_timeout", "must be positive"))
 	}
-	if c.Temporal.ConnectTimeout <= 0 {
-		bad("temporal.connect_timeout", "must be positive")
+	return errs
+}
+
+// problems checks the database settings.
+func (d Database) problems() []error {
+	var errs []error
+	if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		errs = append(errs, problem("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", postgres.RedactDSN(d.URL)))
 	}
-	if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		bad("database.url (DATABASE_URL)", "want a postgres:// URL, got %q", postgres.RedactDSN(c.Database.URL))
+	if d.MaxOpenConns < 2 {
+		errs = append(errs, problem("database.max_open_conns", "%d is too small (at least 2)", d.MaxOpenConns))
 	}
-	if c.Database.MaxOpenConns < 2 {
-		bad("database.max_open_conns", "%d is too small (at least 2)", c.Database.MaxOpenConns)
-	}
+	return errs
+}
+
+// problems checks the worker's limits.
+func (w Worker) problems() []error {
+	var errs []error
 	for key, n := range map[string]int{
-		"worker.max_concurrent_activities":       c.Worker.MaxConcurrentActivities,
-		"worker.max_concurrent_local_activities": c.Worker.MaxConcurrentLocalActivities,
-		"worker.max_concurrent_workflow_tasks":   c.Worker.MaxConcurrentWorkflowTasks,
-		"worker.cache_pages":                     c.Worker.CachePages,
+		"worker.max_concurrent_activities":       w.MaxConcurrentActivities,
+		"worker.max_concurrent_local_activities": w.MaxConcurrentLocalActivities,
+		"worker.max_concurrent_workflow_tasks":   w.MaxConcurrentWorkflowTasks,
+		"worker.cache_pages":                     w.CachePages,
 	} {
 		if n < 1 {
-			bad(key, "%d must be at least 1", n)
+			errs = append(errs, problem(key, "%d must be at least 1", n))
 		}
 	}
-	if c.Worker.MaxConcurrentWorkflowTasks == 1 {
-		bad("worker.max_concurrent_workflow_tasks", "must be at least 2 (the SDK needs one sticky and one normal poller)")
+	if w.MaxConcurrentWorkflowTasks == 1 {
+		errs = append(errs, problem("worker.max_concurrent_workflow_tasks", "must be at least 2 (the SDK needs one sticky and one normal poller)"))
 	}
-	if c.Worker.GracefulStop < 0 {
-		bad("worker.graceful_stop", "must not be negative")
+	if w.GracefulStop < 0 {
+		errs = append(errs, problem("worker.graceful_stop", "must not be negative"))
 	}
-	switch strings.ToLower(c.Log.Level) {
+	return errs
+}
+
+// problems checks the log settings.
+func (l Log) problems() []error {
+	var errs []error
+	switch strings.ToLower(l.Level) {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+		errs = append(errs, problem("log.level", "%q is not one of debug, info, warn, error", l.Level))
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "text", "json":
 	default:
-		bad("log.format", "%q is not text or json", c.Log.Format)
+		errs = append(errs, problem("log.format", "%q is not text or json", l.Format))
 	}
-	if l := c.Metrics.Listen; l != "" {
-		if _, port, err := net.SplitHostPort(l); err != nil {
-			bad("metrics.listen (TETHER_METRICS_LISTEN)", "%q is not host:port (e.g. 127.0.0.1:9464; empty disables the endpoint): %v", l, err)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			bad("metrics.listen (TETHER_METRICS_LISTEN)", "%q: port %q is not a number from 0 to 65535", l, port)
-		}
+	return errs
+}
+
+// problems checks the metrics endpoint's address.
+func (m Metrics) problems() []error {
+	l := m.Listen
+	if l == "" {
+		return nil
 	}
-	if u, err := url.Parse(c.Sources.CRM.BaseURL); err != nil || u.Scheme == "" || u.Host == "" {
-		bad("sources.crm.base_url", "%q is not an absolute URL", c.Sources.CRM.BaseURL)
+	_, port, err := net.SplitHostPort(l)
+	if err != nil {
+		return []error{problem("metrics.listen (TETHER_METRICS_LISTEN)", "%q is not host:port (e.g. 127.0.0.1:9464; empty disables the endpoint): %v", l, err)}
 	}
-	switch c.Sources.CRM.Auth {
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return []error{problem("metrics.listen (TETHER_METRICS_LISTEN)", "%q: port %q is not a number from 0 to 65535", l, port)}
+	}
+	return nil
+}
+
+// problems checks the CRM source's address and credentials.
+func (c CRM) problems() []error {
+	var errs []error
+	if u, err := url.Parse(c.BaseURL); err != nil || u.Scheme == "" || u.Host == "" {
+		errs = append(errs, problem("sources.crm.base_url", "%q is not an absolute URL", c.BaseURL))
+	}
+	switch c.Auth {
 	case "none":
 	case "bearer":
-		if c.Sources.CRM.Token == "" {
-			bad("sources.crm.token", "required when sources.crm.auth is bearer")
+		if c.Token == "" {
+			errs = append(errs, problem("sources.crm.token", "required when sources.crm.auth is bearer"))
 		}
 	case "api_key":
-		if c.Sources.CRM.APIKey == "" {
-			bad("sources.crm.api_key", "required when sources.crm.auth is api_key")
+		if c.APIKey == "" {
+			errs = append(errs, problem("sources.crm.api_key", "required when sources.crm.auth is api_key"))
 		}
 	case "oauth2":
-		if c.Sources.CRM.ClientID == "" || c.Sources.CRM.ClientSecret == "" {
-			bad("sources.crm.client_id/client_secret", "required when sources.crm.auth is oauth2")
+		if c.ClientID == "" || c.ClientSecret == "" {
+			errs = append(errs, problem("sources.crm.client_id/client_secret", "required when sources.crm.auth is oauth2"))
 		}
 	default:
-		bad("sources.crm.auth", "%q is not none, bearer, api_key or oauth2", c.Sources.CRM.Auth)
+		errs = append(errs, problem("sources.crm.auth", "%q is not none, bearer, api_key or oauth2", c.Auth))
 	}
-	if c.Sources.CRM.RateLimit < 0 {
-		bad("sources.crm.rate_limit", "must not be negative")
+	if c.RateLimit < 0 {
+		errs = append(errs, problem("sources.crm.rate_limit", "must not be negative"))
 	}
-	if o := c.Schedules.Owner; o != strings.TrimSpace(o) {
-		bad("schedules.owner (TETHER_SCHEDULES_OWNER)", "%q has leading or trailing spaces", o)
+	return errs
+}
+
+// problems checks the schedules' owner tag.
+func (s Schedules) problems() []error {
+	if o := s.Owner; o != strings.TrimSpace(o) {
+		return []error{problem("schedules.owner (TETHER_SCHEDULES_OWNER)", "%q has leading or trailing spaces", o)}
 	}
-	if d := c.IntegrationsDir; d != "" {
-		if info, err := os.Stat(d); err != nil {
-			bad("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q: %v", d, unwrapPath(err))
-		} else if !info.IsDir() {
-			bad("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q is not a directory", d)
-		}
+	return nil
+}
+
+// integrationsDirProblems checks that the integrations directory, when
+// set, is one.
+func integrationsDirProblems(d string) []error {
+	if d == "" {
+		return nil
 	}
-	errs = append(errs, c.Webhooks.problems()...)
-	return errors.Join(errs...)
+	info, err := os.Stat(d)
+	if err != nil {
+		return []error{problem("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q: %v", d, unwrapPath(err))}
+	}
+	if !info.IsDir() {
+		return []error{problem("integrations_dir (TETHER_INTEGRATIONS_DIR)", "%q is not a directory", d)}
+	}
+	return nil
 }
 
 // problems checks the webhook receiver's settings (secrets resolved).

@@ -17,6 +17,7 @@ func All(crm config.CRM) []integration.Definition {
 		CRMBillingCustomers(crm),
 		PGContactsBilling(crm),
 		CustomerOnboarding(crm),
+		Onboarding(crm),
 	}
 }
 

@@ -169,6 +169,12 @@ type shard struct {
 	lastAppliedAt time.Time
 	lastError     string
 	dropped       int
+
+	// Set by run for its loop.
+	idle       time.Duration   // how long to wait for events before completing
+	retryDelay time.Duration   // before the next attempt of a failed apply
+	idleTimer  workflow.Future // version 1's one idle timer; nil until armed
+	lastActive time.Time       // when the shard started or last applied a batch
 }
 
 func (s *shard) progress() (Progress, error) {
@@ -209,105 +215,138 @@ func (s *shard) run(ctx workflow.Context) error {
 	for _, ev := range s.st.Pending {
 		s.pendingID[deliveryID(ev)] = true
 	}
-	idle := s.in.IdleTimeout
-	if idle <= 0 {
-		idle = DefaultIdleTimeout
+	s.idle = s.in.IdleTimeout
+	if s.idle <= 0 {
+		s.idle = DefaultIdleTimeout
 	}
-	lctx := workflow.WithLocalActivityOptions(ctx, applyOptions)
-	delay := time.Second
+	s.retryDelay = time.Second
 	// Version 1 keeps one idle timer, re-armed only when it fires, instead
 	// of starting and cancelling one around every batch (two history
 	// events and server work per batch).
 	oneTimer := workflow.GetVersion(ctx, versionOneIdleTimer, workflow.DefaultVersion, 1) == 1
-	var idleTimer workflow.Future
-	lastActive := workflow.Now(ctx)
+	s.lastActive = workflow.Now(ctx)
 	for {
 		s.drain()
 		if s.continueAsNew(ctx) {
 			return workflow.NewContinueAsNewError(ctx, EventsWorkflow, s.next())
 		}
-		if len(s.st.Pending) == 0 && oneTimer {
-			if idleTimer == nil {
-				idleTimer = workflow.NewTimer(ctx, max(time.Second, lastActive.Add(idle).Sub(workflow.Now(ctx))))
-			}
-			fired := false
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
-				var ev syncstep.Event
-				c.Receive(ctx, &ev)
-				s.receive(ev)
-			})
-			sel.AddFuture(idleTimer, func(workflow.Future) { fired = true })
-			sel.Select(ctx)
-			if ctx.Err() != nil {
-				return ctx.Err() // cancelled while idle
-			}
-			if fired {
-				idleTimer = nil
-				s.drain()
-				if len(s.st.Pending) == 0 && !workflow.Now(ctx).Before(lastActive.Add(idle)) {
-					return nil // idle: the next event starts the shard again
-				}
-			}
-			continue
-		}
 		if len(s.st.Pending) == 0 {
-			// Wait for an event, or finish once idle.
-			tctx, cancel := workflow.WithCancel(ctx)
-			got := false
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
-				var ev syncstep.Event
-				c.Receive(ctx, &ev)
-				s.receive(ev)
-				got = true
-			})
-			sel.AddFuture(workflow.NewTimer(tctx, idle), func(workflow.Future) {})
-			sel.Select(ctx)
-			cancel()
-			if ctx.Err() != nil {
-				return ctx.Err() // cancelled while idle
+			wait := s.waitWithNewTimer
+			if oneTimer {
+				wait = s.waitOnIdleTimer
 			}
-			if !got {
-				s.drain()
-				if len(s.st.Pending) == 0 {
-					return nil // idle: the next event starts the shard again
-				}
-			}
-			continue
-		}
-		batch := s.st.Pending[:min(len(s.st.Pending), MaxBatch)]
-		s.st.Batches++
-		out, err := syncstep.ApplyEvents.RunLocal(lctx, syncstep.ApplyEventsInput{
-			Integration: s.in.Integration, Events: batch,
-			Ref: syncstep.PageRef{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, Page: s.st.Batches},
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// Keep the events and try again later: nothing is dropped.
-			s.lastError = err.Error()
-			workflow.GetLogger(ctx).Warn("applying events failed; retrying", "integration", s.in.Integration,
-				"shard", s.in.Shard, "events", len(batch), "retryIn", delay, "error", err)
-			if err := workflow.Sleep(ctx, delay); err != nil {
+			if done, err := wait(ctx); done {
 				return err
 			}
-			delay = min(2*delay, time.Minute)
 			continue
 		}
-		delay, s.lastError, s.lastAppliedAt = time.Second, "", out.AppliedAt
-		lastActive = workflow.Now(ctx)
-		s.st.Counts = s.st.Counts.Add(out.Counts)
-		for _, ev := range batch {
-			id := deliveryID(ev)
-			delete(s.pendingID, id)
-			s.remember(id)
+		if err := s.applyBatch(ctx); err != nil {
+			return err
 		}
-		s.st.Pending = s.st.Pending[len(batch):]
+	}
+}
+
+// waitOnIdleTimer waits for an event on the one idle timer (version 1),
+// arming it first if it is not. It reports done when the shard stops: with
+// nil once it has been idle for its idle time, or the cancellation.
+func (s *shard) waitOnIdleTimer(ctx workflow.Context) (done bool, err error) {
+	if s.idleTimer == nil {
+		s.idleTimer = workflow.NewTimer(ctx, max(time.Second, s.lastActive.Add(s.idle).Sub(workflow.Now(ctx))))
+	}
+	fired := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
+		var ev syncstep.Event
+		c.Receive(ctx, &ev)
+		s.receive(ev)
+	})
+	sel.AddFuture(s.idleTimer, func(workflow.Future) { fired = true })
+	sel.Select(ctx)
+	if ctx.Err() != nil {
+		return true, ctx.Err() // cancelled while idle
+	}
+	if fired {
+		s.idleTimer = nil
+		s.drain()
+		if len(s.st.Pending) == 0 && !workflow.Now(ctx).Before(s.lastActive.Add(s.idle)) {
+			return true, nil // idle: the next event starts the shard again
+		}
+	}
+	return false, nil
+}
+
+// waitWithNewTimer waits for an event on a timer of its own, cancelled
+// when an event comes (histories from before version 1). It reports done
+// as waitOnIdleTimer does.
+func (s *shard) waitWithNewTimer(ctx workflow.Context) (done bool, err error) {
+	tctx, cancel := workflow.WithCancel(ctx)
+	got := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
+		var ev syncstep.Event
+		c.Receive(ctx, &ev)
+		s.receive(ev)
+		got = true
+	})
+	sel.AddFuture(workflow.NewTimer(tctx, s.idle), func(workflow.Future) {})
+	sel.Select(ctx)
+	cancel()
+	if ctx.Err() != nil {
+		return true, ctx.Err() // cancelled while idle
+	}
+	if !got {
+		s.drain()
 		if len(s.st.Pending) == 0 {
-			s.st.Pending = nil
+			return true, nil // idle: the next event starts the shard again
 		}
+	}
+	return false, nil
+}
+
+// applyBatch applies the oldest pending events, up to MaxBatch, in one
+// ApplyEvents. A failed apply keeps them for the next attempt, after a
+// delay that grows to a minute: nothing is dropped. The error returned is
+// the workflow's cancellation.
+func (s *shard) applyBatch(ctx workflow.Context) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, applyOptions)
+	batch := s.st.Pending[:min(len(s.st.Pending), MaxBatch)]
+	s.st.Batches++
+	out, err := syncstep.ApplyEvents.RunLocal(lctx, syncstep.ApplyEventsInput{
+		Integration: s.in.Integration, Events: batch,
+		Ref: syncstep.PageRef{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, Page: s.st.Batches},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Keep the events and try again later: nothing is dropped.
+		s.lastError = err.Error()
+		workflow.GetLogger(ctx).Warn("applying events failed; retrying", "integration", s.in.Integration,
+			"shard", s.in.Shard, "events", len(batch), "retryIn", s.retryDelay, "error", err)
+		if err := workflow.Sleep(ctx, s.retryDelay); err != nil {
+			return err
+		}
+		s.retryDelay = min(2*s.retryDelay, time.Minute)
+		return nil
+	}
+	s.retryDelay, s.lastError, s.lastAppliedAt = time.Second, "", out.AppliedAt
+	s.lastActive = workflow.Now(ctx)
+	s.st.Counts = s.st.Counts.Add(out.Counts)
+	s.applied(batch)
+	return nil
+}
+
+// applied takes an applied batch off the pending events, remembering
+// their delivery ids.
+func (s *shard) applied(batch []syncstep.Event) {
+	for _, ev := range batch {
+		id := deliveryID(ev)
+		delete(s.pendingID, id)
+		s.remember(id)
+	}
+	s.st.Pending = s.st.Pending[len(batch):]
+	if len(s.st.Pending) == 0 {
+		s.st.Pending = nil
 	}
 }
 

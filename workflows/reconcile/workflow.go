@@ -26,6 +26,7 @@ import (
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // Phases, as the progress query shows them.
@@ -184,13 +185,13 @@ func (r *reconciliation) markColumn() string {
 }
 
 // begin runs ReconcileBegin, queueing behind another writer when Wait
-// (datasync.WhileBusy).
+// (steps.WhileBusy).
 func (r *reconciliation) begin(ctx workflow.Context) error {
 	actx := workflow.WithActivityOptions(ctx, shortStep)
 	info := workflow.GetInfo(ctx)
 	in := syncstep.ReconcileBeginInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		WorkflowID: info.WorkflowExecution.ID, DryRun: r.in.DryRun, Extras: r.in.Extras, Trigger: r.in.Trigger}
-	return datasync.WhileBusy(ctx, r.in.Wait, func(refusal error) {
+	return steps.WhileBusy(ctx, r.in.Wait, func(refusal error) {
 		if refusal != nil {
 			r.rep.Phase = "waiting for another run to finish: " + refusal.Error()
 		}

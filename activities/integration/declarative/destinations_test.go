@@ -370,7 +370,7 @@ func TestLoad_RefusesDestinationMistakes(t *testing.T) {
 		{name: "no steps", base: saga, give: map[string]any{"/destinations": []any{}},
 			wantPointer: "/destinations", wantReason: "minimum 1 items required"},
 		{name: "postgres and http in one step", base: saga, give: map[string]any{"/destinations/1/http": map[string]any{"base_url": "https://x.example.com", "create": map[string]any{"path": "/x"}}},
-			wantPointer: "/destinations/1", wantReason: "set exactly one destination kind: postgres or http"},
+			wantPointer: "/destinations/1", wantReason: "set exactly one destination kind: postgres, http or connector"},
 		{name: "mode of a postgres step", base: saga, give: map[string]any{"/destinations/1/mode": "upsert"},
 			wantPointer: "/destinations/1/mode", wantReason: "mode belongs to http destinations"},
 		{name: "unknown mode", base: saga, give: map[string]any{"/destinations/0/mode": "create"},

@@ -116,7 +116,7 @@ func (s Spec) checkSchedules(root *yaml.Node) error {
 	}
 	// The destinations' kinds and tables are all the check reads.
 	step := func(x Destination) integration.Destination {
-		out := integration.Destination{Name: x.Name, Postgres: x.Postgres, Mode: x.Mode}
+		out := integration.Destination{Name: x.Name, Postgres: x.Postgres, Mode: x.Mode, Connector: x.Connector}
 		if x.HTTP != nil {
 			out.HTTP = &httpsink.Config{}
 		}

@@ -59,6 +59,7 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 	if s.Source.Postgres != nil {
 		def.Source.Postgres = r.postgresSource(*s.Source.Postgres)
 	}
+	def.Source.Connector = cloneConnector(s.Source.Connector)
 	var doc []byte
 	def.Schema, doc = r.schema()
 	def.Mapping = r.mapping(s.Mapping)
@@ -270,7 +271,18 @@ func (r *resolver) destination(pointer string, d Destination) integration.Destin
 		rev := *d.Reversal
 		out.Reversal = &rev
 	}
+	out.Connector = cloneConnector(d.Connector)
 	return out
+}
+
+// cloneConnector copies a registered connector's reference (its config is
+// the connector's own, handed over as decoded).
+func cloneConnector(c *integration.Connector) *integration.Connector {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	return &out
 }
 
 // schema returns the name to validate records with and, for a schema file

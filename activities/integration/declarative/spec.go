@@ -68,6 +68,9 @@ type Spec struct {
 type Source struct {
 	HTTP     *HTTPSource     `mapstructure:"http" json:"http,omitempty"`
 	Postgres *PostgresSource `mapstructure:"postgres" json:"postgres,omitempty"`
+	// Connector is a connector the worker registered (integration.Connector
+	// as written; its config a map).
+	Connector *integration.Connector `mapstructure:"connector" json:"connector,omitempty"`
 }
 
 // PostgresSource is pgsource.Config as written in a file: the connection
@@ -174,6 +177,9 @@ type Destination struct {
 	IDs      map[string]string  `mapstructure:"ids" json:"ids,omitempty"`
 	Mapping  []Field            `mapstructure:"mapping" json:"mapping,omitempty"`
 	Reversal *httpsink.Endpoint `mapstructure:"reversal" json:"reversal,omitempty"`
+	// Connector is a connector the worker registered (integration.Connector
+	// as written; its config a map).
+	Connector *integration.Connector `mapstructure:"connector" json:"connector,omitempty"`
 }
 
 // Hash is the hex SHA-256 of the spec's canonical JSON (struct fields in a

@@ -1,4 +1,6 @@
-// Command worker runs tether's sync workflows and their steps.
+// Command worker runs tether's workflows and their steps, and the
+// integrations written as workflow code it is built with (the customer
+// onboarding example, workflows/onboarding).
 //
 //	worker [--config FILE]
 //
@@ -19,6 +21,7 @@ import (
 
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workflows/onboarding"
 )
 
 func main() {
@@ -36,7 +39,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
 		return 1
 	}
-	a := app.New(cfg)
+	a := app.New(cfg, app.WithWorkflows(onboarding.Register))
 	if err := a.Err(); err != nil {
 		fmt.Fprintf(os.Stderr, "worker: %v\n", app.StartError(err))
 		return 1

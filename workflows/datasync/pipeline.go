@@ -1,0 +1,202 @@
+package datasync
+
+import (
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tetherflow/tether/activities/lib/cursor"
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/syncstep"
+)
+
+// maxPagesPerExecution bounds one execution's history even when the server
+// does not suggest continue-as-new yet (about 15 events per page).
+const maxPagesPerExecution = 250
+
+func (r *run) pagesPerExecution() int {
+	if r.in.PagesPerExecution > 0 {
+		return r.in.PagesPerExecution
+	}
+	return maxPagesPerExecution
+}
+
+// pipeline fetches pages in order and overlaps validate/transform/apply of
+// up to PagesInFlight pages with the next fetches. Applies run strictly in
+// page order, so each batch's checkpoint covers everything before it.
+func (r *run) pipeline(ctx workflow.Context) {
+	window := r.st.Plan.PagesInFlight
+	if window < 1 {
+		window = 1
+	}
+	running := 0
+	for !r.done && r.err == nil {
+		if err := workflow.Await(ctx, func() bool { return r.inFlight < window || r.err != nil }); err != nil {
+			break // cancelled
+		}
+		if r.err != nil {
+			break
+		}
+		if r.in.MaxPages > 0 && r.st.Counts.Pages >= r.in.MaxPages {
+			r.done = true
+			break
+		}
+		if r.pagesThisExec >= r.pagesPerExecution() || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			break
+		}
+		out, err := r.fetch(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(syncstep.FetchPageName, pageError(r.st.NextPage-1, err))
+			}
+			break
+		}
+		r.pagesThisExec++
+		r.st.Counts.Pages++
+		r.st.Counts.Fetched += out.Count
+		pageSince := r.st.Since
+		r.advance(out)
+		if out.NotModified {
+			r.st.Counts.Unchanged += out.Count
+			r.st.Counts.NotModified++
+			r.progressed(ctx, fmt.Sprintf("page %d not modified", out.Ref.Page))
+			continue
+		}
+		if out.Count == 0 {
+			continue
+		}
+		r.st.Seq++
+		seq := r.st.Seq
+		r.inFlight++
+		running++
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			defer func() { running--; r.inFlight-- }()
+			r.process(gctx, out, pageSince, seq)
+		})
+	}
+	_ = workflow.Await(ctx, func() bool { return running == 0 })
+	if running > 0 {
+		// Cancelled while steps were in flight: let them observe the
+		// cancellation before compensation starts.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		_ = workflow.Await(dctx, func() bool { return running == 0 })
+	}
+}
+
+// fetch reads the next page at the run's position.
+func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
+	page := r.st.NextPage
+	r.st.NextPage++
+	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.FetchPageName, page))
+	ref := syncstep.PageRef{RunID: r.st.RunID, Page: page}
+	actx := workflow.WithActivityOptions(ctx, fetchStep)
+	var f syncstep.Future[syncstep.FetchPageOutput]
+	switch {
+	case r.in.Repair != "":
+		f = syncstep.FetchRepairPage.Start(actx, syncstep.FetchRepairInput{
+			Integration: r.in.Integration,
+			Ref:         ref,
+			Reconcile:   r.in.Repair,
+			AfterOrd:    int64(r.st.Position.Offset),
+			Limit:       r.st.Plan.BatchSize,
+			Definition:  r.st.Plan.Definition,
+		})
+	case r.in.Replay:
+		f = syncstep.FetchQuarantinedPage.Start(actx, syncstep.FetchQuarantinedInput{
+			Integration: r.in.Integration,
+			Ref:         ref,
+			AfterID:     int64(r.st.Position.Offset),
+			UpTo:        r.st.Plan.ReplayUpTo,
+			Limit:       r.st.Plan.BatchSize,
+			Definition:  r.st.Plan.Definition,
+		})
+	default:
+		f = syncstep.FetchPage.Start(actx, syncstep.FetchPageInput{
+			Integration: r.in.Integration,
+			Ref:         ref,
+			Position:    r.st.Position,
+			Since:       r.st.Since,
+			Limit:       r.st.Plan.BatchSize,
+			Definition:  r.st.Plan.Definition,
+		})
+	}
+	out, err := f.Get(ctx)
+	if err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == failure.TypeSourceThrottled {
+			r.throttled = appErr.Error()
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+// advance moves the read position past a fetched page. Incremental reads
+// restart from the first page "since" the page's last (cursor, key), which
+// is robust to records moving while the run reads; when a whole page shares
+// one cursor value they page forward within it.
+func (r *run) advance(out syncstep.FetchPageOutput) {
+	if out.Done {
+		r.done = true
+	}
+	if r.st.Plan.Incremental && out.Advanced && !out.NotModified {
+		if out.Done {
+			return
+		}
+		r.st.Since = out.Last
+		r.st.Position = cursor.Position{}
+		return
+	}
+	r.st.Position = out.Next
+}
+
+// process validates, transforms and applies one page.
+func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since cursor.Checkpoint, seq int) {
+	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since, Definition: r.st.Plan.Definition}
+	if !r.prepare(ctx, page, in) {
+		return
+	}
+
+	if err := workflow.Await(ctx, func() bool { return r.applyNext == seq || r.err != nil }); err != nil || r.err != nil {
+		return
+	}
+	checkpoint := r.st.Checkpoint
+	if page.Advanced {
+		checkpoint = page.Last
+	}
+	if !r.applyBatch(ctx, page, in, seq, checkpoint) {
+		return
+	}
+	r.st.Checkpoint = checkpoint
+	r.applyNext = seq + 1
+	r.progressed(ctx, fmt.Sprintf("applied page %d", page.Ref.Page))
+}
+
+// prepare validates and transforms one page in local activities, counting
+// what they found. It reports false when the page must not be applied: a
+// step failed or the invalid share passed the threshold.
+func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in syncstep.BatchInput) bool {
+	lctx := workflow.WithLocalActivityOptions(ctx, localStep)
+
+	v, err := syncstep.ValidateBatch.RunLocal(lctx, in)
+	if err != nil {
+		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, err))
+		return false
+	}
+	r.st.Counts.Skipped += v.Skipped
+	r.st.Counts.Checked += v.Valid + v.Invalid
+	r.st.Counts.Invalid += v.Invalid
+	if r.thresholdPassed() {
+		return false
+	}
+	t, err := syncstep.TransformBatch.RunLocal(lctx, in)
+	if err != nil {
+		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, err))
+		return false
+	}
+	r.st.Counts.Invalid += t.Invalid
+	r.st.Counts.Valid += t.Transformed
+	return !r.thresholdPassed()
+}
