@@ -108,19 +108,49 @@ func WrongConfig(kind string, want, got any) error {
 	return failure.Permanent(failure.TypeConfig, fmt.Errorf("%s connector: configuration is a %T, want a %T", kind, got, want))
 }
 
-// SourceOf returns a source a constructor built, or its error with a nil
-// Source (never a nil pointer inside a non-nil interface).
-func SourceOf[S Source](s S, err error) (Source, error) {
-	if err != nil {
-		return nil, err
+// Configured returns a connector's configuration of type C from a spec's
+// Config (a C or a *C), or WrongConfig naming what (kind and role).
+func Configured[C any](what string, cfg any) (C, error) {
+	switch c := cfg.(type) {
+	case C:
+		return c, nil
+	case *C:
+		if c != nil {
+			return *c, nil
+		}
 	}
-	return s, nil
+	var want C
+	return want, WrongConfig(what, &want, cfg)
 }
 
-// SinkOf is SourceOf for sinks.
-func SinkOf[S Sink](s S, err error) (Sink, error) {
-	if err != nil {
-		return nil, err
+// SourceFactoryOf is the factory of sources open builds from a
+// configuration of type C (what names it in errors: "http source").
+func SourceFactoryOf[C any, S Source](what string, open func(integration string, cfg C) (S, error)) SourceFactory {
+	return func(spec SourceSpec) (Source, error) {
+		cfg, err := Configured[C](what, spec.Config)
+		if err != nil {
+			return nil, err
+		}
+		s, err := open(spec.Integration, cfg)
+		if err != nil {
+			return nil, err // never a nil pointer inside a non-nil Source
+		}
+		return s, nil
 	}
-	return s, nil
+}
+
+// SinkFactoryOf is SourceFactoryOf for sinks; open also gets the
+// destination's name.
+func SinkFactoryOf[C any, S Sink](what string, open func(integration, destination string, cfg C) (S, error)) SinkFactory {
+	return func(spec SinkSpec) (Sink, error) {
+		cfg, err := Configured[C](what, spec.Config)
+		if err != nil {
+			return nil, err
+		}
+		s, err := open(spec.Integration, spec.Destination, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // cmdIntegrations lists the integrations a worker runs: the Go ones it is
-// built with and those of its integration files (--dir, default
-// $TETHER_INTEGRATIONS_DIR), each marked where it is defined.
+// built with (the demo's, on a worker with a crm connection) and those of
+// its integration files (--dir, default $TETHER_INTEGRATIONS_DIR), each
+// marked where it is defined.
 func cmdIntegrations(_ context.Context, e *env, args []string) error {
 	fs := e.flags("integrations")
 	dir := fs.String("dir", os.Getenv("TETHER_INTEGRATIONS_DIR"), "directory of integration files (TETHER_INTEGRATIONS_DIR)")
@@ -22,12 +23,14 @@ func cmdIntegrations(_ context.Context, e *env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSCHEMA\tKEY\tCURSOR\tATOMIC\tDEFINED IN\tDESCRIPTION")
-	for _, d := range integrations.All(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", d.Name, d.Schema, d.KeyField, orDash(d.CursorField), d.Atomic, "go", d.Description)
+	// The demo's Go integrations run on a worker with a crm connection.
+	for _, d := range integrations.All(config.Connection{BaseURL: "http://127.0.0.1:8081", Auth: "none"}) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", d.Name, d.Schema, d.KeyField, orDash(d.CursorField), d.Atomic,
+			"go (connections."+integrations.CRM+")", d.Description)
 	}
 	var bad []*fileResult
 	if *dir != "" {
-		for _, r := range checkFiles([]string{*dir}, false) {
+		for _, r := range checkFiles([]string{*dir}, false, nil) {
 			if len(r.problems) > 0 {
 				bad = append(bad, r)
 				continue

@@ -73,7 +73,7 @@ func (e *env) loadIntegrations(fs *flag.FlagSet, file, dir string) (config.Confi
 	if err != nil {
 		return cfg, nil, err
 	}
-	reg, err := app.BuildRegistry(cfg, integrations.All(cfg.Sources.CRM), specs, sch)
+	reg, err := app.BuildRegistry(cfg, integrations.For(cfg.Connections), specs, sch)
 	return cfg, reg, err
 }
 

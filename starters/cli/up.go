@@ -215,7 +215,7 @@ func (s *upStack) startWorker(ctx context.Context) error {
 		"TEMPORAL_NAMESPACE=" + e.namespace,
 		"TETHER_TEMPORAL_TASK_QUEUE=" + e.taskQueue,
 		"DATABASE_URL=" + s.dsn,
-		"TETHER_SOURCES_CRM_BASE_URL=" + s.sandboxURL,
+		"TETHER_CONNECTIONS_CRM_BASE_URL=" + s.sandboxURL,
 		"TETHER_CONFIG=" + s.hook.configFile,
 		demoSecretEnv + "=" + s.hook.secret,
 	}, bin)

@@ -120,7 +120,7 @@ func (h *demoWebhook) demo(ctx context.Context, out io.Writer, sb *sandbox.Serve
 	}
 	fmt.Fprintf(out, "\n✓ Webhook        POST %s → 202 in %s; contact %d renamed in crm_contacts %s after the request\n",
 		url, accepted.Round(time.Millisecond), contact.ID, time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(out, "  Send your own (README, \"Event-driven sync\"): secret=%s, header X-Tether-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"<unix>.<body>\">\n", h.secret)
+	fmt.Fprintf(out, "  Send your own (docs/events.md): secret=%s, header X-Tether-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"<unix>.<body>\">\n", h.secret)
 	fmt.Fprintln(out, "  Shards and counts: go run ./starters/cmd/tether events crm-contacts")
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/tetherflow/tether/activities/integration/declarative"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
 	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -19,7 +20,8 @@ import (
 // problem of each bad one, exit status 1 when any is bad.
 func cmdValidate(_ context.Context, e *env, args []string) error {
 	fs := e.flags("validate")
-	resolve := fs.Bool("resolve", false, "also read the referenced secrets (environment variables, files) and schema files, as the worker will")
+	resolve := fs.Bool("resolve", false, "also read the referenced secrets (environment variables, files), connections and schema files, as the worker will")
+	file := fs.String("config", os.Getenv("TETHER_CONFIG"), "the worker's configuration file, for the connections --resolve uses (TETHER_CONFIG); TETHER_CONNECTIONS_* apply too")
 	paths, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -31,7 +33,15 @@ func cmdValidate(_ context.Context, e *env, args []string) error {
 		}
 		paths = []string{dir}
 	}
-	results := checkFiles(paths, *resolve)
+	var conns map[string]httpclient.Connection
+	if *resolve {
+		c, err := config.LoadConnections(*file)
+		if err != nil {
+			return err
+		}
+		conns = config.HTTP(c)
+	}
+	results := checkFiles(paths, *resolve, conns)
 	bad := 0
 	for _, r := range results {
 		if len(r.problems) == 0 {
@@ -63,7 +73,7 @@ type fileResult struct {
 // checkFiles loads the integration files of paths (files, or directories
 // of them), checks their names are unique among them and the Go
 // integrations, and with resolve reads their secrets and schema files.
-func checkFiles(paths []string, resolve bool) []*fileResult {
+func checkFiles(paths []string, resolve bool, conns map[string]httpclient.Connection) []*fileResult {
 	var results []*fileResult
 	byFile := map[string]*fileResult{}
 	add := func(file string) *fileResult {
@@ -96,7 +106,7 @@ func checkFiles(paths []string, resolve bool) []*fileResult {
 	}
 
 	goNames := map[string]bool{}
-	for _, d := range integrations.All(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}) {
+	for _, d := range integrations.All(config.Connection{BaseURL: "http://127.0.0.1:8081", Auth: "none"}) {
 		goNames[d.Name] = true
 	}
 	var specs []declarative.Spec
@@ -128,7 +138,7 @@ func checkFiles(paths []string, resolve bool) []*fileResult {
 			if r.spec.File == "" || len(r.problems) > 0 {
 				continue
 			}
-			res, err := r.spec.Resolve(os.LookupEnv, os.ReadFile)
+			res, err := r.spec.Resolve(os.LookupEnv, os.ReadFile, conns)
 			if err != nil {
 				r.problems = append(r.problems, unjoin(err)...)
 				continue

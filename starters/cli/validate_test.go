@@ -133,10 +133,10 @@ func TestIntegrations_ListsGoAndFiles(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 1+len(integrations.All(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}))+1 || !strings.Contains(lines[0], "DEFINED IN") {
+	if len(lines) != 1+len(integrations.All(config.Connection{BaseURL: "http://127.0.0.1:8081", Auth: "none"}))+1 || !strings.Contains(lines[0], "DEFINED IN") {
 		t.Fatalf("output:\n%s", out)
 	}
-	for _, want := range []struct{ name, from string }{{"crm-contacts ", "  go  "}, {"crm-companies ", "  go  "}, {"crm-contacts-yaml ", "  yaml: " + p + "  "}} {
+	for _, want := range []struct{ name, from string }{{"crm-contacts ", "  go (connections.crm)  "}, {"crm-companies ", "  go (connections.crm)  "}, {"crm-contacts-yaml ", "  yaml: " + p + "  "}} {
 		found := false
 		for _, l := range lines[1:] {
 			if strings.HasPrefix(l, want.name) && strings.Contains(l, want.from) {

@@ -108,10 +108,9 @@ func TestCompose_WorkerEnvironmentIsWhatTheWorkerReads(t *testing.T) {
 	if len(w.Ports) != 0 || w.ContainerName != "" {
 		t.Errorf("worker has host ports %v or a container_name %q: `--scale worker=3` would fail", w.Ports, w.ContainerName)
 	}
-	known := config.EnvNames()
 	for k, v := range w.Environment {
-		if !slices.Contains(known, k) {
-			t.Errorf("worker environment %s is not read by the worker (known: %v)", k, known)
+		if !config.ReadsEnv(k) {
+			t.Errorf("worker environment %s is not read by the worker (known: %v and TETHER_CONNECTIONS_<NAME>_<KEY>)", k, config.EnvNames())
 		}
 		t.Setenv(k, v)
 	}
@@ -126,9 +125,9 @@ func TestCompose_WorkerEnvironmentIsWhatTheWorkerReads(t *testing.T) {
 	if _, ok := f.Services[host]; !ok || port != "7233" {
 		t.Errorf("TEMPORAL_ADDRESS %q does not name the temporal service's 7233", cfg.Temporal.Address)
 	}
-	u, err := url.Parse(cfg.Sources.CRM.BaseURL)
+	u, err := url.Parse(cfg.Connections["crm"].BaseURL)
 	if err != nil || u.Hostname() != "sandbox" {
-		t.Fatalf("CRM base URL %q does not name the sandbox service", cfg.Sources.CRM.BaseURL)
+		t.Fatalf("CRM base URL %q does not name the sandbox service", cfg.Connections["crm"].BaseURL)
 	}
 	sb := f.Services["sandbox"]
 	addr := sb.Command[slices.Index(sb.Command, "--addr")+1]

@@ -23,14 +23,14 @@ func TestBadInput_SourceAnswersFailTheRunWithTheirCause(t *testing.T) {
 		name     string
 		faults   sandbox.Faults
 		auth     sandbox.Auth
-		crm      config.CRM
+		crm      config.Connection
 		wantType string
 		wantText string
 	}{
 		{name: "malformed JSON page", faults: sandbox.Faults{MalformedRate: 1}, wantType: failure.TypeSourceMalformed, wantText: "JSON"},
 		{name: "HTML instead of JSON", faults: sandbox.Faults{NonJSONNext: 100}, wantType: failure.TypeSourceMalformed, wantText: "text/html"},
-		{name: "401 wrong token", auth: sandbox.Auth{Mode: "bearer", Token: "right"}, crm: config.CRM{Auth: "bearer", Token: "wrong"}, wantType: failure.TypeSourceAuth, wantText: "401"},
-		{name: "403 forbidden key", auth: sandbox.Auth{Mode: "api_key", APIKey: "right", ForbiddenAPIKey: "readonly"}, crm: config.CRM{Auth: "api_key", APIKey: "readonly"}, wantType: failure.TypeSourceAuth, wantText: "403"},
+		{name: "401 wrong token", auth: sandbox.Auth{Mode: "bearer", Token: "right"}, crm: config.Connection{Auth: "bearer", Token: "wrong"}, wantType: failure.TypeSourceAuth, wantText: "401"},
+		{name: "403 forbidden key", auth: sandbox.Auth{Mode: "api_key", APIKey: "right", ForbiddenAPIKey: "readonly"}, crm: config.Connection{Auth: "api_key", APIKey: "readonly"}, wantType: failure.TypeSourceAuth, wantText: "403"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

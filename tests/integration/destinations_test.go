@@ -491,7 +491,7 @@ func TestCircuitBreaker_OpensWaitsDurablyAndCloses(t *testing.T) {
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 44, Contacts: 120, Faults: sandbox.Faults{
 		Writes: sandbox.WriteFaults{Resource: sandbox.ResourceCustomers, ErrorRate: 1},
 	}}, noWorker: true})
-	def := integrations.CRMBillingCustomers(config.CRM{BaseURL: s.url, Auth: "none"})
+	def := integrations.CRMBillingCustomers(config.Connection{BaseURL: s.url, Auth: "none"})
 	def.BatchSize = 40
 	def.Destination.HTTP.CircuitBreaker = httpsink.CircuitBreaker{FailureRate: 0.5, MinRequests: 4, Window: 10 * time.Second, OpenFor: 2 * time.Second}
 	def.Destination.HTTP.Retry.Max = -1
@@ -570,7 +570,7 @@ func TestDestinationRateLimit_StaysUnderTheAPIsLimitAndHonours429(t *testing.T) 
 	// The API allows 12 requests a second, reads and writes together.
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 45, Contacts: 60,
 		RateLimit: sandbox.RateLimit{Requests: 12, Window: time.Second}}, noWorker: true})
-	def := integrations.CRMBillingCustomers(config.CRM{BaseURL: s.url, Auth: "none"})
+	def := integrations.CRMBillingCustomers(config.Connection{BaseURL: s.url, Auth: "none"})
 	def.BatchSize = 30
 	// Writes at 8/s with one in flight, pages at 1/s: never over 12 in a window.
 	def.Destination.HTTP.RateLimit = httpclient.RateLimit{RequestsPerSecond: 8, Burst: 1}
@@ -589,7 +589,7 @@ func TestDestinationRateLimit_StaysUnderTheAPIsLimitAndHonours429(t *testing.T) 
 	// Unthrottled, the destination meets the API's 429s: it waits as told
 	// (Retry-After, X-RateLimit-Reset) and creates every customer once.
 	s.sandbox.ResetCustomers()
-	def2 := integrations.CRMBillingCustomers(config.CRM{BaseURL: s.url, Auth: "none"})
+	def2 := integrations.CRMBillingCustomers(config.Connection{BaseURL: s.url, Auth: "none"})
 	def2.Name = "billing-unthrottled"
 	def2.Destination.Identity = "billing-unthrottled"
 	def2.Destination.HTTP.Retry.Max = 10

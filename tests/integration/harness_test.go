@@ -144,8 +144,8 @@ func (s *stack) lookupEnv(name string) (string, bool) {
 type stackOptions struct {
 	sandbox sandbox.Options
 	// defs builds the integrations from the CRM settings (default: the shipped ones).
-	defs func(config.CRM) []integration.Definition
-	crm  config.CRM
+	defs func(config.Connection) []integration.Definition
+	crm  config.Connection
 	// noWorker skips the in-process worker (tests that run worker processes).
 	noWorker bool
 	// transport wraps the HTTP sources' transport (fault injection).
@@ -394,7 +394,7 @@ func (s *stack) workerEnv(extra ...string) []string {
 		"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(),
 		"DATABASE_URL=" + s.schema.DSN,
 		"TETHER_TEMPORAL_TASK_QUEUE=" + s.taskQueue,
-		"TETHER_SOURCES_CRM_BASE_URL=" + s.url,
+		"TETHER_CONNECTIONS_CRM_BASE_URL=" + s.url,
 		"TETHER_METRICS_LISTEN=127.0.0.1:0",
 	}, extra...)
 }

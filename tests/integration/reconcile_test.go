@@ -227,7 +227,7 @@ func TestReconcile_RepairsSeededDriftExactly(t *testing.T) {
 // TestReconcile_MarksExtrasAndLeavesThemMarked: the mark policy sets the
 // soft-delete column of extra rows, and marked rows are not extra again.
 func TestReconcile_MarksExtrasAndLeavesThemMarked(t *testing.T) {
-	defs := func(crm config.CRM) []integration.Definition {
+	defs := func(crm config.Connection) []integration.Definition {
 		d := integrations.CRMContacts(crm)
 		d.Name = "crm-contacts-marked"
 		table := *d.Destination.Postgres
@@ -393,7 +393,7 @@ func TestReconcile_TriggeredBySchedule(t *testing.T) {
 	deleteSchedulesAtEnd(t, id)
 	s := newStack(t, stackOptions{
 		sandbox: sandbox.Options{Seed: 61, Contacts: 400},
-		defs: func(crm config.CRM) []integration.Definition {
+		defs: func(crm config.Connection) []integration.Definition {
 			d := scheduledContacts(crm, name, integration.Schedule{Kind: integration.ScheduleReconcile, Cron: []string{"0 3 * * *"}, Paused: true})
 			d.Reconcile = integration.Reconcile{Extras: integration.ExtrasDelete}
 			return []integration.Definition{d}

@@ -469,8 +469,8 @@ CREATE TRIGGER refuse_sweep AFTER DELETE ON crm_companies FOR EACH STATEMENT EXE
 }
 
 // contactsInPagesOf is the crm-contacts integration reading pages of n.
-func contactsInPagesOf(n int) func(config.CRM) []integration.Definition {
-	return func(crm config.CRM) []integration.Definition {
+func contactsInPagesOf(n int) func(config.Connection) []integration.Definition {
+	return func(crm config.Connection) []integration.Definition {
 		d := integrations.CRMContacts(crm)
 		d.BatchSize = n
 		return []integration.Definition{d}

@@ -25,8 +25,8 @@ import (
 
 // reloadContacts is crm-contacts in small pages, one at a time, with its
 // status written as normalize says: "lower" as shipped, "upper" changed.
-func reloadContacts(normalize string) func(config.CRM) []integration.Definition {
-	return func(crm config.CRM) []integration.Definition {
+func reloadContacts(normalize string) func(config.Connection) []integration.Definition {
+	return func(crm config.Connection) []integration.Definition {
 		d := integrations.CRMContacts(crm)
 		d.BatchSize, d.PagesInFlight = 50, 1
 		d.Mapping.Fields = slices.Clone(d.Mapping.Fields)
@@ -50,7 +50,7 @@ func reloadStack(t *testing.T) *stack {
 
 // crm is the stack's CRM settings, as newStack gave them to the
 // integrations.
-func crm(s *stack) config.CRM { return config.CRM{BaseURL: s.url, Auth: "none"} }
+func crm(s *stack) config.Connection { return config.Connection{BaseURL: s.url, Auth: "none"} }
 
 // waitForRows waits until the run applied its first page.
 func waitForRows(t *testing.T, s *stack) {

@@ -57,12 +57,12 @@ func TestReplay_QuarantinedRecordsAreAppliedAfterTheSchemaIsFixed(t *testing.T) 
 	cpBefore, _, _ := s.store.LoadCheckpoint(context.Background(), s.schema.DB, "crm-contacts")
 
 	// Deploy the fix: a lenient schema for contacts.
-	fixed := func(crm config.CRM) []integration.Definition {
+	fixed := func(crm config.Connection) []integration.Definition {
 		d := integrations.CRMContacts(crm)
 		d.Schema = "contacts-lenient.schema.json"
 		return []integration.Definition{d, integrations.CRMCompanies(crm)}
 	}
-	s.restartWorker(fixed(config.CRM{BaseURL: s.url, Auth: "none"}), withLenientSchema(t))
+	s.restartWorker(fixed(config.Connection{BaseURL: s.url, Auth: "none"}), withLenientSchema(t))
 
 	res := s.mustSync(datasync.Input{Integration: "crm-contacts", Replay: true})
 	if res.Status != progress.StatusCompleted || res.Counts.Fetched != invalid {

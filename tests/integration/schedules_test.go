@@ -41,7 +41,7 @@ func uniqueName(prefix string) string {
 }
 
 // scheduledContacts is crm-contacts named name, with schedules s.
-func scheduledContacts(crm config.CRM, name string, s ...integration.Schedule) integration.Definition {
+func scheduledContacts(crm config.Connection, name string, s ...integration.Schedule) integration.Definition {
 	d := integrations.CRMContacts(crm)
 	d.Name = name
 	d.Schedules = s
@@ -49,7 +49,7 @@ func scheduledContacts(crm config.CRM, name string, s ...integration.Schedule) i
 }
 
 // nowhere is a CRM no run reaches: these schedules are never run.
-var nowhere = config.CRM{BaseURL: "http://127.0.0.1:1", Auth: "none"}
+var nowhere = config.Connection{BaseURL: "http://127.0.0.1:1", Auth: "none"}
 
 func mustApply(t *testing.T, opts schedules.Options, defs ...integration.Definition) schedules.Result {
 	t.Helper()
@@ -387,7 +387,7 @@ func TestSchedules_TriggeredSyncCompletes(t *testing.T) {
 	hourlyPaused := integration.Schedule{Kind: integration.ScheduleSync, Every: 24 * time.Hour, Paused: true}
 	s := newStack(t, stackOptions{
 		sandbox: sandbox.Options{Seed: 53, Contacts: 120},
-		defs: func(crm config.CRM) []integration.Definition {
+		defs: func(crm config.Connection) []integration.Definition {
 			return []integration.Definition{scheduledContacts(crm, name, hourlyPaused)}
 		},
 	})
@@ -466,8 +466,8 @@ func TestSchedules_AFailedRunPausesTheSchedule(t *testing.T) {
 	noPause := false
 	s := newStack(t, stackOptions{
 		sandbox: sandbox.Options{Seed: 61, Contacts: 20, Auth: sandbox.Auth{Mode: "bearer", Token: "right"}},
-		crm:     config.CRM{Auth: "bearer", Token: "wrong"},
-		defs: func(crm config.CRM) []integration.Definition {
+		crm:     config.Connection{Auth: "bearer", Token: "wrong"},
+		defs: func(crm config.Connection) []integration.Definition {
 			return []integration.Definition{
 				scheduledContacts(crm, name, integration.Schedule{Kind: integration.ScheduleSync, Every: 24 * time.Hour}),
 				scheduledContacts(crm, keepsGoing, integration.Schedule{Kind: integration.ScheduleSync, Every: 24 * time.Hour, PauseOnFailure: &noPause}),

@@ -241,7 +241,7 @@ func tail(s string, n int) string {
 }
 
 func TestSync_LongRunContinuesAsNewAndCompletes(t *testing.T) {
-	smallPages := func(crm config.CRM) []integration.Definition {
+	smallPages := func(crm config.Connection) []integration.Definition {
 		d := integrations.CRMContacts(crm)
 		d.BatchSize = 100 // 3,000 records → 30+ pages
 		return []integration.Definition{d}
@@ -310,18 +310,18 @@ func TestSync_EveryPaginationStyleAndAuthKindEndToEnd(t *testing.T) {
 		pagination httpsource.Pagination
 		query      map[string]string
 		auth       sandbox.Auth
-		crm        config.CRM
+		crm        config.Connection
 	}{
 		{name: "offset/limit with API key", pagination: httpsource.Pagination{Style: "offset", OffsetParam: "offset", LimitParam: "limit"},
-			query: map[string]string{"pagination": "offset"}, auth: sandbox.Auth{Mode: "api_key", APIKey: "k-123"}, crm: config.CRM{Auth: "api_key", APIKey: "k-123"}},
+			query: map[string]string{"pagination": "offset"}, auth: sandbox.Auth{Mode: "api_key", APIKey: "k-123"}, crm: config.Connection{Auth: "api_key", APIKey: "k-123"}},
 		{name: "cursor token with OAuth2 client credentials", pagination: httpsource.Pagination{Style: "cursor", CursorParam: "cursor", LimitParam: "limit", NextCursorPath: "next_cursor"},
-			query: map[string]string{"pagination": "cursor"}, auth: sandbox.Auth{Mode: "oauth2", ClientID: "tether", ClientSecret: "s3cret"}, crm: config.CRM{Auth: "oauth2", ClientID: "tether", ClientSecret: "s3cret"}},
+			query: map[string]string{"pagination": "cursor"}, auth: sandbox.Auth{Mode: "oauth2", ClientID: "tether", ClientSecret: "s3cret"}, crm: config.Connection{Auth: "oauth2", ClientID: "tether", ClientSecret: "s3cret"}},
 		{name: "Link headers with bearer token", pagination: httpsource.Pagination{Style: "link", LimitParam: "limit"},
-			query: map[string]string{"pagination": "link"}, auth: sandbox.Auth{Mode: "bearer", Token: "t-456"}, crm: config.CRM{Auth: "bearer", Token: "t-456"}},
+			query: map[string]string{"pagination": "link"}, auth: sandbox.Auth{Mode: "bearer", Token: "t-456"}, crm: config.Connection{Auth: "bearer", Token: "t-456"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defs := func(crm config.CRM) []integration.Definition {
+			defs := func(crm config.Connection) []integration.Definition {
 				d := integrations.CRMContacts(crm)
 				d.Source.HTTP.Pagination = tt.pagination
 				d.Source.HTTP.Query = tt.query

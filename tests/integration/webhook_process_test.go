@@ -191,9 +191,9 @@ func TestWebhooks_WorkerProcessRefusesBadWebhookSources(t *testing.T) {
 
 // oneShard is crm-contacts under a name of its own with a single events
 // workflow, so all of a test's events go through one history.
-func oneShard(name *string) func(config.CRM) []integration.Definition {
+func oneShard(name *string) func(config.Connection) []integration.Definition {
 	defs := eventContacts(name)
-	return func(crm config.CRM) []integration.Definition {
+	return func(crm config.Connection) []integration.Definition {
 		ds := defs(crm)
 		ds[0].Events.Shards = 1
 		return ds

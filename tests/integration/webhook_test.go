@@ -322,9 +322,9 @@ func TestWebhooks_BurstOverTheRateLimitIsRefusedWith429AndNothingAcceptedIsLost(
 // eventContacts is crm-contacts under a name of its own: event workflow
 // ids are per integration and namespace, and every test has its own
 // shards.
-func eventContacts(name *string) func(config.CRM) []integration.Definition {
+func eventContacts(name *string) func(config.Connection) []integration.Definition {
 	*name = uniqueName("hook-contacts")
-	return func(crm config.CRM) []integration.Definition {
+	return func(crm config.Connection) []integration.Definition {
 		def := integrations.CRMContacts(crm)
 		def.Name = *name
 		return []integration.Definition{def}
@@ -334,9 +334,9 @@ func eventContacts(name *string) func(config.CRM) []integration.Definition {
 // unversioned is crm-contacts into a table without a version column, so
 // the last event applied wins: only applying in arrival order gives each
 // row its last event.
-func unversioned(name *string) func(config.CRM) []integration.Definition {
+func unversioned(name *string) func(config.Connection) []integration.Definition {
 	*name = uniqueName("hook-unversioned")
-	return func(crm config.CRM) []integration.Definition {
+	return func(crm config.Connection) []integration.Definition {
 		def := integrations.CRMContacts(crm)
 		def.Name = *name
 		t := *def.Destination.Postgres

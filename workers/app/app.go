@@ -19,6 +19,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,12 +78,13 @@ func startTimeout(cfg config.Config) time.Duration {
 	return 2*cfg.Temporal.ConnectTimeout + scheduleApplyTimeout + 30*time.Second
 }
 
-// New builds the worker application for cfg and the shipped integrations;
-// extra options add to it (WithWorkflows).
+// New builds the worker application for cfg and the demo's integrations
+// (when cfg has a crm connection); extra options add to it
+// (WithIntegrations, WithWorkflows).
 func New(cfg config.Config, extra ...fx.Option) *fx.App {
 	opts := []fx.Option{
 		fx.Supply(cfg),
-		fx.Supply(integrations.All(cfg.Sources.CRM)),
+		fx.Supply(integrations.For(cfg.Connections)),
 		Module,
 		fx.WithLogger(func(l *slog.Logger) fxevent.Logger {
 			fl := &fxevent.SlogLogger{Logger: l.With("component", "fx")}
@@ -105,6 +107,15 @@ func WithWorkflows(register ...Registration) fx.Option {
 		opts[i] = fx.Supply(fx.Annotate(r, fx.ResultTags(`group:"registrations"`)))
 	}
 	return fx.Options(opts...)
+}
+
+// WithIntegrations adds Go integrations to the worker's, beside the demo's
+// (which run on a worker with a crm connection): app.New(cfg,
+// app.WithIntegrations(myIntegration(cfg.Connections["billing"]))).
+func WithIntegrations(defs ...integration.Definition) fx.Option {
+	return fx.Decorate(func(have []integration.Definition) []integration.Definition {
+		return append(slices.Clone(have), defs...)
+	})
 }
 
 // NewLogger builds the process's slog logger.

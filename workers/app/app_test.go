@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
 	"github.com/tetherflow/tether/activities/integration"
@@ -49,6 +50,7 @@ func loadConfig(t *testing.T, dir string) config.Config {
 	t.Setenv("DATABASE_URL", "postgres://tether@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=1")
 	t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
 	t.Setenv("TETHER_TEMPORAL_CONNECT_TIMEOUT", "1s")
+	t.Setenv("TETHER_CONNECTIONS_CRM_BASE_URL", "http://127.0.0.1:8081") // the demo's integrations
 	cfg, err := config.Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +112,7 @@ func TestNewIntegrations_GoAndFiles(t *testing.T) {
 		"schema: contacts.schema.json", "schema: ./people.schema.json",
 	).Replace(readTwin(t)))
 	cfg := loadConfig(t, dir)
-	goDefs := integrations.All(cfg.Sources.CRM)
+	goDefs := integrations.For(cfg.Connections)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	set, err := NewDeclared(fxtest.NewLifecycle(t), cfg, goDefs, log)
@@ -204,5 +206,24 @@ func TestNewDeclared_Watches(t *testing.T) {
 	case s := <-changed:
 		t.Errorf("subscribers were told of a bad change: %+v", s)
 	default:
+	}
+}
+
+// TestWithIntegrations_AddsGoIntegrations: a worker built with
+// WithIntegrations runs those beside the demo's.
+func TestWithIntegrations_AddsGoIntegrations(t *testing.T) {
+	cfg := loadConfig(t, "")
+	mine := integrations.CRMContacts(cfg.Connections[integrations.CRM])
+	mine.Name = "my-contacts"
+	var reg *integration.Registry
+	a := New(cfg, WithIntegrations(mine), fx.Populate(&reg))
+	if err := StartError(a.Err()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Get("my-contacts"); err != nil {
+		t.Error(err)
+	}
+	if _, err := reg.Get("crm-contacts"); err != nil {
+		t.Errorf("the demo's integrations are gone: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
 	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/workers/config"
@@ -30,7 +31,7 @@ func NewIntegrations(cfg config.Config, defs []integration.Definition, declared 
 // integration files specs, as NewIntegrations does at start and
 // ReloadIntegrations after a change.
 func BuildRegistry(cfg config.Config, defs []integration.Definition, specs []declarative.Spec, sch *schema.Registry) (*integration.Registry, error) {
-	resolved, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile)
+	resolved, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile, config.HTTP(cfg.Connections))
 	if err != nil {
 		return nil, fmt.Errorf("integrations_dir %s:\n%w", cfg.IntegrationsDir, err)
 	}
@@ -78,7 +79,7 @@ func NewDeclared(lc fx.Lifecycle, cfg config.Config, defs []integration.Definiti
 		return declarative.NewSet(nil, nil), nil
 	}
 	check := func(specs []declarative.Spec) error {
-		_, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile)
+		_, err := ResolveDeclared(specs, defs, os.LookupEnv, os.ReadFile, config.HTTP(cfg.Connections))
 		return err
 	}
 	// Every problem at once: of the files that do not load, and of those
@@ -130,9 +131,9 @@ func NewDeclared(lc fx.Lifecycle, cfg config.Config, defs []integration.Definiti
 }
 
 // ResolveDeclared resolves the specs of integration files for a worker
-// that also runs the Go integrations defs: every problem, and every name
-// both define, is reported, joined.
-func ResolveDeclared(specs []declarative.Spec, defs []integration.Definition, env func(string) (string, bool), readFile func(string) ([]byte, error)) ([]declarative.Resolved, error) {
+// that also runs the Go integrations defs and has the connections conns:
+// every problem, and every name both define, is reported, joined.
+func ResolveDeclared(specs []declarative.Spec, defs []integration.Definition, env func(string) (string, bool), readFile func(string) ([]byte, error), conns map[string]httpclient.Connection) ([]declarative.Resolved, error) {
 	goNames := make(map[string]bool, len(defs))
 	for _, d := range defs {
 		goNames[d.Name] = true
@@ -145,7 +146,7 @@ func ResolveDeclared(specs []declarative.Spec, defs []integration.Definition, en
 				Reason: fmt.Sprintf("integration %q is also defined in Go (workers/integrations): names must be unique", s.Name)})
 			continue
 		}
-		r, err := s.Resolve(env, readFile)
+		r, err := s.Resolve(env, readFile, conns)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -30,9 +30,10 @@ type Config struct {
 	Worker   Worker   `mapstructure:"worker"`
 	Log      Log      `mapstructure:"log"`
 	Metrics  Metrics  `mapstructure:"metrics"`
-	// Sources holds connection settings of the systems the shipped
-	// integrations read from, by system name (e.g. "crm").
-	Sources Sources `mapstructure:"sources"`
+	// Connections are the systems the worker's integrations reach, by
+	// name (connections.<name>; TETHER_CONNECTIONS_<NAME>_<KEY>). The
+	// demo's Go integrations run when a "crm" connection is configured.
+	Connections map[string]Connection `mapstructure:"connections"`
 	// IntegrationsDir is a directory of integration files (*.yaml, *.yml)
 	// run beside the Go integrations; empty means none
 	// (TETHER_INTEGRATIONS_DIR).
@@ -121,23 +122,6 @@ type Metrics struct {
 	Listen string `mapstructure:"listen"`
 }
 
-// Sources are the upstream systems.
-type Sources struct {
-	CRM CRM `mapstructure:"crm"`
-}
-
-// CRM is the (sandbox) CRM API the shipped integrations read.
-type CRM struct {
-	BaseURL string `mapstructure:"base_url"`
-	// Auth is none, bearer, api_key or oauth2.
-	Auth         string  `mapstructure:"auth"`
-	Token        string  `mapstructure:"token"`
-	APIKey       string  `mapstructure:"api_key"`
-	ClientID     string  `mapstructure:"client_id"`
-	ClientSecret string  `mapstructure:"client_secret"`
-	RateLimit    float64 `mapstructure:"rate_limit"` // requests per second, 0 = unlimited
-}
-
 // defaults lists every key (env overrides only bind to known keys).
 var defaults = map[string]any{
 	"temporal.address":                       "127.0.0.1:7233",
@@ -155,13 +139,6 @@ var defaults = map[string]any{
 	"log.level":                              "info",
 	"log.format":                             "text",
 	"metrics.listen":                         "127.0.0.1:9464",
-	"sources.crm.base_url":                   "http://127.0.0.1:8081",
-	"sources.crm.auth":                       "none",
-	"sources.crm.token":                      "",
-	"sources.crm.api_key":                    "",
-	"sources.crm.client_id":                  "",
-	"sources.crm.client_secret":              "",
-	"sources.crm.rate_limit":                 0.0,
 	"integrations_dir":                       "",
 	"schedules.manage":                       true,
 	"schedules.owner":                        "",
@@ -205,6 +182,7 @@ func Load(file string) (Config, error) {
 		}
 		where = file
 	}
+	envErr := setConnectionsFromEnv(v, os.Environ())
 	var cfg Config
 	if err := v.UnmarshalExact(&cfg); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", where, err)
@@ -216,7 +194,7 @@ func Load(file string) (Config, error) {
 	}
 	// Every problem at once: the secrets that could not be read and the
 	// rest of the configuration.
-	if err := errors.Join(cfg.resolveWebhookSecrets(os.LookupEnv), cfg.Validate()); err != nil {
+	if err := errors.Join(envErr, cfg.resolveWebhookSecrets(os.LookupEnv), cfg.Validate()); err != nil {
 		return Config{}, fmt.Errorf("config %s:\n%w", where, err)
 	}
 	return cfg, nil
@@ -230,7 +208,7 @@ func (c Config) Validate() error {
 		c.Worker.problems(),
 		c.Log.problems(),
 		c.Metrics.problems(),
-		c.Sources.CRM.problems(),
+		connectionsProblems(c.Connections),
 		c.Schedules.problems(),
 		integrationsDirProblems(c.IntegrationsDir),
 		c.Webhooks.problems(),
@@ -326,35 +304,6 @@ func (m Metrics) problems() []error {
 	return nil
 }
 
-// problems checks the CRM source's address and credentials.
-func (c CRM) problems() []error {
-	var errs []error
-	if u, err := url.Parse(c.BaseURL); err != nil || u.Scheme == "" || u.Host == "" {
-		errs = append(errs, problem("sources.crm.base_url", "%q is not an absolute URL", c.BaseURL))
-	}
-	switch c.Auth {
-	case "none":
-	case "bearer":
-		if c.Token == "" {
-			errs = append(errs, problem("sources.crm.token", "required when sources.crm.auth is bearer"))
-		}
-	case "api_key":
-		if c.APIKey == "" {
-			errs = append(errs, problem("sources.crm.api_key", "required when sources.crm.auth is api_key"))
-		}
-	case "oauth2":
-		if c.ClientID == "" || c.ClientSecret == "" {
-			errs = append(errs, problem("sources.crm.client_id/client_secret", "required when sources.crm.auth is oauth2"))
-		}
-	default:
-		errs = append(errs, problem("sources.crm.auth", "%q is not none, bearer, api_key or oauth2", c.Auth))
-	}
-	if c.RateLimit < 0 {
-		errs = append(errs, problem("sources.crm.rate_limit", "must not be negative"))
-	}
-	return errs
-}
-
 // problems checks the schedules' owner tag.
 func (s Schedules) problems() []error {
 	if o := s.Owner; o != strings.TrimSpace(o) {
@@ -448,7 +397,8 @@ func unwrapPath(err error) error {
 // Redacted returns the database URL with any password hidden, for logs.
 func (d Database) Redacted() string { return postgres.RedactDSN(d.URL) }
 
-// EnvNames lists every environment variable the configuration reads.
+// EnvNames lists the environment variables the configuration reads,
+// besides the connections' TETHER_CONNECTIONS_<NAME>_<KEY> (ReadsEnv).
 func EnvNames() []string {
 	names := make([]string, 0, len(defaults)+len(aliases))
 	for k := range defaults {
@@ -458,4 +408,22 @@ func EnvNames() []string {
 		names = append(names, a)
 	}
 	return names
+}
+
+// ReadsEnv reports whether the configuration reads the environment
+// variable name: one of EnvNames, or a connection's setting.
+func ReadsEnv(name string) bool {
+	if slices.Contains(EnvNames(), name) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, "TETHER_CONNECTIONS_")
+	if !ok {
+		return false
+	}
+	for _, k := range connectionKeys {
+		if c, ok := strings.CutSuffix(rest, "_"+k); ok && c != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -65,8 +65,15 @@ func TestLoad_ReportsEveryProblem(t *testing.T) {
 			want: []string{"log.level", "log.format", "worker.max_concurrent_activities"}},
 		{name: "bad address", env: map[string]string{"TEMPORAL_ADDRESS": "nohostport"}, want: []string{"temporal.address (TEMPORAL_ADDRESS)"}},
 		{name: "bad database url", env: map[string]string{"DATABASE_URL": "mysql://u:pw@x/y"}, want: []string{"database.url (DATABASE_URL)", "xxxxx"}},
-		{name: "bearer without token", give: "sources:\n  crm:\n    auth: bearer\n", want: []string{"sources.crm.token"}},
-		{name: "unknown auth", give: "sources:\n  crm:\n    auth: magic\n", want: []string{"sources.crm.auth"}},
+		{name: "bearer without token", give: "connections:\n  crm:\n    base_url: http://crm\n    auth: bearer\n", want: []string{"connections.crm.token"}},
+		{name: "unknown auth", give: "connections:\n  crm:\n    base_url: http://crm\n    auth: magic\n", want: []string{"connections.crm.auth"}},
+		{name: "connection without a base URL", give: "connections:\n  billing:\n    auth: none\n", want: []string{"connections.billing.base_url"}},
+		{name: "bad connection name", give: "connections:\n  Billing_API:\n    base_url: http://x\n", want: []string{"connections.billing_api: a connection's name"}},
+		{name: "the old sources.crm in a file", give: "sources:\n  crm:\n    base_url: http://crm\n", want: []string{"invalid keys: sources"}},
+		{name: "the old sources.crm variables", env: map[string]string{"TETHER_SOURCES_CRM_BASE_URL": "http://crm"},
+			want: []string{"TETHER_SOURCES_CRM_BASE_URL: sources.crm is now a named connection: set TETHER_CONNECTIONS_CRM_BASE_URL"}},
+		{name: "not a connection setting", env: map[string]string{"TETHER_CONNECTIONS_CRM_URL": "http://crm"},
+			want: []string{"TETHER_CONNECTIONS_CRM_URL: not a connection setting"}},
 		{name: "not yaml", give: "temporal: [x\n", want: []string{"config file"}},
 	}
 	for _, tt := range tests {
@@ -103,7 +110,7 @@ func TestLoad_MissingFile(t *testing.T) {
 
 func TestEnvNames_IncludeEcosystemVariables(t *testing.T) {
 	names := strings.Join(EnvNames(), " ")
-	for _, want := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "TETHER_WORKER_GRACEFUL_STOP", "TETHER_SOURCES_CRM_BASE_URL"} {
+	for _, want := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "TETHER_WORKER_GRACEFUL_STOP"} {
 		if !strings.Contains(names, want) {
 			t.Errorf("EnvNames lacks %s", want)
 		}
@@ -141,5 +148,44 @@ func TestLoad_IntegrationsDir(t *testing.T) {
 				t.Errorf("Load() error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestLoad_ConnectionsFromFileAndEnvironment(t *testing.T) {
+	p := writeFile(t, `connections:
+  crm:
+    base_url: http://file-crm
+    auth: bearer
+    token: from-file
+  billing-api:
+    base_url: http://billing
+    auth: api_key
+    api_key: k
+    rate_limit: 5
+`)
+	t.Setenv("TETHER_CONNECTIONS_CRM_BASE_URL", "http://env-crm")
+	t.Setenv("TETHER_CONNECTIONS_BILLING_API_RATE_LIMIT", "2.5")
+	t.Setenv("TETHER_CONNECTIONS_LEDGER_BASE_URL", "http://ledger")
+	cfg, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm, billing, ledger := cfg.Connections["crm"], cfg.Connections["billing-api"], cfg.Connections["ledger"]
+	if crm.BaseURL != "http://env-crm" || crm.Token != "from-file" || crm.HTTPAuth().Kind != "bearer" {
+		t.Errorf("crm %+v: want the environment's base URL over the file's, the file's token", crm)
+	}
+	if billing.RateLimit != 2.5 || billing.HTTPRateLimit().RequestsPerSecond != 2.5 || billing.HTTPAuth().Header != "X-API-Key" {
+		t.Errorf("billing-api %+v", billing)
+	}
+	if ledger.BaseURL != "http://ledger" || ledger.HTTPAuth().Kind != "none" {
+		t.Errorf("a connection set by the environment alone: %+v", ledger)
+	}
+	for _, name := range []string{"TETHER_CONNECTIONS_CRM_BASE_URL", "TETHER_CONNECTIONS_BILLING_API_API_KEY", "TEMPORAL_ADDRESS"} {
+		if !ReadsEnv(name) {
+			t.Errorf("ReadsEnv(%s) = false", name)
+		}
+	}
+	if ReadsEnv("TETHER_CONNECTIONS_CRM") || ReadsEnv("TETHER_NOPE") {
+		t.Error("ReadsEnv accepts a variable the configuration does not read")
 	}
 }

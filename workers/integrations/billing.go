@@ -20,7 +20,7 @@ const BillingCustomersIdentity = "billing-customers"
 // API gave it (PUT), which the identity map keeps; an unchanged contact is
 // not sent again. Atomic: a run that fails for good deletes the customers
 // it created and puts back those it changed.
-func CRMBillingCustomers(crm config.CRM) integration.Definition {
+func CRMBillingCustomers(crm config.Connection) integration.Definition {
 	return integration.Definition{
 		Name:        "crm-billing-customers",
 		Description: "CRM contacts → billing API customers (API to API), incremental, identity map, atomic",
@@ -46,7 +46,7 @@ func CRMBillingCustomers(crm config.CRM) integration.Definition {
 // row becomes a billing customer. It shares crm-billing-customers'
 // identity map, so a contact either integration sent is updated, never
 // created twice. The table is read with the worker's own DATABASE_URL.
-func PGContactsBilling(crm config.CRM) integration.Definition {
+func PGContactsBilling(crm config.Connection) integration.Definition {
 	return integration.Definition{
 		Name:        "pg-contacts-billing",
 		Description: "PostgreSQL crm_contacts → billing API customers (PostgreSQL to API), incremental",
@@ -85,7 +85,7 @@ func PGContactsBilling(crm config.CRM) integration.Definition {
 // in reverse: the notifications get a reversal, the link rows their
 // previous image, the customers created are deleted and those updated
 // restored.
-func CustomerOnboarding(crm config.CRM) integration.Definition {
+func CustomerOnboarding(crm config.Connection) integration.Definition {
 	notify := billingAPI(crm)
 	notify.Create = httpsink.Endpoint{Path: "/v1/notifications"}
 	notify.Update = httpsink.Endpoint{}
@@ -97,31 +97,10 @@ func CustomerOnboarding(crm config.CRM) integration.Definition {
 		Schema:      "contacts.schema.json",
 		KeyField:    "id",
 		CursorField: "updated_at",
-		Mapping: mapping.Mapping{Fields: append(customerMapping("id").Fields,
-			mapping.Field{To: "contact_id", From: "id", Cast: "int", Required: true},
-			mapping.Field{To: "updated_at", From: "updated_at", Cast: "timestamp", Required: true})},
+		Mapping:     linkedCustomerMapping(),
 		Destinations: []integration.Destination{
-			{
-				Name: "billing",
-				HTTP: billingAPI(crm),
-				Mapping: mapping.Mapping{Fields: []mapping.Field{{To: "email", From: "email"}, {To: "name", From: "name"},
-					{To: "external_ref", From: "external_ref"}, {To: "lead_score", From: "lead_score"}, {To: "lifecycle", From: "lifecycle"}}},
-			},
-			{
-				Name: "links",
-				IDs:  map[string]string{"billing_customer_id": "billing"},
-				Postgres: &pgsink.Table{
-					Name: "customer_links",
-					Columns: []pgsink.Column{
-						{Name: "contact_id", Type: "bigint", NotNull: true},
-						{Name: "billing_customer_id", Type: "text", NotNull: true},
-						{Name: "email", Type: "text", NotNull: true},
-						{Name: "updated_at", Type: "timestamptz"},
-					},
-					Key:           []string{"contact_id"},
-					VersionColumn: "updated_at",
-				},
-			},
+			billingStep(crm),
+			linksStep("customer_links"),
 			{
 				Name: "notify",
 				Mode: integration.ModeNotify,
@@ -138,7 +117,7 @@ func CustomerOnboarding(crm config.CRM) integration.Definition {
 }
 
 // contactsSource is the CRM's contacts, read incrementally by updated_at.
-func contactsSource(crm config.CRM) integration.Source {
+func contactsSource(crm config.Connection) integration.Source {
 	return CRMContacts(crm).Source
 }
 
@@ -157,19 +136,58 @@ func customerMapping(idField string) mapping.Mapping {
 
 // billingAPI is the billing API's customers endpoint (served by the
 // sandbox, beside the CRM, with the same credentials).
-func billingAPI(crm config.CRM) *httpsink.Config {
+func billingAPI(crm config.Connection) *httpsink.Config {
 	return &httpsink.Config{
 		BaseURL:     crm.BaseURL,
-		Auth:        crmAuth(crm),
+		Auth:        crm.HTTPAuth(),
 		Create:      httpsink.Endpoint{Method: "POST", Path: "/v1/customers"},
 		Update:      httpsink.Endpoint{Method: "PUT", Path: "/v1/customers/{{.external_id}}"},
-		RateLimit:   crmRateLimit(crm),
+		RateLimit:   crm.HTTPRateLimit(),
 		MaxInFlight: 4,
 		CircuitBreaker: httpsink.CircuitBreaker{
 			FailureRate: 0.5,
 			// Low: a run retrying one failing batch adds only a few
 			// failures per attempt, and the circuit should still open.
 			MinRequests: 4,
+		},
+	}
+}
+
+// linkedCustomerMapping maps a CRM contact to a billing customer, with the
+// contact's id and version a link row keeps.
+func linkedCustomerMapping() mapping.Mapping {
+	return mapping.Mapping{Fields: append(customerMapping("id").Fields,
+		mapping.Field{To: "contact_id", From: "id", Cast: "int", Required: true},
+		mapping.Field{To: "updated_at", From: "updated_at", Cast: "timestamp", Required: true})}
+}
+
+// billingStep writes the customer's own fields to the billing API, the
+// first step of a saga.
+func billingStep(crm config.Connection) integration.Destination {
+	return integration.Destination{
+		Name: "billing",
+		HTTP: billingAPI(crm),
+		Mapping: mapping.Mapping{Fields: []mapping.Field{{To: "email", From: "email"}, {To: "name", From: "name"},
+			{To: "external_ref", From: "external_ref"}, {To: "lead_score", From: "lead_score"}, {To: "lifecycle", From: "lifecycle"}}},
+	}
+}
+
+// linksStep writes, in table, the row linking a contact to the customer
+// the billing step created for it.
+func linksStep(table string) integration.Destination {
+	return integration.Destination{
+		Name: "links",
+		IDs:  map[string]string{"billing_customer_id": "billing"},
+		Postgres: &pgsink.Table{
+			Name: table,
+			Columns: []pgsink.Column{
+				{Name: "contact_id", Type: "bigint", NotNull: true},
+				{Name: "billing_customer_id", Type: "text", NotNull: true},
+				{Name: "email", Type: "text", NotNull: true},
+				{Name: "updated_at", Type: "timestamptz"},
+			},
+			Key:           []string{"contact_id"},
+			VersionColumn: "updated_at",
 		},
 	}
 }

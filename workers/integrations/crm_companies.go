@@ -15,7 +15,7 @@ import (
 // read each run, following Link: rel="next" headers and skipping pages the
 // API answers 304 Not Modified. Atomic: a run that fails for good or is
 // cancelled restores the table exactly as it was before the run.
-func CRMCompanies(crm config.CRM) integration.Definition {
+func CRMCompanies(crm config.Connection) integration.Definition {
 	return integration.Definition{
 		Name:        "crm-companies",
 		Description: "CRM companies → PostgreSQL crm_companies, full read with ETags, atomic",
@@ -26,8 +26,8 @@ func CRMCompanies(crm config.CRM) integration.Definition {
 			Query:               map[string]string{"pagination": "link"},
 			RecordsPath:         "data",
 			Pagination:          httpsource.Pagination{Style: "link", LimitParam: "limit"},
-			Auth:                crmAuth(crm),
-			RateLimit:           crmRateLimit(crm),
+			Auth:                crm.HTTPAuth(),
+			RateLimit:           crm.HTTPRateLimit(),
 			ConditionalRequests: true,
 		}},
 		Schema:   "companies.schema.json",

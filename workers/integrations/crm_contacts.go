@@ -14,7 +14,7 @@ import (
 // incrementally by updated_at: each run reads only what changed since the
 // last committed (updated_at, id). Not atomic: a failed run keeps the
 // batches it committed and the next run resumes from the checkpoint.
-func CRMContacts(crm config.CRM) integration.Definition {
+func CRMContacts(crm config.Connection) integration.Definition {
 	return integration.Definition{
 		Name:        "crm-contacts",
 		Description: "CRM contacts → PostgreSQL crm_contacts, incremental by updated_at",
@@ -25,8 +25,8 @@ func CRMContacts(crm config.CRM) integration.Definition {
 			RecordsPath: "data",
 			Pagination:  httpsource.Pagination{Style: "page", PageParam: "page", SizeParam: "per_page"},
 			Incremental: httpsource.Incremental{Param: "updated_since"},
-			Auth:        crmAuth(crm),
-			RateLimit:   crmRateLimit(crm),
+			Auth:        crm.HTTPAuth(),
+			RateLimit:   crm.HTTPRateLimit(),
 		}},
 		Schema:      "contacts.schema.json",
 		KeyField:    "id",

@@ -1,16 +1,33 @@
-// Package integrations holds the integrations this repository ships, one Go
-// file each. A worker registers them explicitly (see workers/app); to add
-// your own, copy crm_contacts.go, change what differs, and add it to All.
+// Package integrations holds the demo's Go integrations, one file each:
+// the sandbox CRM's contacts and companies into PostgreSQL, its contacts
+// into the sandbox billing API, a saga across both, and the integration
+// the customer onboarding workflow runs. They reach the CRM and billing
+// APIs through the worker's "crm" connection (connections.crm), and a
+// worker runs them only when it has one (For). To add your own, copy
+// crm_contacts.go, change what differs, and register it with your worker.
 package integrations
 
 import (
-	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/workers/config"
 )
 
-// All returns every shipped integration, configured for the given CRM.
-func All(crm config.CRM) []integration.Definition {
+// CRM names the connection the demo's integrations reach the CRM and
+// billing APIs through.
+const CRM = "crm"
+
+// For returns the demo's integrations when the worker has a "crm"
+// connection, else none.
+func For(conns map[string]config.Connection) []integration.Definition {
+	crm, ok := conns[CRM]
+	if !ok {
+		return nil
+	}
+	return All(crm)
+}
+
+// All returns every demo integration, reaching the CRM through crm.
+func All(crm config.Connection) []integration.Definition {
 	return []integration.Definition{
 		CRMContacts(crm),
 		CRMCompanies(crm),
@@ -19,24 +36,4 @@ func All(crm config.CRM) []integration.Definition {
 		CustomerOnboarding(crm),
 		Onboarding(crm),
 	}
-}
-
-// crmAuth turns the worker's CRM settings into the HTTP source's auth.
-func crmAuth(crm config.CRM) httpsource.Auth {
-	switch crm.Auth {
-	case "bearer":
-		return httpsource.Auth{Kind: "bearer", Token: crm.Token}
-	case "api_key":
-		return httpsource.Auth{Kind: "api_key", Header: "X-API-Key", APIKey: crm.APIKey}
-	case "oauth2":
-		return httpsource.Auth{Kind: "oauth2", TokenURL: crm.BaseURL + "/oauth/token", ClientID: crm.ClientID, ClientSecret: crm.ClientSecret}
-	}
-	return httpsource.Auth{Kind: "none"}
-}
-
-func crmRateLimit(crm config.CRM) httpsource.RateLimit {
-	if crm.RateLimit <= 0 {
-		return httpsource.RateLimit{}
-	}
-	return httpsource.RateLimit{RequestsPerSecond: crm.RateLimit, Burst: 1}
 }

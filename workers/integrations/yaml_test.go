@@ -35,7 +35,7 @@ func resolveTwin(t *testing.T, edit func(string) string, env map[string]string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := spec.Resolve(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, os.ReadFile)
+	r, err := spec.Resolve(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, os.ReadFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,12 +68,12 @@ func withoutFuncs(d integration.Definition) integration.Definition {
 func TestYAMLTwin_EqualsCRMContacts(t *testing.T) {
 	tests := []struct {
 		name string
-		crm  config.CRM
+		crm  config.Connection
 		edit func(string) string
 		env  map[string]string
 	}{
-		{name: "as shipped", crm: config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"}, edit: func(s string) string { return s }},
-		{name: "bearer token from the environment", crm: config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "bearer", Token: "tok-123"},
+		{name: "as shipped", crm: config.Connection{BaseURL: "http://127.0.0.1:8081", Auth: "none"}, edit: func(s string) string { return s }},
+		{name: "bearer token from the environment", crm: config.Connection{BaseURL: "http://127.0.0.1:8081", Auth: "bearer", Token: "tok-123"},
 			edit: func(s string) string {
 				return strings.Replace(s, "kind: none", "kind: bearer\n      token: {env: CRM_TOKEN}", 1)
 			},

@@ -22,7 +22,7 @@ import (
 // contacts is the shipped crm-contacts with the given schedules.
 func contacts(t *testing.T, s ...integration.Schedule) integration.Definition {
 	t.Helper()
-	d := integrations.CRMContacts(config.CRM{BaseURL: "http://127.0.0.1:8081", Auth: "none"})
+	d := integrations.CRMContacts(config.Connection{BaseURL: "http://127.0.0.1:8081", Auth: "none"})
 	d.Schedules = s
 	return d
 }

@@ -25,7 +25,7 @@ const DefaultTaskQueue = "tether-sync"
 
 // Search attributes the workflow keeps up to date, so the Web UI can list
 // every run of an integration and filter by status. They must exist on the
-// server (the dev stack creates them; see README).
+// server (the dev stack creates them; see docs/operations.md).
 var (
 	IntegrationAttr = temporal.NewSearchAttributeKeyKeyword("IntegrationName")
 	StatusAttr      = temporal.NewSearchAttributeKeyKeyword("SyncStatus")

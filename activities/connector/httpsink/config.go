@@ -125,27 +125,48 @@ type CircuitBreaker struct {
 
 // Validate reports every problem in c, each naming its field.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
 	d := c.withDefaults()
+	var errs configProblems
+	errs = append(errs, c.connectionProblems(d)...)
+	errs = append(errs, c.endpointProblems(d)...)
+	errs = append(errs, c.batchProblems(d)...)
+	errs = append(errs, c.flowProblems()...)
+	return errors.Join(errs...)
+}
 
+// configProblems collects what is wrong with a config, each problem naming
+// its field.
+type configProblems []error
+
+func (p *configProblems) add(field, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+// connectionProblems checks how the sink reaches the destination: base
+// URL, headers, auth, timeout and retries (d is c with its defaults).
+func (c Config) connectionProblems(d Config) configProblems {
+	var errs configProblems
 	if err := httpclient.CheckBaseURL(c.BaseURL); err != nil {
-		add("base_url", "%v", err)
+		errs.add("base_url", "%v", err)
 	}
 	errs = append(errs, httpclient.HeaderProblems("headers", c.Headers)...)
 	for k := range c.Headers {
 		if strings.EqualFold(k, d.IdempotencyHeader) {
-			add("headers", "%q is set by the sink (idempotency_header)", k)
+			errs.add("headers", "%q is set by the sink (idempotency_header)", k)
 		}
 	}
 	errs = append(errs, c.Auth.Problems("auth")...)
 	if c.Timeout < 0 {
-		add("timeout", "must not be negative, got %s", c.Timeout)
+		errs.add("timeout", "must not be negative, got %s", c.Timeout)
 	}
 	errs = append(errs, c.Retry.Problems("retry")...)
+	return errs
+}
 
+// endpointProblems checks the method and path of the create, update and
+// delete endpoints (d is c with its defaults).
+func (c Config) endpointProblems(d Config) configProblems {
+	var errs configProblems
 	endpoints := []struct {
 		field   string
 		method  string
@@ -158,27 +179,33 @@ func (c Config) Validate() error {
 	}
 	for _, ep := range endpoints {
 		if !slices.Contains(ep.methods, ep.method) {
-			add(ep.field+".method", "%q is not %s", ep.method, strings.Join(ep.methods, " or "))
+			errs.add(ep.field+".method", "%q is not %s", ep.method, strings.Join(ep.methods, " or "))
 		}
 		switch {
 		case ep.path == "" && ep.field == "delete":
 			// Defaults to update.path.
 		case ep.path == "":
-			add(ep.field+".path", "required (e.g. %q)", examplePath(ep.field))
+			errs.add(ep.field+".path", "required (e.g. %q)", examplePath(ep.field))
 		default:
 			if _, err := parsePath(ep.field+".path", ep.path); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	return errs
+}
 
+// batchProblems checks the batch endpoint, the dot paths read in results
+// and the idempotency header (d is c with its defaults).
+func (c Config) batchProblems(d Config) configProblems {
+	var errs configProblems
 	if strings.Contains(c.Batch.Path, "{{") {
-		add("batch.path", "%q is not a template: a batch has no single row to fill it", c.Batch.Path)
+		errs.add("batch.path", "%q is not a template: a batch has no single row to fill it", c.Batch.Path)
 	} else if u, err := url.Parse(c.Batch.Path); err != nil || u.Scheme != "" || u.Host != "" || u.Fragment != "" {
-		add("batch.path", "%q is not a path below base_url", c.Batch.Path)
+		errs.add("batch.path", "%q is not a path below base_url", c.Batch.Path)
 	}
 	if c.Batch.MaxRecords < 0 {
-		add("batch.max_records", "must not be negative, got %d", c.Batch.MaxRecords)
+		errs.add("batch.max_records", "must not be negative, got %d", c.Batch.MaxRecords)
 	}
 	for _, p := range []struct{ field, path string }{
 		{"id_path", c.IDPath},
@@ -187,31 +214,37 @@ func (c Config) Validate() error {
 		{"batch.error_path", c.Batch.ErrorPath},
 	} {
 		if err := httpclient.CheckDotPath(p.path); err != nil {
-			add(p.field, "%v", err)
+			errs.add(p.field, "%v", err)
 		}
 	}
 	if !httpclient.ValidHeaderName(d.IdempotencyHeader) {
-		add("idempotency_header", "%q is not a valid header name", d.IdempotencyHeader)
+		errs.add("idempotency_header", "%q is not a valid header name", d.IdempotencyHeader)
 	}
+	return errs
+}
 
+// flowProblems checks what paces the calls: rate limit, calls in flight and
+// circuit breaker.
+func (c Config) flowProblems() configProblems {
+	var errs configProblems
 	errs = append(errs, c.RateLimit.Problems("rate_limit")...)
 	if c.MaxInFlight < 0 || c.MaxInFlight > maxInFlightLimit {
-		add("max_in_flight", "%d is out of range (want 0 for the default %d, up to %d)", c.MaxInFlight, DefaultMaxInFlight, maxInFlightLimit)
+		errs.add("max_in_flight", "%d is out of range (want 0 for the default %d, up to %d)", c.MaxInFlight, DefaultMaxInFlight, maxInFlightLimit)
 	}
 	cb := c.CircuitBreaker
 	if cb.FailureRate < 0 || cb.FailureRate > 1 {
-		add("circuit_breaker.failure_rate", "%g is not between 0 and 1", cb.FailureRate)
+		errs.add("circuit_breaker.failure_rate", "%g is not between 0 and 1", cb.FailureRate)
 	}
 	if cb.MinRequests < 0 {
-		add("circuit_breaker.min_requests", "must not be negative, got %d", cb.MinRequests)
+		errs.add("circuit_breaker.min_requests", "must not be negative, got %d", cb.MinRequests)
 	}
 	if cb.Window < 0 {
-		add("circuit_breaker.window", "must not be negative, got %s", cb.Window)
+		errs.add("circuit_breaker.window", "must not be negative, got %s", cb.Window)
 	}
 	if cb.OpenFor < 0 {
-		add("circuit_breaker.open_for", "must not be negative, got %s", cb.OpenFor)
+		errs.add("circuit_breaker.open_for", "must not be negative, got %s", cb.OpenFor)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // withDefaults returns c with every unset key at its default.

@@ -10,19 +10,10 @@ import (
 // identity map ids lives in db, with the clients' opts, for a
 // connector.Registry.
 func Factory(ids connector.IdentityMap, db *sql.DB, opts ...Option) connector.SinkFactory {
-	return func(spec connector.SinkSpec) (connector.Sink, error) {
-		var d Destination
-		switch cfg := spec.Config.(type) {
-		case Destination:
-			d = cfg
-		case *Destination:
-			d = *cfg
-		default:
-			return nil, connector.WrongConfig("http sink", Destination{}, spec.Config)
-		}
+	return connector.SinkFactoryOf("http sink", func(integration, destination string, d Destination) (*Sink, error) {
 		if d.Name == "" {
-			d.Name = spec.Destination
+			d.Name = destination
 		}
-		return connector.SinkOf(New(spec.Integration, d, ids, db, opts...))
-	}
+		return New(integration, d, ids, db, opts...)
+	})
 }

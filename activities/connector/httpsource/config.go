@@ -130,58 +130,94 @@ type Retry = httpclient.Retry
 
 // Validate reports every problem in c, each naming its field.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
 	d := c.withDefaults()
+	var errs configProblems
+	errs = append(errs, c.requestProblems()...)
+	errs = append(errs, c.paginationProblems(d)...)
+	errs = append(errs, c.paramProblems(d)...)
+	errs = append(errs, c.Auth.Problems("auth")...)
+	errs = append(errs, c.RateLimit.Problems("rate_limit")...)
+	if c.Timeout < 0 {
+		errs.add("timeout", "must not be negative, got %s", c.Timeout)
+	}
+	if c.MaxBodyBytes < 0 {
+		errs.add("max_body_bytes", "must not be negative, got %d", c.MaxBodyBytes)
+	}
+	errs = append(errs, c.Retry.Problems("retry")...)
+	return errors.Join(errs...)
+}
 
+// configProblems collects what is wrong with a config, each problem naming
+// its field.
+type configProblems []error
+
+func (p *configProblems) add(field, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+// requestProblems checks the request (base URL, path, query, headers) and
+// where the records are in its answer.
+func (c Config) requestProblems() configProblems {
+	var errs configProblems
 	if err := httpclient.CheckBaseURL(c.BaseURL); err != nil {
-		add("base_url", "%v", err)
+		errs.add("base_url", "%v", err)
 	}
 	if strings.ContainsAny(c.Path, "?#") {
-		add("path", "%q holds a query or fragment (use query)", c.Path)
+		errs.add("path", "%q holds a query or fragment (use query)", c.Path)
 	}
 	for k := range c.Query {
 		if k == "" {
-			add("query", "empty parameter name")
+			errs.add("query", "empty parameter name")
 		}
 	}
 	errs = append(errs, httpclient.HeaderProblems("headers", c.Headers)...)
 	if err := httpclient.CheckDotPath(c.RecordsPath); err != nil {
-		add("records_path", "%v", err)
+		errs.add("records_path", "%v", err)
 	}
+	return errs
+}
 
+// paginationProblems checks the pagination style and what it needs (d is c
+// with its defaults).
+func (c Config) paginationProblems(d Config) configProblems {
+	var errs configProblems
 	p := d.Pagination
 	switch p.Style {
 	case StyleNone, StylePage, StyleOffset, StyleCursor, StyleLink:
 	default:
-		add("pagination.style", "unknown style %q (want none, page, offset, cursor or link)", c.Pagination.Style)
+		errs.add("pagination.style", "unknown style %q (want none, page, offset, cursor or link)", c.Pagination.Style)
 	}
 	if c.Pagination.StartPage < 0 {
-		add("pagination.start_page", "must not be negative, got %d", c.Pagination.StartPage)
+		errs.add("pagination.start_page", "must not be negative, got %d", c.Pagination.StartPage)
 	}
 	if p.Style == StyleCursor {
 		if err := httpclient.CheckDotPath(p.NextCursorPath); err != nil {
-			add("pagination.next_cursor_path", "%v", err)
+			errs.add("pagination.next_cursor_path", "%v", err)
 		}
 		if p.NextCursorPath == "" {
-			add("pagination.next_cursor_path", "required for the cursor style")
+			errs.add("pagination.next_cursor_path", "required for the cursor style")
 		}
 	}
-	// Parameters the connector sets must not collide with each other or
-	// with static ones, or one would silently overwrite the other.
+	return errs
+}
+
+// paramProblems checks that the query parameters the connector sets do not
+// collide with each other or with static ones, or one would silently
+// overwrite the other (d is c with its defaults).
+func (c Config) paramProblems(d Config) configProblems {
+	var errs configProblems
 	owner := map[string]string{}
 	claim := func(field, param string) {
 		if param == "" {
 			return
 		}
 		if prev, ok := owner[param]; ok {
-			add(field, "parameter %q is already used by %s", param, prev)
+			errs.add(field, "parameter %q is already used by %s", param, prev)
 			return
 		}
 		owner[param] = field
 	}
+	p := d.Pagination
 	switch p.Style {
 	case StylePage:
 		claim("pagination.page_param", p.PageParam)
@@ -198,20 +234,10 @@ func (c Config) Validate() error {
 	claim("incremental.param", c.Incremental.Param)
 	for k := range c.Query {
 		if prev, ok := owner[k]; ok {
-			add("query", "parameter %q is set by %s", k, prev)
+			errs.add("query", "parameter %q is set by %s", k, prev)
 		}
 	}
-
-	errs = append(errs, c.Auth.Problems("auth")...)
-	errs = append(errs, c.RateLimit.Problems("rate_limit")...)
-	if c.Timeout < 0 {
-		add("timeout", "must not be negative, got %s", c.Timeout)
-	}
-	if c.MaxBodyBytes < 0 {
-		add("max_body_bytes", "must not be negative, got %d", c.MaxBodyBytes)
-	}
-	errs = append(errs, c.Retry.Problems("retry")...)
-	return errors.Join(errs...)
+	return errs
 }
 
 // withDefaults returns c with every unset key at its default.

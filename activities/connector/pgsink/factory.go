@@ -6,16 +6,10 @@ import (
 	"github.com/tetherflow/tether/activities/connector"
 )
 
-// Factory opens PostgreSQL sinks (a *Table, or a Table) writing in db, for
+// Factory opens PostgreSQL sinks (a Table, or a *Table) writing in db, for
 // a connector.Registry.
 func Factory(db *sql.DB) connector.SinkFactory {
-	return func(spec connector.SinkSpec) (connector.Sink, error) {
-		switch t := spec.Config.(type) {
-		case *Table:
-			return connector.SinkOf(New(*t, db))
-		case Table:
-			return connector.SinkOf(New(t, db))
-		}
-		return nil, connector.WrongConfig("postgres sink", &Table{}, spec.Config)
-	}
+	return connector.SinkFactoryOf("postgres sink", func(_, _ string, t Table) (*Sink, error) {
+		return New(t, db)
+	})
 }

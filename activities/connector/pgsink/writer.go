@@ -391,48 +391,83 @@ func (s *TableWriter) checkTable(ctx context.Context, tx *sql.Tx) error {
 	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1)::oid`, s.sql.target).Scan(&oid); err != nil {
 		return classify(err, "look up "+s.sql.target)
 	}
-	type attr struct {
-		name, typ             string
-		notNull, def, special bool
+	attrs, err := s.readColumns(ctx, tx, oid)
+	if err != nil {
+		return err
 	}
+	problems := s.columnProblems(attrs)
+	keyProblem, err := s.checkKeyIndex(ctx, tx, oid)
+	if err != nil {
+		return err
+	}
+	if keyProblem != "" {
+		problems = append(problems, keyProblem)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("table %s does not match its definition: %w",
+		s.sql.target, errors.New(strings.Join(problems, "; "))))
+}
+
+// tableColumn is a column of the existing table as the catalog has it.
+type tableColumn struct {
+	name, typ             string
+	notNull, def, special bool // special: identity or generated
+}
+
+// readColumns lists the existing table's columns (table oid), in order.
+func (s *TableWriter) readColumns(ctx context.Context, tx *sql.Tx, oid int64) ([]tableColumn, error) {
 	rows, err := tx.QueryContext(ctx, `
 SELECT attname, format_type(atttypid, atttypmod), attnotnull,
        atthasdef, attidentity <> '' OR attgenerated <> ''
 FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
 	if err != nil {
-		return classify(err, "read columns of "+s.sql.target)
+		return nil, classify(err, "read columns of "+s.sql.target)
 	}
-	attrs := map[string]attr{}
-	var order []string
+	var cols []tableColumn
 	for rows.Next() {
-		var a attr
+		var a tableColumn
 		if err := rows.Scan(&a.name, &a.typ, &a.notNull, &a.def, &a.special); err != nil {
 			rows.Close()
-			return classify(err, "read columns of "+s.sql.target)
+			return nil, classify(err, "read columns of "+s.sql.target)
 		}
-		attrs[a.name] = a
-		order = append(order, a.name)
+		cols = append(cols, a)
 	}
 	if err := rows.Err(); err != nil {
-		return classify(err, "read columns of "+s.sql.target)
+		return nil, classify(err, "read columns of "+s.sql.target)
 	}
+	return cols, nil
+}
 
+// columnProblems names the declared columns the table lacks, then the
+// undeclared columns that would refuse every insert.
+func (s *TableWriter) columnProblems(cols []tableColumn) []string {
+	exists := make(map[string]bool, len(cols))
+	for _, a := range cols {
+		exists[a.name] = true
+	}
 	var problems []string
 	declared := map[string]bool{}
 	for _, c := range s.table.Columns {
 		declared[c.Name] = true
-		if _, ok := attrs[c.Name]; !ok {
+		if !exists[c.Name] {
 			problems = append(problems, fmt.Sprintf("missing column %q (declared %s)", c.Name, c.Type))
 		}
 	}
-	for _, name := range order {
-		a := attrs[name]
-		if !declared[name] && a.notNull && !a.def && !a.special {
+	for _, a := range cols {
+		if !declared[a.name] && a.notNull && !a.def && !a.special {
 			problems = append(problems, fmt.Sprintf(
-				"column %q is NOT NULL without a default and not declared, so no row could be inserted", name))
+				"column %q is NOT NULL without a default and not declared, so no row could be inserted", a.name))
 		}
 	}
+	return problems
+}
 
+// checkKeyIndex looks for a usable primary key or unique index on exactly
+// the key of the existing table (table oid) and, when there is none,
+// returns the problem, listing the unique indexes found.
+func (s *TableWriter) checkKeyIndex(ctx context.Context, tx *sql.Tx, oid int64) (problem string, err error) {
 	idx, err := tx.QueryContext(ctx, `
 SELECT i.indexrelid::regclass::text,
        array(SELECT coalesce(a.attname::text, '(expression)')
@@ -442,7 +477,7 @@ SELECT i.indexrelid::regclass::text,
        i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
 FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY 1`, oid)
 	if err != nil {
-		return classify(err, "read indexes of "+s.sql.target)
+		return "", classify(err, "read indexes of "+s.sql.target)
 	}
 	want := slices.Sorted(slices.Values(s.table.Key))
 	found := false
@@ -453,7 +488,7 @@ FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY 1`, oid)
 		var usable bool
 		if err := idx.Scan(&name, pq.Array(&cols), &usable); err != nil {
 			idx.Close()
-			return classify(err, "read indexes of "+s.sql.target)
+			return "", classify(err, "read indexes of "+s.sql.target)
 		}
 		if usable && slices.Equal(slices.Sorted(slices.Values(cols)), want) {
 			found = true
@@ -461,18 +496,14 @@ FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY 1`, oid)
 		others = append(others, fmt.Sprintf("%s on (%s)", name, strings.Join(cols, ", ")))
 	}
 	if err := idx.Err(); err != nil {
-		return classify(err, "read indexes of "+s.sql.target)
+		return "", classify(err, "read indexes of "+s.sql.target)
 	}
-	if !found {
-		p := fmt.Sprintf("no primary key or unique index on exactly the key (%s)", strings.Join(s.table.Key, ", "))
-		if len(others) > 0 {
-			p += "; unique indexes found: " + strings.Join(others, ", ")
-		}
-		problems = append(problems, p)
+	if found {
+		return "", nil
 	}
-	if len(problems) == 0 {
-		return nil
+	problem = fmt.Sprintf("no primary key or unique index on exactly the key (%s)", strings.Join(s.table.Key, ", "))
+	if len(others) > 0 {
+		problem += "; unique indexes found: " + strings.Join(others, ", ")
 	}
-	return failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("table %s does not match its definition: %w",
-		s.sql.target, errors.New(strings.Join(problems, "; "))))
+	return problem, nil
 }

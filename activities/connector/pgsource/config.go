@@ -79,90 +79,123 @@ func (c Config) Incremental() bool { return c.CursorColumn != "" }
 // Validate reports every problem in c at once, each naming its field as
 // spelled in YAML. It does not read the environment or connect.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	var errs configProblems
+	errs = append(errs, c.dsnProblems()...)
+	errs = append(errs, c.tableProblems()...)
+	errs = append(errs, c.keyProblems()...)
+	errs = append(errs, c.columnProblems()...)
+	if c.MaxOpenConns < 0 {
+		errs.add("max_open_conns", "must not be negative, got %d", c.MaxOpenConns)
 	}
-	ident := func(field, v string) bool {
-		if identRE.MatchString(v) {
-			return true
-		}
-		if v == "" {
-			add(field, "is required")
-		} else {
-			add(field, "%q is not a valid identifier (want %s)", v, IdentifierPattern)
-		}
-		return false
-	}
+	return errors.Join(errs...)
+}
 
+// configProblems collects what is wrong with a config, each problem naming
+// its field.
+type configProblems []error
+
+func (p *configProblems) add(field, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+// identifier reports v, the value of field, unless it is a valid
+// identifier, and says whether it is.
+func (p *configProblems) identifier(field, v string) bool {
+	if identRE.MatchString(v) {
+		return true
+	}
+	if v == "" {
+		p.add(field, "is required")
+	} else {
+		p.add(field, "%q is not a valid identifier (want %s)", v, IdentifierPattern)
+	}
+	return false
+}
+
+// dsnProblems checks that exactly one of dsn and dsn_env is set, and well.
+func (c Config) dsnProblems() configProblems {
+	var errs configProblems
 	switch {
 	case c.DSN == "" && c.DSNEnv == "":
-		add("dsn", "one of dsn or dsn_env is required")
+		errs.add("dsn", "one of dsn or dsn_env is required")
 	case c.DSN != "" && c.DSNEnv != "":
-		add("dsn", "set only one of dsn and dsn_env")
+		errs.add("dsn", "set only one of dsn and dsn_env")
 	case c.DSN != "":
 		if err := checkDSN(c.DSN); err != nil {
-			add("dsn", "%v", err)
+			errs.add("dsn", "%v", err)
 		}
 	default:
 		if !envNameRE.MatchString(c.DSNEnv) {
-			add("dsn_env", "%q is not an environment variable name (want %s)", c.DSNEnv, envNamePattern)
+			errs.add("dsn_env", "%q is not an environment variable name (want %s)", c.DSNEnv, envNamePattern)
 		}
 	}
+	return errs
+}
 
+// tableProblems checks the names of the schema and the table.
+func (c Config) tableProblems() configProblems {
+	var errs configProblems
 	if c.Schema != "" {
-		ident("schema", c.Schema)
+		errs.identifier("schema", c.Schema)
 	}
-	ident("table", c.Table)
+	errs.identifier("table", c.Table)
+	return errs
+}
 
+// keyProblems checks the key columns and the cursor column.
+func (c Config) keyProblems() configProblems {
+	var errs configProblems
 	if len(c.Key) == 0 {
-		add("key", "at least one key column is required")
+		errs.add("key", "at least one key column is required")
 	}
 	inKey := make(map[string]bool, len(c.Key))
 	for i, k := range c.Key {
 		field := fmt.Sprintf("key[%d]", i)
-		if !ident(field, k) {
+		if !errs.identifier(field, k) {
 			continue
 		}
 		if inKey[k] {
-			add(field, "duplicate key column %q", k)
+			errs.add(field, "duplicate key column %q", k)
 		}
 		inKey[k] = true
 	}
 	if c.CursorColumn != "" {
-		ident("cursor_column", c.CursorColumn)
+		errs.identifier("cursor_column", c.CursorColumn)
 		if len(c.Key) > 1 {
-			add("key", "incremental reads (cursor_column set) support exactly one key column, got %d (%s): the checkpoint holds one key value",
+			errs.add("key", "incremental reads (cursor_column set) support exactly one key column, got %d (%s): the checkpoint holds one key value",
 				len(c.Key), strings.Join(c.Key, ", "))
 		}
 	}
+	return errs
+}
 
-	if len(c.Columns) > 0 {
-		listed := make(map[string]bool, len(c.Columns))
-		for i, col := range c.Columns {
-			field := fmt.Sprintf("columns[%d]", i)
-			if !ident(field, col) {
-				continue
-			}
-			if listed[col] {
-				add(field, "duplicate column %q", col)
-			}
-			listed[col] = true
+// columnProblems checks the columns read, when listed: valid, distinct,
+// and holding the key and cursor columns.
+func (c Config) columnProblems() configProblems {
+	var errs configProblems
+	if len(c.Columns) == 0 {
+		return errs
+	}
+	listed := make(map[string]bool, len(c.Columns))
+	for i, col := range c.Columns {
+		field := fmt.Sprintf("columns[%d]", i)
+		if !errs.identifier(field, col) {
+			continue
 		}
-		for _, k := range c.Key {
-			if k != "" && !listed[k] {
-				add("columns", "must include key column %q (records need their key)", k)
-			}
+		if listed[col] {
+			errs.add(field, "duplicate column %q", col)
 		}
-		if c.CursorColumn != "" && !listed[c.CursorColumn] {
-			add("columns", "must include cursor_column %q (records need their cursor)", c.CursorColumn)
+		listed[col] = true
+	}
+	for _, k := range c.Key {
+		if k != "" && !listed[k] {
+			errs.add("columns", "must include key column %q (records need their key)", k)
 		}
 	}
-
-	if c.MaxOpenConns < 0 {
-		add("max_open_conns", "must not be negative, got %d", c.MaxOpenConns)
+	if c.CursorColumn != "" && !listed[c.CursorColumn] {
+		errs.add("columns", "must include cursor_column %q (records need their cursor)", c.CursorColumn)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // withDefaults returns c with every unset key at its default.

@@ -54,7 +54,7 @@ func TestResolve_DestinationsSaga(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.Resolve(env(sagaEnv), sagaFiles)
+	r, err := s.Resolve(env(sagaEnv), sagaFiles, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestResolve_DestinationsSaga_Secrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Resolve(env(map[string]string{"CRM_TOKEN": "crm-tok"}), noFiles)
+	_, err = s.Resolve(env(map[string]string{"CRM_TOKEN": "crm-tok"}), noFiles, nil)
 	ps := problemsOf(t, err)
 	want := []struct{ pointer, reason string }{
 		{"/destinations/0/http/auth/client_secret", "secret file " + filepath.Join("testdata", "billing_client_secret") + ": no such file or directory"},
@@ -245,7 +245,7 @@ func TestResolve_PostgresSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	const dsn = "postgres://reader:s3cr3t@replica/crm"
-	r, err := s.Resolve(env(map[string]string{"CRM_REPLICA_DSN": dsn}), noFiles)
+	r, err := s.Resolve(env(map[string]string{"CRM_REPLICA_DSN": dsn}), noFiles, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestResolve_PostgresSource(t *testing.T) {
 		dir := t.TempDir()
 		writeFile(t, dir, "replica.dsn", dsn+"\n")
 		s := load(t, dir, editedYAML(t, readFile(t, postgresFile), map[string]any{"/source/postgres/dsn": map[string]any{"file": "replica.dsn"}}))
-		r, err := s.Resolve(env(nil), os.ReadFile)
+		r, err := s.Resolve(env(nil), os.ReadFile, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +321,7 @@ func TestResolve_PostgresSource(t *testing.T) {
 			if rf == nil {
 				rf = noFiles
 			}
-			_, err := s.Resolve(env(tt.env), rf)
+			_, err := s.Resolve(env(tt.env), rf, nil)
 			ps := problemsOf(t, err)
 			p := findProblem(ps, tt.wantPointer, tt.wantReason)
 			if p == nil {
@@ -450,7 +450,7 @@ func TestResolve_DestinationProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := load(t, "", editedYAML(t, saga, tt.give))
-			_, err := s.Resolve(env(sagaEnv), func(string) ([]byte, error) { return []byte("billing-secret"), nil })
+			_, err := s.Resolve(env(sagaEnv), func(string) ([]byte, error) { return []byte("billing-secret"), nil }, nil)
 			ps := problemsOf(t, err)
 			p := findProblem(ps, tt.wantPointer, tt.wantReason)
 			if p == nil {

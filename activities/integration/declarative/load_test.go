@@ -242,7 +242,7 @@ func TestDocExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the documented example does not load:\n%v", err)
 	}
-	if _, err := s.Resolve(env(nil), noFiles); err != nil {
+	if _, err := s.Resolve(env(nil), noFiles, nil); err != nil {
 		t.Fatalf("the documented example does not resolve:\n%v", err)
 	}
 }

@@ -35,12 +35,12 @@ type Resolved struct {
 }
 
 // Resolve turns the spec into the integration a worker runs: secrets read
-// through env (os.LookupEnv) and readFile (os.ReadFile), a schema file
-// given by path read, defaults filled (Normalize) and the definition
-// validated. Every problem is reported, joined, each naming the file and
+// through env (os.LookupEnv) and readFile (os.ReadFile), the connections
+// it names taken from conns (the worker's, by name), a schema file given
+// by path read, defaults filled (Normalize) and the definition validated. Every problem is reported, joined, each naming the file and
 // the field, and for a secret the variable or file, never its value.
-func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]byte, error)) (Resolved, error) {
-	r := resolver{spec: s, env: env, readFile: readFile}
+func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]byte, error), conns map[string]httpclient.Connection) (Resolved, error) {
+	r := resolver{spec: s, env: env, readFile: readFile, conns: conns}
 	def := integration.Definition{
 		Name:             s.Name,
 		Description:      s.Description,
@@ -117,7 +117,37 @@ type resolver struct {
 	spec     Spec
 	env      func(string) (string, bool)
 	readFile func(string) ([]byte, error)
+	conns    map[string]httpclient.Connection
 	errs     []error
+}
+
+// connection applies the named connection to an HTTP source's or
+// destination's address, credentials and pace (pointer is the object's);
+// the file sets none of those itself, but may slow the pace down.
+func (r *resolver) connection(pointer, name, baseURL string, auth HTTPAuth, base *string, a *httpclient.Auth, limit *httpclient.RateLimit) {
+	if name == "" {
+		return
+	}
+	c, ok := r.conns[name]
+	if !ok {
+		has := "it has none"
+		if len(r.conns) > 0 {
+			has = "it has " + strings.Join(slices.Sorted(maps.Keys(r.conns)), ", ")
+		}
+		r.problem(pointer+"/connection", "connection %q is not configured in the worker (connections.%s in its configuration, or TETHER_CONNECTIONS_%s_BASE_URL); %s",
+			name, name, strings.ToUpper(strings.ReplaceAll(name, "-", "_")), has)
+		return
+	}
+	if baseURL != "" {
+		r.problem(pointer+"/base_url", "set by connection %q: remove it, or remove connection", name)
+	}
+	if auth.Kind != "" || auth.Token != nil || auth.APIKey != nil || auth.ClientID != "" || auth.ClientSecret != nil || auth.TokenURL != "" {
+		r.problem(pointer+"/auth", "set by connection %q: remove it, or remove connection", name)
+	}
+	*base, *a = c.BaseURL, c.Auth
+	if *limit == (httpclient.RateLimit{}) {
+		*limit = c.RateLimit
+	}
 }
 
 func (r *resolver) problem(pointer, format string, args ...any) {
@@ -180,7 +210,7 @@ func (r *resolver) httpAuth(pointer string, a HTTPAuth) httpclient.Auth {
 
 // httpSource is the source's configuration with its secrets.
 func (r *resolver) httpSource(h HTTPSource) *httpsource.Config {
-	return &httpsource.Config{
+	cfg := &httpsource.Config{
 		BaseURL:             h.BaseURL,
 		Path:                h.Path,
 		Query:               maps.Clone(h.Query),
@@ -195,6 +225,8 @@ func (r *resolver) httpSource(h HTTPSource) *httpsource.Config {
 		MaxBodyBytes:        h.MaxBodyBytes,
 		Retry:               h.Retry,
 	}
+	r.connection("/source/http", h.Connection, h.BaseURL, h.Auth, &cfg.BaseURL, &cfg.Auth, &cfg.RateLimit)
+	return cfg
 }
 
 // postgresSource is the source's configuration. A dsn given by {env:
@@ -263,6 +295,8 @@ func (r *resolver) destination(pointer string, d Destination) integration.Destin
 			MaxInFlight:       h.MaxInFlight,
 			CircuitBreaker:    h.CircuitBreaker,
 		}
+		c := out.HTTP
+		r.connection(pointer+"/http", h.Connection, h.BaseURL, h.Auth, &c.BaseURL, &c.Auth, &c.RateLimit)
 	}
 	if len(d.Mapping) > 0 {
 		out.Mapping = r.mapping(d.Mapping)

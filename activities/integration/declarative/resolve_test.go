@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/httpclient"
 	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/activities/lib/schema"
 )
@@ -24,7 +25,7 @@ func load(t *testing.T, dir, body string) Spec {
 
 func TestSpec_Resolve(t *testing.T) {
 	s := load(t, "", minimalYAML)
-	r, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "tok-123"}), noFiles)
+	r, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "tok-123"}), noFiles, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestSpec_Resolve_Secrets(t *testing.T) {
 	apiKey := edited(t, map[string]any{"/source/http/auth": map[string]any{"kind": "api_key", "api_key": map[string]any{"file": abs}}})
 
 	s := load(t, dir, oauth)
-	r, err := s.Resolve(env(nil), os.ReadFile)
+	r, err := s.Resolve(env(nil), os.ReadFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestSpec_Resolve_Secrets(t *testing.T) {
 		t.Errorf("client secret from a file relative to the integration file = %q", got)
 	}
 	s = load(t, dir, apiKey)
-	if r, err = s.Resolve(env(nil), os.ReadFile); err != nil || r.Definition.Source.HTTP.Auth.APIKey != "abs-key" {
+	if r, err = s.Resolve(env(nil), os.ReadFile, nil); err != nil || r.Definition.Source.HTTP.Auth.APIKey != "abs-key" {
 		t.Errorf("api key from an absolute path = %q, %v", r.Definition.Source.HTTP.Auth.APIKey, err)
 	}
 
@@ -96,7 +97,7 @@ func TestSpec_Resolve_Secrets(t *testing.T) {
 			if rf == nil {
 				rf = os.ReadFile
 			}
-			_, err := s.Resolve(env(tt.env), rf)
+			_, err := s.Resolve(env(tt.env), rf, nil)
 			if err == nil || !strings.Contains(err.Error(), s.File+tt.wantErr) {
 				t.Fatalf("Resolve() error = %v, want one containing %q", err, s.File+tt.wantErr)
 			}
@@ -115,7 +116,7 @@ func TestSpec_Resolve_SchemaFile(t *testing.T) {
 	const doc = `{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "required": ["id", "email"]}`
 	writeFile(t, dir, "people.schema.json", doc)
 	s := load(t, dir, edited(t, map[string]any{"/schema": "./people.schema.json"}))
-	r, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), os.ReadFile)
+	r, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), os.ReadFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestSpec_Resolve_SchemaFile(t *testing.T) {
 	// A schema file changed after Load is refused: the spec's hash no
 	// longer says what would run.
 	writeFile(t, dir, "people.schema.json", `{"type": "object"}`)
-	if _, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), os.ReadFile); err == nil || !strings.Contains(err.Error(), "/schema: schema file "+filepath.Join(dir, "people.schema.json")+" changed since") {
+	if _, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), os.ReadFile, nil); err == nil || !strings.Contains(err.Error(), "/schema: schema file "+filepath.Join(dir, "people.schema.json")+" changed since") {
 		t.Errorf("Resolve() error = %v", err)
 	}
 }
@@ -172,7 +173,7 @@ func TestSpec_Resolve_DefinitionProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := load(t, "", edited(t, tt.give))
-			_, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), noFiles)
+			_, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), noFiles, nil)
 			if err == nil || !strings.Contains(err.Error(), s.File+tt.want) {
 				t.Fatalf("Resolve() error = %v, want one containing %q", err, s.File+tt.want)
 			}
@@ -301,5 +302,58 @@ name: people
 	writeFile(t, dir, "p.json", `{"type": "object", "required": ["id"]}`)
 	if load(t, dir, withFile).Hash() == h1 {
 		t.Error("Hash does not change with the schema file")
+	}
+}
+
+// TestSpec_Resolve_Connection: an HTTP source or destination naming a
+// connection the worker configures takes its base URL, credentials and
+// pace from it; one it does not know, or a file that also sets them, is
+// refused naming the key.
+func TestSpec_Resolve_Connection(t *testing.T) {
+	conns := map[string]httpclient.Connection{"crm": {BaseURL: "https://crm.example.com",
+		Auth: httpclient.Auth{Kind: "bearer", Token: "conn-token"}, RateLimit: httpclient.RateLimit{RequestsPerSecond: 5, Burst: 1}}}
+	viaConnection := map[string]any{"/source/http/base_url": nil, "/source/http/auth": nil, "/source/http/connection": "crm"}
+	s := load(t, "", edited(t, viaConnection))
+	r, err := s.Resolve(env(nil), noFiles, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := r.Definition.Source.HTTP
+	if src.BaseURL != "https://crm.example.com" || src.Auth.Token != "conn-token" || src.RateLimit.RequestsPerSecond != 5 {
+		t.Errorf("source %+v: want the connection's base URL, token and rate limit", src)
+	}
+
+	tests := []struct {
+		name  string
+		edits map[string]any
+		conns map[string]httpclient.Connection
+		want  []string
+	}{
+		{"unknown connection", viaConnection, nil,
+			[]string{"/source/http/connection", `connection "crm" is not configured in the worker`, "TETHER_CONNECTIONS_CRM_BASE_URL"}},
+		{"base_url besides", map[string]any{"/source/http/auth": nil, "/source/http/connection": "crm"}, conns,
+			[]string{"/source/http/base_url", `set by connection "crm"`}},
+		{"auth besides", map[string]any{"/source/http/base_url": nil, "/source/http/connection": "crm"}, conns,
+			[]string{"/source/http/auth", `set by connection "crm"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := load(t, "", edited(t, tt.edits))
+			_, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), noFiles, tt.conns)
+			if err == nil {
+				t.Fatal("resolved")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+
+	// Neither base_url nor connection: the file is refused as it loads.
+	_, err = Load(writeFile(t, t.TempDir(), "people.yaml", edited(t, map[string]any{"/source/http/base_url": nil})))
+	if err == nil || !strings.Contains(err.Error(), "set base_url, or connection") {
+		t.Errorf("a source with neither base_url nor connection: %v", err)
 	}
 }

@@ -58,7 +58,7 @@ func TestLoad_SchedulesAndReconcile(t *testing.T) {
 		t.Errorf("reconcile %+v", r)
 	}
 
-	res, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), noFiles)
+	res, err := s.Resolve(env(map[string]string{"PEOPLE_TOKEN": "t"}), noFiles, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

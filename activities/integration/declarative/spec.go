@@ -93,6 +93,9 @@ type PostgresSource struct {
 // HTTPSource is httpsource.Config as written in a file: the same keys, with
 // the credentials as secret references.
 type HTTPSource struct {
+	// Connection names a connection the worker configures: its base URL,
+	// credentials and rate limit are the source's.
+	Connection          string                 `mapstructure:"connection" json:"connection,omitempty"`
 	BaseURL             string                 `mapstructure:"base_url" json:"base_url"`
 	Path                string                 `mapstructure:"path" json:"path,omitempty"`
 	Query               map[string]string      `mapstructure:"query" json:"query,omitempty"`
@@ -111,6 +114,9 @@ type HTTPSource struct {
 // HTTPDestination is httpsink.Config as written in a file: the same keys,
 // with the credentials as secret references (as HTTPSource's).
 type HTTPDestination struct {
+	// Connection names a connection the worker configures, as
+	// HTTPSource's.
+	Connection        string                  `mapstructure:"connection" json:"connection,omitempty"`
 	BaseURL           string                  `mapstructure:"base_url" json:"base_url"`
 	Headers           map[string]string       `mapstructure:"headers" json:"headers,omitempty"`
 	Auth              HTTPAuth                `mapstructure:"auth" json:"auth"`

@@ -258,3 +258,12 @@ func ValidHeaderName(s string) bool {
 	}
 	return true
 }
+
+// Connection is an API a worker reaches, configured once by name in the
+// worker's configuration and named by the integrations that use it: where
+// it is, how to authenticate and how fast to call it.
+type Connection struct {
+	BaseURL   string
+	Auth      Auth
+	RateLimit RateLimit
+}

@@ -53,45 +53,118 @@ func main() {
 	}
 }
 
-func run() error {
-	records := flag.Int("records", 100000, "contacts to sync")
-	page := flag.Int("page", 1000, "records per page (and per upsert batch)")
-	inFlight := flag.Int("in-flight", 4, "pages between fetch and apply")
-	dsn := flag.String("database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped)")
-	keep := flag.Bool("keep", false, "keep the schema and logs")
+// options are the command's flags.
+type options struct {
+	records, page, inFlight int
+	dsn                     string
+	keep                    bool
+}
+
+func parseFlags() options {
+	var o options
+	flag.IntVar(&o.records, "records", 100000, "contacts to sync")
+	flag.IntVar(&o.page, "page", 1000, "records per page (and per upsert batch)")
+	flag.IntVar(&o.inFlight, "in-flight", 4, "pages between fetch and apply")
+	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the schema and logs")
 	flag.Parse()
+	return o
+}
+
+// bench is what one run sets up, and how to undo it.
+type bench struct {
+	o          options
+	work       string // logs and the worker binary
+	suffix     string // names the run's schemas and task queue
+	durDSN     string // the durable pipeline's schema
+	loopDSN    string // the plain loop's schema
+	sandboxURL string // the sandbox CRM API
+
+	closers []func()
+}
+
+func (b *bench) onClose(f func()) { b.closers = append(b.closers, f) }
+
+// close undoes the set-up in reverse order, as deferred calls would.
+func (b *bench) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+	b.closers = nil
+}
+
+func run() error {
+	o := parseFlags()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	b := &bench{o: o}
+	defer b.close()
 
 	work, err := os.MkdirTemp("", "tether-bench")
 	if err != nil {
 		return err
 	}
-	if !*keep {
-		defer os.RemoveAll(work)
+	b.work = work
+	if !o.keep {
+		b.onClose(func() { os.RemoveAll(work) })
+	}
+	if err := b.createSchemas(ctx); err != nil {
+		return err
+	}
+	if err := b.serveSandbox(); err != nil {
+		return err
 	}
 
-	// PostgreSQL: two fresh schemas, one per contender.
-	admin, err := postgres.Open(ctx, *dsn)
+	fmt.Printf("tether bench: %d records in pages of %d, %d pages in flight, %d cores\n", o.records, o.page, o.inFlight, numCPU())
+
+	// Baseline first: a plain loop over the same components.
+	loopDur, loopRows, err := plainLoop(ctx, b.loopDSN, b.sandboxURL, o.page)
+	if err != nil {
+		return fmt.Errorf("plain loop: %w", err)
+	}
+
+	// The durable pipeline: dev server + worker process.
+	c, w, tq, err := b.startDurable(ctx)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
-	suffix := fmt.Sprint(time.Now().UnixNano())
-	durSchema, loopSchema := "bench_durable_"+suffix, "bench_loop_"+suffix
+	d, err := b.runDurable(ctx, c, w, tq)
+	if err != nil {
+		return err
+	}
+
+	printResults(loopDur, loopRows, d)
+	if d.res.Counts.Inserted != loopRows {
+		return fmt.Errorf("the contenders disagree: durable inserted %d rows, loop %d", d.res.Counts.Inserted, loopRows)
+	}
+	return nil
+}
+
+// createSchemas creates two fresh schemas, one per contender.
+func (b *bench) createSchemas(ctx context.Context) error {
+	admin, err := postgres.Open(ctx, b.o.dsn)
+	if err != nil {
+		return err
+	}
+	b.onClose(func() { admin.Close() })
+	b.suffix = fmt.Sprint(time.Now().UnixNano())
+	durSchema, loopSchema := "bench_durable_"+b.suffix, "bench_loop_"+b.suffix
 	for _, s := range []string{durSchema, loopSchema} {
 		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+s); err != nil {
 			return err
 		}
-		if !*keep {
-			defer admin.Exec("DROP SCHEMA " + s + " CASCADE") //nolint:errcheck
+		if !b.o.keep {
+			b.onClose(func() { admin.Exec("DROP SCHEMA " + s + " CASCADE") }) //nolint:errcheck
 		}
 	}
-	durDSN, _ := postgres.WithSearchPath(*dsn, durSchema)
-	loopDSN, _ := postgres.WithSearchPath(*dsn, loopSchema)
+	b.durDSN, _ = postgres.WithSearchPath(b.o.dsn, durSchema)
+	b.loopDSN, _ = postgres.WithSearchPath(b.o.dsn, loopSchema)
+	return nil
+}
 
-	// Sandbox CRM API on loopback.
-	sb, err := sandbox.New(sandbox.Options{Seed: 42, Contacts: *records, MaxPageSize: *page})
+// serveSandbox serves the sandbox CRM API on loopback.
+func (b *bench) serveSandbox() error {
+	sb, err := sandbox.New(sandbox.Options{Seed: 42, Contacts: b.o.records, MaxPageSize: b.o.page})
 	if err != nil {
 		return err
 	}
@@ -101,86 +174,94 @@ func run() error {
 	}
 	hs := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(ln) //nolint:errcheck
-	defer hs.Close()
-	sandboxURL := "http://" + ln.Addr().String()
+	b.onClose(func() { hs.Close() })
+	b.sandboxURL = "http://" + ln.Addr().String()
+	return nil
+}
 
-	fmt.Printf("tether bench: %d records in pages of %d, %d pages in flight, %d cores\n", *records, *page, *inFlight, numCPU())
-
-	// Baseline first: a plain loop over the same components.
-	loopDur, loopRows, err := plainLoop(ctx, loopDSN, sandboxURL, *page)
-	if err != nil {
-		return fmt.Errorf("plain loop: %w", err)
-	}
-
-	// The durable pipeline: dev server + worker process.
+// startDurable starts the dev server and a worker process polling the
+// task queue tq, and returns a client once the worker polls.
+func (b *bench) startDurable(ctx context.Context) (c client.Client, w *devstack.Process, tq string, err error) {
 	cliPath, err := devstack.EnsureTemporalCLI(ctx, os.Stderr)
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(work, "temporal.log")})
+	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(b.work, "temporal.log")})
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	defer srv.Stop(10 * time.Second) //nolint:errcheck
+	b.onClose(func() { srv.Stop(10 * time.Second) }) //nolint:errcheck
 	moduleDir, err := os.Getwd()
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	bin, err := devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", work)
+	bin, err := devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", b.work)
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	tq := "bench-" + suffix
-	w, err := devstack.StartProcess("worker", filepath.Join(work, "worker.log"), []string{
+	tq = "bench-" + b.suffix
+	w, err = devstack.StartProcess("worker", filepath.Join(b.work, "worker.log"), []string{
 		"TEMPORAL_ADDRESS=" + srv.Address,
-		"DATABASE_URL=" + durDSN,
+		"DATABASE_URL=" + b.durDSN,
 		"TETHER_TEMPORAL_TASK_QUEUE=" + tq,
-		"TETHER_SOURCES_CRM_BASE_URL=" + sandboxURL,
+		"TETHER_CONNECTIONS_CRM_BASE_URL=" + b.sandboxURL,
 		"TETHER_WORKER_INTEGRATIONS=crm-contacts",
 		"TETHER_LOG_LEVEL=warn",
 	}, bin)
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	defer w.Stop(10 * time.Second) //nolint:errcheck
-	c, err := app.Dial(ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.onClose(func() { w.Stop(10 * time.Second) }) //nolint:errcheck
+	c, err = app.Dial(ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	defer c.Close()
+	b.onClose(c.Close)
 	if err := waitPoller(ctx, c, tq, w); err != nil {
-		return err
+		return nil, nil, "", err
 	}
+	return c, w, tq, nil
+}
 
+// durableRun is what the durable pipeline's run did and cost.
+type durableRun struct {
+	res                datasync.Result
+	dur                time.Duration
+	rss                string // the worker's peak RSS
+	events, executions int
+}
+
+// runDurable syncs crm-contacts on the worker w polling tq, and measures it.
+func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Process, tq string) (durableRun, error) {
+	var d durableRun
 	t0 := time.Now()
 	runHandle, err := cli.StartSync(ctx, c, tq, datasync.Input{Integration: "crm-contacts", Trigger: "bench"})
 	if err != nil {
-		return err
+		return d, err
 	}
-	var res datasync.Result
-	if err := c.GetWorkflow(ctx, runHandle.GetID(), "").Get(ctx, &res); err != nil {
-		return fmt.Errorf("durable run: %w (worker log %s)", err, filepath.Join(work, "worker.log"))
+	if err := c.GetWorkflow(ctx, runHandle.GetID(), "").Get(ctx, &d.res); err != nil {
+		return d, fmt.Errorf("durable run: %w (worker log %s)", err, filepath.Join(b.work, "worker.log"))
 	}
-	durDur := time.Since(t0)
-	rss := peakRSS(w.Pid())
-	events, executions, err := historyEvents(ctx, c, runHandle.GetID())
+	d.dur = time.Since(t0)
+	d.rss = peakRSS(w.Pid())
+	d.events, d.executions, err = historyEvents(ctx, c, runHandle.GetID())
 	if err != nil {
-		return err
+		return d, err
 	}
+	return d, nil
+}
 
+// printResults prints both contenders' figures and the durable run's cost.
+func printResults(loopDur time.Duration, loopRows int, d durableRun) {
 	loopRate := float64(loopRows) / loopDur.Seconds()
-	durRate := float64(res.Counts.Inserted) / durDur.Seconds()
+	durRate := float64(d.res.Counts.Inserted) / d.dur.Seconds()
 	fmt.Printf("\n%-34s %10s %12s\n", "", "time", "records/s")
 	fmt.Printf("%-34s %10s %12.0f   (%d rows)\n", "plain Go loop (baseline)", loopDur.Round(time.Millisecond), loopRate, loopRows)
-	fmt.Printf("%-34s %10s %12.0f   (%d rows)\n", "durable pipeline (Temporal)", durDur.Round(time.Millisecond), durRate, res.Counts.Inserted)
+	fmt.Printf("%-34s %10s %12.0f   (%d rows)\n", "durable pipeline (Temporal)", d.dur.Round(time.Millisecond), durRate, d.res.Counts.Inserted)
 	fmt.Printf("\nratio durable/plain:             %.2f\n", durRate/loopRate)
 	fmt.Printf("history events:                  %d in %d execution(s) (%.0f per execution, %d pages)\n",
-		events, executions, float64(events)/float64(max(1, executions)), res.Counts.Pages)
-	fmt.Printf("worker peak RSS:                 %s\n", rss)
-	if res.Counts.Inserted != loopRows {
-		return fmt.Errorf("the contenders disagree: durable inserted %d rows, loop %d", res.Counts.Inserted, loopRows)
-	}
-	return nil
+		d.events, d.executions, float64(d.events)/float64(max(1, d.executions)), d.res.Counts.Pages)
+	fmt.Printf("worker peak RSS:                 %s\n", d.rss)
 }
 
 // plainLoop does the pipeline's work without Temporal or staging: fetch a
@@ -191,7 +272,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 		return 0, 0, err
 	}
 	defer db.Close()
-	def := integrations.CRMContacts(config.CRM{BaseURL: sandboxURL, Auth: "none"}).Normalize()
+	def := integrations.CRMContacts(config.Connection{BaseURL: sandboxURL, Auth: "none"}).Normalize()
 	src, err := httpsource.New(def.Name, *def.Source.HTTP)
 	if err != nil {
 		return 0, 0, err

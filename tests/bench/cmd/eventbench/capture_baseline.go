@@ -100,14 +100,32 @@ func (b *capBaseline) round(ctx context.Context) (int, error) {
 	if err != nil || len(changes) == 0 {
 		return 0, err
 	}
-	type last struct {
-		op  capture.Op
-		row capRow
+	order, byKey, ids, invalid := b.lastPerKey(changes)
+	if err := b.apply(ctx, newCapBatch(order, byKey)); err != nil {
+		return 0, err
 	}
-	byKey := map[int64]last{}
-	var order []int64
-	ids := make([]int64, len(changes))
-	invalid := 0
+	if err := b.r.Ack(ctx, ids); err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	b.batches++
+	b.invalid += invalid
+	b.mu.Unlock()
+	return len(changes), nil
+}
+
+// capLast is the last change of a key in a batch.
+type capLast struct {
+	op  capture.Op
+	row capRow
+}
+
+// lastPerKey decodes changes and keeps the last valid one per key: order
+// lists the keys as first seen, byKey their last change, ids every
+// change's outbox id, and invalid counts the changes skipped.
+func (b *capBaseline) lastPerKey(changes []capture.Change) (order []int64, byKey map[int64]capLast, ids []int64, invalid int) {
+	byKey = map[int64]capLast{}
+	ids = make([]int64, len(changes))
 	for i, ch := range changes {
 		ids[i] = ch.ID
 		var row capRow
@@ -125,16 +143,26 @@ func (b *capBaseline) round(ctx context.Context) (int, error) {
 		if _, seen := byKey[row.ID]; !seen {
 			order = append(order, row.ID)
 		}
-		byKey[row.ID] = last{op: ch.Op, row: row} // ascending ids: the last wins
+		byKey[row.ID] = capLast{op: ch.Op, row: row} // ascending ids: the last wins
 	}
-	var (
-		uID                     []int64
-		uEmail                  []string
-		uName, uStatus, uUpdate []sql.NullString
-		uScore                  []sql.NullInt64
-		dID                     []int64
-		dVersion                []sql.NullString
-	)
+	return order, byKey, ids, invalid
+}
+
+// capBatch is a batch's last change per key as the arrays of capUpsert
+// and capDelete.
+type capBatch struct {
+	uID                     []int64
+	uEmail                  []string
+	uName, uStatus, uUpdate []sql.NullString
+	uScore                  []sql.NullInt64
+	dID                     []int64
+	dVersion                []sql.NullString
+}
+
+// newCapBatch puts the last change of every key of order, from byKey, into
+// the statements' arrays.
+func newCapBatch(order []int64, byKey map[int64]capLast) capBatch {
+	var cb capBatch
 	str := func(p *string) sql.NullString {
 		if p == nil {
 			return sql.NullString{}
@@ -144,45 +172,43 @@ func (b *capBaseline) round(ctx context.Context) (int, error) {
 	for _, id := range order {
 		l := byKey[id]
 		if l.op == capture.OpDelete {
-			dID, dVersion = append(dID, id), append(dVersion, str(l.row.UpdatedAt))
+			cb.dID, cb.dVersion = append(cb.dID, id), append(cb.dVersion, str(l.row.UpdatedAt))
 			continue
 		}
 		score := sql.NullInt64{}
 		if l.row.Score != nil {
 			score = sql.NullInt64{Int64: *l.row.Score, Valid: true}
 		}
-		uID = append(uID, id)
-		uEmail = append(uEmail, strings.ToLower(strings.TrimSpace(l.row.Email)))
-		uName, uStatus = append(uName, str(l.row.FullName)), append(uStatus, str(l.row.Status))
-		uScore, uUpdate = append(uScore, score), append(uUpdate, str(l.row.UpdatedAt))
+		cb.uID = append(cb.uID, id)
+		cb.uEmail = append(cb.uEmail, strings.ToLower(strings.TrimSpace(l.row.Email)))
+		cb.uName, cb.uStatus = append(cb.uName, str(l.row.FullName)), append(cb.uStatus, str(l.row.Status))
+		cb.uScore, cb.uUpdate = append(cb.uScore, score), append(cb.uUpdate, str(l.row.UpdatedAt))
 	}
+	return cb
+}
+
+// apply writes the batch in one transaction.
+func (b *capBaseline) apply(ctx context.Context, cb capBatch) error {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	if len(uID) > 0 {
-		if _, err := tx.ExecContext(ctx, capUpsert, pq.Array(uID), pq.Array(uEmail), pq.Array(uName), pq.Array(uStatus),
-			pq.Array(uScore), pq.Array(uUpdate)); err != nil {
-			return 0, fmt.Errorf("upsert: %w", err)
+	if len(cb.uID) > 0 {
+		if _, err := tx.ExecContext(ctx, capUpsert, pq.Array(cb.uID), pq.Array(cb.uEmail), pq.Array(cb.uName), pq.Array(cb.uStatus),
+			pq.Array(cb.uScore), pq.Array(cb.uUpdate)); err != nil {
+			return fmt.Errorf("upsert: %w", err)
 		}
 	}
-	if len(dID) > 0 {
-		if _, err := tx.ExecContext(ctx, capDelete, pq.Array(dID), pq.Array(dVersion)); err != nil {
-			return 0, fmt.Errorf("delete: %w", err)
+	if len(cb.dID) > 0 {
+		if _, err := tx.ExecContext(ctx, capDelete, pq.Array(cb.dID), pq.Array(cb.dVersion)); err != nil {
+			return fmt.Errorf("delete: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
-	if err := b.r.Ack(ctx, ids); err != nil {
-		return 0, err
-	}
-	b.mu.Lock()
-	b.batches++
-	b.invalid += invalid
-	b.mu.Unlock()
-	return len(changes), nil
+	return nil
 }
 
 // stats are the loop's batches, invalid rows skipped and errors so far.

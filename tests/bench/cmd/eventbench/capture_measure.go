@@ -110,53 +110,16 @@ func (cs *capStack) measure(ctx context.Context, c *capContender, ri, rate int, 
 	fmt.Fprintf(os.Stderr, "eventbench: capture: %s at %d/s: committing %d changes\n", c.name, rate, len(changes))
 	cpu0 := sampleCPU(st.devPid)
 	t0 := time.Now()
-	sctx, stopSampling := context.WithCancel(ctx)
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		res.waits, res.waitSamples, res.sampleRounds = cs.sampleWaits(sctx)
-	}()
-	writes := c.writer.run(ctx, changes, rate)
-	stopSampling()
-	<-sampled
+	writes := cs.writeSampled(ctx, c, changes, rate, res)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	lastDone := t0
-	errs := map[string]int{}
-	for _, w := range writes {
-		res.slipMax = max(res.slipMax, w.start.Sub(w.sched))
-		lastDone = later(lastDone, w.done)
-		switch {
-		case w.err != "":
-			res.failed++
-			errs[w.err]++
-		case w.rows == 0:
-			res.noop++
-		default:
-			res.write = append(res.write, w.done.Sub(w.start))
-		}
-	}
-	for _, e := range slices.Sorted(maps.Keys(errs)) {
-		res.errs = append(res.errs, fmt.Sprintf("writer: %s ×%d", e, errs[e]))
-	}
+	lastDone := res.countWrites(writes, t0)
 
 	lo, hi := capBase(ri), capBase(ri+1)
-	if c.dest != "" {
-		res.diff, res.pending, err = cs.waitConverged(ctx, c, lo, hi, lastDone.Add(st.o.drain))
-		if err != nil {
-			return nil, err
-		}
-	}
-	src, err := cs.stamps(ctx, c.source, seq0)
+	src, dst, err := cs.settle(ctx, c, res, lo, hi, lastDone.Add(st.o.drain), seq0)
 	if err != nil {
 		return nil, err
-	}
-	var dst []capStamp
-	if c.dest != "" {
-		if dst, err = cs.stamps(ctx, c.dest, seq0); err != nil {
-			return nil, err
-		}
 	}
 	end := time.Now()
 	if n := len(dst); n > 0 && res.lost() == 0 {
@@ -172,15 +135,87 @@ func (cs *capStack) measure(ctx context.Context, c *capContender, ri, rate int, 
 	if n := len(src); n > 0 {
 		res.drain = max(0, end.Sub(src[n-1].at))
 	}
-	if _, res.oldest, err = c.lag.Lag(ctx); err != nil {
+	if err := cs.readOutcome(ctx, c, res, lo, hi, q0, inv0); err != nil {
 		return nil, err
 	}
-	if err := st.db.QueryRowContext(ctx, `SELECT count(*) FROM `+c.source+` WHERE id > $1 AND id <= $2`, lo, hi).Scan(&res.rows); err != nil {
-		return nil, err
+	return res, nil
+}
+
+// writeSampled commits changes into c's source at rate and, meanwhile,
+// samples into res what the writers wait for.
+func (cs *capStack) writeSampled(ctx context.Context, c *capContender, changes []capChange, rate int, res *capResult) []capWrite {
+	sctx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		res.waits, res.waitSamples, res.sampleRounds = cs.sampleWaits(sctx)
+	}()
+	writes := c.writer.run(ctx, changes, rate)
+	stopSampling()
+	<-sampled
+	return writes
+}
+
+// countWrites counts the writes' outcomes into r and returns when the last
+// one ended (t0 when none ended later).
+func (r *capResult) countWrites(writes []capWrite, t0 time.Time) (lastDone time.Time) {
+	lastDone = t0
+	errs := map[string]int{}
+	for _, w := range writes {
+		r.slipMax = max(r.slipMax, w.start.Sub(w.sched))
+		lastDone = later(lastDone, w.done)
+		switch {
+		case w.err != "":
+			r.failed++
+			errs[w.err]++
+		case w.rows == 0:
+			r.noop++
+		default:
+			r.write = append(r.write, w.done.Sub(w.start))
+		}
+	}
+	for _, e := range slices.Sorted(maps.Keys(errs)) {
+		r.errs = append(r.errs, fmt.Sprintf("writer: %s ×%d", e, errs[e]))
+	}
+	return lastDone
+}
+
+// settle waits, when c has a destination, until it equals the source over
+// the ids in (lo, hi] or the deadline passes, then reads the commit stamps
+// of c's source and destination after seq0.
+func (cs *capStack) settle(ctx context.Context, c *capContender, res *capResult, lo, hi int64, deadline time.Time, seq0 int64) (src, dst []capStamp, err error) {
+	if c.dest != "" {
+		res.diff, res.pending, err = cs.waitConverged(ctx, c, lo, hi, deadline)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if src, err = cs.stamps(ctx, c.source, seq0); err != nil {
+		return nil, nil, err
+	}
+	if c.dest != "" {
+		if dst, err = cs.stamps(ctx, c.dest, seq0); err != nil {
+			return nil, nil, err
+		}
+	}
+	return src, dst, nil
+}
+
+// readOutcome reads what is left once c's destination settled: its
+// outbox's oldest change, the source rows with ids in (lo, hi], and the
+// rows quarantined or skipped as invalid, and the errors, since the
+// measure began (with q0 quarantined and inv0 invalid).
+func (cs *capStack) readOutcome(ctx context.Context, c *capContender, res *capResult, lo, hi int64, q0, inv0 int) error {
+	var err error
+	if _, res.oldest, err = c.lag.Lag(ctx); err != nil {
+		return err
+	}
+	if err := cs.st.db.QueryRowContext(ctx, `SELECT count(*) FROM `+c.source+` WHERE id > $1 AND id <= $2`, lo, hi).Scan(&res.rows); err != nil {
+		return err
 	}
 	q1, err := cs.quarantined(ctx, c)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res.quarantined = q1 - q0
 	if !c.workflow {
@@ -192,7 +227,7 @@ func (cs *capStack) measure(ctx context.Context, c *capContender, ri, rate int, 
 	} else if p, err := cs.queryProgress(ctx); err == nil && p.LastError != "" {
 		res.errs = append(res.errs, fmt.Sprintf("capture workflow %s: %s", p.Status, p.LastError))
 	}
-	return res, nil
+	return nil
 }
 
 func later(a, b time.Time) time.Time {

@@ -20,11 +20,46 @@ import (
 // row changes into tether's source table, then into the baseline's. It
 // removes both captures at the end and prints what it measured.
 func runCapture(ctx context.Context, st *stack) ([]*capResult, error) {
-	o := st.o
 	cs, err := startCapture(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
+	cs.printSetup()
+	idle0 := sampleCPU(st.devPid)
+	time.Sleep(3 * time.Second)
+	if idle := sampleCPU(st.devPid).since(idle0, 3*time.Second); idle.ok {
+		fmt.Printf("idle:       both captures installed, nothing changing: the bench process used %.0f%%, the dev server %.0f%%, postgres %.0f%% of one CPU\n",
+			idle.self, idle.dev, idle.pg)
+	}
+	if err := cs.warmUp(ctx); err != nil {
+		return nil, fmt.Errorf("capture warm-up: %w", err)
+	}
+	fmt.Println()
+
+	results, plain, err := cs.measureRates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	printCapLegend()
+	fmt.Println()
+	printCapCPU(append(results, plain))
+	fmt.Println()
+	printCapWaits(append(results, plain))
+	fmt.Println()
+	printCapChecks(results)
+	cs.printWorkflowCounts(ctx)
+
+	if err := cs.removeAndPrint(ctx); err != nil {
+		return results, fmt.Errorf("capture removal: %w", err)
+	}
+	return results, nil
+}
+
+// printSetup prints what the capture measures change and how each
+// contender captures.
+func (cs *capStack) printSetup() {
+	st := cs.st
+	o := st.o
 	per := make([]string, len(o.rates))
 	for i, rate := range o.rates {
 		per[i] = fmt.Sprint(o.perRate(rate))
@@ -40,26 +75,19 @@ func runCapture(ctx context.Context, st *stack) ([]*capResult, error) {
 	fmt.Printf("baseline:   %s.%s → %s by a loop in this process on package capture: Wait → Read → one transaction → Ack,\n",
 		st.schema, capSourceBaseline, capDestBaseline)
 	fmt.Printf("            outbox %s.%q\n", capture.DefaultOutboxSchema, cs.baseName)
+}
 
-	idle0 := sampleCPU(st.devPid)
-	time.Sleep(3 * time.Second)
-	if idle := sampleCPU(st.devPid).since(idle0, 3*time.Second); idle.ok {
-		fmt.Printf("idle:       both captures installed, nothing changing: the bench process used %.0f%%, the dev server %.0f%%, postgres %.0f%% of one CPU\n",
-			idle.self, idle.dev, idle.pg)
-	}
-	if err := cs.warmUp(ctx); err != nil {
-		return nil, fmt.Errorf("capture warm-up: %w", err)
-	}
-	fmt.Println()
-
-	var results []*capResult
+// measureRates measures tether and the baseline at every rate, then the
+// writers alone (plain) at the highest rate, printing a row for each.
+func (cs *capStack) measureRates(ctx context.Context) (results []*capResult, plain *capResult, err error) {
+	o := cs.st.o
 	printCapHeader()
 	for ri, rate := range o.rates {
 		changes := makeCapChanges(ri, o.perRate(rate), o.entities, rate)
 		for _, c := range []*capContender{cs.tether, cs.baseline} {
 			res, err := cs.measure(ctx, c, ri, rate, changes)
 			if err != nil {
-				return nil, fmt.Errorf("capture, %s at %d/s: %w", c.name, rate, err)
+				return nil, nil, fmt.Errorf("capture, %s at %d/s: %w", c.name, rate, err)
 			}
 			results = append(results, res)
 			printCapRow(res)
@@ -70,17 +98,15 @@ func runCapture(ctx context.Context, st *stack) ([]*capResult, error) {
 	top := len(o.rates) - 1
 	res, err := cs.measure(ctx, cs.plain, top, o.rates[top], makeCapChanges(top, o.perRate(o.rates[top]), o.entities, o.rates[top]))
 	if err != nil {
-		return nil, fmt.Errorf("capture, %s: %w", cs.plain.name, err)
+		return nil, nil, fmt.Errorf("capture, %s: %w", cs.plain.name, err)
 	}
 	printCapRow(res)
-	plain := res
-	printCapLegend()
-	fmt.Println()
-	printCapCPU(append(results, plain))
-	fmt.Println()
-	printCapWaits(append(results, plain))
-	fmt.Println()
-	printCapChecks(results)
+	return results, res, nil
+}
+
+// printWorkflowCounts prints the counts tether's capture workflow reports:
+// its progress query and the running activity's last heartbeat.
+func (cs *capStack) printWorkflowCounts(ctx context.Context) {
 	if p, err := cs.queryProgress(ctx); err == nil {
 		fmt.Printf("        tether's progress query (counts as of the last CaptureChanges to return; each runs a minute): %s, %d executions,\n", p.Status, p.Executions)
 		fmt.Printf("          %d batches, %s, outbox %d pending\n", p.Batches, countsLine(p.Counts), p.Pending)
@@ -89,18 +115,18 @@ func runCapture(ctx context.Context, st *stack) ([]*capResult, error) {
 		fmt.Printf("        the running CaptureChanges's last heartbeat (%.0f s before the end): %d batches, %s, outbox %d pending\n",
 			time.Since(at).Seconds(), out.Batches, countsLine(out.Counts), out.Pending)
 	}
+}
 
+// removeAndPrint removes both captures and prints what the removal did.
+func (cs *capStack) removeAndPrint(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	err = cs.remove(rctx)
+	err := cs.remove(rctx)
 	fmt.Println("\ncapture removal")
 	for _, l := range cs.removed {
 		fmt.Println("  " + l)
 	}
-	if err != nil {
-		return results, fmt.Errorf("capture removal: %w", err)
-	}
-	return results, nil
+	return err
 }
 
 func printCapHeader() {

@@ -132,24 +132,7 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 	// Undone last (closers run in reverse): whatever is still installed.
 	st.onClose(cs.removeLeftovers)
 
-	open := func(dsn string, conns int) (*sql.DB, error) {
-		db, err := postgres.Open(ctx, dsn)
-		if err != nil {
-			return nil, err
-		}
-		db.SetMaxOpenConns(conns)
-		db.SetMaxIdleConns(conns)
-		st.onClose(func() { db.Close() })
-		return db, nil
-	}
-	wdsn, err := withParam(cs.sdsn, "application_name", writerApp)
-	if err != nil {
-		return nil, err
-	}
-	if cs.writerDB, err = open(wdsn, st.o.capConns); err != nil {
-		return nil, err
-	}
-	if cs.readerDB, err = open(cs.sdsn, pgsource.DefaultMaxOpenConns); err != nil {
+	if err := cs.openPools(ctx); err != nil {
 		return nil, err
 	}
 	// The webhook measures are over: keep fewer of their idle connections
@@ -164,35 +147,83 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 	if err := cs.startWorker(); err != nil {
 		return nil, err
 	}
+	if err := cs.newContenders(); err != nil {
+		return nil, err
+	}
+	if err := cs.startBaseline(ctx); err != nil {
+		return nil, err
+	}
+	if err := cs.startTether(ctx); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
 
+// openPools opens the source writers' pool and the outbox readers' pool,
+// closed at close.
+func (cs *capStack) openPools(ctx context.Context) error {
+	st := cs.st
+	open := func(dsn string, conns int) (*sql.DB, error) {
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
+		st.onClose(func() { db.Close() })
+		return db, nil
+	}
+	wdsn, err := withParam(cs.sdsn, "application_name", writerApp)
+	if err != nil {
+		return err
+	}
+	if cs.writerDB, err = open(wdsn, st.o.capConns); err != nil {
+		return err
+	}
+	if cs.readerDB, err = open(cs.sdsn, pgsource.DefaultMaxOpenConns); err != nil {
+		return err
+	}
+	return nil
+}
+
+// newContenders sets up tether, the baseline and the plain table: their
+// captures (none for the plain table), lag readers and writers.
+func (cs *capStack) newContenders() error {
+	st := cs.st
 	cs.tether = &capContender{name: "tether", source: capSourceTether, dest: capDestTether, workflow: true,
 		target: capture.For(cs.name, *cs.def.Source.Postgres)}
 	cs.baseline = &capContender{name: "baseline (no Temporal)", source: capSourceBaseline, dest: capDestBaseline,
 		target: capture.Target{Integration: cs.baseName, Schema: st.schema, Table: capSourceBaseline, Key: []string{"id"}}}
 	for _, c := range []*capContender{cs.tether, cs.baseline} {
+		var err error
 		if c.lag, err = capture.NewReader(cs.readerDB, "", c.target); err != nil {
-			return nil, err
+			return err
 		}
 		c.writer = newCapWriter(cs.writerDB, c.source, st.o.concurrency)
 	}
 	cs.plain = &capContender{name: "no capture (writers)", source: capSourcePlain,
 		writer: newCapWriter(cs.writerDB, capSourcePlain, st.o.concurrency)}
+	return nil
+}
 
-	// The baseline: the capture package alone.
+// startBaseline installs the baseline's capture and starts its loop: the
+// capture package alone.
+func (cs *capStack) startBaseline(ctx context.Context) error {
+	st := cs.st
 	if err := capture.Install(ctx, cs.readerDB, cs.baseline.target); err != nil {
-		return nil, fmt.Errorf("install the baseline's capture: %w", err)
+		return fmt.Errorf("install the baseline's capture: %w", err)
 	}
 	sch, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	v, err := sch.Get(capSchemaFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r, err := capture.NewReader(cs.readerDB, cs.sdsn, cs.baseline.target)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cs.loop = newCapBaseline(st.baseDB, r, v)
 	lctx, cancel := context.WithCancel(context.Background())
@@ -204,29 +235,33 @@ func startCapture(ctx context.Context, st *stack) (*capStack, error) {
 		r.Close()
 	})
 	st.onClose(cs.stopLoop)
+	return nil
+}
 
-	// Tether: the worker's own way to start captures.
+// startTether starts tether's capture the worker's own way
+// (app.ApplyCaptures) and waits until its workflow installed it.
+func (cs *capStack) startTether(ctx context.Context) error {
+	st := cs.st
 	res, err := app.ApplyCaptures(ctx, st.c, "default", cs.taskQueue, []integration.Definition{cs.def})
 	if err != nil {
-		return nil, fmt.Errorf("start the capture workflow: %w", err)
+		return fmt.Errorf("start the capture workflow: %w", err)
 	}
 	if len(res.Running) != 1 {
-		return nil, fmt.Errorf("start the capture workflow: ApplyCaptures ran %v", res.Running)
+		return fmt.Errorf("start the capture workflow: ApplyCaptures ran %v", res.Running)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		ok, err := capture.Installed(ctx, st.db, cs.tether.target)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if ok {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("tether's capture is not installed on %s after 60s: %s", capSourceTether, cs.progress(ctx))
+			return fmt.Errorf("tether's capture is not installed on %s after 60s: %s", capSourceTether, cs.progress(ctx))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return cs, nil
 }
 
 // createTables creates the source tables, the destination tables and the

@@ -83,6 +83,58 @@ func (o options) perRate(rate int) int {
 }
 
 func run() error {
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+
+	// What the machine does without us: it may be shared.
+	before := sampleCPU(0)
+	time.Sleep(2 * time.Second)
+	otherLoad := sampleCPU(0).since(before, 2*time.Second)
+
+	st, err := start(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	printSetup(st, otherLoad)
+	idle0 := sampleCPU(st.devPid)
+	time.Sleep(2 * time.Second)
+	if idle := sampleCPU(st.devPid).since(idle0, 2*time.Second); idle.ok {
+		fmt.Printf("idle:       with nothing sent, the bench process used %.0f%%, the dev server %.0f%%, postgres %.0f%% of one CPU\n\n", idle.self, idle.dev, idle.pg)
+	}
+	var results []*result
+	if o.webhooks {
+		if results, err = runWebhooks(ctx, st); err != nil {
+			return err
+		}
+	}
+
+	var capResults []*capResult
+	var capErr error
+	if o.capture {
+		capResults, capErr = runCapture(ctx, st)
+	}
+
+	lost := lostEvents(results, capResults)
+	if capErr != nil {
+		return capErr
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("events lost or refused:\n  %s", strings.Join(lost, "\n  "))
+	}
+	return nil
+}
+
+// parseFlags reads and checks the command's flags.
+func parseFlags() (options, error) {
 	var o options
 	rates := flag.String("rates", "10,100,1000", "send rates to measure, events per second, comma-separated")
 	flag.IntVar(&o.events, "events", 0, "events per rate (0: --seconds worth at the rate, at most --max-events)")
@@ -105,33 +157,23 @@ func run() error {
 		case "capture":
 			o.capture = true
 		default:
-			return fmt.Errorf("--modes: %q is not webhooks or capture", m)
+			return o, fmt.Errorf("--modes: %q is not webhooks or capture", m)
 		}
 	}
 	var err error
 	if o.rates, err = parseRates(*rates); err != nil {
-		return err
+		return o, err
 	}
 	if o.entities < 1 || o.entities > 100000 || o.capConns < 1 || o.concurrency < 1 || o.events < 0 || o.seconds < 1 || o.maxEvents < 1 || o.shards < 0 || o.wftPollers < 0 {
-		return errors.New("--entities (1..100000), --concurrency, --seconds and --max-events must be positive, --events, --shards and --wft-pollers not negative")
+		return o, errors.New("--entities (1..100000), --concurrency, --seconds and --max-events must be positive, --events, --shards and --wft-pollers not negative")
 	}
+	return o, nil
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
-	defer cancel()
-
-	// What the machine does without us: it may be shared.
-	before := sampleCPU(0)
-	time.Sleep(2 * time.Second)
-	otherLoad := sampleCPU(0).since(before, 2*time.Second)
-
-	st, err := start(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer st.close()
-
+// printSetup prints what the bench runs on and against; otherLoad is what
+// the machine did before the stack started.
+func printSetup(st *stack, otherLoad cpuUse) {
+	o := st.o
 	fmt.Printf("eventbench: rates %v/s, %d entities per rate, at most %d requests in flight\n", o.rates, o.entities, o.concurrency)
 	fmt.Printf("machine:    %d CPUs, GOMAXPROCS %d, %s, load average %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadAverage())
 	if otherLoad.ok {
@@ -149,61 +191,53 @@ func run() error {
 	fmt.Printf("worker:     in process, task queue %s, integration %s (%d event shards), %d DB connections, %d local activities, %d workflow tasks, workflow task pollers %s\n",
 		st.taskQueue, st.integration, st.shards, st.cfg.Database.MaxOpenConns, st.cfg.Worker.MaxConcurrentLocalActivities, st.cfg.Worker.MaxConcurrentWorkflowTasks, pollers)
 	fmt.Printf("receivers:  tether %s (rate limit %g/s, burst %d), baseline %s\n", st.tether.url, st.rateLimit.PerSecond, st.rateLimit.Burst, st.baseline.url)
+}
 
-	idle0 := sampleCPU(st.devPid)
-	time.Sleep(2 * time.Second)
-	if idle := sampleCPU(st.devPid).since(idle0, 2*time.Second); idle.ok {
-		fmt.Printf("idle:       with nothing sent, the bench process used %.0f%%, the dev server %.0f%%, postgres %.0f%% of one CPU\n\n", idle.self, idle.dev, idle.pg)
+// runWebhooks measures both receivers at every rate, prints the results
+// and, with --dump, writes every event's times and the shard histories.
+func runWebhooks(ctx context.Context, st *stack) ([]*result, error) {
+	o := st.o
+	if err := st.warmUp(ctx); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
 	}
+	printHeader()
 	var results []*result
-	if o.webhooks {
-		if err := st.warmUp(ctx); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-		printHeader()
-	}
 	for i, rate := range o.rates {
-		if !o.webhooks {
-			break
-		}
 		specs := makeSpecs(i, o.perRate(rate), o.entities)
 		for _, c := range []*contender{st.tether, st.baseline} {
 			res, err := st.measure(ctx, c, rate, specs)
 			if err != nil {
-				return fmt.Errorf("%s at %d/s: %w", c.name, rate, err)
+				return nil, fmt.Errorf("%s at %d/s: %w", c.name, rate, err)
 			}
 			results = append(results, res)
 			printRow(res)
 			time.Sleep(time.Second) // let the previous run's stragglers settle
 		}
 	}
-	if o.webhooks {
-		printLegend()
-		fmt.Println()
-		printCPU(results)
-		fmt.Println()
-		printChecks(results)
-		printTargets(results)
+	printLegend()
+	fmt.Println()
+	printCPU(results)
+	fmt.Println()
+	printChecks(results)
+	printTargets(results)
+	if o.dump == "" {
+		return results, nil
 	}
-	if o.dump != "" && o.webhooks {
-		name, err := dump(o.dump, results)
-		if err != nil {
-			return fmt.Errorf("--dump: %w", err)
-		}
-		fmt.Printf("\nevery event: %s\n", name)
-		sum, err := st.dumpHistories(ctx, o.dump)
-		if err != nil {
-			return fmt.Errorf("--dump: %w", err)
-		}
-		fmt.Printf("shard histories: %s/shard-*.txt\n  %s\n", o.dump, strings.Join(sum, "\n  "))
+	name, err := dump(o.dump, results)
+	if err != nil {
+		return nil, fmt.Errorf("--dump: %w", err)
 	}
+	fmt.Printf("\nevery event: %s\n", name)
+	sum, err := st.dumpHistories(ctx, o.dump)
+	if err != nil {
+		return nil, fmt.Errorf("--dump: %w", err)
+	}
+	fmt.Printf("shard histories: %s/shard-*.txt\n  %s\n", o.dump, strings.Join(sum, "\n  "))
+	return results, nil
+}
 
-	var capResults []*capResult
-	var capErr error
-	if o.capture {
-		capResults, capErr = runCapture(ctx, st)
-	}
-
+// lostEvents describes every measure that lost or refused events.
+func lostEvents(results []*result, capResults []*capResult) []string {
 	var lost []string
 	for _, r := range results {
 		if r.lost() > 0 || r.failed > 0 {
@@ -215,13 +249,7 @@ func run() error {
 			lost = append(lost, fmt.Sprintf("capture, %s at %d/s: %d lost, %d failed to commit, %d left in the outbox", r.contender, r.rate, r.lost(), r.failed, r.pending))
 		}
 	}
-	if capErr != nil {
-		return capErr
-	}
-	if len(lost) > 0 {
-		return fmt.Errorf("events lost or refused:\n  %s", strings.Join(lost, "\n  "))
-	}
-	return nil
+	return lost
 }
 
 func parseRates(s string) ([]int, error) {

@@ -141,6 +141,25 @@ func suffix() string {
 // startPostgres creates the bench schema with tether's tables, the two
 // destination tables and the commit triggers.
 func (st *stack) startPostgres(ctx context.Context) error {
+	if err := st.createSchema(ctx); err != nil {
+		return err
+	}
+	sdsn, err := postgres.WithSearchPath(st.o.dsn, st.schema)
+	if err != nil {
+		return err
+	}
+	if st.db, err = st.openPool(ctx, sdsn); err != nil {
+		return err
+	}
+	if st.baseDB, err = st.openPool(ctx, sdsn); err != nil {
+		return err
+	}
+	return st.createTables(ctx)
+}
+
+// createSchema connects as --dsn and creates the bench schema, dropped at
+// close.
+func (st *stack) createSchema(ctx context.Context) error {
 	st.shownDSN = postgres.RedactDSN(st.o.dsn)
 	admin, err := postgres.Open(ctx, st.o.dsn)
 	if err != nil {
@@ -163,32 +182,30 @@ func (st *stack) startPostgres(ctx context.Context) error {
 			fmt.Fprintf(os.Stderr, "eventbench: drop schema %s: %v\n", st.schema, err)
 		}
 	})
-	sdsn, err := postgres.WithSearchPath(st.o.dsn, st.schema)
+	return nil
+}
+
+// openPool opens a pool on the bench schema (sdsn), closed at close.
+func (st *stack) openPool(ctx context.Context, sdsn string) (*sql.DB, error) {
+	db, err := postgres.Open(ctx, sdsn)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	open := func() (*sql.DB, error) {
-		db, err := postgres.Open(ctx, sdsn)
-		if err != nil {
-			return nil, err
-		}
-		// As the worker does (workers/app): one pool of
-		// database.max_open_conns for the steps and the receiver.
-		db.SetMaxOpenConns(st.cfg.Database.MaxOpenConns)
-		db.SetMaxIdleConns(st.cfg.Database.MaxOpenConns)
-		st.onClose(func() { db.Close() })
-		return db, nil
-	}
-	if st.db, err = open(); err != nil {
-		return err
-	}
-	if st.baseDB, err = open(); err != nil {
-		return err
-	}
+	// As the worker does (workers/app): one pool of
+	// database.max_open_conns for the steps and the receiver.
+	db.SetMaxOpenConns(st.cfg.Database.MaxOpenConns)
+	db.SetMaxIdleConns(st.cfg.Database.MaxOpenConns)
+	st.onClose(func() { db.Close() })
+	return db, nil
+}
+
+// createTables migrates tether's tables into the bench schema and adds the
+// destination tables with their commit stamps.
+func (st *stack) createTables(ctx context.Context) error {
 	if err := store.Migrate(ctx, st.db); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	def := integrations.CRMContacts(config.CRM{BaseURL: "http://127.0.0.1:9", Auth: "none"})
+	def := integrations.CRMContacts(config.Connection{BaseURL: "http://127.0.0.1:9", Auth: "none"})
 	sink, err := pgsink.NewTableWriter(*def.Destination.Postgres)
 	if err != nil {
 		return err
@@ -309,7 +326,7 @@ func (st *stack) startWorker() error {
 // definition is crm-contacts under the bench's name, with --shards event
 // workflows; its source's base URL is never called.
 func (st *stack) definition() integration.Definition {
-	def := integrations.CRMContacts(config.CRM{BaseURL: "http://127.0.0.1:9", Auth: "none"})
+	def := integrations.CRMContacts(config.Connection{BaseURL: "http://127.0.0.1:9", Auth: "none"})
 	def.Name = st.integration
 	def.Events.Shards = st.o.shards
 	return def

@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -59,6 +60,8 @@ func main() {
 	}
 }
 
+// bench is one run's set-up: the destination, the worker's client and
+// task queue, the integration, and how to undo it all.
 type bench struct {
 	ctx   context.Context
 	db    *sql.DB
@@ -67,6 +70,18 @@ type bench struct {
 	def   integration.Definition
 	sink  *pgsink.TableWriter
 	runID int
+
+	closers []func()
+}
+
+func (b *bench) onClose(f func()) { b.closers = append(b.closers, f) }
+
+// close undoes the set-up in reverse order, as deferred calls would.
+func (b *bench) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+	b.closers = nil
 }
 
 func run() error {
@@ -76,61 +91,96 @@ func run() error {
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	b := &bench{ctx: ctx, tq: "reconcilebench"}
+	defer b.close()
 
-	admin, err := postgres.Open(ctx, *dsn)
+	if err := b.createSchema(*dsn); err != nil {
+		return err
+	}
+	sandboxURL, err := b.serveSandbox(*records)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := b.startTemporal(log); err != nil {
+		return err
+	}
+	if err := b.startWorker(sandboxURL, log); err != nil {
+		return err
+	}
+	return b.compare(*records, *drift)
+}
+
+// createSchema creates a fresh schema with tether's tables, dropped at
+// close.
+func (b *bench) createSchema(dsn string) error {
+	admin, err := postgres.Open(b.ctx, dsn)
+	if err != nil {
+		return err
+	}
+	b.onClose(func() { admin.Close() })
 	schemaName := fmt.Sprintf("bench_reconcile_%d", time.Now().UnixNano())
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schemaName); err != nil {
+	if _, err := admin.ExecContext(b.ctx, "CREATE SCHEMA "+schemaName); err != nil {
 		return err
 	}
-	defer admin.Exec("DROP SCHEMA " + schemaName + " CASCADE") //nolint:errcheck
-	sdsn, _ := postgres.WithSearchPath(*dsn, schemaName)
-	db, err := postgres.Open(ctx, sdsn)
+	b.onClose(func() { admin.Exec("DROP SCHEMA " + schemaName + " CASCADE") }) //nolint:errcheck
+	sdsn, _ := postgres.WithSearchPath(dsn, schemaName)
+	db, err := postgres.Open(b.ctx, sdsn)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := store.Migrate(ctx, db); err != nil {
-		return err
-	}
+	b.db = db
+	b.onClose(func() { db.Close() })
+	return store.Migrate(b.ctx, db)
+}
 
-	sb, err := sandbox.New(sandbox.Options{Seed: 42, Contacts: *records})
+// serveSandbox serves the sandbox CRM API with records contacts on
+// loopback, and returns its URL.
+func (b *bench) serveSandbox(records int) (string, error) {
+	sb, err := sandbox.New(sandbox.Options{Seed: 42, Contacts: records})
 	if err != nil {
-		return err
+		return "", err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return "", err
 	}
 	hs := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(ln) //nolint:errcheck
-	defer hs.Close()
-	crm := config.CRM{BaseURL: "http://" + ln.Addr().String(), Auth: "none"}
+	b.onClose(func() { hs.Close() })
+	return "http://" + ln.Addr().String(), nil
+}
 
+// startTemporal starts a headless dev server (the pinned CLI) and connects
+// to it.
+func (b *bench) startTemporal(log *slog.Logger) error {
 	work, err := os.MkdirTemp("", "tether-reconcilebench")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	cliPath, err := devstack.EnsureTemporalCLI(ctx, os.Stderr)
+	b.onClose(func() { os.RemoveAll(work) })
+	cliPath, err := devstack.EnsureTemporalCLI(b.ctx, os.Stderr)
 	if err != nil {
 		return err
 	}
-	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(work, "temporal.log")})
+	srv, err := devstack.StartDevServer(b.ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(work, "temporal.log")})
 	if err != nil {
 		return err
 	}
-	defer srv.Stop(10 * time.Second) //nolint:errcheck
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := app.Dial(ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, log)
+	b.onClose(func() { srv.Stop(10 * time.Second) }) //nolint:errcheck
+	c, err := app.Dial(b.ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, log)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	b.c = c
+	b.onClose(c.Close)
+	return nil
+}
 
+// startWorker runs crm-contacts, reading the sandbox at sandboxURL, on an
+// in-process worker.
+func (b *bench) startWorker(sandboxURL string, log *slog.Logger) error {
+	crm := config.Connection{BaseURL: sandboxURL, Auth: "none"}
 	def := integrations.CRMContacts(crm)
 	reg, err := integration.NewRegistry(def)
 	if err != nil {
@@ -140,22 +190,27 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	acts, err := app.Build(app.BuildOptions{DB: db, Store: store.New(db), Integrations: reg, Schemas: sch, Logger: log, Temporal: c})
+	acts, err := app.Build(app.BuildOptions{DB: b.db, Store: store.New(b.db), Integrations: reg, Schemas: sch, Logger: log, Temporal: b.c})
 	if err != nil {
 		return err
 	}
-	b := &bench{ctx: ctx, db: db, c: c, tq: "reconcilebench", def: def.Normalize()}
-	w := worker.New(c, b.tq, worker.Options{})
+	b.def = def.Normalize()
+	w := worker.New(b.c, b.tq, worker.Options{})
 	app.Register(w, acts)
 	if err := w.Start(); err != nil {
 		return err
 	}
-	defer w.Stop()
+	b.onClose(w.Stop)
 	if b.sink, err = pgsink.NewTableWriter(*def.Destination.Postgres); err != nil {
 		return err
 	}
+	return nil
+}
 
-	fmt.Printf("reconcilebench: %d source records, drift %.2f%%, %d cores\n", *records, *drift*100, runtime.NumCPU())
+// compare syncs the integration, measures both contenders without drift
+// and with drift, and checks that nothing differs after the repair.
+func (b *bench) compare(records int, drift float64) error {
+	fmt.Printf("reconcilebench: %d source records, drift %.2f%%, %d cores\n", records, drift*100, runtime.NumCPU())
 	t0 := time.Now()
 	if err := b.sync(); err != nil {
 		return err
@@ -166,11 +221,11 @@ func run() error {
 	if err := b.scenario("0%", false); err != nil {
 		return err
 	}
-	n, err := b.seedDrift(*drift)
+	n, err := b.seedDrift(drift)
 	if err != nil {
 		return err
 	}
-	if err := b.scenario(fmt.Sprintf("%.2g%% (%d)", *drift*100, n), true); err != nil {
+	if err := b.scenario(fmt.Sprintf("%.2g%% (%d)", drift*100, n), true); err != nil {
 		return err
 	}
 	after, err := b.reconcile(false)
@@ -278,72 +333,14 @@ func (n naiveResult) differences() int { return n.missing + n.changed + n.extra 
 // whole destination table into maps, and compares them by key.
 func (b *bench) naive() (naiveResult, error) {
 	var res naiveResult
-	src, err := httpsource.New(b.def.Name, *b.def.Source.HTTP)
+	source_, read, err := b.readSource()
+	res.sourceRead = read
 	if err != nil {
 		return res, err
 	}
-	reg, err := schema.NewRegistry(schemas.FS())
+	dest, read, err := b.readDestination()
+	res.destRead = read
 	if err != nil {
-		return res, err
-	}
-	v, err := reg.Get(b.def.Schema)
-	if err != nil {
-		return res, err
-	}
-	mapFn, err := b.def.Mapping.Compile()
-	if err != nil {
-		return res, err
-	}
-	fn := mapping.Chain(mapFn, b.def.Transform)
-	source_ := map[string]string{}
-	req := connector.Request{Integration: b.def.Name, Limit: b.def.BatchSize, Since: cursor.Checkpoint{Cursor: b.def.InitialCursor}}
-	for {
-		page, err := src.Fetch(b.ctx, req)
-		if err != nil {
-			return res, err
-		}
-		var rows []pgsink.Row
-		for _, raw := range page.Records {
-			res.sourceRead++
-			rec, err := schema.Decode(raw)
-			m, ok := rec.(map[string]any)
-			if err != nil || !ok || len(v.Validate(rec)) > 0 {
-				continue
-			}
-			out, err := fn(m)
-			if err != nil {
-				continue
-			}
-			rows = append(rows, pgsink.Row(out))
-		}
-		texts, _, err := b.sink.RowTexts(b.ctx, b.db, rows)
-		if err != nil {
-			return res, err
-		}
-		for _, t := range texts {
-			source_[t.Key] = t.Row
-		}
-		if page.Done {
-			break
-		}
-		req.Position = page.Next
-	}
-	e := b.sink.Exprs()
-	rs, err := b.db.QueryContext(b.ctx, `SELECT `+e.Key+`, `+e.Row+` FROM `+e.Target+` t`)
-	if err != nil {
-		return res, err
-	}
-	defer rs.Close()
-	dest := map[string]string{}
-	for rs.Next() {
-		var k, r string
-		if err := rs.Scan(&k, &r); err != nil {
-			return res, err
-		}
-		dest[k] = r
-		res.destRead++
-	}
-	if err := rs.Err(); err != nil {
 		return res, err
 	}
 	for k, r := range source_ {
@@ -361,6 +358,100 @@ func (b *bench) naive() (naiveResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// readSource reads every page of the source and returns the texts of its
+// valid records' rows, as PostgreSQL casts them, by key, and how many
+// records it read.
+func (b *bench) readSource() (rows map[string]string, read int, err error) {
+	src, err := httpsource.New(b.def.Name, *b.def.Source.HTTP)
+	if err != nil {
+		return nil, read, err
+	}
+	toRows, err := b.rowsFunc()
+	if err != nil {
+		return nil, read, err
+	}
+	rows = map[string]string{}
+	req := connector.Request{Integration: b.def.Name, Limit: b.def.BatchSize, Since: cursor.Checkpoint{Cursor: b.def.InitialCursor}}
+	for {
+		page, err := src.Fetch(b.ctx, req)
+		if err != nil {
+			return nil, read, err
+		}
+		read += len(page.Records)
+		texts, _, err := b.sink.RowTexts(b.ctx, b.db, toRows(page.Records))
+		if err != nil {
+			return nil, read, err
+		}
+		for _, t := range texts {
+			rows[t.Key] = t.Row
+		}
+		if page.Done {
+			break
+		}
+		req.Position = page.Next
+	}
+	return rows, read, nil
+}
+
+// rowsFunc returns what turns a page's records into rows: each one
+// decoded, validated against the integration's schema and transformed;
+// a record that fails any of these is left out.
+func (b *bench) rowsFunc() (func([]json.RawMessage) []pgsink.Row, error) {
+	reg, err := schema.NewRegistry(schemas.FS())
+	if err != nil {
+		return nil, err
+	}
+	v, err := reg.Get(b.def.Schema)
+	if err != nil {
+		return nil, err
+	}
+	mapFn, err := b.def.Mapping.Compile()
+	if err != nil {
+		return nil, err
+	}
+	fn := mapping.Chain(mapFn, b.def.Transform)
+	return func(records []json.RawMessage) []pgsink.Row {
+		var rows []pgsink.Row
+		for _, raw := range records {
+			rec, err := schema.Decode(raw)
+			m, ok := rec.(map[string]any)
+			if err != nil || !ok || len(v.Validate(rec)) > 0 {
+				continue
+			}
+			out, err := fn(m)
+			if err != nil {
+				continue
+			}
+			rows = append(rows, pgsink.Row(out))
+		}
+		return rows
+	}, nil
+}
+
+// readDestination reads the whole destination table's row texts by key,
+// and returns how many rows it read.
+func (b *bench) readDestination() (rows map[string]string, read int, err error) {
+	e := b.sink.Exprs()
+	rs, err := b.db.QueryContext(b.ctx, `SELECT `+e.Key+`, `+e.Row+` FROM `+e.Target+` t`)
+	if err != nil {
+		return nil, read, err
+	}
+	defer rs.Close()
+	rows = map[string]string{}
+	for rs.Next() {
+		var k, r string
+		if err := rs.Scan(&k, &r); err != nil {
+			return nil, read, err
+		}
+		rows[k] = r
+		read++
+	}
+	if err := rs.Err(); err != nil {
+		return nil, read, err
+	}
+	return rows, read, nil
 }
 
 // measure times fn and samples the process's peak live heap (as of the
