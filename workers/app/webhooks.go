@@ -26,23 +26,36 @@ type WebhookServer struct {
 	Receiver *webhook.Receiver // nil when off
 }
 
+// WebhookParams are what NewWebhookServer needs.
+type WebhookParams struct {
+	fx.In
+	Lifecycle    fx.Lifecycle
+	Config       config.Config
+	Integrations *integration.Registry
+	Schemas      *schema.Registry
+	Store        *store.Store
+	Client       client.Client
+	Logger       *slog.Logger
+}
+
 // NewWebhookServer checks the webhook sources against the integrations
 // (every source names one that exists, whose destinations take events)
 // and serves them from the app's start to its stop. It is off when
 // webhooks.listen is empty.
-func NewWebhookServer(lc fx.Lifecycle, cfg config.Config, reg *integration.Registry, sch *schema.Registry, st *store.Store, c client.Client, log *slog.Logger) (*WebhookServer, error) {
+func NewWebhookServer(p WebhookParams) (*WebhookServer, error) {
+	cfg := p.Config
 	w := &WebhookServer{server: server{what: "webhook receiver", key: "webhooks.listen / TETHER_WEBHOOKS_LISTEN",
-		path: webhook.PathPrefix + "{source}", listen: cfg.Webhooks.Listen, log: log}}
-	lc.Append(fx.Hook{OnStart: w.Start, OnStop: w.Stop})
+		path: webhook.PathPrefix + "{source}", listen: cfg.Webhooks.Listen, log: p.Logger}}
+	p.Lifecycle.Append(fx.Hook{OnStart: w.Start, OnStop: w.Stop})
 	if cfg.Webhooks.Listen == "" {
 		return w, nil
 	}
-	routes, sources, err := WebhookRoutes(cfg.Webhooks.Sources, reg)
+	routes, sources, err := WebhookRoutes(cfg.Webhooks.Sources, p.Integrations)
 	if err != nil {
 		return nil, err
 	}
-	acc := webhook.NewTemporalAccepter(c, cfg.Temporal.TaskQueue, routes, st)
-	rcv, err := webhook.New(sources, sch, acc, webhook.WithLogger(log.With("component", "webhook")))
+	acc := webhook.NewTemporalAccepter(p.Client, cfg.Temporal.TaskQueue, routes, p.Store)
+	rcv, err := webhook.New(sources, p.Schemas, acc, webhook.WithLogger(p.Logger.With("component", "webhook")))
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
