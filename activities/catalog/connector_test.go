@@ -19,7 +19,9 @@ type memorySink struct {
 	spec connector.SinkSpec
 }
 
-func (m *memorySink) Capabilities() connector.Capabilities { return connector.Capabilities{Kind: "memory"} }
+func (m *memorySink) Capabilities() connector.Capabilities {
+	return connector.Capabilities{Kind: "memory"}
+}
 
 // TestCatalog_OpensRegisteredConnectorsByKind: an integration naming a
 // connector the worker registered gets that connector, opened with the
