@@ -9,54 +9,74 @@ import (
 	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
-// Activity options of the steps: explicit timeouts and bounded retries.
-// Permanent failures are non-retryable application errors the activities
-// raise, so these policies only retry what can succeed later.
-var (
-	// shortOptions: bookkeeping in PostgreSQL (StartRun, FinishRun,
+// ActivityOptions are the activity options of the steps: explicit timeouts and
+// bounded retries. Permanent failures are non-retryable application
+// errors the activities raise, so these policies only retry what can
+// succeed later; throttling answers set their own next delay from
+// Retry-After. tether's own workflows use the same values.
+type ActivityOptions struct {
+	// Bookkeeping: run state in PostgreSQL (StartRun, FinishRun,
 	// StageRecords, BeginCompensation).
-	shortOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+	Bookkeeping workflow.ActivityOptions
+	// Fetch: one page of the source; heartbeats while in flight.
+	Fetch workflow.ActivityOptions
+	// Local: validation and transformation, on the worker running the
+	// workflow (local activities: no task-queue round trip). They read
+	// staged pages and write quarantine rows, so their budget rides out a
+	// PostgreSQL restart as Apply's does.
+	Local workflow.LocalActivityOptions
+	// Apply: one destination's batch. WaitForCancellation: a cancelled
+	// workflow waits for an apply in flight to commit or roll back before
+	// it compensates, so a late commit cannot slip past compensation. An
+	// open circuit comes back to the workflow at once, which waits on a
+	// durable timer instead of spending attempts.
+	Apply workflow.ActivityOptions
+	// Compensate: restoring one batch's before-images; retried harder,
+	// since a failed compensation leaves work for a person.
+	Compensate workflow.ActivityOptions
+}
+
+// DefaultActivityOptions returns the steps' activity options, a fresh copy each
+// call.
+func DefaultActivityOptions() ActivityOptions {
+	return ActivityOptions{
+		Bookkeeping: workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute,
+			RetryPolicy:         retry(500*time.Millisecond, 30*time.Second, 10),
+		},
+		Fetch: workflow.ActivityOptions{
+			StartToCloseTimeout: 5 * time.Minute,
+			HeartbeatTimeout:    30 * time.Second,
+			RetryPolicy:         retry(time.Second, time.Minute, 8),
+		},
+		Local: workflow.LocalActivityOptions{
+			ScheduleToCloseTimeout: 5 * time.Minute,
+			StartToCloseTimeout:    time.Minute,
+			RetryPolicy:            retry(500*time.Millisecond, 30*time.Second, 10),
+		},
+		Apply: workflow.ActivityOptions{
+			StartToCloseTimeout: 2 * time.Minute,
+			WaitForCancellation: true,
+			RetryPolicy:         retry(time.Second, time.Minute, 8, failure.TypeCircuitOpen),
+		},
+		Compensate: workflow.ActivityOptions{
+			StartToCloseTimeout: 2 * time.Minute,
+			RetryPolicy:         retry(time.Second, time.Minute, 20),
 		},
 	}
-	// fetchOptions: one page of the source; heartbeats while in flight.
-	fetchOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 5 * time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
-		},
+}
+
+// retry is an exponential policy (coefficient 2) with a bounded number of
+// attempts.
+func retry(initial, max time.Duration, attempts int32, nonRetryable ...string) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval: initial, BackoffCoefficient: 2, MaximumInterval: max, MaximumAttempts: attempts,
+		NonRetryableErrorTypes: nonRetryable,
 	}
-	// localOptions: validation and transformation, on the worker running
-	// the workflow.
-	localOptions = workflow.LocalActivityOptions{
-		ScheduleToCloseTimeout: 5 * time.Minute,
-		StartToCloseTimeout:    time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-		},
-	}
-	// applyOptions: one destination's batch. A cancelled workflow waits
-	// for an apply in flight to commit or roll back before it compensates.
-	applyOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
-			NonRetryableErrorTypes: []string{failure.TypeCircuitOpen},
-		},
-	}
-	// compensateOptions: restoring one batch; retried harder, since a
-	// failed compensation leaves work for a person.
-	compensateOptions = workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 20,
-		},
-	}
-)
+}
+
+// defaults are the options the steps run with.
+var defaults = DefaultActivityOptions()
 
 // withSummary names the activity in the Web UI's timeline.
 func withSummary(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
@@ -66,7 +86,7 @@ func withSummary(ctx workflow.Context, o workflow.ActivityOptions, summary strin
 
 // withLocalSummary names a local activity in the Web UI's timeline.
 func withLocalSummary(ctx workflow.Context, summary string) workflow.Context {
-	o := localOptions
+	o := defaults.Local
 	o.Summary = summary
 	return workflow.WithLocalActivityOptions(ctx, o)
 }

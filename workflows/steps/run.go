@@ -95,7 +95,7 @@ func Start(ctx workflow.Context, integration string, o Options) (*Run, error) {
 	}
 	in := syncstep.StartRunInput{Integration: integration, RunID: r.ID, WorkflowID: info.WorkflowExecution.ID,
 		Kind: r.kind, Full: o.Full, Trigger: o.Trigger}
-	actx := withSummary(ctx, shortOptions, "start run of "+integration)
+	actx := withSummary(ctx, defaults.Bookkeeping, "start run of "+integration)
 	var out syncstep.StartRunOutput
 	err := WhileBusy(ctx, o.Wait && !o.Records, func(error) {}, func() error {
 		var err error
@@ -130,7 +130,7 @@ func (r *Run) Fetch(ctx workflow.Context) (*Page, error) {
 		return nil, r.misuse("Fetch after the last page (Done)")
 	}
 	n := r.page()
-	out, err := syncstep.FetchPage.Run(withSummary(ctx, fetchOptions, fmt.Sprintf("page %d of %s", n, r.plan.Integration)),
+	out, err := syncstep.FetchPage.Run(withSummary(ctx, defaults.Fetch, fmt.Sprintf("page %d of %s", n, r.plan.Integration)),
 		syncstep.FetchPageInput{Integration: r.plan.Integration, Ref: syncstep.PageRef{RunID: r.ID, Page: n},
 			Position: r.position, Since: r.since, Limit: r.plan.BatchSize, Definition: r.plan.Definition})
 	if err != nil {
@@ -178,7 +178,7 @@ func (r *Run) Stage(ctx workflow.Context, records ...any) (*Page, error) {
 		raw[i] = b
 	}
 	n := r.page()
-	out, err := syncstep.StageRecords.Run(withSummary(ctx, shortOptions, fmt.Sprintf("stage %d records for %s", len(raw), r.plan.Integration)),
+	out, err := syncstep.StageRecords.Run(withSummary(ctx, defaults.Bookkeeping, fmt.Sprintf("stage %d records for %s", len(raw), r.plan.Integration)),
 		syncstep.StageRecordsInput{Integration: r.plan.Integration, Ref: syncstep.PageRef{RunID: r.ID, Page: n}, Records: raw,
 			Definition: r.plan.Definition})
 	if err != nil {
@@ -272,7 +272,7 @@ func (r *Run) ApplyStep(ctx workflow.Context, p *Page, destination string) (sync
 		what += " to " + destination
 	}
 	r.lastSeq, r.lastStep = p.seq, p.nextStep
-	out, err := syncstep.ApplyBatch.Run(withSummary(ctx, applyOptions, what), in)
+	out, err := syncstep.ApplyBatch.Run(withSummary(ctx, defaults.Apply, what), in)
 	if err != nil {
 		return out, fmt.Errorf("%s: %w", what, err)
 	}
@@ -362,7 +362,7 @@ func (r *Run) Finish(ctx workflow.Context, err error) (Result, error) {
 		}
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if _, ferr := syncstep.FinishRun.Run(withSummary(dctx, shortOptions, "finish run: "+r.status), in); ferr != nil {
+	if _, ferr := syncstep.FinishRun.Run(withSummary(dctx, defaults.Bookkeeping, "finish run: "+r.status), in); ferr != nil {
 		return r.result(), errors.Join(err, fmt.Errorf("record the end of run %s: %w", r.ID, ferr))
 	}
 	return r.result(), err
@@ -389,7 +389,7 @@ func (r *Run) Compensate(ctx workflow.Context) error {
 		return r.misuse("the integration is not atomic: its batches keep no images to restore (set atomic: true)")
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	begin, err := syncstep.BeginCompensation.Run(withSummary(dctx, shortOptions, "begin compensation of "+r.plan.Integration),
+	begin, err := syncstep.BeginCompensation.Run(withSummary(dctx, defaults.Bookkeeping, "begin compensation of "+r.plan.Integration),
 		syncstep.BeginCompensationInput{Integration: r.plan.Integration, Kind: r.kind, RunID: r.ID, Definition: r.plan.Definition})
 	if err != nil {
 		return fmt.Errorf("begin compensation of run %s: %w", r.ID, err)
@@ -406,7 +406,7 @@ func (r *Run) Compensate(ctx workflow.Context) error {
 			if names[step] != "" {
 				what += " in " + names[step]
 			}
-			_, err := syncstep.CompensateBatch.Run(withSummary(dctx, compensateOptions, what), syncstep.CompensateInput{
+			_, err := syncstep.CompensateBatch.Run(withSummary(dctx, defaults.Compensate, what), syncstep.CompensateInput{
 				Integration: r.plan.Integration, RunID: r.ID, Seq: seq, Step: step, Definition: r.plan.Definition})
 			if err != nil {
 				return fmt.Errorf("%s of run %s: %w; batches %d down to 1 are left to restore by hand", what, r.ID, err, seq)
