@@ -330,3 +330,41 @@ func TestFingerprint(t *testing.T) {
 		t.Error("another file hash left the fingerprint as it was")
 	}
 }
+
+// TestCatalog_Reload_ChecksSourcePaths: a Go integration whose mapping
+// reads a path no valid record holds does not load; one reading a path
+// the schema does not describe loads, with a warning, and the path is
+// watched by the transform step.
+func TestCatalog_Reload_ChecksSourcePaths(t *testing.T) {
+	sch, err := schema.NewRegistry(fstest.MapFS{"people.schema.json": {Data: []byte(
+		`{"type": "object", "properties": {"id": {"type": "integer"}, "status": {"type": "string"}}}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c := New(Options{Schemas: sch, Logger: log, Connectors: builtin.Registry(builtin.Options{Logger: log})})
+
+	intoString := people("lower")
+	intoString.Mapping.Fields[1].From = "status.code"
+	_, err = c.Reload(registry(t, intoString), nil)
+	if err == nil || !strings.Contains(err.Error(), `mapping[1].from: no record valid for people.schema.json has "status.code", so the value would be null in every row`) {
+		t.Fatalf("Reload() = %v, want the path named", err)
+	}
+
+	undescribed := people("lower")
+	undescribed.Mapping.Fields[1].From = "stauts"
+	if _, err := c.Reload(registry(t, undescribed), nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := `people.schema.json does not describe \"stauts\" (did you mean \"status\"?)`; !strings.Contains(logs.String(), want) {
+		t.Errorf("no warning %s in the logs:\n%s", want, logs.String())
+	}
+	in, err := c.Get("people", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Unread) != 1 || in.Unread[0].Field != "status" || strings.Join(in.Unread[0].Path, ".") != "stauts" {
+		t.Errorf("Unread = %+v, want the status field read from stauts", in.Unread)
+	}
+}

@@ -26,6 +26,12 @@ type Integration struct {
 	Validator *schema.Validator
 	// Transform is the mapping, then the definition's Go Transform.
 	Transform mapping.Func
+	// Drops names the fields of a row no destination stores (nil when no
+	// row can lose one): integration.Definition.Drops.
+	Drops func(row map[string]any) []string
+	// Unread are the mapping's source paths the schema does not
+	// describe: the transform step counts the records that lack them.
+	Unread []UnreadPath
 	// Steps are the destinations, in apply order.
 	Steps []*Step
 	// Match detects duplicates (nil: no match).
@@ -70,6 +76,8 @@ func (c *Catalog) compile(def integration.Definition) (*Integration, error) {
 	in.Source = src
 	if in.Validator, err = c.opts.Schemas.Get(def.Schema); err != nil {
 		errs = append(errs, fmt.Errorf("schema: %w", err))
+	} else {
+		errs = append(errs, c.checkPaths(in)...)
 	}
 	var fns []mapping.Func
 	if len(def.Mapping.Fields) > 0 {
@@ -80,6 +88,7 @@ func (c *Catalog) compile(def integration.Definition) (*Integration, error) {
 		fns = append(fns, fn)
 	}
 	in.Transform = mapping.Chain(append(fns, def.Transform)...)
+	in.Drops = def.Drops()
 	steps, err := c.compileSteps(def)
 	if err != nil {
 		errs = append(errs, err)
@@ -89,6 +98,34 @@ func (c *Catalog) compile(def integration.Definition) (*Integration, error) {
 		errs = append(errs, err)
 	}
 	return in, errors.Join(errs...)
+}
+
+// UnreadPath is a source path the schema does not describe, read into a
+// row field.
+type UnreadPath struct {
+	Field string   // the row field the mapping writes
+	Path  []string // the source path, split
+}
+
+// checkPaths checks the mapping's source paths against the schema: a path
+// no valid record holds is a problem; one the schema does not describe is
+// logged once here and watched by the transform step (Unread).
+func (c *Catalog) checkPaths(in *Integration) []error {
+	def := in.Def
+	problems, warnings := integration.CheckPaths(in.Validator, def.SourcePaths())
+	for _, w := range warnings {
+		c.log.Warn("mapping reads a path the schema does not describe", "integration", def.Name, "problem", w.Error())
+	}
+	for _, f := range def.Mapping.Fields {
+		if f.From == "" {
+			continue
+		}
+		path := record.Path(f.From)
+		if in.Validator.Reach(path).Reach == schema.Undescribed {
+			in.Unread = append(in.Unread, UnreadPath{Field: f.To, Path: path})
+		}
+	}
+	return problems
 }
 
 // compileSteps opens the sink of every destination.

@@ -117,17 +117,10 @@ func (d Definition) destinationProblems() []error {
 		add("destination", "both destination and destinations are set; list every step under destinations")
 		return errs
 	}
-	field := "destination"
-	if len(d.Destinations) > 0 {
-		field = "destinations"
-	}
 	seen := map[string]int{}
 	steps := d.Steps()
 	for i, s := range steps {
-		f := field
-		if len(d.Destinations) > 0 {
-			f = fmt.Sprintf("%s[%d]", field, i)
-		}
+		f := d.stepField(i)
 		switch {
 		case count(s.Postgres != nil, s.HTTP != nil, s.Connector != nil) == 0:
 			add(f, "no destination set (want %s.postgres, %s.http or %s.connector)", f, f, f)

@@ -59,6 +59,7 @@ func (d Definition) Validate() error {
 		add("mapping", "no mapping and no transform function: nothing produces destination rows")
 	}
 	errs = append(errs, d.destinationProblems()...)
+	errs = append(errs, d.columnProblems()...)
 	errs = append(errs, d.scheduleProblems()...)
 	if m := d.Match; m != nil {
 		if len(m.Fields) == 0 {

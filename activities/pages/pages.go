@@ -44,6 +44,12 @@ type Page struct {
 	Rows             []connector.Row
 	RowIndex         []int    // Rows[i] came from Raw[RowIndex[i]]
 	RowKeys          []string // Rows[i]'s record key
+	// Dropped counts, per field, the rows carrying a field no destination
+	// stores (a Go Transform's extra fields).
+	Dropped map[string]int
+	// Unread counts, per row field, the records lacking the source path the
+	// mapping reads into it, a path the schema does not describe.
+	Unread map[string]int
 }
 
 // Valid is a record that passed validation.

@@ -176,6 +176,15 @@ type ValidateOutput struct {
 type TransformOutput struct {
 	Transformed int `json:"transformed"`
 	Invalid     int `json:"invalid"`
+	// Dropped counts, per field, the rows that carried a field no
+	// destination stores (a Go Transform's extra fields): the values are
+	// not written, and the worker logs a warning naming them.
+	Dropped map[string]int `json:"dropped,omitempty"`
+	// Unread counts, per row field, the records that lacked the source
+	// path the mapping reads into it, where the schema does not describe
+	// that path (a misspelt path reads null from every record): logged as
+	// a warning too.
+	Unread map[string]int `json:"unread,omitempty"`
 }
 
 // ApplyInput writes one transformed page to the destination.

@@ -15,6 +15,7 @@ import (
 	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/mapping"
+	"github.com/tetherflow/tether/activities/lib/record"
 	"github.com/tetherflow/tether/activities/pages"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
@@ -46,7 +47,25 @@ func (a *Activities) TransformBatch(ctx context.Context, in syncstep.BatchInput)
 	if err != nil {
 		return syncstep.TransformOutput{}, err
 	}
-	return syncstep.TransformOutput{Transformed: len(p.Rows), Invalid: p.TransformInvalid}, nil
+	log := activity.GetLogger(ctx)
+	if len(p.Dropped) > 0 {
+		log.Warn("fields no destination stores are dropped from rows; declare them in a destination or stop producing them",
+			"integration", in.Integration, "run_id", in.Ref.RunID, "page", in.Ref.Page, "rows_by_field", p.Dropped)
+	}
+	if len(p.Unread) > 0 {
+		log.Warn("records lack a path the mapping reads and the schema does not describe; those fields are null",
+			"integration", in.Integration, "run_id", in.Ref.RunID, "page", in.Ref.Page, "records_by_field", p.Unread)
+	}
+	return syncstep.TransformOutput{Transformed: len(p.Rows), Invalid: p.TransformInvalid, Dropped: p.Dropped, Unread: p.Unread}, nil
+}
+
+// tally adds one to m[k], making m when nil.
+func tally(m map[string]int, k string) map[string]int {
+	if m == nil {
+		m = map[string]int{}
+	}
+	m[k]++
+	return m
 }
 
 // Page brings a page to the transformed stage (validating it first when
@@ -66,10 +85,20 @@ func Page(ctx context.Context, ps *pages.Pages, st *store.Store, c *catalog.Inte
 	idx := make([]int, 0, len(p.Valid))
 	keys := make([]string, 0, len(p.Valid))
 	for _, vr := range p.Valid {
+		for _, u := range c.Unread {
+			if record.Lookup(vr.Rec, u.Path) == nil {
+				p.Unread = tally(p.Unread, u.Field)
+			}
+		}
 		out, err := c.Transform(vr.Rec)
 		if err != nil {
 			bad = append(bad, pages.Quarantine(c.Def.Name, in.Ref, vr.Index, p.Raw[vr.Index], vr.Key, store.StepTransform, []store.ErrorDetail{Detail(err)}))
 			continue
+		}
+		if c.Drops != nil {
+			for _, f := range c.Drops(out) {
+				p.Dropped = tally(p.Dropped, f)
+			}
 		}
 		rows = append(rows, connector.Row(out))
 		idx = append(idx, vr.Index)

@@ -17,7 +17,8 @@ import (
 
 // cmdValidate checks integration files the way a worker does at start-up,
 // without starting one: `ok <file> (<name>)` for each good file, every
-// problem of each bad one, exit status 1 when any is bad.
+// problem of each bad one, then `warning: ...` for what is doubtful but
+// not wrong; exit status 1 when any file is bad.
 func cmdValidate(_ context.Context, e *env, args []string) error {
 	fs := e.flags("validate")
 	resolve := fs.Bool("resolve", false, "also read the referenced secrets (environment variables, files), connections and schema files, as the worker will")
@@ -46,11 +47,14 @@ func cmdValidate(_ context.Context, e *env, args []string) error {
 	for _, r := range results {
 		if len(r.problems) == 0 {
 			fmt.Fprintf(e.out, "ok %s (%s)\n", r.file, r.spec.Name)
-			continue
+		} else {
+			bad++
+			for _, p := range r.problems {
+				fmt.Fprintln(e.out, p)
+			}
 		}
-		bad++
-		for _, p := range r.problems {
-			fmt.Fprintln(e.out, p)
+		for _, w := range r.spec.Warnings {
+			fmt.Fprintln(e.out, "warning:", w)
 		}
 	}
 	switch {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,6 +82,28 @@ func TestValidate(t *testing.T) {
 			t.Errorf("exit %d, stdout %q", code, out)
 		}
 	})
+	t.Run("values that would be lost", func(t *testing.T) {
+		d := t.TempDir()
+		// A mapping target the table lacks; a path into a string.
+		lost := write(t, d, "lost.yaml", strings.NewReplacer(
+			"{to: phone, from: phone", "{to: phnoe, from: phone",
+			"{to: city, from: address.city", "{to: city, from: address.city.name",
+		).Replace(twin(t)))
+		code, out, _ := run(t, "validate", lost)
+		wantLines(t, out, lost+`: /mapping/6/to: "phnoe" is stored by no destination (it is not a column of table crm_contacts_yaml (did you mean "phone"?)), so its value would be dropped from every row; write to a declared column, or declare it (line 37)`,
+			lost+`: /mapping/13/from: no record valid for contacts.schema.json has "address.city.name", so the value would be null in every row (line 44)`)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		// A path the schema does not describe: valid, with a warning.
+		doubtful := write(t, d, "doubtful.yaml", strings.Replace(twin(t), "{to: country, from: address.country", "{to: country, from: adress.country", 1))
+		code, out, _ = run(t, "validate", doubtful)
+		wantLines(t, out, "ok "+doubtful+" (crm-contacts-yaml)",
+			"warning: "+doubtful+`: /mapping/14/from: contacts.schema.json does not describe "adress" (did you mean "address.country"?); records without it give null there, and the transform step counts and logs them (line 45)`)
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	})
 	t.Run("nothing to validate", func(t *testing.T) {
 		t.Setenv("TETHER_INTEGRATIONS_DIR", "")
 		if code, _, errOut := run(t, "validate"); code != 2 || !strings.Contains(errOut, "set TETHER_INTEGRATIONS_DIR") {
@@ -152,5 +175,13 @@ func TestIntegrations_ListsGoAndFiles(t *testing.T) {
 	code, out, errOut := run(t, "integrations", "--dir", dir)
 	if code != 1 || !strings.Contains(out, "crm-contacts-yaml") || !strings.Contains(errOut, filepath.Join(dir, "y.yaml")+": /name: ") {
 		t.Errorf("with a broken file: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
+// wantLines checks out is exactly the lines want.
+func wantLines(t *testing.T, out string, want ...string) {
+	t.Helper()
+	if got := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); !slices.Equal(got, want) {
+		t.Errorf("stdout:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
 	}
 }

@@ -96,6 +96,9 @@ func NewDeclared(lc fx.Lifecycle, cfg config.Config, defs []integration.Definiti
 			errs = append(errs, err)
 			continue
 		}
+		for _, w := range s.Warnings {
+			log.Warn("integration file: "+w.Reason, "file", w.File, "line", w.Line, "key", w.Pointer)
+		}
 		specs = append(specs, s)
 	}
 	errs = append(errs, declarative.CheckNames(specs), check(specs))

@@ -169,6 +169,12 @@ func (t Table) Validate() error {
 	return fmt.Errorf("%s: %w", prefix, errors.Join(errs...))
 }
 
+// HasColumn reports whether name is a declared column.
+func (t Table) HasColumn(name string) bool {
+	_, ok := t.column(name)
+	return ok
+}
+
 // column returns the declared column named name.
 func (t Table) column(name string) (Column, bool) {
 	for _, c := range t.Columns {

@@ -444,7 +444,7 @@ func TestResolve_DestinationProblems(t *testing.T) {
 			wantPointer: "/destinations/2/name", wantReason: `"billing" is also the name of step 0`},
 		{name: "an http setting the sink refuses", give: map[string]any{"/destinations/0/http/headers": map[string]any{"X-Idempotency-Key": "x"}},
 			wantPointer: "/destinations/0/http", wantReason: `headers: "X-Idempotency-Key" is set by the sink (idempotency_header)`},
-		{name: "a step mapping the transform refuses", give: map[string]any{"/destinations/1/mapping/1/to": "id"},
+		{name: "a step mapping the transform refuses", give: map[string]any{"/destinations/1/mapping/2/to": "id"},
 			wantPointer: "/destinations/1/mapping", wantReason: `"id"`},
 	}
 	for _, tt := range tests {

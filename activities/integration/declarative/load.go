@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"testing/fstest"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -93,30 +95,98 @@ func Load(path string) (Spec, error) {
 	if err != nil {
 		return Spec{}, err
 	}
-	if err := spec.checkSchedules(root); err != nil {
-		return Spec{}, err
-	}
+	// Every problem at once, in the file's order.
+	errs := unjoin(spec.checkDefinition(root))
 	if err := spec.checkSchemaFile(root); err != nil {
-		return Spec{}, err
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, unjoin(spec.checkPaths(root))...)
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int { return lineOfProblem(a) - lineOfProblem(b) })
+		return Spec{}, errors.Join(errs...)
 	}
 	return spec, nil
 }
 
-// checkSchedules checks the schedules and the reconciliation policy as
-// integration.Definition.Validate does, before any secret is read: the
-// cron expressions, time zones, one schedule per kind, a mark column of
-// the destination table.
-func (s Spec) checkSchedules(root *yaml.Node) error {
-	if len(s.Schedules) == 0 && s.Reconcile == nil {
+// shippedSchemas are the schemas in schemas/, compiled once.
+var shippedSchemas = sync.OnceValues(func() (*schema.Registry, error) { return schema.NewRegistry(schemas.FS()) })
+
+// validator compiles the spec's schema; nil when it does not compile (the
+// worker reports why).
+func (s *Spec) validator() *schema.Validator {
+	if !schemaByPath(s.Schema) {
+		reg, err := shippedSchemas()
+		if err != nil {
+			return nil
+		}
+		v, _ := reg.Get(s.Schema)
+		return v
+	}
+	b, err := os.ReadFile(s.schemaPath())
+	if err != nil {
 		return nil
 	}
-	d := integration.Definition{Name: s.Name, Schedules: s.Schedules}
+	reg, err := schema.NewRegistry(fstest.MapFS{})
+	if err != nil || reg.Add(s.Schema, b) != nil {
+		return nil
+	}
+	v, _ := reg.Get(s.Schema)
+	return v
+}
+
+// checkPaths checks the source paths the mapping reads (from, join)
+// against the schema, as the worker does (integration.CheckPaths):
+// a path no valid record holds is a problem, one the schema does not
+// describe a warning (Spec.Warnings).
+func (s *Spec) checkPaths(root *yaml.Node) error {
+	v := s.validator()
+	if v == nil {
+		return nil
+	}
+	var paths []integration.SourcePath
+	for j, f := range s.Mapping {
+		if f.From != "" {
+			paths = append(paths, integration.SourcePath{Path: f.From, Field: fmt.Sprintf("mapping[%d].from", j)})
+		}
+		for k, p := range f.Join {
+			paths = append(paths, integration.SourcePath{Path: p, Field: fmt.Sprintf("mapping[%d].join[%d]", j, k)})
+		}
+	}
+	problems, warnings := integration.CheckPaths(v, paths)
+	located := func(err error) *Problem {
+		p, ok := definitionProblem(s.File, s.Name, err).(*Problem)
+		if !ok {
+			p = &Problem{File: s.File, Reason: err.Error()}
+		}
+		p.Line = lineOf(root, p.Pointer)
+		return p
+	}
+	for _, w := range warnings {
+		s.Warnings = append(s.Warnings, located(w))
+	}
+	var errs []error
+	for _, e := range problems {
+		errs = append(errs, located(e))
+	}
+	return errors.Join(errs...)
+}
+
+// checkDefinition checks what integration.Definition.Validate checks
+// without secrets, before any is read, so each problem gets its line: the
+// schedules and the reconciliation policy (cron expressions, time zones,
+// one schedule per kind, a mark column of the destination table), and
+// that every mapped value is stored by a destination (ValidateColumns).
+func (s Spec) checkDefinition(root *yaml.Node) error {
+	d := integration.Definition{Name: s.Name, Schedules: s.Schedules, Mapping: fileMapping(s.Mapping)}
 	if s.Reconcile != nil {
 		d.Reconcile = *s.Reconcile
 	}
-	// The destinations' kinds and tables are all the check reads.
+	// The destinations' kinds, tables, ids and mappings are all the checks
+	// read.
 	step := func(x Destination) integration.Destination {
-		out := integration.Destination{Name: x.Name, Postgres: x.Postgres, Mode: x.Mode, Connector: x.Connector}
+		out := integration.Destination{Name: x.Name, Postgres: x.Postgres, Mode: x.Mode, Connector: x.Connector,
+			IDs: x.IDs, Mapping: fileMapping(x.Mapping)}
 		if x.HTTP != nil {
 			out.HTTP = &httpsink.Config{}
 		}
@@ -128,8 +198,9 @@ func (s Spec) checkSchedules(root *yaml.Node) error {
 	for _, x := range s.Destinations {
 		d.Destinations = append(d.Destinations, step(x))
 	}
+	d = d.Normalize()
 	var errs []error
-	for _, err := range unjoin(d.ValidateSchedules()) {
+	for _, err := range append(unjoin(d.ValidateSchedules()), unjoin(d.ValidateColumns())...) {
 		p := definitionProblem(s.File, s.Name, err)
 		if pr, ok := p.(*Problem); ok {
 			pr.Line = lineOf(root, pr.Pointer)
@@ -137,6 +208,14 @@ func (s Spec) checkSchedules(root *yaml.Node) error {
 		errs = append(errs, p)
 	}
 	return errors.Join(errs...)
+}
+
+// lineOfProblem is the line of a *Problem, 0 for any other error.
+func lineOfProblem(err error) int {
+	if p, ok := err.(*Problem); ok {
+		return p.Line
+	}
+	return 0
 }
 
 // read reads the file with viper and returns the document as written, as

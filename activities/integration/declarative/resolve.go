@@ -62,7 +62,7 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 	def.Source.Connector = cloneConnector(s.Source.Connector)
 	var doc []byte
 	def.Schema, doc = r.schema()
-	def.Mapping = r.mapping(s.Mapping)
+	def.Mapping = fileMapping(s.Mapping)
 	if s.Destination != nil {
 		def.Destination = r.destination("/destination", *s.Destination)
 	}
@@ -299,7 +299,7 @@ func (r *resolver) destination(pointer string, d Destination) integration.Destin
 		r.connection(pointer+"/http", h.Connection, h.BaseURL, h.Auth, &c.BaseURL, &c.Auth, &c.RateLimit)
 	}
 	if len(d.Mapping) > 0 {
-		out.Mapping = r.mapping(d.Mapping)
+		out.Mapping = fileMapping(d.Mapping)
 	}
 	if d.Reversal != nil {
 		rev := *d.Reversal
@@ -345,8 +345,8 @@ func (r *resolver) schema() (string, []byte) {
 	return filepath.Base(p) + "@" + digest[:12], b
 }
 
-// mapping converts fields as written; join becomes a Compute function.
-func (r *resolver) mapping(in []Field) mapping.Mapping {
+// fileMapping converts fields as written; join becomes a Compute function.
+func fileMapping(in []Field) mapping.Mapping {
 	fields := make([]mapping.Field, 0, len(in))
 	for _, f := range in {
 		tf := mapping.Field{

@@ -167,8 +167,8 @@ func TestSpec_Resolve_DefinitionProblems(t *testing.T) {
 		{name: "http destination refused by the sink", give: map[string]any{"/destination": map[string]any{"http": map[string]any{"base_url": "https://x.example.com",
 			"create": map[string]any{"path": "/v1/people"}, "update": map[string]any{"path": "/v1/people/{{.external_id"}}}},
 			want: ": /destination/http: update.path: "},
-		{name: "ids without an earlier step", give: map[string]any{"/destination/ids": map[string]any{"billing_id": "billing"}},
-			want: `: /destination/ids/billing_id: "billing" is not an earlier step`},
+		{name: "ids without an earlier step", give: map[string]any{"/destination/ids": map[string]any{"email": "billing"}},
+			want: `: /destination/ids/email: "billing" is not an earlier step`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,9 +206,7 @@ func TestJoin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Spec{Mapping: []Field{{To: "x", Join: tt.join, Separator: tt.sep, Normalize: tt.norm}}}
-			r := resolver{spec: s}
-			fn, err := r.mapping(s.Mapping).Compile()
+			fn, err := fileMapping([]Field{{To: "x", Join: tt.join, Separator: tt.sep, Normalize: tt.norm}}).Compile()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -51,6 +51,12 @@ func TestLoad_AcceptsGoodFiles(t *testing.T) {
 		{name: "join with a separator, default only", give: edited(t, map[string]any{
 			"/mapping/1": map[string]any{"to": "label", "join": []any{"first_name", "address.city"}, "separator": " / "},
 			"/mapping/2": map[string]any{"to": "source", "default": "crm"},
+			"/destination/postgres/columns": []any{
+				map[string]any{"name": "id", "type": "bigint", "not_null": true},
+				map[string]any{"name": "label", "type": "text"},
+				map[string]any{"name": "source", "type": "text"},
+			},
+			"/destination/postgres/version_column": nil,
 		})},
 		{name: "policies", give: edited(t, map[string]any{"/atomic": true, "/invalid_threshold": 1, "/batch_size": 10000, "/pages_in_flight": 32, "/version": 3, "/initial_cursor": "2024-01-01T00:00:00Z"})},
 	}
@@ -123,6 +129,11 @@ func TestLoad_RefusesMistakes(t *testing.T) {
 			wantPointer: "/source/http/base_url", wantReason: "without credentials"},
 		{name: "initial cursor without cursor field", give: map[string]any{"/cursor_field": nil, "/initial_cursor": "0"},
 			wantPointer: "/cursor_field", wantReason: `"cursor_field" is required when "initial_cursor" is set`},
+		{name: "a mapping target the table does not declare", give: map[string]any{"/mapping/1/to": "e_mail"},
+			wantPointer: "/mapping/1/to", wantReason: `"e_mail" is stored by no destination (it is not a column of table people (did you mean "email"?)), so its value would be dropped from every row`},
+		{name: "a not_null column nothing maps", give: map[string]any{"/destination/postgres/columns/1/not_null": true, "/mapping": []any{
+			map[string]any{"to": "id", "from": "id"}, map[string]any{"to": "updated_at", "from": "updated_at"}}},
+			wantPointer: "/destination/postgres/columns/1", wantReason: `column "email" is not_null but nothing maps a value to it`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

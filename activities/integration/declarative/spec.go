@@ -22,6 +22,9 @@ type Spec struct {
 	// file paths are relative to its directory. It is not part of the JSON
 	// form or the Hash: moving a file does not change the integration.
 	File string `mapstructure:"-" json:"-"`
+	// Warnings are what Load found doubtful but not wrong: a source path
+	// the schema does not describe. Not part of the JSON form or the Hash.
+	Warnings []*Problem `mapstructure:"-" json:"-"`
 
 	Name        string `mapstructure:"name" json:"name"`
 	Description string `mapstructure:"description" json:"description,omitempty"`
