@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 
+	"go.temporal.io/sdk/log"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 
@@ -47,16 +49,23 @@ func (a *Activities) TransformBatch(ctx context.Context, in syncstep.BatchInput)
 	if err != nil {
 		return syncstep.TransformOutput{}, err
 	}
-	log := activity.GetLogger(ctx)
+	if len(p.Dropped)+len(p.Unread) > 0 && activity.IsActivity(ctx) {
+		warnLost(activity.GetLogger(ctx), in, p)
+	}
+	return syncstep.TransformOutput{Transformed: len(p.Rows), Invalid: p.TransformInvalid, Dropped: p.Dropped, Unread: p.Unread}, nil
+}
+
+// warnLost logs what the page's rows lost: fields no destination stores,
+// paths the records lacked.
+func warnLost(logger log.Logger, in syncstep.BatchInput, p *pages.Page) {
 	if len(p.Dropped) > 0 {
-		log.Warn("fields no destination stores are dropped from rows; declare them in a destination or stop producing them",
+		logger.Warn("fields no destination stores are dropped from rows; declare them in a destination or stop producing them",
 			"integration", in.Integration, "run_id", in.Ref.RunID, "page", in.Ref.Page, "rows_by_field", p.Dropped)
 	}
 	if len(p.Unread) > 0 {
-		log.Warn("records lack a path the mapping reads and the schema does not describe; those fields are null",
+		logger.Warn("records lack a path the mapping reads and the schema does not describe; those fields are null",
 			"integration", in.Integration, "run_id", in.Ref.RunID, "page", in.Ref.Page, "records_by_field", p.Unread)
 	}
-	return syncstep.TransformOutput{Transformed: len(p.Rows), Invalid: p.TransformInvalid, Dropped: p.Dropped, Unread: p.Unread}, nil
 }
 
 // tally adds one to m[k], making m when nil.

@@ -18,6 +18,7 @@
 package capture
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // WorkflowType is the registered name of the capture workflow.
@@ -114,7 +116,6 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 		WaitForCancellation: true,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 	}
-	actx = workflow.WithActivityOptions(actx, opts)
 	delay := time.Second
 	for runs := 0; !removing; runs++ {
 		if runs >= runsPerExecution || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -123,11 +124,12 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 			next.State = &st
 			return workflow.NewContinueAsNewError(ctx, CaptureWorkflow, next)
 		}
-		out, err := syncstep.CaptureChanges.Run(actx, syncstep.CaptureInput{
+		summary := fmt.Sprintf("%s %d · changes of %s for up to %s", syncstep.CaptureChangesName, runs+1, in.Integration, runFor)
+		out, err := syncstep.CaptureChanges.Run(steps.WithSummary(actx, opts, summary), syncstep.CaptureInput{
 			Integration: in.Integration, RunFor: runFor, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		})
 		if err == nil {
-			c.record(out)
+			c.record(ctx, in.Integration, out)
 		}
 		switch {
 		case removing:
@@ -143,10 +145,10 @@ func CaptureWorkflow(ctx workflow.Context, in Input) error {
 		}
 	}
 	c.p.Status = "removing"
-	rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	rctx := steps.WithSummary(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
-	})
+	}, syncstep.RemoveCaptureName+" · drop the slot and publication of "+in.Integration)
 	if _, err := syncstep.RemoveCapture.Run(rctx, syncstep.CaptureInput{
 		Integration: in.Integration, Definition: c.st.Definition,
 	}); err != nil {
@@ -164,7 +166,9 @@ type captureRun struct {
 }
 
 // record adds what one CaptureChanges did.
-func (c *captureRun) record(out syncstep.CaptureOutput) {
+// record adds what one CaptureChanges did, and says it in the workflow's
+// current details (Web UI).
+func (c *captureRun) record(ctx workflow.Context, integration string, out syncstep.CaptureOutput) {
 	c.st.Counts = c.st.Counts.Add(out.Counts)
 	c.st.Batches += out.Batches
 	if out.Definition != "" {
@@ -174,6 +178,9 @@ func (c *captureRun) record(out syncstep.CaptureOutput) {
 	if !out.LastAppliedAt.IsZero() {
 		c.p.LastAppliedAt = out.LastAppliedAt
 	}
+	n := c.st.Counts
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** change capture: %d changes waiting in the outbox\n\nreceived %d · inserted %d · updated %d · deleted %d · unchanged %d · stale %d",
+		integration, c.p.Pending, n.Received, n.Inserted, n.Updated, n.Deleted, n.Unchanged, n.Stale))
 }
 
 func (c *captureRun) progress() (Progress, error) {

@@ -12,23 +12,26 @@ import (
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // applyBatch applies one page's batch, in page order, up to checkpoint.
 // Every destination applies the batch in turn (one, or the steps of a
 // saga); a row one refuses is not sent to the next. It reports false when
 // a step failed.
-func (r *run) applyBatch(ctx workflow.Context, page syncstep.FetchPageOutput, in syncstep.BatchInput, seq int, checkpoint cursor.Checkpoint) bool {
+func (r *run) applyBatch(ctx workflow.Context, page syncstep.FetchPageOutput, in syncstep.BatchInput, seq, rows int, checkpoint cursor.Checkpoint) bool {
 	var skip []int
 	for i, name := range r.steps() {
 		step := syncstep.ApplyBatchName
+		summary := fmt.Sprintf("%s %d · %d rows", syncstep.ApplyBatchName, page.Ref.Page, rows-len(skip))
 		if name != "" {
 			step = fmt.Sprintf("%s %s", syncstep.ApplyBatchName, name)
+			summary += " to " + name
 		}
 		r.progressed(ctx, fmt.Sprintf("%s %d", step, page.Ref.Page))
 		r.st.ApplyStarted = seq
 		r.st.ApplyStep = i
-		a, err := r.applyWaitingOutCircuit(ctx, name, syncstep.ApplyInput{
+		a, err := r.applyWaitingOutCircuit(steps.WithSummary(ctx, applyStep, summary), name, syncstep.ApplyInput{
 			BatchInput: in,
 			Seq:        seq,
 			Atomic:     r.st.Plan.Atomic,
@@ -90,7 +93,8 @@ func (r *run) steps() []string {
 // circuit breaker to close before the run fails.
 const maxCircuitWait = time.Hour
 
-// applyWaitingOutCircuit runs one ApplyBatch. When the destination's
+// applyWaitingOutCircuit runs one ApplyBatch (ctx carries its activity
+// options). When the destination's
 // circuit breaker is open, the activity fails at once (CircuitOpen is not
 // retried by the activity's policy) and the workflow waits on a durable
 // timer for the time the breaker said is left, then tries again: a long
@@ -99,7 +103,7 @@ const maxCircuitWait = time.Hour
 func (r *run) applyWaitingOutCircuit(ctx workflow.Context, name string, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
 	var waited time.Duration
 	for {
-		a, err := syncstep.ApplyBatch.Run(workflow.WithActivityOptions(ctx, applyStep), in)
+		a, err := syncstep.ApplyBatch.Run(ctx, in)
 		var appErr *temporal.ApplicationError
 		if err == nil || ctx.Err() != nil || !errors.As(err, &appErr) || appErr.Type() != failure.TypeCircuitOpen {
 			if err == nil && waited > 0 {

@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // undo compensates a failed or cancelled atomic run. It reports whether
@@ -19,7 +20,7 @@ func (r *run) undo(ctx workflow.Context) (undone bool, left []string) {
 	}
 	// Fence the run and put its checkpoint back before restoring a row.
 	r.progressed(ctx, syncstep.BeginCompensationName)
-	begin, err := syncstep.BeginCompensation.Run(workflow.WithActivityOptions(ctx, shortStep),
+	begin, err := syncstep.BeginCompensation.Run(steps.WithSummary(ctx, shortStep, syncstep.BeginCompensationName+" · fence the run, put its checkpoint back"),
 		syncstep.BeginCompensationInput{Integration: r.in.Integration, Kind: r.kind(), RunID: r.st.RunID,
 			Definition: r.st.Plan.Definition})
 	if err != nil {
@@ -53,7 +54,6 @@ func (c compensation) String(names []string) string {
 // (batch, destination) it cannot restore: restoring earlier batches over it
 // would make their images wrong.
 func (r *run) compensate(ctx workflow.Context, last int) []string {
-	cctx := workflow.WithActivityOptions(ctx, compensateStep)
 	names := r.steps()
 	var todo []compensation
 	for seq := last; seq >= 1; seq-- {
@@ -67,7 +67,11 @@ func (r *run) compensate(ctx workflow.Context, last int) []string {
 	}
 	for i, c := range todo {
 		r.progressed(ctx, fmt.Sprintf("%s %s", syncstep.CompensateBatchName, c.String(names)))
-		_, err := syncstep.CompensateBatch.Run(cctx, syncstep.CompensateInput{
+		summary := fmt.Sprintf("%s %d · restore", syncstep.CompensateBatchName, c.seq)
+		if names[c.step] != "" {
+			summary += " in " + names[c.step]
+		}
+		_, err := syncstep.CompensateBatch.Run(steps.WithSummary(ctx, compensateStep, summary), syncstep.CompensateInput{
 			Integration: r.in.Integration, RunID: r.st.RunID, Seq: c.seq, Step: c.step,
 			Definition: r.st.Plan.Definition,
 		})

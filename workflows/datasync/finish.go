@@ -2,6 +2,7 @@ package datasync
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // sweepStep runs a refresh's sweep: one transaction over whole tables, so
@@ -41,7 +43,7 @@ func (r *run) sweep(ctx workflow.Context) {
 	r.st.ApplyStarted = seq
 	r.st.ApplyStep = len(r.steps()) - 1
 	r.progressed(ctx, syncstep.SweepRefreshName)
-	out, err := syncstep.SweepRefresh.Run(workflow.WithActivityOptions(ctx, sweepStep), syncstep.SweepRefreshInput{
+	out, err := syncstep.SweepRefresh.Run(steps.WithSummary(ctx, sweepStep, syncstep.SweepRefreshName+" · delete the rows the source no longer has"), syncstep.SweepRefreshInput{
 		Integration: r.in.Integration,
 		RunID:       r.st.RunID,
 		Seq:         seq,
@@ -74,7 +76,12 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 		errType = appErr.Type()
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
-	_, err := syncstep.FinishRun.Run(workflow.WithActivityOptions(ctx, shortStep), syncstep.FinishRunInput{
+	details := r.details()
+	if errMsg != "" {
+		details += "\n\nwhy: " + errMsg
+	}
+	workflow.SetCurrentDetails(ctx, details)
+	_, err := syncstep.FinishRun.Run(steps.WithSummary(ctx, shortStep, fmt.Sprintf("%s · %s", syncstep.FinishRunName, r.status)), syncstep.FinishRunInput{
 		Integration: r.in.Integration,
 		Kind:        r.kind(),
 		RunID:       r.st.RunID,

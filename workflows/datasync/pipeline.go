@@ -10,6 +10,7 @@ import (
 	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // maxPagesPerExecution bounds one execution's history even when the server
@@ -91,10 +92,11 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 	r.st.NextPage++
 	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.FetchPageName, page))
 	ref := syncstep.PageRef{RunID: r.st.RunID, Page: page}
-	actx := workflow.WithActivityOptions(ctx, fetchStep)
 	var f syncstep.Future[syncstep.FetchPageOutput]
 	switch {
 	case r.in.Repair != "":
+		actx := steps.WithSummary(ctx, fetchStep, fmt.Sprintf("%s %d · rows %d-%d to repair",
+			syncstep.FetchRepairName, page, r.st.Counts.Fetched+1, r.st.Counts.Fetched+r.st.Plan.BatchSize))
 		f = syncstep.FetchRepairPage.Start(actx, syncstep.FetchRepairInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
@@ -104,6 +106,8 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Definition:  r.st.Plan.Definition,
 		})
 	case r.in.Replay:
+		actx := steps.WithSummary(ctx, fetchStep, fmt.Sprintf("%s %d · quarantined records %d-%d",
+			syncstep.FetchQuarantinedName, page, r.st.Counts.Fetched+1, r.st.Counts.Fetched+r.st.Plan.BatchSize))
 		f = syncstep.FetchQuarantinedPage.Start(actx, syncstep.FetchQuarantinedInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
@@ -113,7 +117,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 			Definition:  r.st.Plan.Definition,
 		})
 	default:
-		f = syncstep.FetchPage.Start(actx, syncstep.FetchPageInput{
+		f = syncstep.FetchPage.Start(steps.WithSummary(ctx, fetchStep, r.fetchSummary(page)), syncstep.FetchPageInput{
 			Integration: r.in.Integration,
 			Ref:         ref,
 			Position:    r.st.Position,
@@ -155,7 +159,8 @@ func (r *run) advance(out syncstep.FetchPageOutput) {
 // process validates, transforms and applies one page.
 func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since cursor.Checkpoint, seq int) {
 	in := syncstep.BatchInput{Integration: r.in.Integration, Ref: page.Ref, Since: since, Definition: r.st.Plan.Definition}
-	if !r.prepare(ctx, page, in) {
+	rows, ok := r.prepare(ctx, page, in)
+	if !ok {
 		return
 	}
 
@@ -166,7 +171,7 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 	if page.Advanced {
 		checkpoint = page.Last
 	}
-	if !r.applyBatch(ctx, page, in, seq, checkpoint) {
+	if !r.applyBatch(ctx, page, in, seq, rows, checkpoint) {
 		return
 	}
 	r.st.Checkpoint = checkpoint
@@ -175,28 +180,30 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 }
 
 // prepare validates and transforms one page in local activities, counting
-// what they found. It reports false when the page must not be applied: a
-// step failed or the invalid share passed the threshold.
-func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in syncstep.BatchInput) bool {
-	lctx := workflow.WithLocalActivityOptions(ctx, localStep)
-
-	v, err := syncstep.ValidateBatch.RunLocal(lctx, in)
+// what they found, and returns the number of rows to apply. It reports
+// false when the page must not be applied: a step failed or the invalid
+// share passed the threshold.
+func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in syncstep.BatchInput) (rows int, ok bool) {
+	n := page.Ref.Page
+	v, err := syncstep.ValidateBatch.RunLocal(steps.WithLocalSummary(ctx, localStep,
+		fmt.Sprintf("%s %d · %d records", syncstep.ValidateBatchName, n, page.Count)), in)
 	if err != nil {
 		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, err))
-		return false
+		return 0, false
 	}
 	r.st.Counts.Skipped += v.Skipped
 	r.st.Counts.Checked += v.Valid + v.Invalid
 	r.st.Counts.Invalid += v.Invalid
 	if r.thresholdPassed() {
-		return false
+		return 0, false
 	}
-	t, err := syncstep.TransformBatch.RunLocal(lctx, in)
+	t, err := syncstep.TransformBatch.RunLocal(steps.WithLocalSummary(ctx, localStep,
+		fmt.Sprintf("%s %d · %d valid records", syncstep.TransformBatchName, n, v.Valid)), in)
 	if err != nil {
 		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, err))
-		return false
+		return 0, false
 	}
 	r.st.Counts.Invalid += t.Invalid
 	r.st.Counts.Valid += t.Transformed
-	return !r.thresholdPassed()
+	return t.Transformed, !r.thresholdPassed()
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/activities/syncstep"
 )
 
 func (r *run) report() (progress.Report, error) {
@@ -55,7 +56,46 @@ func positionString(p cursor.Position) string {
 	return "start"
 }
 
+// progressed records the step the run is at: the progress query's step,
+// and the workflow's current details in the Web UI.
 func (r *run) progressed(ctx workflow.Context, step string) {
 	r.step = step
 	r.lastProgress = workflow.Now(ctx)
+	workflow.SetCurrentDetails(ctx, r.details())
+}
+
+// details says in Markdown what the run is doing and has done, for the
+// Web UI's current details.
+func (r *run) details() string {
+	c := r.st.Counts
+	doing := r.step
+	if r.status != "" && r.status != progress.StatusRunning {
+		doing = r.status
+	}
+	s := fmt.Sprintf("**%s** %s: %s\n\nfetched %d · valid %d · invalid %d · applied %d (inserted %d, updated %d) · unchanged %d · skipped %d",
+		r.in.Integration, r.kind(), doing, c.Fetched, c.Valid, c.Invalid, c.Applied(), c.Inserted, c.Updated, c.Unchanged, c.Skipped)
+	if c.Deleted > 0 {
+		s += fmt.Sprintf(" · deleted %d", c.Deleted)
+	}
+	if r.throttled != "" {
+		s += "\n\nwaiting: " + r.throttled
+	}
+	if r.lastError != "" {
+		s += "\n\nlast error: " + r.lastError
+	}
+	return s
+}
+
+// fetchSummary names a source page in the Web UI's timeline: the records
+// it should hold, and where the source is asked from.
+func (r *run) fetchSummary(page int) string {
+	from := r.st.Counts.Fetched + 1
+	s := fmt.Sprintf("%s %d · records %d-%d", syncstep.FetchPageName, page, from, from+r.st.Plan.BatchSize-1)
+	if at := positionString(r.st.Position); at != "start" {
+		s += " · " + at
+	}
+	if r.st.Since.Cursor != "" {
+		s += " · since " + r.st.Since.Cursor
+	}
+	return s
 }

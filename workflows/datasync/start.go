@@ -1,6 +1,8 @@
 package datasync
 
 import (
+	"fmt"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -66,7 +68,7 @@ func (r *run) start(ctx workflow.Context) error {
 // startRun runs StartRun, queueing behind another writer when the run was
 // started with Wait (steps.WhileBusy); the progress query shows whom it waits for.
 func (r *run) startRun(ctx workflow.Context, in syncstep.StartRunInput, out *syncstep.StartRunOutput) error {
-	actx := workflow.WithActivityOptions(ctx, shortStep)
+	actx := steps.WithSummary(ctx, shortStep, fmt.Sprintf("%s · %s (%s)", syncstep.StartRunName, r.in.Integration, r.kind()))
 	return steps.WhileBusy(ctx, r.in.Wait, func(refusal error) {
 		if refusal == nil {
 			r.throttled = ""

@@ -38,6 +38,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/steps"
 )
 
 // WorkflowType is the registered name of the events workflow.
@@ -308,9 +309,9 @@ func (s *shard) waitWithNewTimer(ctx workflow.Context) (done bool, err error) {
 // delay that grows to a minute: nothing is dropped. The error returned is
 // the workflow's cancellation.
 func (s *shard) applyBatch(ctx workflow.Context) error {
-	lctx := workflow.WithLocalActivityOptions(ctx, applyOptions)
 	batch := s.st.Pending[:min(len(s.st.Pending), MaxBatch)]
 	s.st.Batches++
+	lctx := steps.WithLocalSummary(ctx, applyOptions, fmt.Sprintf("%s %d · %d events of shard %d", syncstep.ApplyEventsName, s.st.Batches, len(batch), s.in.Shard))
 	out, err := syncstep.ApplyEvents.RunLocal(lctx, syncstep.ApplyEventsInput{
 		Integration: s.in.Integration, Events: batch,
 		Ref: syncstep.PageRef{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, Page: s.st.Batches},
@@ -333,6 +334,9 @@ func (s *shard) applyBatch(ctx workflow.Context) error {
 	s.lastActive = workflow.Now(ctx)
 	s.st.Counts = s.st.Counts.Add(out.Counts)
 	s.applied(batch)
+	n := s.st.Counts
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** events, shard %d: batch %d applied, %d events pending\n\nreceived %d · inserted %d · updated %d · deleted %d · unchanged %d · stale %d",
+		s.in.Integration, s.in.Shard, s.st.Batches, len(s.st.Pending), n.Received, n.Inserted, n.Updated, n.Deleted, n.Unchanged, n.Stale))
 	return nil
 }
 

@@ -112,7 +112,7 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	r.rep.Phase = PhaseDigest
 	scan := syncstep.ReconcileScanInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		Definition: r.plan.Definition, Chunks: r.plan.Chunks, BatchSize: r.plan.BatchSize}
-	s1, err := syncstep.ReconcileScan.Run(workflow.WithActivityOptions(ctx, scanStep), scan)
+	s1, err := syncstep.ReconcileScan.Run(r.step(ctx, scanStep, fmt.Sprintf("%s · digest the source in %d chunks", syncstep.ReconcileScanName, r.plan.Chunks)), scan)
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	r.rep.Phase = PhaseCompare
 	cmp := syncstep.ReconcileCompareInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		Definition: r.plan.Definition, Chunks: r.plan.Chunks, MarkColumn: r.markColumn()}
-	c, err := syncstep.ReconcileCompare.Run(workflow.WithActivityOptions(ctx, sqlStep), cmp)
+	c, err := syncstep.ReconcileCompare.Run(r.step(ctx, sqlStep, fmt.Sprintf("%s · %d source records against table %s", syncstep.ReconcileCompareName, s1.Read, r.plan.Table)), cmp)
 	if err != nil {
 		return err
 	}
@@ -137,14 +137,14 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 
 	r.rep.Phase = PhaseDrill
 	scan.Drill = c.Differing
-	s2, err := syncstep.ReconcileScan.Run(workflow.WithActivityOptions(ctx, scanStep), scan)
+	s2, err := syncstep.ReconcileScan.Run(r.step(ctx, scanStep, fmt.Sprintf("%s · read the %d differing chunks", syncstep.ReconcileScanName, len(c.Differing))), scan)
 	if err != nil {
 		return err
 	}
 	r.rep.SourceRead += s2.Read
 
 	r.rep.Phase = PhaseClassify
-	found, err := syncstep.ReconcileClassify.Run(workflow.WithActivityOptions(ctx, sqlStep),
+	found, err := syncstep.ReconcileClassify.Run(r.step(ctx, sqlStep, fmt.Sprintf("%s · %d chunks: missing, changed or extra", syncstep.ReconcileClassifyName, len(c.Differing))),
 		syncstep.ReconcileClassifyInput{ReconcileCompareInput: cmp, Drill: c.Differing})
 	if err != nil {
 		return err
@@ -164,7 +164,7 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 	}
 	if found.Extra > 0 && (r.plan.Extras == syncstep.ExtrasDelete || r.plan.Extras == syncstep.ExtrasMark) {
 		r.rep.Phase = PhaseExtras
-		n, err := syncstep.ReconcileExtras.Run(workflow.WithActivityOptions(ctx, sqlStep), syncstep.ReconcileExtrasInput{
+		n, err := syncstep.ReconcileExtras.Run(r.step(ctx, sqlStep, fmt.Sprintf("%s · %s %d extra rows", syncstep.ReconcileExtrasName, r.plan.Extras, found.Extra)), syncstep.ReconcileExtrasInput{
 			Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID, Definition: r.plan.Definition,
 			Policy: r.plan.Extras, MarkColumn: r.plan.MarkColumn,
 		})
@@ -174,6 +174,16 @@ func (r *reconciliation) run(ctx workflow.Context) error {
 		r.rep.ExtrasHandled = n
 	}
 	return nil
+}
+
+// step names the activity ctx will run (summary, in the Web UI's
+// timeline) and says in the workflow's current details where the
+// reconciliation is.
+func (r *reconciliation) step(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
+	f := r.rep.ReconcileFound
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** reconciliation, phase %s: %s\n\nsource records %d · destination rows %d · differing chunks %d · missing %d · changed %d · extra %d · repaired %d",
+		r.in.Integration, r.rep.Phase, summary, r.rep.SourceRecords, r.rep.DestinationRows, r.rep.ChunksDiffering, f.Missing, f.Changed, f.Extra, r.rep.Repaired))
+	return steps.WithSummary(ctx, o, summary)
 }
 
 // markColumn is the soft-delete column rows marked deleted are left out by.
@@ -187,7 +197,7 @@ func (r *reconciliation) markColumn() string {
 // begin runs ReconcileBegin, queueing behind another writer when Wait
 // (steps.WhileBusy).
 func (r *reconciliation) begin(ctx workflow.Context) error {
-	actx := workflow.WithActivityOptions(ctx, shortStep)
+	actx := r.step(ctx, shortStep, fmt.Sprintf("%s · %s", syncstep.ReconcileBeginName, r.in.Integration))
 	info := workflow.GetInfo(ctx)
 	in := syncstep.ReconcileBeginInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID,
 		WorkflowID: info.WorkflowExecution.ID, DryRun: r.in.DryRun, Extras: r.in.Extras, Trigger: r.in.Trigger}
@@ -247,7 +257,7 @@ func (r *reconciliation) finish(ctx workflow.Context, err error) (syncstep.Recon
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	_ = workflow.UpsertTypedSearchAttributes(dctx, datasync.StatusAttr.ValueSet(r.rep.Status))
 	if r.began || !failure.IsType(err, failure.TypeBusy) {
-		if _, ferr := syncstep.ReconcileFinish.Run(workflow.WithActivityOptions(dctx, shortStep),
+		if _, ferr := syncstep.ReconcileFinish.Run(r.step(dctx, shortStep, fmt.Sprintf("%s · %s", syncstep.ReconcileFinishName, r.rep.Status)),
 			syncstep.ReconcileFinishInput{Integration: r.in.Integration, ReconcileID: r.rep.ReconcileID, Status: r.rep.Status, Report: r.rep}); ferr != nil {
 			workflow.GetLogger(ctx).Error("recording the reconciliation's end failed", "error", ferr)
 			if err == nil {

@@ -78,15 +78,16 @@ func retry(initial, max time.Duration, attempts int32, nonRetryable ...string) *
 // defaults are the options the steps run with.
 var defaults = DefaultActivityOptions()
 
-// withSummary names the activity in the Web UI's timeline.
-func withSummary(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
+// WithSummary returns ctx with activity options o and summary, the line
+// the Web UI shows for the activity in the workflow's timeline, e.g.
+// "ApplyBatch 12 · 1000 rows to billing".
+func WithSummary(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
 	o.Summary = summary
 	return workflow.WithActivityOptions(ctx, o)
 }
 
-// withLocalSummary names a local activity in the Web UI's timeline.
-func withLocalSummary(ctx workflow.Context, summary string) workflow.Context {
-	o := defaults.Local
+// WithLocalSummary is WithSummary for a local activity.
+func WithLocalSummary(ctx workflow.Context, o workflow.LocalActivityOptions, summary string) workflow.Context {
 	o.Summary = summary
 	return workflow.WithLocalActivityOptions(ctx, o)
 }

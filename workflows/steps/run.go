@@ -80,6 +80,23 @@ type Page struct {
 	skip     []int // rows earlier steps refused
 }
 
+// valid is the number of the page's records that passed validation, as
+// far as known.
+func (p *Page) valid() int {
+	if p.Validated != nil {
+		return p.Validated.Valid
+	}
+	return p.Fetched.Count
+}
+
+// rows is the number of rows the page's records became, as far as known.
+func (p *Page) rows() int {
+	if p.Transformed != nil {
+		return p.Transformed.Transformed
+	}
+	return p.valid()
+}
+
 // Start registers a run of the named integration and pins its current
 // definition: every step of the run uses that version. A source run takes
 // the integration's writer lease, or fails with failure.TypeBusy (waits
@@ -95,7 +112,7 @@ func Start(ctx workflow.Context, integration string, o Options) (*Run, error) {
 	}
 	in := syncstep.StartRunInput{Integration: integration, RunID: r.ID, WorkflowID: info.WorkflowExecution.ID,
 		Kind: r.kind, Full: o.Full, Trigger: o.Trigger}
-	actx := withSummary(ctx, defaults.Bookkeeping, "start run of "+integration)
+	actx := WithSummary(ctx, defaults.Bookkeeping, syncstep.StartRunName+" · "+integration)
 	var out syncstep.StartRunOutput
 	err := WhileBusy(ctx, o.Wait && !o.Records, func(error) {}, func() error {
 		var err error
@@ -130,7 +147,7 @@ func (r *Run) Fetch(ctx workflow.Context) (*Page, error) {
 		return nil, r.misuse("Fetch after the last page (Done)")
 	}
 	n := r.page()
-	out, err := syncstep.FetchPage.Run(withSummary(ctx, defaults.Fetch, fmt.Sprintf("page %d of %s", n, r.plan.Integration)),
+	out, err := syncstep.FetchPage.Run(WithSummary(ctx, defaults.Fetch, fmt.Sprintf("%s %d · %s", syncstep.FetchPageName, n, r.plan.Integration)),
 		syncstep.FetchPageInput{Integration: r.plan.Integration, Ref: syncstep.PageRef{RunID: r.ID, Page: n},
 			Position: r.position, Since: r.since, Limit: r.plan.BatchSize, Definition: r.plan.Definition})
 	if err != nil {
@@ -178,7 +195,7 @@ func (r *Run) Stage(ctx workflow.Context, records ...any) (*Page, error) {
 		raw[i] = b
 	}
 	n := r.page()
-	out, err := syncstep.StageRecords.Run(withSummary(ctx, defaults.Bookkeeping, fmt.Sprintf("stage %d records for %s", len(raw), r.plan.Integration)),
+	out, err := syncstep.StageRecords.Run(WithSummary(ctx, defaults.Bookkeeping, fmt.Sprintf("%s · %d records for %s", syncstep.StageRecordsName, len(raw), r.plan.Integration)),
 		syncstep.StageRecordsInput{Integration: r.plan.Integration, Ref: syncstep.PageRef{RunID: r.ID, Page: n}, Records: raw,
 			Definition: r.plan.Definition})
 	if err != nil {
@@ -198,7 +215,7 @@ func (r *Run) page() int {
 // Validate checks the page's records against the integration's JSON
 // Schema and key; invalid records are quarantined with every reason.
 func (r *Run) Validate(ctx workflow.Context, p *Page) (syncstep.ValidateOutput, error) {
-	out, err := syncstep.ValidateBatch.RunLocal(withLocalSummary(ctx, fmt.Sprintf("validate page %d", p.Fetched.Ref.Page)), r.batch(p))
+	out, err := syncstep.ValidateBatch.RunLocal(WithLocalSummary(ctx, defaults.Local, fmt.Sprintf("%s %d · %d records", syncstep.ValidateBatchName, p.Fetched.Ref.Page, p.Fetched.Count)), r.batch(p))
 	if err != nil {
 		return out, fmt.Errorf("validate page %d: %w", p.Fetched.Ref.Page, err)
 	}
@@ -212,7 +229,7 @@ func (r *Run) Validate(ctx workflow.Context, p *Page) (syncstep.ValidateOutput, 
 // Transform maps the page's valid records to rows; records the mapping
 // refuses are quarantined, naming the field.
 func (r *Run) Transform(ctx workflow.Context, p *Page) (syncstep.TransformOutput, error) {
-	out, err := syncstep.TransformBatch.RunLocal(withLocalSummary(ctx, fmt.Sprintf("transform page %d", p.Fetched.Ref.Page)), r.batch(p))
+	out, err := syncstep.TransformBatch.RunLocal(WithLocalSummary(ctx, defaults.Local, fmt.Sprintf("%s %d · %d valid records", syncstep.TransformBatchName, p.Fetched.Ref.Page, p.valid())), r.batch(p))
 	if err != nil {
 		return out, fmt.Errorf("transform page %d: %w", p.Fetched.Ref.Page, err)
 	}
@@ -272,7 +289,11 @@ func (r *Run) ApplyStep(ctx workflow.Context, p *Page, destination string) (sync
 		what += " to " + destination
 	}
 	r.lastSeq, r.lastStep = p.seq, p.nextStep
-	out, err := syncstep.ApplyBatch.Run(withSummary(ctx, defaults.Apply, what), in)
+	summary := fmt.Sprintf("%s %d · %d rows", syncstep.ApplyBatchName, p.Fetched.Ref.Page, p.rows()-len(in.Skip))
+	if destination != "" {
+		summary += " to " + destination
+	}
+	out, err := syncstep.ApplyBatch.Run(WithSummary(ctx, defaults.Apply, summary), in)
 	if err != nil {
 		return out, fmt.Errorf("%s: %w", what, err)
 	}
@@ -362,7 +383,7 @@ func (r *Run) Finish(ctx workflow.Context, err error) (Result, error) {
 		}
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if _, ferr := syncstep.FinishRun.Run(withSummary(dctx, defaults.Bookkeeping, "finish run: "+r.status), in); ferr != nil {
+	if _, ferr := syncstep.FinishRun.Run(WithSummary(dctx, defaults.Bookkeeping, syncstep.FinishRunName+" · "+r.status), in); ferr != nil {
 		return r.result(), errors.Join(err, fmt.Errorf("record the end of run %s: %w", r.ID, ferr))
 	}
 	return r.result(), err
@@ -389,7 +410,7 @@ func (r *Run) Compensate(ctx workflow.Context) error {
 		return r.misuse("the integration is not atomic: its batches keep no images to restore (set atomic: true)")
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	begin, err := syncstep.BeginCompensation.Run(withSummary(dctx, defaults.Bookkeeping, "begin compensation of "+r.plan.Integration),
+	begin, err := syncstep.BeginCompensation.Run(WithSummary(dctx, defaults.Bookkeeping, syncstep.BeginCompensationName+" · "+r.plan.Integration),
 		syncstep.BeginCompensationInput{Integration: r.plan.Integration, Kind: r.kind, RunID: r.ID, Definition: r.plan.Definition})
 	if err != nil {
 		return fmt.Errorf("begin compensation of run %s: %w", r.ID, err)
@@ -406,7 +427,11 @@ func (r *Run) Compensate(ctx workflow.Context) error {
 			if names[step] != "" {
 				what += " in " + names[step]
 			}
-			_, err := syncstep.CompensateBatch.Run(withSummary(dctx, defaults.Compensate, what), syncstep.CompensateInput{
+			summary := fmt.Sprintf("%s %d · restore", syncstep.CompensateBatchName, seq)
+			if names[step] != "" {
+				summary += " in " + names[step]
+			}
+			_, err := syncstep.CompensateBatch.Run(WithSummary(dctx, defaults.Compensate, summary), syncstep.CompensateInput{
 				Integration: r.plan.Integration, RunID: r.ID, Seq: seq, Step: step, Definition: r.plan.Definition})
 			if err != nil {
 				return fmt.Errorf("%s of run %s: %w; batches %d down to 1 are left to restore by hand", what, r.ID, err, seq)
