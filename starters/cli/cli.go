@@ -223,6 +223,7 @@ func cmdStart(ctx context.Context, e *env, args []string) error {
 	refresh := fs.Bool("refresh", false, "batch refresh: read the whole source, then delete the destination rows it no longer has")
 	wait := fs.Bool("wait", false, "queue behind a run already writing the integration instead of failing")
 	maxPages := fs.Int("max-pages", 0, "stop after this many pages (0 = all)")
+	verbose := fs.Bool("verbose", false, "with --watch: print a failure's whole chain of causes")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -244,13 +245,12 @@ func cmdStart(ctx context.Context, e *env, args []string) error {
 	if !*watch {
 		return nil
 	}
-	res, err := Watch(ctx, c, e.out, run.GetID(), 0)
-	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: run.GetID(), RunID: run.GetRunID()}}, e.uiURL, e.namespace)
-	return err
+	return e.watch(ctx, c, run.GetID(), run.GetRunID(), *verbose)
 }
 
 func cmdWatch(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("watch")
+	verbose := fs.Bool("verbose", false, "print a failure's whole chain of causes")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -263,8 +263,23 @@ func cmdWatch(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	res, err := Watch(ctx, c, e.out, pos[0], 0)
-	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: pos[0]}}, e.uiURL, e.namespace)
+	return e.watch(ctx, c, pos[0], "", *verbose)
+}
+
+// watch watches a run to its end and prints its summary. Ctrl-C stops
+// watching only: it says so, and that the run goes on.
+func (e *env) watch(ctx context.Context, c client.Client, workflowID, runID string, verbose bool) error {
+	res, err := Watch(ctx, c, e.out, workflowID, 0)
+	if errors.Is(err, ErrStoppedWatching) {
+		fmt.Fprintf(e.out, "stopped watching %s; the run goes on: %s\n  watch it again: tether watch %s\n",
+			workflowID, RunLink(e.uiURL, e.namespace, workflowID, runID), workflowID)
+		return nil
+	}
+	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: workflowID, RunID: runID}}, e.uiURL, e.namespace)
+	var re *RunError
+	if verbose && errors.As(err, &re) {
+		fmt.Fprintf(e.out, "  the whole chain: %s\n", re.Full())
+	}
 	return err
 }
 
@@ -299,6 +314,7 @@ func cmdQuarantine(ctx context.Context, e *env, args []string) error {
 	runID := fs.String("run", "", "only this run")
 	limit := fs.Int("limit", 50, "how many records")
 	watch := fs.Bool("watch", false, "replay: show a progress bar until the replay ends")
+	verbose := fs.Bool("verbose", false, "replay --watch: print a failure's whole chain of causes")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -307,7 +323,7 @@ func cmdQuarantine(ctx context.Context, e *env, args []string) error {
 		if *integ == "" {
 			return usageError{errors.New("replay needs --integration NAME")}
 		}
-		return replayQuarantine(ctx, e, *integ, *watch)
+		return replayQuarantine(ctx, e, *integ, *watch, *verbose)
 	}
 	if len(pos) > 0 {
 		return usageError{fmt.Errorf("unknown quarantine command %q (want: replay)", pos[0])}
@@ -341,7 +357,7 @@ func cmdQuarantine(ctx context.Context, e *env, args []string) error {
 }
 
 // replayQuarantine starts a replay run of an integration's quarantine.
-func replayQuarantine(ctx context.Context, e *env, integration string, watch bool) error {
+func replayQuarantine(ctx context.Context, e *env, integration string, watch, verbose bool) error {
 	c, err := e.dial(ctx)
 	if err != nil {
 		return err
@@ -356,9 +372,7 @@ func replayQuarantine(ctx context.Context, e *env, integration string, watch boo
 	if !watch {
 		return nil
 	}
-	res, err := Watch(ctx, c, e.out, run.GetID(), 0)
-	PrintSummary(e.out, []Outcome{{Result: res, Err: err, WorkflowID: run.GetID(), RunID: run.GetRunID()}}, e.uiURL, e.namespace)
-	return err
+	return e.watch(ctx, c, run.GetID(), run.GetRunID(), verbose)
 }
 
 // Outcome is one finished run, for PrintSummary.

@@ -1,18 +1,13 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-
 	"github.com/tetherflow/tether/activities/lib/progress"
-	"github.com/tetherflow/tether/workflows/datasync"
 )
 
 // Bar renders a one-line progress report. With a known total it draws a
@@ -76,62 +71,6 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// Watch shows a progress bar for a sync run until it closes, then returns
-// its result (or its failure). total, when known, is the number of records
-// expected (0 = unknown).
-func Watch(ctx context.Context, c client.Client, out io.Writer, workflowID string, total int) (datasync.Result, error) {
-	tty := isTerminal(out)
-	start := time.Now()
-	lastPrint := time.Time{}
-	var last progress.Report
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		// The latest execution: a long run continues as new under the same id.
-		desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
-		if err != nil {
-			return datasync.Result{}, fmt.Errorf("describe %s: %w", workflowID, err)
-		}
-		running := desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING
-		if running {
-			if v, err := c.QueryWorkflow(ctx, workflowID, "", datasync.QueryProgress); err == nil {
-				var r progress.Report
-				if v.Get(&r) == nil {
-					last = r
-				}
-			}
-			line := Bar(last, total, 30, time.Since(start))
-			switch {
-			case tty:
-				fmt.Fprintf(out, "\r\033[K%s", truncate(line, 160))
-			case time.Since(lastPrint) > 2*time.Second:
-				fmt.Fprintln(out, line)
-				lastPrint = time.Now()
-			}
-		} else {
-			// An empty run id follows continue-as-new to the run's last execution.
-			var res datasync.Result
-			err := c.GetWorkflow(ctx, workflowID, "").Get(ctx, &res)
-			last.Counts, last.Done, last.Integration = res.Counts, true, firstNonEmpty(res.Integration, last.Integration)
-			last.Step = "done"
-			if tty {
-				fmt.Fprintf(out, "\r\033[K%s\n", truncate(Bar(last, total, 30, time.Since(start)), 160))
-			} else {
-				fmt.Fprintln(out, Bar(last, total, 30, time.Since(start)))
-			}
-			return res, err
-		}
-		select {
-		case <-ctx.Done():
-			if tty {
-				fmt.Fprintln(out)
-			}
-			return datasync.Result{}, ctx.Err()
-		case <-tick.C:
-		}
-	}
 }
 
 func truncate(s string, n int) string {

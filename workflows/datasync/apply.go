@@ -48,7 +48,7 @@ func (r *run) applyBatch(ctx workflow.Context, page syncstep.FetchPageOutput, in
 			Skip:          skip,
 		})
 		if err != nil {
-			r.failUnlessCancelled(ctx, step, pageError(page.Ref.Page, err))
+			r.failUnlessCancelled(ctx, step, pageError(page.Ref.Page, r.sourceAt[page.Ref.Page], err))
 			return false
 		}
 		r.countApplied(i, name, a)
@@ -148,6 +148,6 @@ func (r *run) thresholdPassed() bool {
 
 func thresholdError(c progress.Counts, threshold float64) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-		"%d of %d records invalid (%.1f%%), over the integration's threshold of %.1f%%; they are in quarantine",
-		c.Invalid, c.Checked, 100*c.InvalidShare(), 100*threshold), failure.TypeInvalidThreshold, nil, c)
+		"%d of %d records invalid (%.1f%%), over the integration's threshold of %.1f%%; they are in quarantine. Next: %s",
+		c.Invalid, c.Checked, 100*c.InvalidShare(), 100*threshold, failure.NextStep(failure.TypeInvalidThreshold)), failure.TypeInvalidThreshold, nil, c)
 }

@@ -50,7 +50,7 @@ func (r *run) pipeline(ctx workflow.Context) {
 		out, err := r.fetch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				r.fail(syncstep.FetchPageName, pageError(r.st.NextPage-1, err))
+				r.fail(syncstep.FetchPageName, pageError(r.st.NextPage-1, r.sourceAt[r.st.NextPage-1], err))
 			}
 			break
 		}
@@ -91,6 +91,7 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 	page := r.st.NextPage
 	r.st.NextPage++
 	r.progressed(ctx, fmt.Sprintf("%s %d", syncstep.FetchPageName, page))
+	r.sourceAt[page] = r.where()
 	ref := syncstep.PageRef{RunID: r.st.RunID, Page: page}
 	var f syncstep.Future[syncstep.FetchPageOutput]
 	switch {
@@ -176,6 +177,7 @@ func (r *run) process(ctx workflow.Context, page syncstep.FetchPageOutput, since
 	}
 	r.st.Checkpoint = checkpoint
 	r.applyNext = seq + 1
+	delete(r.sourceAt, page.Ref.Page)
 	r.progressed(ctx, fmt.Sprintf("applied page %d", page.Ref.Page))
 }
 
@@ -188,7 +190,7 @@ func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in sy
 	v, err := syncstep.ValidateBatch.RunLocal(steps.WithLocalSummary(ctx, localStep,
 		fmt.Sprintf("%s %d · %d records", syncstep.ValidateBatchName, n, page.Count)), in)
 	if err != nil {
-		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, err))
+		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, r.sourceAt[page.Ref.Page], err))
 		return 0, false
 	}
 	r.st.Counts.Skipped += v.Skipped
@@ -200,7 +202,7 @@ func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in sy
 	t, err := syncstep.TransformBatch.RunLocal(steps.WithLocalSummary(ctx, localStep,
 		fmt.Sprintf("%s %d · %d valid records", syncstep.TransformBatchName, n, v.Valid)), in)
 	if err != nil {
-		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, err))
+		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, r.sourceAt[page.Ref.Page], err))
 		return 0, false
 	}
 	r.st.Counts.Invalid += t.Invalid

@@ -2,6 +2,7 @@ package datasync
 
 import (
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -91,11 +92,25 @@ func (r *run) details() string {
 func (r *run) fetchSummary(page int) string {
 	from := r.st.Counts.Fetched + 1
 	s := fmt.Sprintf("%s %d · records %d-%d", syncstep.FetchPageName, page, from, from+r.st.Plan.BatchSize-1)
-	if at := positionString(r.st.Position); at != "start" {
+	if at := r.where(); at != "" {
 		s += " · " + at
 	}
-	if r.st.Since.Cursor != "" {
-		s += " · since " + r.st.Since.Cursor
-	}
 	return s
+}
+
+// where says where the source is asked next, as the source sees it:
+// "page 3", "offset 2000", a next link, "since <cursor>"; "" at the start
+// of a full read.
+func (r *run) where() string {
+	var parts []string
+	switch at := positionString(r.st.Position); {
+	case at != "start":
+		parts = append(parts, at)
+	case r.st.Since.Cursor != "":
+		parts = append(parts, "first page")
+	}
+	if r.st.Since.Cursor != "" {
+		parts = append(parts, "since "+r.st.Since.Cursor)
+	}
+	return strings.Join(parts, " ")
 }

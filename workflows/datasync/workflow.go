@@ -109,7 +109,7 @@ func SyncWorkflow(ctx workflow.Context, in Input) (Result, error) {
 		return Result{}, temporal.NewNonRetryableApplicationError(
 			`input: "integration" is required, e.g. {"integration":"crm-contacts"}`, failure.TypeConfig, nil)
 	}
-	r := &run{in: in, log: workflow.GetLogger(ctx)}
+	r := &run{in: in, log: workflow.GetLogger(ctx), sourceAt: map[int]string{}}
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, r.report); err != nil {
 		return Result{}, err
 	}
@@ -132,6 +132,9 @@ type run struct {
 	step          string
 	lastProgress  time.Time
 	lastError     string
+	// sourceAt says where the source was asked for each page in flight
+	// (run.where), for failures.
+	sourceAt map[int]string
 	throttled     string
 	pagesThisExec int
 	inFlight      int // pages fetched and not yet applied (or dropped)
