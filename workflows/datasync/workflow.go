@@ -129,12 +129,12 @@ type run struct {
 	}
 	st State
 
-	step          string
-	lastProgress  time.Time
-	lastError     string
+	step         string
+	lastProgress time.Time
+	lastError    string
 	// sourceAt says where the source was asked for each page in flight
 	// (run.where), for failures.
-	sourceAt map[int]string
+	sourceAt      map[int]string
 	throttled     string
 	pagesThisExec int
 	inFlight      int // pages fetched and not yet applied (or dropped)
