@@ -42,6 +42,20 @@ func Register(r worker.ActivityRegistry, a *Activities) {
 // StartRun registers the run, makes sure the destination tables exist, and
 // returns the run's plan: where to start reading and the policies to apply.
 func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (syncstep.StartRunOutput, error) {
+	out, err := a.start(ctx, in)
+	if err != nil {
+		return out, err
+	}
+	// A reset execution goes on from the run's counts as of its last
+	// committed batch, where its checkpoint is.
+	if out.Counts, err = a.Store.CommittedCounts(ctx, in.RunID); err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
+	return out, nil
+}
+
+// start is StartRun but for the counts.
+func (a *Activities) start(ctx context.Context, in syncstep.StartRunInput) (syncstep.StartRunOutput, error) {
 	c, err := a.Catalog.Get(in.Integration, "") // a new run uses the current definition
 	if err != nil {
 		return syncstep.StartRunOutput{}, err

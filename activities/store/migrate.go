@@ -268,6 +268,11 @@ CREATE INDEX tether_event_deliveries_applied_idx ON tether_event_deliveries (app
 ALTER TABLE tether_runs DROP CONSTRAINT tether_runs_kind_check;
 ALTER TABLE tether_runs ADD CONSTRAINT tether_runs_kind_check
     CHECK (kind IN ('sync', 'replay', 'refresh', 'repair', 'records'));`},
+		{14, "committed counts", `
+-- A run's counts as of its last committed batch (UpdateRun, in the batch's
+-- transaction): what an execution reset in the Web UI goes on from. counts
+-- is what the run did, written by FinishRun too.
+ALTER TABLE tether_runs ADD COLUMN committed jsonb NOT NULL DEFAULT '{}';`},
 	}
 }
 

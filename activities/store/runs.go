@@ -133,7 +133,7 @@ func (s *Store) UpdateRun(ctx context.Context, q Querier, runID string, c progre
 	err = s.on(q).QueryRowContext(ctx, `
 WITH prev AS (SELECT status FROM tether_runs WHERE run_id = $1 FOR UPDATE),
 upd AS (
-    UPDATE tether_runs SET counts = $2, checkpoint_to = coalesce($3, checkpoint_to), position = $4,
+    UPDATE tether_runs SET counts = $2, committed = $2, checkpoint_to = coalesce($3, checkpoint_to), position = $4,
         status = 'Running', finished_at = NULL, error = NULL, error_type = NULL, updated_at = now()
     WHERE run_id = $1 AND status NOT IN ('Compensating', 'Compensated')
 )
@@ -205,6 +205,24 @@ func mustAffect(res sql.Result, err error, what string) error {
 		return fmt.Errorf("%s: no such run: %w", what, sql.ErrNoRows)
 	}
 	return nil
+}
+
+// CommittedCounts returns a run's counts as of its last committed batch
+// (zero when none committed, or the run is not recorded).
+func (s *Store) CommittedCounts(ctx context.Context, runID string) (progress.Counts, error) {
+	var raw []byte
+	err := s.DB.QueryRowContext(ctx, `SELECT committed FROM tether_runs WHERE run_id = $1`, runID).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return progress.Counts{}, nil
+	}
+	if err != nil {
+		return progress.Counts{}, postgres.Classify(err, fmt.Sprintf("read the committed counts of run %q", runID))
+	}
+	var c progress.Counts
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return progress.Counts{}, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("run %q: committed counts: %w", runID, err))
+	}
+	return c, nil
 }
 
 // GetRun returns one run. A run that is not recorded gives an error wrapping

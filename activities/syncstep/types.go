@@ -80,6 +80,10 @@ type StartRunInput struct {
 // StartRunOutput carries the run's plan.
 type StartRunOutput struct {
 	Plan Plan `json:"plan"`
+	// Counts are the run's counts as of its last committed batch: zero for
+	// a new run; for a run reset in the Web UI (the same run, a new
+	// execution), what the reset execution goes on from.
+	Counts progress.Counts `json:"counts,omitzero"`
 }
 
 // PageRef names a staged page: the claim-check that travels through history

@@ -306,8 +306,15 @@ func TestSaga_ResetFailedRunResumesFromTheCheckpointWithoutDuplicates(t *testing
 	if err := s.client.GetWorkflow(ctx, run.GetID(), newRun).Get(ctx, &res); err != nil {
 		t.Fatalf("reset run: %v", err)
 	}
-	if res.Counts.Inserted != 6000-kept {
-		t.Errorf("reset run inserted %d, want the %d rows not committed before (counts %+v)", res.Counts.Inserted, 6000-kept, res.Counts)
+	// The run's counts are the whole run's, both executions: the reset one
+	// went on from the counts of the last batch the first one committed,
+	// so no record counts twice; tether runs agrees.
+	if res.Counts.Inserted != 6000 || res.Counts.Checked != 6000 || res.Counts.Valid != 6000 {
+		t.Errorf("reset run counts %+v: want 6000 records checked, valid and inserted over both executions (%d by the first)", res.Counts, kept)
+	}
+	runs, err := s.store.ListRuns(ctx, "crm-contacts", 0)
+	if err != nil || len(runs) != 1 || runs[0].Counts != res.Counts {
+		t.Errorf("tether runs: %+v (%v), want one run with the result's counts %+v", runs, err, res.Counts)
 	}
 	checkContacts(t, s)
 }
@@ -386,4 +393,10 @@ func TestSaga_ResetRunOnSeveralWorkersQuarantinesEachInvalidRecordOnce(t *testin
 	}
 	checkContacts(t, s)
 	checkQuarantinedOnce(t, s, s.sandbox.InvalidContactIDs())
+	// Counted once too, over both executions: the quarantined count is the
+	// quarantine's entries.
+	invalid := len(s.sandbox.InvalidContactIDs())
+	if res.Counts.Invalid != invalid || res.Counts.Valid != 8000-invalid || res.Counts.Checked != 8000 {
+		t.Errorf("run counts %+v, want 8000 checked: %d invalid (the quarantine's entries), the rest valid", res.Counts, invalid)
+	}
 }

@@ -39,7 +39,7 @@ func (r *run) applyBatch(ctx workflow.Context, page syncstep.FetchPageOutput, in
 			Next:       page.Next,
 			Memo:       page.Memo,
 			CacheKey:   page.CacheKey,
-			Counts:     r.st.Counts,
+			Counts:     r.countsThrough(page.Ref.Page),
 			Replay:     r.in.Replay,
 			Kind:       r.applyKind(),
 			// A replay marks the quarantine entries it applied.
@@ -55,6 +55,37 @@ func (r *run) applyBatch(ctx workflow.Context, page syncstep.FetchPageOutput, in
 		skip = a.Refused
 	}
 	return true
+}
+
+// count adds what reading, validating or transforming page found to the
+// run's counts, and remembers it as the page's until a batch at or after
+// the page commits (countsThrough).
+func (r *run) count(page int, c progress.Counts) {
+	r.st.Counts = r.st.Counts.Add(c)
+	if r.ahead == nil {
+		r.ahead = map[int]progress.Counts{}
+	}
+	r.ahead[page] = r.ahead[page].Add(c)
+}
+
+// countsThrough is the run's counts as of the batch of page: without what
+// the pages after it, read or checked ahead of their apply, found. Stored
+// with the batch, they are exactly what the batch's checkpoint covers, so
+// an execution reset after it goes on from them without counting a record
+// twice. The pages up to page are then covered.
+func (r *run) countsThrough(page int) progress.Counts {
+	c := r.st.Counts
+	for p, pc := range r.ahead {
+		if p > page {
+			c = c.Sub(pc)
+		}
+	}
+	for p := range r.ahead {
+		if p <= page {
+			delete(r.ahead, p)
+		}
+	}
+	return c
 }
 
 // countApplied adds what destination step i (name) did to the run's counts:

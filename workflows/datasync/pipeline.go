@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/steps"
 )
@@ -55,13 +56,11 @@ func (r *run) pipeline(ctx workflow.Context) {
 			break
 		}
 		r.pagesThisExec++
-		r.st.Counts.Pages++
-		r.st.Counts.Fetched += out.Count
+		r.count(out.Ref.Page, progress.Counts{Pages: 1, Fetched: out.Count})
 		pageSince := r.st.Since
 		r.advance(out)
 		if out.NotModified {
-			r.st.Counts.Unchanged += out.Count
-			r.st.Counts.NotModified++
+			r.count(out.Ref.Page, progress.Counts{Unchanged: out.Count, NotModified: 1})
 			r.progressed(ctx, fmt.Sprintf("page %d not modified", out.Ref.Page))
 			continue
 		}
@@ -193,9 +192,7 @@ func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in sy
 		r.failUnlessCancelled(ctx, syncstep.ValidateBatchName, pageError(page.Ref.Page, r.sourceAt[page.Ref.Page], err))
 		return 0, false
 	}
-	r.st.Counts.Skipped += v.Skipped
-	r.st.Counts.Checked += v.Valid + v.Invalid
-	r.st.Counts.Invalid += v.Invalid
+	r.count(n, progress.Counts{Skipped: v.Skipped, Checked: v.Valid + v.Invalid, Invalid: v.Invalid})
 	if r.thresholdPassed() {
 		return 0, false
 	}
@@ -205,7 +202,6 @@ func (r *run) prepare(ctx workflow.Context, page syncstep.FetchPageOutput, in sy
 		r.failUnlessCancelled(ctx, syncstep.TransformBatchName, pageError(page.Ref.Page, r.sourceAt[page.Ref.Page], err))
 		return 0, false
 	}
-	r.st.Counts.Invalid += t.Invalid
-	r.st.Counts.Valid += t.Transformed
+	r.count(n, progress.Counts{Invalid: t.Invalid, Valid: t.Transformed})
 	return t.Transformed, !r.thresholdPassed()
 }

@@ -57,6 +57,8 @@ func (r *run) start(ctx workflow.Context) error {
 		return cause
 	}
 	r.st.Plan = out.Plan
+	// A reset execution of the run goes on from its recorded counts.
+	r.st.Counts = out.Counts
 	r.st.Since = out.Plan.Since
 	r.st.Checkpoint = out.Plan.Since
 	r.st.Position = out.Plan.Start

@@ -132,6 +132,9 @@ type run struct {
 	step         string
 	lastProgress time.Time
 	lastError    string
+	// ahead holds the counts of pages read or checked but not yet covered
+	// by a committed batch (count, countsThrough).
+	ahead map[int]progress.Counts
 	// sourceAt says where the source was asked for each page in flight
 	// (run.where), for failures.
 	sourceAt      map[int]string

@@ -124,6 +124,7 @@ func Start(ctx workflow.Context, integration string, o Options) (*Run, error) {
 	}
 	r.plan = out.Plan
 	r.position, r.since, r.checkpoint = out.Plan.Start, out.Plan.Since, out.Plan.Since
+	r.counts = out.Counts // a reset execution goes on from the run's committed counts
 	return r, nil
 }
 

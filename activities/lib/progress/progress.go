@@ -48,6 +48,25 @@ func (c Counts) Add(o Counts) Counts {
 	}
 }
 
+// Sub returns the field-wise difference c - o.
+func (c Counts) Sub(o Counts) Counts {
+	return Counts{
+		Pages:       c.Pages - o.Pages,
+		Fetched:     c.Fetched - o.Fetched,
+		Skipped:     c.Skipped - o.Skipped,
+		Checked:     c.Checked - o.Checked,
+		Valid:       c.Valid - o.Valid,
+		Invalid:     c.Invalid - o.Invalid,
+		Inserted:    c.Inserted - o.Inserted,
+		Updated:     c.Updated - o.Updated,
+		Unchanged:   c.Unchanged - o.Unchanged,
+		Stale:       c.Stale - o.Stale,
+		Duplicates:  c.Duplicates - o.Duplicates,
+		NotModified: c.NotModified - o.NotModified,
+		Deleted:     c.Deleted - o.Deleted,
+	}
+}
+
 // InvalidShare is the fraction of checked records that were quarantined;
 // 0 when nothing was checked.
 func (c Counts) InvalidShare() float64 {
