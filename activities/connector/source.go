@@ -49,6 +49,11 @@ type Page struct {
 	StatusCode int
 	// CacheKey identifies the request (its URL) for conditional requests.
 	CacheKey string
+	// Total is the number of records the source announces for the whole
+	// read this page belongs to (an X-Total-Count header, a total in the
+	// body), 0 when it announces none. A read that ends with fewer is a
+	// short read (the integration's short_read policy).
+	Total int
 	// ETag is the validator the source sent for this page, if any. The
 	// pipeline remembers it (see Memo) only after the page's records are
 	// committed, so a crash can never make a later run skip an unapplied page.

@@ -65,6 +65,7 @@ func (a *Activities) FetchPage(ctx context.Context, in syncstep.FetchPageInput) 
 		NotModified: page.NotModified,
 		Status:      page.StatusCode,
 		CacheKey:    page.CacheKey,
+		Total:       page.Total,
 	}
 	if page.NotModified {
 		return out, nil

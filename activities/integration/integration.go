@@ -11,6 +11,12 @@ import (
 	"github.com/tetherflow/tether/activities/lib/mapping"
 )
 
+// Short-read policies (Definition.ShortRead).
+const (
+	ShortReadFail = "fail"
+	ShortReadWarn = "warn"
+)
+
 // Defaults applied by Normalize.
 const (
 	DefaultInvalidThreshold = 0.05
@@ -72,6 +78,11 @@ type Definition struct {
 	// InvalidThreshold is the share of invalid records above which a run
 	// fails (0.05 = 5%). Invalid records are quarantined either way.
 	InvalidThreshold float64
+	// ShortRead says what a read that ends with fewer records than the
+	// source announced (an X-Total-Count header, a total in the body) does:
+	// ShortReadFail (the default) fails the run, ShortReadWarn completes it
+	// with a warning. Either way it is logged with both numbers.
+	ShortRead string
 	// BatchSize is the page size asked of the source and the upsert batch.
 	BatchSize int
 	// PagesInFlight is how many pages may be between fetch and apply.
@@ -159,6 +170,9 @@ const (
 func (d Definition) Normalize() Definition {
 	if d.InvalidThreshold == 0 {
 		d.InvalidThreshold = DefaultInvalidThreshold
+	}
+	if d.ShortRead == "" {
+		d.ShortRead = ShortReadFail
 	}
 	if d.BatchSize == 0 {
 		d.BatchSize = DefaultBatchSize

@@ -72,6 +72,9 @@ func (d Definition) Validate() error {
 			add("match.policy", "%q is not %q or %q", m.Policy, MatchQuarantine, MatchMerge)
 		}
 	}
+	if d.ShortRead != "" && d.ShortRead != ShortReadFail && d.ShortRead != ShortReadWarn {
+		add("short_read", "%q is not %q or %q", d.ShortRead, ShortReadFail, ShortReadWarn)
+	}
 	if d.InvalidThreshold < 0 || d.InvalidThreshold > 1 {
 		add("invalid_threshold", "%v is not a share between 0 and 1", d.InvalidThreshold)
 	}

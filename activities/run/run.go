@@ -81,6 +81,7 @@ func (a *Activities) start(ctx context.Context, in syncstep.StartRunInput) (sync
 		PagesInFlight:    def.PagesInFlight,
 		Atomic:           def.Atomic,
 		InvalidThreshold: def.InvalidThreshold,
+		ShortRead:        def.ShortRead,
 		Steps:            c.StepNames(),
 		Definition:       c.Fingerprint,
 	}

@@ -39,6 +39,9 @@ type Plan struct {
 	PagesInFlight    int     `json:"pagesInFlight"`
 	Atomic           bool    `json:"atomic"`
 	InvalidThreshold float64 `json:"invalidThreshold"`
+	// ShortRead is the integration's short-read policy ("fail" or
+	// "warn"); empty in runs recorded before it existed (fail).
+	ShortRead string `json:"shortRead,omitempty"`
 	// Incremental is true when the integration reads by a cursor field:
 	// every page is requested "since" the last (cursor, key) seen.
 	Incremental bool `json:"incremental"`
@@ -130,6 +133,9 @@ type FetchPageOutput struct {
 	CacheKey string       `json:"cacheKey,omitempty"`
 	// QuarantineIDs are the quarantine entries a replay page holds, in order.
 	QuarantineIDs []int64 `json:"quarantineIds,omitempty"`
+	// Total is the number of records the source announced for the read the
+	// page belongs to (connector.Page.Total); 0 when none.
+	Total int `json:"total,omitempty"`
 }
 
 // StageRecordsInput hands records a workflow already has (from its input,

@@ -403,6 +403,9 @@ func PrintSummary(w io.Writer, outs []Outcome, uiURL, namespace string) {
 		if o.Err != nil {
 			fmt.Fprintf(w, "  %s failed: %v\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), o.Err)
 		}
+		for _, warning := range o.Result.Warnings {
+			fmt.Fprintf(w, "  %s warning: %s\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), warning)
+		}
 		fmt.Fprintf(w, "  %s: %s\n", firstNonEmpty(o.Result.Integration, o.WorkflowID), RunLink(uiURL, namespace, o.WorkflowID, o.RunID))
 	}
 }

@@ -337,8 +337,10 @@ func (s *Server) serveCollection(w http.ResponseWriter, r *http.Request, t *tabl
 	}
 	bp := s.getBuf()
 	defer s.bufs.Put(bp)
-	body, next := s.renderPage((*bp)[:0], t, q)
+	body, next, total := s.renderPage((*bp)[:0], t, q)
 	*bp = body
+	// As json-server and many APIs do: the records the query matches.
+	w.Header().Set("X-Total-Count", strconv.Itoa(total))
 	if q.style == PaginationLink && next != nil {
 		w.Header().Set("Link", "<"+nextLink(r, next, q.size)+`>; rel="next"`)
 	}
@@ -369,14 +371,14 @@ func (s *Server) getBuf() *[]byte {
 
 // renderPage appends the page's JSON body to buf; next is the key to resume
 // after for cursor and link styles, nil on the last page.
-func (s *Server) renderPage(buf []byte, t *table, q pageQuery) (body []byte, next *cursorKey) {
+func (s *Server) renderPage(buf []byte, t *table, q pageQuery) (body []byte, next *cursorKey, total int) {
 	s.data.RLock()
 	defer s.data.RUnlock()
 	v := view{t: t, byUpd: q.hasSince}
 	if v.byUpd {
 		v.lo = sort.Search(len(t.byUpd), func(i int) bool { return t.upd[t.byUpd[i]] >= q.since })
 	}
-	total := v.len()
+	total = v.len()
 	var start int
 	switch q.style {
 	case PaginationPage:
@@ -414,7 +416,7 @@ func (s *Server) renderPage(buf []byte, t *table, q pageQuery) (body []byte, nex
 			buf = append(buf, `,"next_cursor":null`...)
 		}
 	}
-	return append(buf, '}'), next
+	return append(buf, '}'), next, total
 }
 
 // nextLink is the absolute URL of the page after k, keeping the request's

@@ -3,6 +3,7 @@ package datasync
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -74,6 +75,11 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(r.err, &appErr) {
 		errType = appErr.Type()
+	}
+	if errMsg == "" && len(r.st.Warnings) > 0 {
+		// tether runs shows a completed run's warnings where a failed
+		// run's error is.
+		errMsg, errType = "warning: "+strings.Join(r.st.Warnings, "; "), "Warning"
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
 	details := r.details()

@@ -58,6 +58,9 @@ func (r *run) pipeline(ctx workflow.Context) {
 		r.pagesThisExec++
 		r.count(out.Ref.Page, progress.Counts{Pages: 1, Fetched: out.Count})
 		pageSince := r.st.Since
+		if !r.checkTotal(out) {
+			break
+		}
 		r.advance(out)
 		if out.NotModified {
 			r.count(out.Ref.Page, progress.Counts{Unchanged: out.Count, NotModified: 1})
@@ -137,6 +140,35 @@ func (r *run) fetch(ctx workflow.Context) (syncstep.FetchPageOutput, error) {
 	return out, nil
 }
 
+// checkTotal counts the page into the current read and, on the read's last
+// page, compares the read with the total the source announced (a source
+// read only; a replay or repair reads tether's own tables). A read that
+// ended short fails the run (short_read: fail, the default) or adds a
+// warning (warn); it reports false when the run failed.
+func (r *run) checkTotal(out syncstep.FetchPageOutput) bool {
+	if r.in.Replay || r.in.Repair != "" {
+		return true
+	}
+	r.st.ReadFetched += out.Count
+	if !out.Done || out.Total <= 0 || r.st.ReadResumed || r.st.ReadFetched >= out.Total {
+		return true
+	}
+	msg := fmt.Sprintf("the source announced %d records for the read but it ended after %d: %d were not read",
+		out.Total, r.st.ReadFetched, out.Total-r.st.ReadFetched)
+	if r.st.Plan.ShortRead == integrationShortReadWarn {
+		r.st.Warnings = append(r.st.Warnings, fmt.Sprintf("page %d (source %s): %s", out.Ref.Page, r.sourceAt[out.Ref.Page], msg))
+		r.log.Warn("short read: "+msg, "integration", r.in.Integration, "page", out.Ref.Page)
+		return true
+	}
+	r.fail(syncstep.FetchPageName, pageError(out.Ref.Page, r.sourceAt[out.Ref.Page],
+		temporal.NewNonRetryableApplicationError(msg, failure.TypeSourceShortRead, nil)))
+	return false
+}
+
+// integrationShortReadWarn is integration.ShortReadWarn (workflows do not
+// import integration definitions).
+const integrationShortReadWarn = "warn"
+
 // advance moves the read position past a fetched page. Incremental reads
 // restart from the first page "since" the page's last (cursor, key), which
 // is robust to records moving while the run reads; when a whole page shares
@@ -151,6 +183,8 @@ func (r *run) advance(out syncstep.FetchPageOutput) {
 		}
 		r.st.Since = out.Last
 		r.st.Position = cursor.Position{}
+		// The next page starts a new read "since" this one's last record.
+		r.st.ReadFetched, r.st.ReadResumed = 0, false
 		return
 	}
 	r.st.Position = out.Next

@@ -30,6 +30,7 @@ func (r *run) report() (progress.Report, error) {
 		PagesInFlight:  r.inFlight,
 		Throttled:      r.throttled,
 		LastError:      r.lastError,
+		Warnings:       r.st.Warnings,
 		StartedAt:      r.st.StartedAt,
 		LastProgressAt: r.lastProgress,
 		Done:           r.status != "",

@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/steps"
@@ -62,6 +63,9 @@ func (r *run) start(ctx workflow.Context) error {
 	r.st.Since = out.Plan.Since
 	r.st.Checkpoint = out.Plan.Since
 	r.st.Position = out.Plan.Start
+	// A full read resumed mid-way: the source's total counts records this
+	// run will not read.
+	r.st.ReadResumed = !out.Plan.Incremental && out.Plan.Start != (cursor.Position{})
 	r.log.Info("sync started", "integration", r.in.Integration, "runId", r.st.RunID,
 		"incremental", out.Plan.Incremental, "since", out.Plan.Since, "resumed", out.Plan.Resumed)
 	return nil

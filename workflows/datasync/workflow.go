@@ -88,6 +88,14 @@ type State struct {
 	Counts       progress.Counts            `json:"counts"`
 	StartedAt    time.Time                  `json:"startedAt"`
 	Executions   int                        `json:"executions"`
+	// ReadFetched counts the records of the current read: one query to the
+	// source, which an incremental run starts afresh "since" each page's
+	// last record. ReadResumed is true while the read is one an earlier
+	// run began, whose size this run cannot know.
+	ReadFetched int  `json:"readFetched,omitempty"`
+	ReadResumed bool `json:"readResumed,omitempty"`
+	// Warnings are what the run found doubtful but went on with.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Result is what a finished run returns.
@@ -100,6 +108,7 @@ type Result struct {
 	To          cursor.Checkpoint `json:"to"`
 	Batches     int               `json:"batches"`
 	Executions  int               `json:"executions"`
+	Warnings    []string          `json:"warnings,omitempty"`
 }
 
 // SyncWorkflow reads an integration's source page by page and applies it to
@@ -182,6 +191,7 @@ func (r *run) result() Result {
 		To:          r.st.Checkpoint,
 		Batches:     r.applyNext - 1,
 		Executions:  r.st.Executions,
+		Warnings:    r.st.Warnings,
 	}
 }
 

@@ -34,6 +34,8 @@ type fakeSteps struct {
 	failApplyAt int // seq whose apply fails permanently
 	flakyApply  int // seq whose first apply attempt fails transiently
 	fetchDelay  time.Duration
+	total       int             // the total every page announces (0 = none)
+	baseCounts  progress.Counts // StartRun's committed counts (a reset)
 	startDelay  time.Duration
 	// imagedBefore is the highest batch an earlier execution of the run
 	// left before-images for (a reset); BeginCompensation reports it.
@@ -104,7 +106,7 @@ func (f *fakeSteps) startRun(ctx context.Context, in syncstep.StartRunInput) (sy
 	if p.BatchSize == 0 {
 		p.BatchSize = f.perPage
 	}
-	return syncstep.StartRunOutput{Plan: p}, nil
+	return syncstep.StartRunOutput{Plan: p, Counts: f.baseCounts}, nil
 }
 
 func (f *fakeSteps) fetchPage(ctx context.Context, in syncstep.FetchPageInput) (syncstep.FetchPageOutput, error) {
@@ -129,7 +131,7 @@ func (f *fakeSteps) fetchPage(ctx context.Context, in syncstep.FetchPageInput) (
 		return syncstep.FetchPageOutput{}, failure.Permanent(failure.TypeSourceAuth,
 			fmt.Errorf("GET http://127.0.0.1/v1/contacts?page=%d: 401 Unauthorized", page), 401)
 	}
-	out := syncstep.FetchPageOutput{Ref: in.Ref, Count: f.perPage, Next: cursor.Position{Page: page + 1}, Done: page >= f.pages}
+	out := syncstep.FetchPageOutput{Ref: in.Ref, Count: f.perPage, Next: cursor.Position{Page: page + 1}, Done: page >= f.pages, Total: f.total}
 	if f.plan.Incremental {
 		out.Last = cursor.Checkpoint{Cursor: fmt.Sprintf("2025-01-%02dT00:00:00Z", page), Key: fmt.Sprint(page * f.perPage)}
 		out.Advanced = true

@@ -70,6 +70,10 @@ type Config struct {
 	RecordsPath string `mapstructure:"records_path" yaml:"records_path" json:"records_path"`
 	// Pagination says how to ask for the following page.
 	Pagination Pagination `mapstructure:"pagination" yaml:"pagination" json:"pagination"`
+	// Total says where the API announces how many records a read has, so
+	// that a read ending with fewer is caught (the integration's
+	// short_read policy). By default the X-Total-Count header, when sent.
+	Total Total `mapstructure:"total" yaml:"total" json:"total,omitzero"`
 	// Incremental says how to ask for records changed since a checkpoint.
 	Incremental Incremental `mapstructure:"incremental" yaml:"incremental" json:"incremental"`
 	// Auth holds the credentials. Its secrets never appear in logs or errors.
@@ -87,6 +91,22 @@ type Config struct {
 	// Retry bounds the short in-process retries of one Fetch.
 	Retry Retry `mapstructure:"retry" yaml:"retry" json:"retry"`
 }
+
+// Total says where the API announces the number of records of a read.
+type Total struct {
+	// Header is the response header holding it (default "X-Total-Count").
+	Header string `mapstructure:"header" yaml:"header" json:"header"`
+	// Path, when set, is the dot path of the number in the body instead
+	// (e.g. "meta.total").
+	Path string `mapstructure:"path" yaml:"path" json:"path"`
+	// Ignore disregards any announced total (an API whose count means
+	// something else).
+	Ignore bool `mapstructure:"ignore" yaml:"ignore" json:"ignore"`
+}
+
+// DefaultTotalHeader is the header an API announces its total in, unless
+// told otherwise.
+const DefaultTotalHeader = "X-Total-Count"
 
 // Pagination says how pages are requested and when the last one was read.
 type Pagination struct {
@@ -173,6 +193,12 @@ func (c Config) requestProblems() configProblems {
 	errs = append(errs, httpclient.HeaderProblems("headers", c.Headers)...)
 	if err := httpclient.CheckDotPath(c.RecordsPath); err != nil {
 		errs.add("records_path", "%v", err)
+	}
+	if err := httpclient.CheckDotPath(c.Total.Path); err != nil {
+		errs.add("total.path", "%v", err)
+	}
+	if h := c.Total.Header; h != "" {
+		errs = append(errs, httpclient.HeaderProblems("total.header", map[string]string{h: "0"})...)
 	}
 	return errs
 }

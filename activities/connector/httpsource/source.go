@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tetherflow/tether/activities/connector"
@@ -272,6 +273,10 @@ func (s *Source) readPage(resp *http.Response, req connector.Request, u *url.URL
 	if err != nil {
 		return connector.Page{}, s.malformed(resp, u, err)
 	}
+	total, err := s.total(resp, doc)
+	if err != nil {
+		return connector.Page{}, s.malformed(resp, u, err)
+	}
 	return connector.Page{
 		Records:     records,
 		Next:        next,
@@ -279,7 +284,43 @@ func (s *Source) readPage(resp *http.Response, req connector.Request, u *url.URL
 		RecordCount: len(records),
 		StatusCode:  resp.StatusCode,
 		ETag:        resp.Header.Get("ETag"),
+		Total:       total,
 	}, nil
+}
+
+// total is the number of records the API announces for the read (Config.
+// Total), 0 when it announces none.
+func (s *Source) total(resp *http.Response, doc document) (int, error) {
+	t := s.cfg.Total
+	switch {
+	case t.Ignore:
+		return 0, nil
+	case t.Path != "":
+		if !doc.isObject() {
+			return 0, nil
+		}
+		n, ok, err := doc.integer(t.Path)
+		if err != nil {
+			return 0, fmt.Errorf("total %s: %w", t.Path, err)
+		}
+		if !ok {
+			return 0, nil
+		}
+		return max(n, 0), nil
+	}
+	h := t.Header
+	if h == "" {
+		h = DefaultTotalHeader
+	}
+	v := strings.TrimSpace(resp.Header.Get(h))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("header %s: %q is not a count of records", h, v)
+	}
+	return n, nil
 }
 
 // advance works out where the following page is and whether this was the

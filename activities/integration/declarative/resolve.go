@@ -50,6 +50,7 @@ func (s Spec) Resolve(env func(string) (string, bool), readFile func(string) ([]
 		InitialCursor:    s.InitialCursor,
 		Atomic:           s.Atomic,
 		InvalidThreshold: s.InvalidThreshold,
+		ShortRead:        s.ShortRead,
 		BatchSize:        s.BatchSize,
 		PagesInFlight:    s.PagesInFlight,
 	}
@@ -217,6 +218,7 @@ func (r *resolver) httpSource(h HTTPSource) *httpsource.Config {
 		Headers:             maps.Clone(h.Headers),
 		RecordsPath:         h.RecordsPath,
 		Pagination:          h.Pagination,
+		Total:               h.Total,
 		Incremental:         h.Incremental,
 		Auth:                r.httpAuth("/source/http/auth", h.Auth),
 		ConditionalRequests: h.ConditionalRequests,

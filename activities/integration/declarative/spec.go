@@ -53,6 +53,7 @@ type Spec struct {
 
 	Atomic           bool    `mapstructure:"atomic" json:"atomic,omitempty"`
 	InvalidThreshold float64 `mapstructure:"invalid_threshold" json:"invalid_threshold,omitempty"`
+	ShortRead        string  `mapstructure:"short_read" json:"short_read,omitempty"`
 	BatchSize        int     `mapstructure:"batch_size" json:"batch_size,omitempty"`
 	PagesInFlight    int     `mapstructure:"pages_in_flight" json:"pages_in_flight,omitempty"`
 
@@ -105,6 +106,7 @@ type HTTPSource struct {
 	Headers             map[string]string      `mapstructure:"headers" json:"headers,omitempty"`
 	RecordsPath         string                 `mapstructure:"records_path" json:"records_path,omitempty"`
 	Pagination          httpsource.Pagination  `mapstructure:"pagination" json:"pagination"`
+	Total               httpsource.Total       `mapstructure:"total" json:"total,omitzero"`
 	Incremental         httpsource.Incremental `mapstructure:"incremental" json:"incremental"`
 	Auth                HTTPAuth               `mapstructure:"auth" json:"auth"`
 	ConditionalRequests bool                   `mapstructure:"conditional_requests" json:"conditional_requests,omitempty"`

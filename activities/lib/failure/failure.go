@@ -35,6 +35,9 @@ const (
 	TypeSourceMalformed = "SourceMalformedResponse"
 	// TypeSourceTooLarge: a page was larger than the configured limit.
 	TypeSourceTooLarge = "SourcePageTooLarge"
+	// TypeSourceShortRead: the source's read ended with fewer records than
+	// it announced (a lost Link header, a server-side cap).
+	TypeSourceShortRead = "SourceShortRead"
 	// TypeSinkSQL: the destination rejected a write for a reason retrying cannot fix.
 	TypeSinkSQL = "SinkSQLError"
 	// TypeSinkUnavailable: the destination could not be reached (retryable).

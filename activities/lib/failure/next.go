@@ -11,6 +11,7 @@ var nextSteps = map[string]string{
 	TypeSourceUnavailable: "the source kept failing; start a new run when it answers again (it resumes from the checkpoint)",
 	TypeSourceMalformed:   "the source kept sending a body tether cannot read; check the source (records_path, pagination), then start a new run",
 	TypeSourceTooLarge:    "lower the page size (batch_size) or raise max_body_bytes, then start a new run",
+	TypeSourceShortRead:   "the source ended its answer early (a lost next link, a server-side cap); check the source, then start a new run (it resumes from the checkpoint); short_read: warn completes such runs with a warning instead",
 	TypeSinkSQL:           "fix the destination table as the SQL error says, then start a new run (it resumes from the checkpoint)",
 	TypeSinkUnavailable:   "the destination database was unreachable; start a new run when it is back",
 	TypeSinkHTTP:          "the destination API refused the request; fix what its answer says, then start a new run",

@@ -5,7 +5,7 @@ import "testing"
 // TestNextStep: every error type a run can fail with says what to do next.
 func TestNextStep(t *testing.T) {
 	for _, typ := range []string{TypeConfig, TypeSourceHTTP, TypeSourceAuth, TypeSourceNotFound, TypeSourceThrottled,
-		TypeSourceUnavailable, TypeSourceMalformed, TypeSourceTooLarge, TypeSinkSQL, TypeSinkUnavailable, TypeSinkHTTP,
+		TypeSourceUnavailable, TypeSourceMalformed, TypeSourceTooLarge, TypeSourceShortRead, TypeSinkSQL, TypeSinkUnavailable, TypeSinkHTTP,
 		TypeSinkAuth, TypeSinkNotFound, TypeSinkThrottled, TypeSinkMalformed, TypeCircuitOpen, TypeInvalidThreshold,
 		TypeStagedPageMissing, TypeCompensation, TypeRunFenced, TypeBusy} {
 		if NextStep(typ) == "" {

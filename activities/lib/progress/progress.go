@@ -98,11 +98,14 @@ type Report struct {
 	Cursor      string `json:"cursor"` // (cursor, key) of the last committed record, or the page position
 	Counts      Counts `json:"counts"`
 	// Destinations counts what each destination of a saga did, by name.
-	Destinations   map[string]Counts `json:"destinations,omitempty"`
-	PagesInFlight  int               `json:"pagesInFlight"`
-	Throttled      string            `json:"throttled,omitempty"` // last throttling answer from the source, or an open destination circuit
-	LastError      string            `json:"lastError,omitempty"`
-	StartedAt      time.Time         `json:"startedAt"`
-	LastProgressAt time.Time         `json:"lastProgressAt"`
-	Done           bool              `json:"done"`
+	Destinations  map[string]Counts `json:"destinations,omitempty"`
+	PagesInFlight int               `json:"pagesInFlight"`
+	Throttled     string            `json:"throttled,omitempty"` // last throttling answer from the source, or an open destination circuit
+	LastError     string            `json:"lastError,omitempty"`
+	// Warnings are what the run found doubtful but went on with (a short
+	// read under short_read: warn).
+	Warnings       []string  `json:"warnings,omitempty"`
+	StartedAt      time.Time `json:"startedAt"`
+	LastProgressAt time.Time `json:"lastProgressAt"`
+	Done           bool      `json:"done"`
 }
