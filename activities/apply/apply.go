@@ -23,6 +23,7 @@ import (
 	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/pages"
@@ -58,6 +59,8 @@ func Register(r worker.ActivityRegistry, a *Activities) {
 // an API is called first (idempotently) and records what its calls did in
 // it. A retry of a step that already committed writes nothing.
 func (a *Activities) ApplyBatch(ctx context.Context, in syncstep.ApplyInput) (syncstep.ApplyOutput, error) {
+	stop := heartbeat.Keep(ctx, fmt.Sprintf("applying batch %d", in.Seq))
+	defer stop()
 	c, err := a.Catalog.Get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.ApplyOutput{}, err

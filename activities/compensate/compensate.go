@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tetherflow/tether/activities/catalog"
+	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
@@ -69,6 +70,8 @@ func (a *Activities) BeginCompensation(ctx context.Context, in syncstep.BeginCom
 // CompensateBatch restores the images of one applied batch of an atomic
 // run in one destination (in.Step). It is idempotent.
 func (a *Activities) CompensateBatch(ctx context.Context, in syncstep.CompensateInput) (syncstep.CompensateOutput, error) {
+	stop := heartbeat.Keep(ctx, fmt.Sprintf("restoring batch %d", in.Seq))
+	defer stop()
 	c, err := a.Catalog.Get(in.Integration, in.Definition)
 	if err != nil {
 		return syncstep.CompensateOutput{}, err

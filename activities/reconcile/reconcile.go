@@ -36,6 +36,7 @@ import (
 	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/lib/cursor"
 	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/activities/pages"
@@ -226,6 +227,8 @@ ORDER BY ord LIMIT $3`, in.Reconcile, in.AfterOrd, in.Limit)
 // reconciliation found extra, in one transaction; a retry does nothing
 // more.
 func (a *Activities) ReconcileExtras(ctx context.Context, in syncstep.ReconcileExtrasInput) (int, error) {
+	stop := heartbeat.Keep(ctx, "handling the extra rows: "+in.Policy)
+	defer stop()
 	_, st, err := a.reconcileTarget(in.Integration, in.Definition)
 	if err != nil {
 		return 0, err

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/datasync"
@@ -42,6 +43,9 @@ func NewWorker(p WorkerParams) worker.Worker {
 		MaxConcurrentLocalActivityExecutionSize: cfg.Worker.MaxConcurrentLocalActivities,
 		MaxConcurrentWorkflowTaskExecutionSize:  cfg.Worker.MaxConcurrentWorkflowTasks,
 		WorkerStopTimeout:                       cfg.Worker.GracefulStop,
+		// Heartbeats reach the server at least this often, well inside the
+		// steps' heartbeat timeout (steps.HeartbeatTimeout).
+		MaxHeartbeatThrottleInterval: heartbeat.Every,
 	})
 	Register(w, p.Activities)
 	for _, r := range p.Extra {

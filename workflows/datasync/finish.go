@@ -19,7 +19,7 @@ import (
 // cancelled run waits for it to commit or roll back before compensating.
 var sweepStep = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Minute,
-	HeartbeatTimeout:    30 * time.Second,
+	HeartbeatTimeout:    steps.HeartbeatTimeout,
 	WaitForCancellation: true,
 	RetryPolicy: &temporal.RetryPolicy{
 		InitialInterval:    time.Second,

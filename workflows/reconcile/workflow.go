@@ -52,7 +52,8 @@ var (
 	// resumed there by a retry on another worker.
 	scanStep = workflow.ActivityOptions{
 		StartToCloseTimeout: 4 * time.Hour,
-		HeartbeatTimeout:    time.Minute,
+		// The scan heartbeats its position (every digest) every 10 s.
+		HeartbeatTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
 		},
@@ -60,7 +61,7 @@ var (
 	// sqlStep is one comparison or repair statement over the table.
 	sqlStep = workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    steps.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
 		},

@@ -36,6 +36,13 @@ type ActivityOptions struct {
 	Compensate workflow.ActivityOptions
 }
 
+// HeartbeatTimeout is how long the steps that heartbeat (fetch, apply,
+// compensate) may go without one: a step on a worker that died moves to a
+// live worker after about this long, instead of after its whole
+// start-to-close timeout. Workers heartbeat every few seconds
+// (heartbeat.Every; the worker's MaxHeartbeatThrottleInterval).
+const HeartbeatTimeout = 10 * time.Second
+
 // DefaultActivityOptions returns the steps' activity options, a fresh copy each
 // call.
 func DefaultActivityOptions() ActivityOptions {
@@ -46,7 +53,7 @@ func DefaultActivityOptions() ActivityOptions {
 		},
 		Fetch: workflow.ActivityOptions{
 			StartToCloseTimeout: 5 * time.Minute,
-			HeartbeatTimeout:    30 * time.Second,
+			HeartbeatTimeout:    HeartbeatTimeout,
 			RetryPolicy:         retry(time.Second, time.Minute, 8),
 		},
 		Local: workflow.LocalActivityOptions{
@@ -56,11 +63,13 @@ func DefaultActivityOptions() ActivityOptions {
 		},
 		Apply: workflow.ActivityOptions{
 			StartToCloseTimeout: 2 * time.Minute,
+			HeartbeatTimeout:    HeartbeatTimeout,
 			WaitForCancellation: true,
 			RetryPolicy:         retry(time.Second, time.Minute, 8, failure.TypeCircuitOpen),
 		},
 		Compensate: workflow.ActivityOptions{
 			StartToCloseTimeout: 2 * time.Minute,
+			HeartbeatTimeout:    HeartbeatTimeout,
 			RetryPolicy:         retry(time.Second, time.Minute, 20),
 		},
 	}

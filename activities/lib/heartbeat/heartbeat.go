@@ -12,7 +12,7 @@ import (
 )
 
 // Every is how often Keep records a heartbeat.
-const Every = 5 * time.Second
+const Every = 2 * time.Second
 
 // Keep records a heartbeat with detail now and every Every until stop is
 // called or ctx ends. Outside an activity (a test calling a step) it does
