@@ -75,6 +75,22 @@ func TestBadInput_TransientSourceErrorsAreRetried(t *testing.T) {
 	}
 }
 
+// TestBadInput_MalformedPagesAreAskedAgain: a page that comes back
+// truncated (or as an error page with status 200) now and then is asked
+// again a second later; the run completes, every row exact. (A page that
+// stays malformed fails the run: TestBadInput_SourceAnswersFailTheRunWithTheirCause.)
+func TestBadInput_MalformedPagesAreAskedAgain(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 24, Contacts: 5000, Faults: sandbox.Faults{MalformedRate: 0.3, NonJSONNext: 1}}})
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	if res.Counts.Inserted != 5000 {
+		t.Errorf("inserted %d, want 5000 (counts %+v)", res.Counts.Inserted, res.Counts)
+	}
+	if asked := s.sandbox.Stats().Total; asked <= res.Counts.Pages {
+		t.Errorf("the sandbox answered %d requests for %d pages: no malformed page was asked again", asked, res.Counts.Pages)
+	}
+	checkContacts(t, s)
+}
+
 func TestBadInput_RecordsWithoutKeyOrWithWrongTypesAreQuarantinedWithReasons(t *testing.T) {
 	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 23, Contacts: 4000, Faults: sandbox.Faults{InvalidRate: 0.04}}})
 	s.mustSync(datasync.Input{Integration: "crm-contacts"})

@@ -62,14 +62,16 @@ func sandboxDriver(style string) connectortest.SourceDriver {
 				},
 				Breaks: []connectortest.Break{
 					{
-						Name: "HTML error page with status 200",
-						Do:   func(*testing.T) { sb.SetFaults(sandbox.Faults{NonJSONNext: 1}) },
-						Type: failure.TypeSourceMalformed,
+						Name:      "HTML error page with status 200",
+						Do:        func(*testing.T) { sb.SetFaults(sandbox.Faults{NonJSONNext: 1}) },
+						Type:      failure.TypeSourceMalformed,
+						Transient: true,
 					},
 					{
-						Name: "truncated JSON",
-						Do:   func(*testing.T) { sb.SetFaults(sandbox.Faults{MalformedRate: 1}) },
-						Type: failure.TypeSourceMalformed,
+						Name:      "truncated JSON",
+						Do:        func(*testing.T) { sb.SetFaults(sandbox.Faults{MalformedRate: 1}) },
+						Type:      failure.TypeSourceMalformed,
+						Transient: true,
 					},
 					{
 						Name: "credentials refused",

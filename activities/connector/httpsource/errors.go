@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/httpclient"
@@ -63,11 +64,20 @@ func (s *Source) parseBody(resp *http.Response, u *url.URL, body []byte) (docume
 // malformed classifies an answer whose body cannot be read as a page.
 func (s *Source) malformed(resp *http.Response, u *url.URL, err error) error {
 	details := ErrorDetails{StatusCode: resp.StatusCode, URL: httpclient.RedactURL(u.String())}
-	// Flattened (%v): failure.Permanent would repeat a wrapped cause's text
-	// after the message, and these causes are descriptions, not sentinels.
-	return failure.Permanent(failure.TypeSourceMalformed,
-		fmt.Errorf("GET %s: status %d: %v", details.URL, resp.StatusCode, err), details)
+	// Flattened (%v): the failure would repeat a wrapped cause's text after
+	// the message, and these causes are descriptions, not sentinels.
+	//
+	// Retryable, a second later: a truncated page, or a proxy's error page
+	// sent with status 200, is usually right on the next try. The fetch
+	// step's retry policy bounds the attempts; a page that stays malformed
+	// fails the run with the last defect.
+	return failure.Throttled(failure.TypeSourceMalformed,
+		fmt.Errorf("GET %s: status %d: %v", details.URL, resp.StatusCode, err), MalformedRetryDelay, details)
 }
+
+// MalformedRetryDelay is how long a malformed page waits before it is
+// asked again.
+const MalformedRetryDelay = time.Second
 
 func isJSONMediaType(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)

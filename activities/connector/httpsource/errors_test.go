@@ -163,8 +163,14 @@ func TestSource_FetchMalformed(t *testing.T) {
 			s, _ := newTestSource(t, h, tt.cfg, nil)
 			_, err := s.Fetch(context.Background(), connector.Request{Limit: 5, Position: cursor.Position{Token: "same"}})
 			ae := httpclienttest.AppError(t, err)
-			if ae.Type() != tt.wantType || !ae.NonRetryable() {
-				t.Errorf("type %s permanent %v, want permanent %s: %v", ae.Type(), ae.NonRetryable(), tt.wantType, err)
+			// A malformed page is asked again (a truncated body usually
+			// comes whole next time); a page over the limit never fits.
+			wantPermanent := tt.wantType != failure.TypeSourceMalformed
+			if ae.Type() != tt.wantType || ae.NonRetryable() != wantPermanent {
+				t.Errorf("type %s permanent %v, want %s permanent %v: %v", ae.Type(), ae.NonRetryable(), tt.wantType, wantPermanent, err)
+			}
+			if !wantPermanent && ae.NextRetryDelay() != MalformedRetryDelay {
+				t.Errorf("next retry in %s, want %s", ae.NextRetryDelay(), MalformedRetryDelay)
 			}
 			for _, want := range tt.wantIn {
 				if !strings.Contains(err.Error(), want) {
