@@ -273,6 +273,16 @@ ALTER TABLE tether_runs ADD CONSTRAINT tether_runs_kind_check
 -- transaction): what an execution reset in the Web UI goes on from. counts
 -- is what the run did, written by FinishRun too.
 ALTER TABLE tether_runs ADD COLUMN committed jsonb NOT NULL DEFAULT '{}';`},
+		{15, "deployment", `
+-- The deployment's identity: one random id per database (and schema), which
+-- its workers show Temporal, so that workers of another database refuse to
+-- share their task queue.
+CREATE TABLE tether_deployment (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    id         text NOT NULL DEFAULT gen_random_uuid()::text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO tether_deployment DEFAULT VALUES;`},
 	}
 }
 

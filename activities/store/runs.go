@@ -312,3 +312,11 @@ func (s *Store) RollBack(ctx context.Context, integration, kind string, run Run)
 	}
 	return s.ForgetMemos(ctx, integration)
 }
+
+// DeploymentID returns the id of the deployment the database holds: made
+// once, when the state tables were created (migration 15).
+func (s *Store) DeploymentID(ctx context.Context) (string, error) {
+	var id string
+	err := s.DB.QueryRowContext(ctx, `SELECT id FROM tether_deployment`).Scan(&id)
+	return id, postgres.Classify(err, "read the deployment id")
+}

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
@@ -67,7 +66,7 @@ var Module = fx.Module("worker",
 	fx.Invoke(func(client.Client) {}),
 	fx.Invoke(func(*MetricsServer) {}),
 	scheduleModule,
-	fx.Invoke(func(worker.Worker) {}),
+	fx.Invoke(func(*Worker) {}),
 	fx.Invoke(func(*WebhookServer) {}),
 )
 
