@@ -38,7 +38,9 @@ func TestSyncWorkflow_ShortRead(t *testing.T) {
 				require.Error(t, err)
 				require.Equal(t, failure.TypeSourceShortRead, appErrorType(err))
 				require.Contains(t, err.Error(), "FetchPage failed on page 3 (source page 3): "+tt.wantErr)
-				require.Equal(t, []int{1, 2}, f.applied, "the pages before the short one are applied")
+				// Pages before the short one may be applied (page 2 may be in
+				// flight when page 3 ends short); the short page never is.
+				require.Subset(t, []int{1, 2}, f.applied, "only pages before the short one are applied")
 				return
 			}
 			require.NoError(t, err)
