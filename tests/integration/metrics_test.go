@@ -3,11 +3,13 @@ package integration
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,10 +115,52 @@ func TestWorkerProcess_ServesMetricsAndStopsOnAnAddressInUse(t *testing.T) {
 		if _, ok := metricValue(body, `tether_destination_circuit_state{destination="notify/reversal",integration="customer-onboarding"}`); !ok {
 			t.Errorf("no circuit state for customer-onboarding's notify reversals")
 		}
+		checkSyncMetrics(t, body, "crm-billing-customers", res)
 		for _, want := range []string{"go_goroutines ", "process_resident_memory_bytes "} {
 			if !strings.Contains(body, want) {
 				t.Errorf("/metrics lacks %q", want)
 			}
 		}
 	})
+}
+
+// checkSyncMetrics: the worker's /metrics after one completed run of an
+// integration: its records by outcome equal the run's counts, one
+// completed run, step latencies, its last success from the database, and
+// the Temporal SDK's own metrics.
+func checkSyncMetrics(t *testing.T, body, integration string, res datasync.Result) {
+	t.Helper()
+	in := `integration="` + integration + `"`
+	for series, want := range map[string]float64{
+		`tether_records_total{` + in + `,outcome="fetched"}`: float64(res.Counts.Fetched),
+		`tether_records_total{` + in + `,outcome="valid"}`:   float64(res.Counts.Valid),
+		`tether_records_total{` + in + `,outcome="applied"}`: float64(res.Counts.Applied()),
+		`tether_runs_total{` + in + `,outcome="completed"}`:  1,
+		`tether_state_read_ok`:                               1,
+	} {
+		if v, ok := metricValue(body, series); !ok || v != want {
+			t.Errorf("%s = %v (found %v), want %v", series, v, ok, want)
+		}
+	}
+	for _, step := range []string{"StartRun", "FetchPage", "ValidateBatch", "ApplyBatch", "FinishRun"} {
+		series := `tether_step_duration_seconds_count{` + in + `,outcome="ok",step="` + step + `"}`
+		if v, ok := metricValue(body, series); !ok || v < 1 {
+			t.Errorf("%s = %v (found %v), want at least 1", series, v, ok)
+		}
+	}
+	if v, ok := metricValue(body, `tether_last_success_timestamp_seconds{`+in+`}`); !ok || time.Since(time.Unix(int64(v), 0)) > 5*time.Minute {
+		t.Errorf("last success %v (found %v), want the run's end", v, ok)
+	}
+	names := map[string]bool{}
+	for line := range strings.Lines(body) {
+		if name, _, ok := strings.Cut(line, "{"); ok && strings.HasPrefix(name, "temporal_") {
+			names[name] = true
+		}
+	}
+	t.Logf("Temporal SDK series: %v", slices.Sorted(maps.Keys(names)))
+	for _, want := range []string{"temporal_request_total{", "temporal_activity_execution_latency_seconds_bucket{", "temporal_workflow_completed_total{"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks the Temporal SDK's %q", want)
+		}
+	}
 }

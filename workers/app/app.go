@@ -29,6 +29,7 @@ import (
 	"go.uber.org/fx/fxevent"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/observe"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 )
@@ -45,6 +46,9 @@ var Module = fx.Module("worker",
 		NewIntegrations,
 		NewSchemas,
 		NewMetricsRegistry,
+		NewTracing,
+		NewSyncMetrics,
+		NewSDKMetrics,
 		NewSinkMetrics,
 		NewEventMetrics,
 		NewConnectors,
@@ -64,6 +68,7 @@ var Module = fx.Module("worker",
 	// in Temporal while no worker runs).
 	fx.Invoke(func(*sql.DB) {}),
 	fx.Invoke(func(client.Client) {}),
+	fx.Invoke(RegisterStateMetrics),
 	fx.Invoke(func(*MetricsServer) {}),
 	scheduleModule,
 	fx.Invoke(func(*Worker) {}),
@@ -126,7 +131,9 @@ func NewLogger(cfg config.Config) *slog.Logger {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(h)
+	// Lines logged with a step's context carry its integration, step,
+	// WorkflowID, RunID and page (package observe).
+	return slog.New(observe.NewHandler(h))
 }
 
 // StartError makes fx's start-up error readable: the error a constructor

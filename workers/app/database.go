@@ -19,7 +19,7 @@ import (
 // (bounded by temporal.connect_timeout). Many workers may start at once:
 // migrations take an advisory lock.
 func NewDB(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (*sql.DB, error) {
-	db, err := sql.Open("postgres", cfg.Database.URL)
+	db, err := postgres.Pool(cfg.Database.URL)
 	if err != nil {
 		return nil, fmt.Errorf("database (database.url / DATABASE_URL) %s: %w", cfg.Database.Redacted(), err)
 	}

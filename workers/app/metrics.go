@@ -12,11 +12,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
 	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/events"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/telemetry"
 )
 
 // NewMetricsRegistry is the worker's Prometheus registry, with the Go
@@ -46,6 +48,45 @@ func NewSinkMetrics(reg *prometheus.Registry) (*httpsink.Metrics, error) {
 // capture.
 func NewEventMetrics(reg *prometheus.Registry) (*events.Metrics, error) {
 	return events.NewMetrics(reg)
+}
+
+// NewSyncMetrics registers the per-integration sync metrics (records by
+// outcome, runs by outcome, step latency, retries, throttling waits) the
+// worker's interceptor records; nil (nothing recorded) when the metrics
+// endpoint is off.
+func NewSyncMetrics(cfg config.Config, reg *prometheus.Registry) (*telemetry.Metrics, error) {
+	if cfg.Metrics.Listen == "" {
+		return nil, nil
+	}
+	return telemetry.NewMetrics(reg)
+}
+
+// NewSDKMetrics puts the Temporal SDK's own metrics (temporal_*) on reg;
+// the SDK records none when the metrics endpoint is off.
+func NewSDKMetrics(cfg config.Config, reg *prometheus.Registry) (client.MetricsHandler, error) {
+	if cfg.Metrics.Listen == "" {
+		return client.MetricsNopHandler, nil
+	}
+	return telemetry.NewSDKMetrics(reg)
+}
+
+// Tracing is the process's OpenTelemetry tracing, on when the OTEL_*
+// environment asks for it; made before the Temporal client, which takes
+// its interceptor.
+type Tracing struct{ On bool }
+
+// NewTracing starts tracing when the environment asks for it and flushes
+// it at the app's stop.
+func NewTracing(lc fx.Lifecycle, log *slog.Logger) (*Tracing, error) {
+	on, stop, err := telemetry.StartTracing(context.Background(), "tether-worker")
+	if err != nil {
+		return nil, err
+	}
+	if on {
+		log.Info("tracing on: spans exported as the OTEL_* environment says")
+	}
+	lc.Append(fx.Hook{OnStop: stop})
+	return &Tracing{On: on}, nil
 }
 
 // MetricsServer serves a registry's metrics at /metrics over HTTP.

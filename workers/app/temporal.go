@@ -14,6 +14,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/telemetry"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -22,8 +23,10 @@ import (
 // server answers and the namespace exists, and creates the search
 // attributes the workflows use if they are missing (bounded by
 // temporal.connect_timeout).
-func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (client.Client, error) {
-	c, err := client.NewLazyClient(clientOptions(cfg.Temporal, log))
+func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger, sdkMetrics client.MetricsHandler, _ *Tracing) (client.Client, error) {
+	opts := clientOptions(cfg.Temporal, log)
+	opts.MetricsHandler = sdkMetrics
+	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal client (temporal.address / TEMPORAL_ADDRESS %s): %w", cfg.Temporal.Address, err)
 	}
@@ -47,8 +50,11 @@ func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger) (cl
 	return c, nil
 }
 
+// clientOptions are the options of every Temporal client: with the
+// tracing interceptor when tracing is on (telemetry.StartTracing).
 func clientOptions(t config.Temporal, log *slog.Logger) client.Options {
-	return client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: tlog.NewStructuredLogger(log)}
+	return client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: tlog.NewStructuredLogger(log),
+		Interceptors: telemetry.ClientInterceptors()}
 }
 
 // Dial connects to Temporal and checks it answers within ctx.

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
@@ -35,6 +38,7 @@ type WebhookParams struct {
 	Schemas      *schema.Registry
 	Store        *store.Store
 	Client       client.Client
+	Registry     *prometheus.Registry
 	Logger       *slog.Logger
 }
 
@@ -60,7 +64,11 @@ func NewWebhookServer(p WebhookParams) (*WebhookServer, error) {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	w.Receiver = rcv
-	w.srv = &http.Server{Handler: rcv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	handler, err := instrumentWebhooks(p.Registry, rcv)
+	if err != nil {
+		return nil, err
+	}
+	w.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	return w, nil
 }
 
@@ -87,4 +95,22 @@ func WebhookRoutes(sources []config.WebhookSource, reg *integration.Registry) (m
 		return nil, nil, fmt.Errorf("webhooks: %w", errors.Join(problems...))
 	}
 	return routes, out, nil
+}
+
+// MetricWebhookRequests counts the webhook receiver's answers.
+const MetricWebhookRequests = "tether_webhook_requests_total"
+
+// instrumentWebhooks counts the receiver's answers by status code and
+// method on reg, and traces each request (a webhook's trace goes on into
+// the workflow it signals when tracing is on).
+func instrumentWebhooks(reg prometheus.Registerer, h http.Handler) (http.Handler, error) {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricWebhookRequests,
+		Help: "Requests the webhook receiver answered, by status code and method (202 accepted, 4xx refused with a reason, 5xx: events not recorded, the sender retries).",
+	}, []string{"code", "method"})
+	if err := reg.Register(requests); err != nil {
+		return nil, fmt.Errorf("webhook metrics: %w", err)
+	}
+	return otelhttp.NewHandler(promhttp.InstrumentHandlerCounter(requests, h), "webhook",
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + webhook.PathPrefix + "{source}" })), nil
 }

@@ -10,12 +10,14 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/fx"
 
 	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/telemetry"
 	"github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/datasync"
 	"github.com/tetherflow/tether/workflows/events"
@@ -30,6 +32,7 @@ type WorkerParams struct {
 	Client     client.Client
 	Store      *store.Store
 	Activities *Activities
+	Metrics    *telemetry.Metrics
 	Logger     *slog.Logger
 	// Extra registers more workflows and activities on the worker
 	// (WithWorkflows): your own integrations as workflow code.
@@ -73,6 +76,9 @@ func NewWorker(p WorkerParams) *Worker {
 				// Heartbeats reach the server at least this often, well inside
 				// the steps' heartbeat timeout (steps.HeartbeatTimeout).
 				MaxHeartbeatThrottleInterval: heartbeat.Every,
+				// Every step and workflow: its integration, run and page in
+				// its logs, spans and metrics.
+				Interceptors: []interceptor.WorkerInterceptor{telemetry.NewInterceptor(p.Metrics)},
 			})
 			Register(out.w, p.Activities)
 			for _, r := range p.Extra {

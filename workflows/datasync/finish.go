@@ -79,7 +79,7 @@ func (r *run) finish(ctx workflow.Context, errMsg string) error {
 	if errMsg == "" && len(r.st.Warnings) > 0 {
 		// tether runs shows a completed run's warnings where a failed
 		// run's error is.
-		errMsg, errType = "warning: "+strings.Join(r.st.Warnings, "; "), "Warning"
+		errMsg, errType = "warning: "+strings.Join(r.st.Warnings, "; "), syncstep.ErrorTypeWarning
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(r.status))
 	details := r.details()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	cleanhttp "github.com/hashicorp/go-cleanhttp"
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
 
@@ -114,6 +116,8 @@ func New(o Options) *Client {
 	if transport == nil {
 		transport = cleanhttp.DefaultPooledTransport()
 	}
+	// Each attempt is a span under the step's when tracing is on.
+	transport = otelhttp.NewTransport(transport)
 	c.pacer = newPacer(o.RateLimit, c.retry.WaitMax, c.now, o.Sleep)
 	redirects := sameHostRedirects
 	if c.noRedir {

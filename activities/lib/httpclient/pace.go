@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherflow/tether/activities/lib/observe"
 	"golang.org/x/time/rate"
 )
 
@@ -70,6 +71,7 @@ func (p *Pacer) Wait(ctx context.Context) error {
 		if err := p.sleep(ctx, d); err != nil {
 			return err
 		}
+		observe.ThrottleWait(ctx, d)
 	}
 	if p.limiter == nil {
 		return nil
@@ -86,6 +88,7 @@ func (p *Pacer) Wait(ctx context.Context) error {
 			r.CancelAt(p.now())
 			return fmt.Errorf("rate limit: %w", err)
 		}
+		observe.ThrottleWait(ctx, d)
 	}
 	return nil
 }

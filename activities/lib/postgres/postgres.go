@@ -15,6 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/XSAM/otelsql"
+	"go.opentelemetry.io/otel/attribute"
+
 	_ "github.com/lib/pq" // PostgreSQL driver
 	"go.temporal.io/sdk/temporal"
 
@@ -35,10 +38,23 @@ const openTimeout = 10 * time.Second
 // redactedPassword replaces passwords in DSNs shown to people.
 const redactedPassword = "xxxxx"
 
-// Open opens a pool on dsn and checks that PostgreSQL answers (Ping).
+// Pool returns a pool on dsn without connecting. Its queries and
+// transactions are traced (otelsql) under the caller's span when tracing
+// is on; parameters are never recorded.
+func Pool(dsn string) (*sql.DB, error) {
+	return otelsql.Open("postgres", dsn,
+		otelsql.WithAttributes(attribute.String("db.system.name", "postgresql")),
+		otelsql.WithSpanOptions(otelsql.SpanOptions{
+			OmitConnResetSession: true, OmitConnPrepare: true, OmitRows: true, OmitConnectorConnect: true,
+			DisableErrSkip: true,
+		}))
+}
+
+// Open opens a pool on dsn (Pool) and checks that PostgreSQL answers
+// (Ping).
 func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 	shown, secret := redactDSN(dsn)
-	db, err := sql.Open("postgres", dsn)
+	db, err := Pool(dsn)
 	if err != nil {
 		return nil, scrub(fmt.Errorf("open PostgreSQL at %s: %w", shown, err), secret)
 	}
