@@ -7,7 +7,7 @@ TEMPORAL_CLI_MODULE := github.com/temporalio/cli/cmd/temporal@v1.5.1
 GOBIN_DIR := $(shell go env GOPATH)/bin
 GO_TEST_TIMEOUT ?= 20m
 
-.PHONY: demo test unit bench chaos temporal-cli vet fmt
+.PHONY: demo test unit bench chaos temporal-cli promtool vet fmt
 
 demo: temporal-cli
 	go run ./starters/cmd/tether up $(ARGS)
@@ -20,10 +20,22 @@ temporal-cli:
 	echo "installing $(TEMPORAL_CLI_MODULE) (a few minutes the first time)"; \
 	go install $(TEMPORAL_CLI_MODULE)
 
+# Installs promtool (Debian's prometheus package), which the alert rules'
+# tests run (workers/prometheus), when it is missing: as root with apt-get;
+# otherwise says what to install (the tests then skip, or fail in CI).
+promtool:
+	@if command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus package for promtool"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	else \
+		echo "promtool missing: install Debian's prometheus package (apt-get install prometheus) to run the alert rules' tests"; \
+	fi
+
 vet:
 	go vet ./...
 
-test: temporal-cli vet
+test: temporal-cli promtool vet
 	go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 # Unit tests only (no dev server, still the real PostgreSQL for SQL tests).
