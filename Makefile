@@ -6,11 +6,15 @@ export GOFLAGS ?= -mod=mod
 TEMPORAL_CLI_MODULE := github.com/temporalio/cli/cmd/temporal@v1.5.1
 GOBIN_DIR := $(shell go env GOPATH)/bin
 GO_TEST_TIMEOUT ?= 20m
+# Runs the rest of the line with a PostgreSQL: DATABASE_URL's, the server on
+# 127.0.0.1:5432, or else a private cluster under .tether/postgres that
+# stops when the command ends (starters/cmd/withpg, docs/testing.md).
+WITHPG = go build -o .tether/bin/withpg ./starters/cmd/withpg && .tether/bin/withpg --
 
 .PHONY: demo test unit bench chaos temporal-cli promtool vet fmt
 
 demo: temporal-cli
-	go run ./starters/cmd/tether up $(ARGS)
+	$(WITHPG) go run ./starters/cmd/tether up $(ARGS)
 
 # Installs the pinned Temporal CLI through the Go module proxy when no
 # temporal binary is on PATH or in $(go env GOPATH)/bin (~5 min the first time).
@@ -36,19 +40,19 @@ vet:
 	go vet ./...
 
 test: temporal-cli promtool vet
-	go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
+	$(WITHPG) go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 # Unit tests only (no dev server, still the real PostgreSQL for SQL tests).
 unit:
-	go test -count=1 -short ./...
+	$(WITHPG) go test -count=1 -short ./...
 
 bench: temporal-cli
-	go run ./tests/bench/cmd/bench $(ARGS)
+	$(WITHPG) go run ./tests/bench/cmd/bench $(ARGS)
 
 # Recovery under worker crashes: a fault-free sync and one with SIGKILLs,
 # checked row by row (100,000 records, two workers, 10 kills by default).
 chaos: temporal-cli
-	go run ./tests/bench/cmd/chaosbench $(ARGS)
+	$(WITHPG) go run ./tests/bench/cmd/chaosbench $(ARGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
