@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -58,6 +59,7 @@ type options struct {
 	records, page, inFlight int
 	dsn                     string
 	keep                    bool
+	telemetry               bool
 }
 
 func parseFlags() options {
@@ -67,6 +69,7 @@ func parseFlags() options {
 	flag.IntVar(&o.inFlight, "in-flight", 4, "pages between fetch and apply")
 	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schema and logs")
+	flag.BoolVar(&o.telemetry, "telemetry", true, "also run the durable pipeline with telemetry off, and with metrics and tracing on (OTLP to a loopback receiver), to measure their cost")
 	flag.Parse()
 	return o
 }
@@ -74,10 +77,12 @@ func parseFlags() options {
 // bench is what one run sets up, and how to undo it.
 type bench struct {
 	o          options
-	work       string // logs and the worker binary
-	suffix     string // names the run's schemas and task queue
-	durDSN     string // the durable pipeline's schema
-	loopDSN    string // the plain loop's schema
+	work       string            // logs and the worker binary
+	suffix     string            // names the run's schemas and task queue
+	durDSN     map[string]string // each durable variant's schema
+	loopDSN    string            // the plain loop's schema
+	server     string            // the dev server's address
+	workerBin  string
 	sandboxURL string // the sandbox CRM API
 
 	closers []func()
@@ -123,24 +128,46 @@ func run() error {
 		return fmt.Errorf("plain loop: %w", err)
 	}
 
-	// The durable pipeline: dev server + worker process.
-	c, w, tq, err := b.startDurable(ctx)
+	// The durable pipeline: dev server + worker process as deployed
+	// (metrics on, tracing off); then, each on a fresh schema and task
+	// queue, with telemetry off and with metrics and tracing on.
+	c, err := b.startServer(ctx)
 	if err != nil {
 		return err
 	}
-	d, err := b.runDurable(ctx, c, w, tq)
-	if err != nil {
-		return err
+	var runs []durableRun
+	for _, v := range variants {
+		if v.key != "default" && !o.telemetry {
+			continue
+		}
+		env := append([]string{"DATABASE_URL=" + b.durDSN[v.key]}, v.env...)
+		var otlp *otlpDiscard
+		if v.traced {
+			otlp = serveOTLPDiscard(b)
+			env = append(env, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+				"OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.url, "OTEL_SERVICE_NAME=tether-bench-worker")
+		}
+		d, err := b.durable(ctx, c, v.key, env)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+		if otlp != nil {
+			d.spans = otlp.spans.Load()
+		}
+		d.name = v.name
+		runs = append(runs, d)
 	}
 
-	printResults(loopDur, loopRows, d)
-	if d.res.Counts.Inserted != loopRows {
-		return fmt.Errorf("the contenders disagree: durable inserted %d rows, loop %d", d.res.Counts.Inserted, loopRows)
+	printResults(loopDur, loopRows, runs)
+	for _, r := range runs {
+		if r.res.Counts.Inserted != loopRows {
+			return fmt.Errorf("the contenders disagree: %s inserted %d rows, loop %d", r.name, r.res.Counts.Inserted, loopRows)
+		}
 	}
 	return nil
 }
 
-// createSchemas creates two fresh schemas, one per contender.
+// createSchemas creates a fresh schema per contender.
 func (b *bench) createSchemas(ctx context.Context) error {
 	admin, err := postgres.Open(ctx, b.o.dsn)
 	if err != nil {
@@ -148,8 +175,12 @@ func (b *bench) createSchemas(ctx context.Context) error {
 	}
 	b.onClose(func() { admin.Close() })
 	b.suffix = fmt.Sprint(time.Now().UnixNano())
-	durSchema, loopSchema := "bench_durable_"+b.suffix, "bench_loop_"+b.suffix
-	for _, s := range []string{durSchema, loopSchema} {
+	loopSchema := "bench_loop_" + b.suffix
+	b.durDSN = map[string]string{}
+	for _, v := range variants {
+		b.durDSN[v.key], _ = postgres.WithSearchPath(b.o.dsn, "bench_"+v.key+"_"+b.suffix)
+	}
+	for _, s := range []string{"bench_default_" + b.suffix, "bench_off_" + b.suffix, "bench_traced_" + b.suffix, loopSchema} {
 		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+s); err != nil {
 			return err
 		}
@@ -157,7 +188,6 @@ func (b *bench) createSchemas(ctx context.Context) error {
 			b.onClose(func() { admin.Exec("DROP SCHEMA " + s + " CASCADE") }) //nolint:errcheck
 		}
 	}
-	b.durDSN, _ = postgres.WithSearchPath(b.o.dsn, durSchema)
 	b.loopDSN, _ = postgres.WithSearchPath(b.o.dsn, loopSchema)
 	return nil
 }
@@ -181,46 +211,91 @@ func (b *bench) serveSandbox() error {
 
 // startDurable starts the dev server and a worker process polling the
 // task queue tq, and returns a client once the worker polls.
-func (b *bench) startDurable(ctx context.Context) (c client.Client, w *devstack.Process, tq string, err error) {
+func (b *bench) startServer(ctx context.Context) (client.Client, error) {
 	cliPath, err := devstack.EnsureTemporalCLI(ctx, os.Stderr)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
 	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(b.work, "temporal.log")})
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
 	b.onClose(func() { srv.Stop(10 * time.Second) }) //nolint:errcheck
+	b.server = srv.Address
 	moduleDir, err := os.Getwd()
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
-	bin, err := devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", b.work)
+	if b.workerBin, err = devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", b.work); err != nil {
+		return nil, err
+	}
+	c, err := app.Dial(ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
-	tq = "bench-" + b.suffix
-	w, err = devstack.StartProcess("worker", filepath.Join(b.work, "worker.log"), []string{
-		"TEMPORAL_ADDRESS=" + srv.Address,
-		"DATABASE_URL=" + b.durDSN,
+	b.onClose(c.Close)
+	return c, nil
+}
+
+// durable starts a worker process with env on a task queue of its own
+// (variant names it), runs the sync on it, measures it and stops it.
+func (b *bench) durable(ctx context.Context, c client.Client, variant string, env []string) (durableRun, error) {
+	tq := "bench-" + variant + "-" + b.suffix
+	log := filepath.Join(b.work, "worker-"+variant+".log")
+	w, err := devstack.StartProcess("worker", log, append([]string{
+		"TEMPORAL_ADDRESS=" + b.server,
 		"TETHER_TEMPORAL_TASK_QUEUE=" + tq,
 		"TETHER_CONNECTIONS_CRM_BASE_URL=" + b.sandboxURL,
 		"TETHER_WORKER_INTEGRATIONS=crm-contacts",
 		"TETHER_LOG_LEVEL=warn",
-	}, bin)
+	}, env...), b.workerBin)
 	if err != nil {
-		return nil, nil, "", err
+		return durableRun{}, err
 	}
-	b.onClose(func() { w.Stop(10 * time.Second) }) //nolint:errcheck
-	c, err = app.Dial(ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	b.onClose(c.Close)
+	defer w.Stop(10 * time.Second) //nolint:errcheck
 	if err := waitPoller(ctx, c, tq, w); err != nil {
-		return nil, nil, "", err
+		return durableRun{}, err
 	}
-	return c, w, tq, nil
+	return b.runDurable(ctx, c, w, tq, log)
+}
+
+// otlpDiscard is an OTLP/HTTP receiver on loopback that counts the spans'
+// exports and drops them: the cost of tracing without a collector's.
+type otlpDiscard struct {
+	url   string
+	spans atomic.Int64 // export requests received
+}
+
+func serveOTLPDiscard(b *bench) *otlpDiscard {
+	d := &otlpDiscard{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		d.spans.Add(1)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	})}
+	go hs.Serve(ln) //nolint:errcheck
+	b.onClose(func() { hs.Close() })
+	d.url = "http://" + ln.Addr().String()
+	return d
+}
+
+// variant is one way to run the durable pipeline's worker.
+type variant struct {
+	key, name string
+	env       []string
+	traced    bool // export spans over OTLP to a loopback receiver
+}
+
+// variants are the durable pipeline's: as deployed first (its figure is
+// the one compared), then telemetry off and everything on.
+var variants = []variant{
+	{key: "default", name: "durable pipeline (metrics on)", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}},
+	{key: "off", name: "durable, telemetry off", env: []string{"TETHER_METRICS_LISTEN="}},
+	{key: "traced", name: "durable, metrics + tracing on", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}, traced: true},
 }
 
 // durableRun is what the durable pipeline's run did and cost.
@@ -229,10 +304,12 @@ type durableRun struct {
 	dur                time.Duration
 	rss                string // the worker's peak RSS
 	events, executions int
+	spans              int64  // OTLP export requests (traced variant)
+	name               string // the variant's
 }
 
 // runDurable syncs crm-contacts on the worker w polling tq, and measures it.
-func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Process, tq string) (durableRun, error) {
+func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Process, tq, log string) (durableRun, error) {
 	var d durableRun
 	t0 := time.Now()
 	runHandle, err := cli.StartSync(ctx, c, tq, datasync.Input{Integration: "crm-contacts", Trigger: "bench"})
@@ -240,7 +317,7 @@ func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Pro
 		return d, err
 	}
 	if err := c.GetWorkflow(ctx, runHandle.GetID(), "").Get(ctx, &d.res); err != nil {
-		return d, fmt.Errorf("durable run: %w (worker log %s)", err, filepath.Join(b.work, "worker.log"))
+		return d, fmt.Errorf("durable run: %w (worker log %s)", err, log)
 	}
 	d.dur = time.Since(t0)
 	d.rss = peakRSS(w.Pid())
@@ -251,17 +328,26 @@ func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Pro
 	return d, nil
 }
 
-// printResults prints both contenders' figures and the durable run's cost.
-func printResults(loopDur time.Duration, loopRows int, d durableRun) {
+// printResults prints the contenders' figures and the durable runs' cost.
+func printResults(loopDur time.Duration, loopRows int, runs []durableRun) {
 	loopRate := float64(loopRows) / loopDur.Seconds()
-	durRate := float64(d.res.Counts.Inserted) / d.dur.Seconds()
-	fmt.Printf("\n%-34s %10s %12s\n", "", "time", "records/s")
-	fmt.Printf("%-34s %10s %12.0f   (%d rows)\n", "plain Go loop (baseline)", loopDur.Round(time.Millisecond), loopRate, loopRows)
-	fmt.Printf("%-34s %10s %12.0f   (%d rows)\n", "durable pipeline (Temporal)", d.dur.Round(time.Millisecond), durRate, d.res.Counts.Inserted)
-	fmt.Printf("\nratio durable/plain:             %.2f\n", durRate/loopRate)
+	rate := func(d durableRun) float64 { return float64(d.res.Counts.Inserted) / d.dur.Seconds() }
+	fmt.Printf("\n%-40s %10s %12s %12s\n", "", "time", "records/s", "peak RSS")
+	fmt.Printf("%-40s %10s %12.0f %12s   (%d rows)\n", "plain Go loop (baseline)", loopDur.Round(time.Millisecond), loopRate, "", loopRows)
+	for _, d := range runs {
+		extra := ""
+		if d.spans > 0 {
+			extra = fmt.Sprintf(", %d OTLP exports", d.spans)
+		}
+		fmt.Printf("%-40s %10s %12.0f %12s   (%d rows%s)\n", d.name, d.dur.Round(time.Millisecond), rate(d), d.rss, d.res.Counts.Inserted, extra)
+	}
+	d := runs[0]
+	fmt.Printf("\nratio durable/plain:             %.2f\n", rate(d)/loopRate)
+	if len(runs) == 3 {
+		fmt.Printf("records/s vs telemetry off:      metrics %.2f, metrics + tracing %.2f\n", rate(runs[0])/rate(runs[1]), rate(runs[2])/rate(runs[1]))
+	}
 	fmt.Printf("history events:                  %d in %d execution(s) (%.0f per execution, %d pages)\n",
 		d.events, d.executions, float64(d.events)/float64(max(1, d.executions)), d.res.Counts.Pages)
-	fmt.Printf("worker peak RSS:                 %s\n", d.rss)
 }
 
 // plainLoop does the pipeline's work without Temporal or staging: fetch a
