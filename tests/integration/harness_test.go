@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -44,6 +45,7 @@ import (
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
+	"github.com/tetherflow/tether/workers/telemetry"
 	"github.com/tetherflow/tether/workflows/datasync"
 	"github.com/tetherflow/tether/workflows/onboarding"
 )
@@ -217,7 +219,10 @@ func (s *stack) startWorker() {
 	if err != nil {
 		s.t.Fatalf("activities: %v", err)
 	}
-	w := worker.New(s.client, s.taskQueue, worker.Options{})
+	// As the worker binary: the interceptor that scopes logs, records
+	// metrics (none here) and tells runs of their retried steps.
+	w := worker.New(s.client, s.taskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{
+		telemetry.NewInterceptor(nil, &telemetry.RetryNotice{Client: s.client, WorkflowTypes: []string{datasync.WorkflowType}})}})
 	app.Register(w, acts)
 	onboarding.Register(w)
 	if err := w.Start(); err != nil {

@@ -78,7 +78,8 @@ func NewWorker(p WorkerParams) *Worker {
 				MaxHeartbeatThrottleInterval: heartbeat.Every,
 				// Every step and workflow: its integration, run and page in
 				// its logs, spans and metrics.
-				Interceptors: []interceptor.WorkerInterceptor{telemetry.NewInterceptor(p.Metrics)},
+				Interceptors: []interceptor.WorkerInterceptor{telemetry.NewInterceptor(p.Metrics,
+					&telemetry.RetryNotice{Client: p.Client, WorkflowTypes: []string{datasync.WorkflowType}})},
 			})
 			Register(out.w, p.Activities)
 			for _, r := range p.Extra {

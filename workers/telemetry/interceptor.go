@@ -40,20 +40,22 @@ const (
 
 // NewInterceptor returns the worker interceptor: every activity and local
 // activity runs with its Scope in its context, logs (activity.GetLogger)
-// with its integration and step, sets them on its span, and records its
-// attempt in m (nil: no metrics); every workflow logs
+// with its integration and step, sets them on its span, records its
+// attempt in m (nil: no metrics) and, for the workflow types notice names
+// (nil: none), tells its run when it is retried; every workflow logs
 // (workflow.GetLogger) with its integration and type as step.
-func NewInterceptor(m *Metrics) interceptor.WorkerInterceptor {
-	return &workerInterceptor{m: m}
+func NewInterceptor(m *Metrics, notice *RetryNotice) interceptor.WorkerInterceptor {
+	return &workerInterceptor{m: m, notice: notice}
 }
 
 type workerInterceptor struct {
 	interceptor.WorkerInterceptorBase
-	m *Metrics
+	m      *Metrics
+	notice *RetryNotice
 }
 
 func (w *workerInterceptor) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
-	a := &activityInbound{m: w.m}
+	a := &activityInbound{m: w.m, notice: w.notice}
 	a.Next = next
 	return a
 }
@@ -67,8 +69,9 @@ func (w *workerInterceptor) InterceptWorkflow(ctx workflow.Context, next interce
 // activityInbound is made for one execution of one activity.
 type activityInbound struct {
 	interceptor.ActivityInboundInterceptorBase
-	m     *Metrics
-	scope observe.Scope
+	m      *Metrics
+	notice *RetryNotice
+	scope  observe.Scope
 }
 
 func (a *activityInbound) Init(outbound interceptor.ActivityOutboundInterceptor) error {
@@ -106,6 +109,7 @@ func (a *activityInbound) ExecuteActivity(ctx context.Context, in *interceptor.E
 	if d, ok := throttledFor(err); ok {
 		a.m.ThrottleWait(s.Integration, d)
 	}
+	a.notice.tell(info, s, err)
 	return res, err
 }
 

@@ -53,7 +53,7 @@ func stepEnv(t *testing.T) (*testsuite.TestActivityEnvironment, *Metrics) {
 	}
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
-	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{NewInterceptor(m)}})
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{NewInterceptor(m, nil)}})
 	return env, m
 }
 
@@ -151,7 +151,7 @@ func TestInterceptor_WorkflowLinesNameTheirIntegrationOnce(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
 	env := s.NewTestWorkflowEnvironment()
-	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{NewInterceptor(nil)}})
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{NewInterceptor(nil, nil)}})
 	wf := func(ctx workflow.Context, in syncstep.StartRunInput) error {
 		workflow.GetLogger(ctx).Info("explicit", "integration", "crm")
 		workflow.GetLogger(ctx).Info("plain")
@@ -179,5 +179,32 @@ func TestInterceptor_WorkflowLinesNameTheirIntegrationOnce(t *testing.T) {
 	}
 	if lines != 2 {
 		t.Errorf("found %d of the workflow's 2 lines in:\n%s", lines, buf.String())
+	}
+}
+
+func TestNextAttempt_FollowsTheRetryPolicy(t *testing.T) {
+	policy := &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second,
+		MaximumAttempts: 6, NonRetryableErrorTypes: []string{failure.TypeSourceAuth}}
+	transient := failure.Transient(failure.TypeSourceUnavailable, errors.New("refused"))
+	for _, c := range []struct {
+		name    string
+		attempt int32
+		err     error
+		want    time.Duration
+		ok      bool
+	}{
+		{"first retry", 1, transient, time.Second, true},
+		{"backoff", 3, transient, 4 * time.Second, true},
+		{"capped", 5, transient, 5 * time.Second, true},
+		{"attempts used up", 6, transient, 0, false},
+		{"the step's own delay", 1, failure.Throttled(failure.TypeSourceThrottled, errors.New("429"), 30*time.Second), 30 * time.Second, true},
+		{"non-retryable type", 1, temporal.NewApplicationError("401", failure.TypeSourceAuth), 0, false},
+		{"permanent", 1, failure.Permanent(failure.TypeConfig, errors.New("bad")), 0, false},
+		{"cancelled", 1, context.Canceled, 0, false},
+	} {
+		got, ok := nextAttempt(activity.Info{Attempt: c.attempt, RetryPolicy: policy}, c.err)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: %v %v, want %v %v", c.name, got, ok, c.want, c.ok)
+		}
 	}
 }

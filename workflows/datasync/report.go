@@ -2,7 +2,10 @@ package datasync
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -34,7 +37,43 @@ func (r *run) report() (progress.Report, error) {
 		StartedAt:      r.st.StartedAt,
 		LastProgressAt: r.lastProgress,
 		Done:           r.status != "",
+		Retrying:       r.retries(),
 	}, nil
+}
+
+// followRetries keeps what the worker says of retried steps
+// (progress.SignalStepRetry): a failed attempt with its next try, or the
+// step's recovery. It only feeds the progress query.
+func (r *run) followRetries(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, progress.SignalStepRetry)
+	for {
+		var rt progress.Retry
+		if more := ch.Receive(ctx, &rt); !more {
+			return
+		}
+		if r.retrying == nil {
+			r.retrying = map[string]progress.Retry{}
+		}
+		if rt.NextAt.IsZero() {
+			delete(r.retrying, rt.Key())
+		} else {
+			r.retrying[rt.Key()] = rt
+		}
+		workflow.SetCurrentDetails(ctx, r.details())
+	}
+}
+
+// retries are the steps being retried, by step and page; none once the
+// run has ended.
+func (r *run) retries() []progress.Retry {
+	if r.status != "" || len(r.retrying) == 0 {
+		return nil
+	}
+	out := make([]progress.Retry, 0, len(r.retrying))
+	for _, k := range slices.Sorted(maps.Keys(r.retrying)) {
+		out = append(out, r.retrying[k])
+	}
+	return out
 }
 
 func (r *run) statusOr(s string) string {
@@ -81,6 +120,10 @@ func (r *run) details() string {
 	}
 	if r.throttled != "" {
 		s += "\n\nwaiting: " + r.throttled
+	}
+	for _, rt := range r.retries() {
+		s += fmt.Sprintf("\n\nretrying: %s %d, attempt %d failed, next try at %s: %s",
+			rt.Step, rt.Page, rt.Attempt, rt.NextAt.UTC().Format(time.TimeOnly), rt.Error)
 	}
 	if r.lastError != "" {
 		s += "\n\nlast error: " + r.lastError

@@ -122,6 +122,7 @@ func SyncWorkflow(ctx workflow.Context, in Input) (Result, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, r.report); err != nil {
 		return Result{}, err
 	}
+	workflow.Go(ctx, r.followRetries)
 	if err := r.start(ctx); err != nil {
 		return r.result(), err
 	}
@@ -146,8 +147,10 @@ type run struct {
 	ahead map[int]progress.Counts
 	// sourceAt says where the source was asked for each page in flight
 	// (run.where), for failures.
-	sourceAt      map[int]string
-	throttled     string
+	sourceAt  map[int]string
+	throttled string
+	// retrying are the steps being retried, by Retry.Key (followRetries).
+	retrying      map[string]progress.Retry
 	pagesThisExec int
 	inFlight      int // pages fetched and not yet applied (or dropped)
 	applyNext     int // the seq allowed to apply next

@@ -4,7 +4,10 @@
 // imports nothing that does I/O.
 package progress
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Counts are the record counters of a run (cumulative across
 // continue-as-new).
@@ -108,4 +111,25 @@ type Report struct {
 	StartedAt      time.Time `json:"startedAt"`
 	LastProgressAt time.Time `json:"lastProgressAt"`
 	Done           bool      `json:"done"`
+	// Retrying are the steps being retried now, with their last error.
+	Retrying []Retry `json:"retrying,omitempty"`
 }
+
+// SignalStepRetry is the signal a worker sends a run when one of its
+// steps failed an attempt that Temporal will retry (Retry.NextAt set), and
+// again when a retried step succeeds (Retry.NextAt zero: it recovered).
+const SignalStepRetry = "tether-step-retry"
+
+// Retry is a step being retried: which, the attempt that failed, its
+// error, and when the next attempt is due.
+type Retry struct {
+	Step    string    `json:"step"`
+	Page    int       `json:"page,omitempty"`
+	Attempt int32     `json:"attempt"`
+	Error   string    `json:"error,omitempty"`
+	At      time.Time `json:"at"`
+	NextAt  time.Time `json:"nextAt,omitzero"`
+}
+
+// Key names the step a Retry is of.
+func (r Retry) Key() string { return fmt.Sprintf("%s/%d", r.Step, r.Page) }
