@@ -69,8 +69,8 @@ type QuarantineEntry struct {
 	ReplayRunID string
 }
 
-// Quarantine records entries in one statement and returns how many were
-// new. An integration keeps one pending entry per record — per key, or per
+// Quarantine records entries in one statement and says how many were
+// new and how many their runs count (Quarantined). An integration keeps one pending entry per record — per key, or per
 // payload for records without a key: a record already pending (a retried
 // step, a rerun or full read that meets it again, possibly changed, a
 // replay that still finds it invalid) gets its latest payload, errors,
@@ -80,9 +80,9 @@ type QuarantineEntry struct {
 // A payload PostgreSQL cannot hold as jsonb (not JSON, invalid UTF-8, a
 // \u0000 escape) is kept as text in payload_text instead, with invalid
 // bytes replaced.
-func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineEntry) (int, error) {
+func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineEntry) (Quarantined, error) {
 	if len(entries) == 0 {
-		return 0, nil
+		return Quarantined{}, nil
 	}
 	n := len(entries)
 	var (
@@ -114,7 +114,7 @@ func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineE
 		}
 		b, err := json.Marshal(details)
 		if err != nil {
-			return 0, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("quarantine record %d of page %d: encode errors: %w", e.Index, e.Page, err))
+			return Quarantined{}, failure.Permanent(failure.TypeSinkSQL, fmt.Errorf("quarantine record %d of page %d: encode errors: %w", e.Index, e.Page, err))
 		}
 		errs[i] = string(b)
 	}
@@ -124,24 +124,42 @@ func (s *Store) Quarantine(ctx context.Context, q Querier, entries []QuarantineE
 		pq.StringArray(errs))
 	what := fmt.Sprintf("quarantine %d records of run %q", n, entries[0].RunID)
 	if err != nil {
-		return 0, postgres.Classify(err, what)
+		return Quarantined{}, postgres.Classify(err, what)
 	}
 	defer rows.Close()
-	added := 0
+	var out Quarantined
 	for rows.Next() {
-		var inserted bool
-		if err := rows.Scan(&inserted); err != nil {
-			return 0, postgres.Classify(err, what)
+		var inserted, counted bool
+		if err := rows.Scan(&inserted, &counted); err != nil {
+			return Quarantined{}, postgres.Classify(err, what)
 		}
 		if inserted {
-			added++
+			out.New++
+		}
+		if counted {
+			out.Counted++
 		}
 	}
-	return added, postgres.Classify(rows.Err(), what)
+	return out, postgres.Classify(rows.Err(), what)
+}
+
+// Quarantined is what Quarantine did with its entries.
+type Quarantined struct {
+	// New is how many became new pending entries.
+	New int
+	// Counted is how many their runs count as quarantined: every distinct
+	// record except one the run had already quarantined at another place
+	// of its read (a record the source gave twice, e.g. on two pages).
+	// The same record at the same place again (a retried step) counts
+	// again, as the step's first attempt did.
+	Counted int
 }
 
 // quarantineSQL inserts entries, one per distinct pending record; the
-// conflict target is the partial unique index of migration 8.
+// conflict target is the partial unique index of migration 8. Each row it
+// returns says whether the entry is new, and whether its run counts it
+// (Quarantined.Counted): not when the run had already quarantined the same
+// record at another place (page, index) of its read.
 const quarantineSQL = `
 WITH incoming AS (
     SELECT u.*, CASE WHEN u.record_key = '' THEN md5(coalesce(u.payload::text, u.payload_text, '')) ELSE '' END AS twin
@@ -151,14 +169,29 @@ WITH incoming AS (
     -- the last record of a key wins, as in the destination
     SELECT DISTINCT ON (integration, record_key, twin) *
     FROM incoming ORDER BY integration, record_key, twin, ord DESC
+), prior AS (
+    SELECT o.ord, q.run_id, q.page, q.record_index
+    FROM once o JOIN tether_quarantine q ON q.integration = o.integration AND q.record_key = o.record_key
+        AND (CASE WHEN q.record_key = '' THEN md5(coalesce(q.payload::text, q.payload_text, '')) ELSE '' END) = o.twin
+    WHERE q.replayed_at IS NULL
+), stored AS (
+    INSERT INTO tether_quarantine (integration, run_id, page, record_index, record_key, step, payload, payload_text, errors)
+    SELECT integration, run_id, page, record_index, record_key, step, payload, payload_text, errors FROM once ORDER BY ord
+    ON CONFLICT (integration, record_key, (CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END))
+        WHERE replayed_at IS NULL
+    DO UPDATE SET errors = EXCLUDED.errors, step = EXCLUDED.step, payload = EXCLUDED.payload, payload_text = EXCLUDED.payload_text,
+        run_id = EXCLUDED.run_id,
+        -- a run keeps the first place it met the record at, so a retried
+        -- step finds it there (and counts it) after a later duplicate
+        page = CASE WHEN tether_quarantine.run_id = EXCLUDED.run_id THEN tether_quarantine.page ELSE EXCLUDED.page END,
+        record_index = CASE WHEN tether_quarantine.run_id = EXCLUDED.run_id THEN tether_quarantine.record_index ELSE EXCLUDED.record_index END
+    RETURNING (xmax = 0) AS inserted, integration, record_key,
+        CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END AS twin
 )
-INSERT INTO tether_quarantine (integration, run_id, page, record_index, record_key, step, payload, payload_text, errors)
-SELECT integration, run_id, page, record_index, record_key, step, payload, payload_text, errors FROM once ORDER BY ord
-ON CONFLICT (integration, record_key, (CASE WHEN record_key = '' THEN md5(coalesce(payload::text, payload_text, '')) ELSE '' END))
-    WHERE replayed_at IS NULL
-DO UPDATE SET errors = EXCLUDED.errors, step = EXCLUDED.step, payload = EXCLUDED.payload, payload_text = EXCLUDED.payload_text,
-    run_id = EXCLUDED.run_id, page = EXCLUDED.page, record_index = EXCLUDED.record_index
-RETURNING (xmax = 0)`
+SELECT s.inserted,
+    s.inserted OR p.run_id IS DISTINCT FROM o.run_id OR (p.page = o.page AND p.record_index = o.record_index)
+FROM stored s JOIN once o ON o.integration = s.integration AND o.record_key = s.record_key AND o.twin = s.twin
+LEFT JOIN prior p ON p.ord = o.ord`
 
 // jsonbSafe reports whether p can be stored as jsonb as it is.
 func jsonbSafe(p json.RawMessage) bool {

@@ -22,22 +22,23 @@ func TestStore_Quarantine(t *testing.T) {
 	}
 
 	n, err := s.Quarantine(ctx, nil, entries)
-	if err != nil || n != len(entries) {
-		t.Fatalf("Quarantine = %d, %v; want %d", n, err, len(entries))
+	if err != nil || n.New != len(entries) || n.Counted != len(entries) {
+		t.Fatalf("Quarantine = %+v, %v; want %d new and counted", n, err, len(entries))
 	}
-	// A retried step quarantines the same records again: nothing new.
+	// A retried step quarantines the same records again: nothing new, and
+	// its run counts them as the first attempt did.
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.Quarantine(ctx, tx, append(entries, entries[0])); err != nil || n != 0 {
-		t.Fatalf("Quarantine again = %d, %v; want 0 new", n, err)
+	if n, err := s.Quarantine(ctx, tx, append(entries, entries[0])); err != nil || n.New != 0 || n.Counted != len(entries) {
+		t.Fatalf("Quarantine again = %+v, %v; want 0 new, %d counted", n, err, len(entries))
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.Quarantine(ctx, nil, nil); err != nil || n != 0 {
-		t.Errorf("Quarantine(nil) = %d, %v", n, err)
+	if n, err := s.Quarantine(ctx, nil, nil); err != nil || n != (Quarantined{}) {
+		t.Errorf("Quarantine(nil) = %+v, %v", n, err)
 	}
 
 	all, err := s.ListQuarantine(ctx, QuarantineFilter{})
@@ -177,8 +178,8 @@ func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
 		entry("r1", 1, 3, "", `{"email":3}`, "no key"),  // another keyless record
 		entry("r1", 1, 4, "7", `{"id":7,"email":4}`, "changed"),
 	})
-	if err != nil || n != 3 {
-		t.Fatalf("Quarantine = %d, %v; want 3 new", n, err)
+	if err != nil || n.New != 3 || n.Counted != 3 {
+		t.Fatalf("Quarantine = %+v, %v; want 3 new, 3 counted (one per distinct record)", n, err)
 	}
 	got := pending()
 	if len(got) != 3 || got[2].Key != "7" || got[2].Index != 4 || got[2].Errors[0].Message != "changed" {
@@ -187,19 +188,32 @@ func TestStore_QuarantineOnePendingEntryPerRecord(t *testing.T) {
 	// Another run meets record 7 again, changed: no new entry, the latest
 	// version, errors and location.
 	n, err = s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 5, 9, "7", `{"email":5, "id":7}`, "second")})
-	if err != nil || n != 0 {
-		t.Fatalf("Quarantine again = %d, %v; want 0 new", n, err)
+	if err != nil || n.New != 0 || n.Counted != 1 {
+		t.Fatalf("Quarantine again = %+v, %v; want 0 new, 1 counted by r2", n, err)
 	}
 	got = pending()
 	if e := got[2]; len(got) != 3 || e.RunID != "r2" || e.Page != 5 || e.Errors[0].Message != "second" || !strings.Contains(string(e.Payload), `"email": 5`) {
 		t.Fatalf("pending = %+v; want key 7's entry updated to r2's version", got)
 	}
+	// r2's step retried at the same place counts it again; r2 meeting key
+	// 7 at another place of its read (the source gave it twice) does not.
+	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 5, 9, "7", `{"email":5, "id":7}`, "second")}); err != nil || n.Counted != 1 {
+		t.Fatalf("retried at the same place = %+v, %v; want 1 counted", n, err)
+	}
+	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 6, 0, "7", `{"email":5, "id":7}`, "second")}); err != nil || n.Counted != 0 || n.New != 0 {
+		t.Fatalf("met again on another page = %+v, %v; want 0 counted", n, err)
+	}
+	// The entry stays where r2 first met it: page 5's step retried after
+	// page 6 still counts it.
+	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r2", 5, 9, "7", `{"email":5, "id":7}`, "second")}); err != nil || n.Counted != 1 {
+		t.Fatalf("page 5 again after page 6 = %+v, %v; want 1 counted", n, err)
+	}
 	// Once replayed, meeting the record again is a new pending entry.
 	if err := s.MarkReplayed(ctx, nil, []int64{got[2].ID}, "replay-1"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r3", 1, 0, "7", `{"id":7,"email":6}`, "third")}); err != nil || n != 1 {
-		t.Fatalf("Quarantine after replay = %d, %v; want 1 new", n, err)
+	if n, err := s.Quarantine(ctx, nil, []QuarantineEntry{entry("r3", 1, 0, "7", `{"id":7,"email":6}`, "third")}); err != nil || n.New != 1 || n.Counted != 1 {
+		t.Fatalf("Quarantine after replay = %+v, %v; want 1 new", n, err)
 	}
 	// Compensating replay-1 puts its entry back only when the key has no
 	// other pending entry (here it has), so the list never holds it twice.

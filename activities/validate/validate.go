@@ -107,12 +107,19 @@ func Page(ctx context.Context, ps *pages.Pages, st *store.Store, c *catalog.Inte
 		}
 		valid = append(valid, pages.Valid{Index: i, Rec: rec, Key: key})
 	}
+	invalid := 0
 	if len(bad) > 0 {
-		if _, err := st.Quarantine(ctx, nil, bad); err != nil {
+		q, err := st.Quarantine(ctx, nil, bad)
+		if err != nil {
 			return nil, err
 		}
+		// A record the run quarantined already at another place of its
+		// read (the source gave it twice) is skipped, not counted again:
+		// the run's invalid count is the quarantine's entries of the run.
+		invalid = q.Counted
+		skipped += len(bad) - q.Counted
 	}
-	p.Valid, p.ValidCount, p.Skipped, p.Invalid, p.Validated = valid, len(valid), skipped, len(bad), true
+	p.Valid, p.ValidCount, p.Skipped, p.Invalid, p.Validated = valid, len(valid), skipped, invalid, true
 	return p, nil
 }
 
