@@ -137,8 +137,16 @@ func getenv(k, def string) string {
 func (e *env) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.errOut)
-	fs.StringVar(&e.address, "address", getenv("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal host:port")
-	fs.StringVar(&e.namespace, "namespace", getenv("TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	// The defaults come from the Temporal environment configuration, as
+	// for the Temporal CLI: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, the
+	// profile (TEMPORAL_PROFILE) of the TOML file; TLS and the API key
+	// too, when dialling (config.Temporal.ClientOptions).
+	conn, err := config.Temporal{}.Connection()
+	if err != nil {
+		conn.Address, conn.Namespace = getenv("TEMPORAL_ADDRESS", config.DefaultTemporalAddress), getenv("TEMPORAL_NAMESPACE", config.DefaultTemporalNamespace)
+	}
+	fs.StringVar(&e.address, "address", conn.Address, "Temporal host:port (TEMPORAL_ADDRESS)")
+	fs.StringVar(&e.namespace, "namespace", conn.Namespace, "Temporal namespace (TEMPORAL_NAMESPACE)")
 	fs.StringVar(&e.taskQueue, "task-queue", getenv("TETHER_TEMPORAL_TASK_QUEUE", datasync.DefaultTaskQueue), "task queue")
 	fs.StringVar(&e.databaseURL, "database-url", getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL URL")
 	fs.StringVar(&e.uiURL, "ui", getenv("TETHER_UI_URL", "http://localhost:8233"), "Temporal Web UI base URL")

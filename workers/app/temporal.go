@@ -24,7 +24,10 @@ import (
 // attributes the workflows use if they are missing (bounded by
 // temporal.connect_timeout).
 func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger, sdkMetrics client.MetricsHandler, _ *Tracing) (client.Client, error) {
-	opts := clientOptions(cfg.Temporal, log)
+	opts, err := clientOptions(cfg.Temporal, log)
+	if err != nil {
+		return nil, err
+	}
 	opts.MetricsHandler = sdkMetrics
 	c, err := client.NewLazyClient(opts)
 	if err != nil {
@@ -50,18 +53,30 @@ func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger, sdk
 	return c, nil
 }
 
-// clientOptions are the options of every Temporal client: with the
-// tracing interceptor when tracing is on (telemetry.StartTracing).
-func clientOptions(t config.Temporal, log *slog.Logger) client.Options {
-	return client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: tlog.NewStructuredLogger(log),
-		Interceptors: telemetry.ClientInterceptors()}
+// clientOptions are the options of every Temporal client: the connection
+// as the Temporal environment configuration and tether's settings say
+// (address, namespace, TLS, API key; config.Temporal.ClientOptions), the
+// logger, and the tracing interceptor when tracing is on
+// (telemetry.StartTracing).
+func clientOptions(t config.Temporal, log *slog.Logger) (client.Options, error) {
+	opts, err := t.ClientOptions()
+	if err != nil {
+		return client.Options{}, err
+	}
+	opts.Logger = tlog.NewStructuredLogger(log)
+	opts.Interceptors = telemetry.ClientInterceptors()
+	return opts, nil
 }
 
 // Dial connects to Temporal and checks it answers within ctx.
 func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Client, error) {
-	c, err := client.DialContext(ctx, clientOptions(t, log))
+	opts, err := clientOptions(t, log)
 	if err != nil {
-		return nil, fmt.Errorf("temporal at %s (temporal.address / TEMPORAL_ADDRESS) is unreachable: %w", t.Address, err)
+		return nil, err
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s is unreachable: %w%s", describe(t), err, hint(t, err))
 	}
 	if err := check(ctx, c, t); err != nil {
 		c.Close()
@@ -73,10 +88,14 @@ func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Clie
 // check asks the server whether it is healthy and has the namespace.
 func check(ctx context.Context, c client.Client, t config.Temporal) error {
 	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		return fmt.Errorf("temporal at %s (temporal.address / TEMPORAL_ADDRESS) is not healthy: %w", t.Address, err)
+		return fmt.Errorf("temporal at %s is not healthy: %w%s", describe(t), err, hint(t, err))
 	}
-	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: t.Namespace}); err != nil {
-		return fmt.Errorf("temporal namespace %q (temporal.namespace / TEMPORAL_NAMESPACE): %w", t.Namespace, err)
+	ns := t.Namespace
+	if p, err := t.Connection(); err == nil {
+		ns = p.Namespace
+	}
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err != nil {
+		return fmt.Errorf("temporal namespace of %s (temporal.namespace / TEMPORAL_NAMESPACE): %w%s", describe(t), err, hint(t, err))
 	}
 	return nil
 }
@@ -109,4 +128,36 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("add search attributes: %w", err)
 	}
 	return nil
+}
+
+// describe says how t connects (address, namespace, TLS, API key), with
+// the keys that set it, never a secret.
+func describe(t config.Temporal) string {
+	p, err := t.Connection()
+	if err != nil {
+		return t.Address
+	}
+	return config.Describe(p) + " (temporal.address / TEMPORAL_ADDRESS, temporal.tls.* / TEMPORAL_TLS_*, temporal.api_key / TEMPORAL_API_KEY)"
+}
+
+// hint says what a connection error usually means.
+func hint(t config.Temporal, err error) string {
+	msg := err.Error()
+	p, _ := t.Connection()
+	tlsOn := p.TLS != nil && !p.TLS.Disabled || p.TLS == nil && p.APIKey != ""
+	noClientCert := p.TLS == nil || p.TLS.ClientCertPath == "" && len(p.TLS.ClientCertData) == 0
+	dropped := strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")
+	switch {
+	case strings.Contains(msg, "certificate signed by unknown authority"), strings.Contains(msg, "certificate is not valid"),
+		strings.Contains(msg, "x509:"):
+		return "; the server's certificate is not trusted: give the CA that signed it (temporal.tls.server_ca_cert / TEMPORAL_TLS_SERVER_CA_CERT_PATH) and, if its name differs from the address, temporal.tls.server_name / TEMPORAL_TLS_SERVER_NAME"
+	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"), tlsOn && noClientCert && dropped:
+		return "; the server closed the TLS connection: it may want a client certificate (mTLS): give temporal.tls.client_cert and client_key (TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH) signed by a CA it trusts"
+	case strings.Contains(msg, "first record does not look like a TLS handshake"), strings.Contains(msg, "http2: frame too large"),
+		strings.Contains(msg, "tls: "):
+		return "; TLS does not match the server: turn it on (temporal.tls.enabled / TEMPORAL_TLS=true) or off (TEMPORAL_TLS=false) as the server expects"
+	case strings.Contains(msg, "Unauthenticated"), strings.Contains(msg, "PermissionDenied"):
+		return "; the server refused the credentials: check the API key (temporal.api_key / TEMPORAL_API_KEY) or client certificate"
+	}
+	return ""
 }

@@ -83,9 +83,20 @@ type Schedules struct {
 
 // Temporal says which cluster and namespace to work with.
 type Temporal struct {
+	// Address and Namespace: "" takes the Temporal environment
+	// configuration's (Connection), else 127.0.0.1:7233 and default.
 	Address   string `mapstructure:"address"`
 	Namespace string `mapstructure:"namespace"`
 	TaskQueue string `mapstructure:"task_queue"`
+	// APIKey is sent as the SDK sends it, as a bearer token on every call
+	// (TETHER_TEMPORAL_API_KEY, or TEMPORAL_API_KEY).
+	APIKey string `mapstructure:"api_key"`
+	// TLS says how to reach the frontend over TLS.
+	TLS TemporalTLS `mapstructure:"tls"`
+	// Profile and ConfigFile choose the Temporal environment
+	// configuration's profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE).
+	Profile    string `mapstructure:"profile"`
+	ConfigFile string `mapstructure:"config_file"`
 	// ConnectTimeout bounds the start-up check that the server is reachable.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
 }
@@ -124,8 +135,17 @@ type Metrics struct {
 
 // defaults lists every key (env overrides only bind to known keys).
 var defaults = map[string]any{
-	"temporal.address":                       "127.0.0.1:7233",
-	"temporal.namespace":                     "default",
+	"temporal.address":                       "",
+	"temporal.namespace":                     "",
+	"temporal.api_key":                       "",
+	"temporal.profile":                       "",
+	"temporal.config_file":                   "",
+	"temporal.tls.enabled":                   false,
+	"temporal.tls.server_ca_cert":            "",
+	"temporal.tls.client_cert":               "",
+	"temporal.tls.client_key":                "",
+	"temporal.tls.server_name":               "",
+	"temporal.tls.disable_host_verification": false,
 	"temporal.task_queue":                    "tether-sync",
 	"temporal.connect_timeout":               "10s",
 	"database.url":                           "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
@@ -149,6 +169,7 @@ var defaults = map[string]any{
 var aliases = map[string]string{
 	"temporal.address":   "TEMPORAL_ADDRESS",
 	"temporal.namespace": "TEMPORAL_NAMESPACE",
+	"temporal.profile":   "TEMPORAL_PROFILE",
 	"database.url":       "DATABASE_URL",
 }
 
@@ -191,6 +212,13 @@ func Load(file string) (Config, error) {
 	// TETHER_METRICS_LISTEN disables the endpoint, as in a file.
 	if l, ok := os.LookupEnv("TETHER_METRICS_LISTEN"); ok && l == "" {
 		cfg.Metrics.Listen = ""
+	}
+	// The Temporal connection: tether's settings over the Temporal
+	// environment configuration (profile file, TEMPORAL_* variables).
+	if _, err := cfg.Temporal.ClientOptions(); err != nil {
+		envErr = errors.Join(envErr, problem("temporal", "%v", err))
+	} else if p, err := cfg.Temporal.Connection(); err == nil {
+		cfg.Temporal.Address, cfg.Temporal.Namespace = p.Address, p.Namespace
 	}
 	// Every problem at once: the secrets that could not be read and the
 	// rest of the configuration.
