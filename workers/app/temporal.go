@@ -13,6 +13,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/workers/codec"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/telemetry"
 	"github.com/tetherflow/tether/workflows/datasync"
@@ -24,7 +25,14 @@ import (
 // attributes the workflows use if they are missing (bounded by
 // temporal.connect_timeout).
 func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger, sdkMetrics client.MetricsHandler, _ *Tracing) (client.Client, error) {
-	opts, err := clientOptions(cfg.Temporal, log)
+	kr, err := cfg.Encryption.Keyring()
+	if err != nil {
+		return nil, fmt.Errorf("encryption: %w", err)
+	}
+	if kr != nil {
+		log.Info("payloads encrypted", "key", kr.Current(), "keys", kr.IDs())
+	}
+	opts, err := clientOptions(cfg.Temporal, kr, log)
 	if err != nil {
 		return nil, err
 	}
@@ -57,20 +65,28 @@ func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger, sdk
 // as the Temporal environment configuration and tether's settings say
 // (address, namespace, TLS, API key; config.Temporal.ClientOptions), the
 // logger, and the tracing interceptor when tracing is on
-// (telemetry.StartTracing).
-func clientOptions(t config.Temporal, log *slog.Logger) (client.Options, error) {
+// (telemetry.StartTracing), and with kr (nil: none) payloads and
+// failures are encrypted (workers/codec).
+func clientOptions(t config.Temporal, kr *codec.Keyring, log *slog.Logger) (client.Options, error) {
 	opts, err := t.ClientOptions()
 	if err != nil {
 		return client.Options{}, err
 	}
+	opts.DataConverter, opts.FailureConverter = codec.DataConverter(kr), codec.FailureConverter(kr)
 	opts.Logger = tlog.NewStructuredLogger(log)
 	opts.Interceptors = telemetry.ClientInterceptors()
 	return opts, nil
 }
 
-// Dial connects to Temporal and checks it answers within ctx.
+// Dial connects to Temporal and checks it answers within ctx; the
+// payloads are encrypted with the keys the environment gives
+// (TETHER_ENCRYPTION_*; config.EncryptionFromEnv), as the CLI reads them.
 func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Client, error) {
-	opts, err := clientOptions(t, log)
+	kr, err := config.EncryptionFromEnv().Keyring()
+	if err != nil {
+		return nil, fmt.Errorf("encryption (TETHER_ENCRYPTION_*): %w", err)
+	}
+	opts, err := clientOptions(t, kr, log)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/workers/codec"
 	"github.com/tetherflow/tether/workers/webhook"
 )
 
@@ -44,6 +45,33 @@ type Config struct {
 	// Webhooks is the signed webhook receiver the worker serves besides
 	// polling Temporal (off unless webhooks.listen is set).
 	Webhooks Webhooks `mapstructure:"webhooks"`
+	// Encryption seals what the workflows store in Temporal (off unless
+	// encryption.current is set).
+	Encryption Encryption `mapstructure:"encryption"`
+}
+
+// Encryption configures the payload codec (workers/codec). Keys never come
+// from integration files: from files of KeysDir, or the variables
+// TETHER_ENCRYPTION_KEY_<ID>.
+type Encryption struct {
+	// Current is the id of the key that seals new payloads; empty turns
+	// encryption off (TETHER_ENCRYPTION_CURRENT).
+	Current string `mapstructure:"current"`
+	// KeysDir is a directory of key files, each named by its key's id
+	// and holding base64 of 32 bytes (TETHER_ENCRYPTION_KEYS_DIR).
+	KeysDir string `mapstructure:"keys_dir"`
+}
+
+// Keyring loads the configured keys (nil when encryption is off).
+func (e Encryption) Keyring() (*codec.Keyring, error) {
+	return codec.Load(e.Current, e.KeysDir, os.Environ())
+}
+
+// EncryptionFromEnv is the encryption the environment configures
+// (TETHER_ENCRYPTION_CURRENT, TETHER_ENCRYPTION_KEYS_DIR): what the CLI
+// and the harnesses use.
+func EncryptionFromEnv() Encryption {
+	return Encryption{Current: os.Getenv("TETHER_ENCRYPTION_CURRENT"), KeysDir: os.Getenv("TETHER_ENCRYPTION_KEYS_DIR")}
 }
 
 // Webhooks configures the worker's webhook receiver (workers/webhook):
@@ -163,6 +191,8 @@ var defaults = map[string]any{
 	"schedules.manage":                       true,
 	"schedules.owner":                        "",
 	"webhooks.listen":                        "",
+	"encryption.current":                     "",
+	"encryption.keys_dir":                    "",
 }
 
 // aliases are the ecosystem's variable names, read besides TETHER_*.
@@ -212,6 +242,9 @@ func Load(file string) (Config, error) {
 	// TETHER_METRICS_LISTEN disables the endpoint, as in a file.
 	if l, ok := os.LookupEnv("TETHER_METRICS_LISTEN"); ok && l == "" {
 		cfg.Metrics.Listen = ""
+	}
+	if _, err := cfg.Encryption.Keyring(); err != nil {
+		envErr = errors.Join(envErr, problem("encryption", "%v", err))
 	}
 	// The Temporal connection: tether's settings over the Temporal
 	// environment configuration (profile file, TEMPORAL_* variables).

@@ -13,7 +13,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +29,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tetherflow/tether/workers/codec"
+	tlog "go.temporal.io/sdk/log"
 
 	"go.temporal.io/sdk/client"
 
@@ -69,7 +74,7 @@ func parseFlags() options {
 	flag.IntVar(&o.inFlight, "in-flight", 4, "pages between fetch and apply")
 	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schema and logs")
-	flag.BoolVar(&o.telemetry, "telemetry", true, "also run the durable pipeline with telemetry off, and with metrics and tracing on (OTLP to a loopback receiver), to measure their cost")
+	flag.BoolVar(&o.telemetry, "telemetry", true, "also run the durable pipeline with telemetry off, with metrics and tracing on (OTLP to a loopback receiver), and with payloads encrypted, to measure their cost")
 	flag.Parse()
 	return o
 }
@@ -147,7 +152,13 @@ func run() error {
 			env = append(env, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 				"OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.url, "OTEL_SERVICE_NAME=tether-bench-worker")
 		}
-		d, err := b.durable(ctx, c, v.key, env)
+		vc := c
+		if v.encrypted {
+			if env, vc, err = b.encryptedClient(ctx, env); err != nil {
+				return err
+			}
+		}
+		d, err := b.durable(ctx, vc, v.key, env)
 		if err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -180,7 +191,11 @@ func (b *bench) createSchemas(ctx context.Context) error {
 	for _, v := range variants {
 		b.durDSN[v.key], _ = postgres.WithSearchPath(b.o.dsn, "bench_"+v.key+"_"+b.suffix)
 	}
-	for _, s := range []string{"bench_default_" + b.suffix, "bench_off_" + b.suffix, "bench_traced_" + b.suffix, loopSchema} {
+	schemas := []string{loopSchema}
+	for _, v := range variants {
+		schemas = append(schemas, "bench_"+v.key+"_"+b.suffix)
+	}
+	for _, s := range schemas {
 		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+s); err != nil {
 			return err
 		}
@@ -288,6 +303,7 @@ type variant struct {
 	key, name string
 	env       []string
 	traced    bool // export spans over OTLP to a loopback receiver
+	encrypted bool // payloads encrypted (workers/codec), with a fresh key
 }
 
 // variants are the durable pipeline's: as deployed first (its figure is
@@ -296,6 +312,28 @@ var variants = []variant{
 	{key: "default", name: "durable pipeline (metrics on)", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}},
 	{key: "off", name: "durable, telemetry off", env: []string{"TETHER_METRICS_LISTEN="}},
 	{key: "traced", name: "durable, metrics + tracing on", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}, traced: true},
+	{key: "encrypted", name: "durable, payloads encrypted", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}, encrypted: true},
+}
+
+// encryptedClient makes a fresh key, adds it to the worker's env and
+// returns a client that seals and opens payloads with it.
+func (b *bench) encryptedClient(ctx context.Context, env []string) ([]string, client.Client, error) {
+	raw := make([]byte, codec.KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, nil, err
+	}
+	key := codec.EnvPrefix + "BENCH=" + base64.StdEncoding.EncodeToString(raw)
+	kr, err := codec.Load("bench", "", []string{key})
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: b.server, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+		DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)})
+	if err != nil {
+		return nil, nil, err
+	}
+	b.onClose(c.Close)
+	return append(env, "TETHER_ENCRYPTION_CURRENT=bench", key), c, nil
 }
 
 // durableRun is what the durable pipeline's run did and cost.
@@ -343,8 +381,9 @@ func printResults(loopDur time.Duration, loopRows int, runs []durableRun) {
 	}
 	d := runs[0]
 	fmt.Printf("\nratio durable/plain:             %.2f\n", rate(d)/loopRate)
-	if len(runs) == 3 {
+	if len(runs) == 4 {
 		fmt.Printf("records/s vs telemetry off:      metrics %.2f, metrics + tracing %.2f\n", rate(runs[0])/rate(runs[1]), rate(runs[2])/rate(runs[1]))
+		fmt.Printf("records/s encrypted / plain:     %.2f (both with metrics on)\n", rate(runs[3])/rate(runs[0]))
 	}
 	fmt.Printf("history events:                  %d in %d execution(s) (%.0f per execution, %d pages)\n",
 		d.events, d.executions, float64(d.events)/float64(max(1, d.executions)), d.res.Counts.Pages)
