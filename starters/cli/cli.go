@@ -65,6 +65,11 @@ Usage:
   tether capture sql INTEGRATION [--remove] the SQL that installs (or removes) the capture, for the
                                             table's owner to run when the worker may not
 
+  tether codec-server [--listen ADDR] [--origin URL,...]
+                                            serve the Temporal codec endpoints (/encode, /decode) for
+                                            the Web UI and the Temporal CLI with the workers' keys
+                                            (TETHER_ENCRYPTION_*); TETHER_CODEC_TOKEN requires a token
+
 Common flags (and environment):
   --address    Temporal host:port (TEMPORAL_ADDRESS, default 127.0.0.1:7233)
   --namespace  Temporal namespace (TEMPORAL_NAMESPACE, default "default")
@@ -95,6 +100,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"reconcile":    cmdReconcile,
 		"events":       cmdEvents,
 		"capture":      cmdCapture,
+		"codec-server": cmdCodecServer,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/codec"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -44,6 +47,9 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	// PostgreSQL first: nothing works without it, and its error is the
 	// most common one on a new machine.
 	if err := s.startDatabase(ctx); err != nil {
+		return err
+	}
+	if err := s.startEncryption(ctx); err != nil {
 		return err
 	}
 	if err := s.startTemporal(ctx); err != nil {
@@ -85,6 +91,8 @@ type upOptions struct {
 	schema       string
 	keepData     bool
 	webhooksAddr string
+	encrypt      bool
+	codecAddr    string
 }
 
 func parseUpFlags(e *env, args []string) (upOptions, error) {
@@ -99,6 +107,9 @@ func parseUpFlags(e *env, args []string) (upOptions, error) {
 	fs.StringVar(&o.schema, "schema", "tether_demo", "PostgreSQL schema for the demo's tables")
 	fs.BoolVar(&o.keepData, "keep-data", false, "keep the demo schema's tables from an earlier `up` (default: start from an empty schema)")
 	fs.StringVar(&o.webhooksAddr, "webhooks-addr", getenv("TETHER_UP_WEBHOOKS_ADDR", "127.0.0.1:8090"), "where the worker receives the demo's signed webhooks")
+	fs.BoolVar(&o.encrypt, "encrypt", os.Getenv("TETHER_UP_ENCRYPT") == "1" || os.Getenv("TETHER_ENCRYPTION_CURRENT") != "",
+		"encrypt payloads (a demo key in STATE-DIR/keys unless TETHER_ENCRYPTION_* give keys) and serve a codec server for the Web UI")
+	fs.StringVar(&o.codecAddr, "codec-addr", getenv("TETHER_UP_CODEC_ADDR", "127.0.0.1:8234"), "where the codec server listens with --encrypt")
 	if _, err := parse(fs, args); err != nil {
 		return upOptions{}, err
 	}
@@ -121,6 +132,7 @@ type upStack struct {
 	sandboxURL string
 	hook       *demoWebhook
 	worker     *devstack.Process
+	codecURL   string // the codec server, with --encrypt
 }
 
 // stop stops the processes the stack started, the last one first.
@@ -155,6 +167,9 @@ func (s *upStack) startTemporal(ctx context.Context) error {
 	s.uiURL = e.uiURL
 	if devstack.PortOpen(e.address) {
 		fmt.Fprintf(s.out, "✓ Temporal       using the server already at %s\n", e.address)
+		if s.codecURL != "" {
+			fmt.Fprintf(s.out, "  its Web UI decodes payloads once its Codec Server setting is %s\n", s.codecURL)
+		}
 		return nil
 	}
 	_, port, err := net.SplitHostPort(e.address)
@@ -165,6 +180,7 @@ func (s *upStack) startTemporal(ctx context.Context) error {
 	fmt.Sscan(port, &p)
 	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{
 		CLI: cli, Port: p, UIPort: s.o.uiPort, DBFile: filepath.Join(s.dir, "temporal.db"), LogFile: filepath.Join(s.logs, "temporal.log"),
+		UICodecEndpoint: s.codecURL,
 	})
 	if err != nil {
 		return err
@@ -345,4 +361,52 @@ func moduleRoot() (string, error) {
 		return "", errors.New("run tether up from inside the repository (no go.mod found)")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// demoKeyID names the key `tether up --encrypt` makes when the
+// environment gives none.
+const demoKeyID = "demo"
+
+// startEncryption, with --encrypt, makes sure the stack has keys (the
+// environment's, or a demo key kept in STATE-DIR/keys), gives them to the
+// worker and the CLI through the environment, and serves the codec server
+// the dev server's Web UI decodes with.
+func (s *upStack) startEncryption(ctx context.Context) error {
+	if !s.o.encrypt {
+		return nil
+	}
+	if os.Getenv("TETHER_ENCRYPTION_CURRENT") == "" {
+		dir := filepath.Join(s.dir, "keys")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		file := filepath.Join(dir, demoKeyID)
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			raw := make([]byte, codec.KeySize)
+			if _, err := rand.Read(raw); err != nil {
+				return err
+			}
+			if err := os.WriteFile(file, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+		for k, v := range map[string]string{"TETHER_ENCRYPTION_CURRENT": demoKeyID, "TETHER_ENCRYPTION_KEYS_DIR": dir} {
+			if err := os.Setenv(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	origins := []string{fmt.Sprintf("http://localhost:%d", s.o.uiPort), fmt.Sprintf("http://127.0.0.1:%d", s.o.uiPort)}
+	addr, _, err := StartCodecServer(ctx, CodecServerOptions{Listen: s.o.codecAddr, Origins: origins, Token: os.Getenv("TETHER_CODEC_TOKEN")})
+	if err != nil {
+		return err
+	}
+	s.codecURL = "http://" + addr
+	fmt.Fprintf(s.out, "✓ Encryption     payloads sealed with key %q; codec server %s for the Web UI (keys: %s)\n",
+		os.Getenv("TETHER_ENCRYPTION_CURRENT"), s.codecURL, firstNonEmpty(os.Getenv("TETHER_ENCRYPTION_KEYS_DIR"), "TETHER_ENCRYPTION_KEY_*"))
+	if dir := os.Getenv("TETHER_ENCRYPTION_KEYS_DIR"); dir != "" {
+		fmt.Fprintf(s.out, "  for tether watch/start in another shell: export TETHER_ENCRYPTION_CURRENT=%s TETHER_ENCRYPTION_KEYS_DIR=%s\n",
+			os.Getenv("TETHER_ENCRYPTION_CURRENT"), dir)
+	}
+	return nil
 }

@@ -159,6 +159,9 @@ type DevServerOptions struct {
 	DBFile   string // keep state across restarts ("" = in memory)
 	LogFile  string
 	Headless bool
+	// UICodecEndpoint is the codec server the Web UI decodes payloads
+	// with ("" = none).
+	UICodecEndpoint string
 }
 
 // StartDevServer starts the Temporal dev server with the search attributes
@@ -191,6 +194,9 @@ func StartDevServer(ctx context.Context, o DevServerOptions) (*DevServer, error)
 			o.UIPort = p
 		}
 		args = append(args, "--ui-port", strconv.Itoa(o.UIPort))
+		if o.UICodecEndpoint != "" {
+			args = append(args, "--ui-codec-endpoint", o.UICodecEndpoint)
+		}
 		ui = fmt.Sprintf("http://127.0.0.1:%d", o.UIPort)
 	}
 	if o.DBFile != "" {
