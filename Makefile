@@ -11,7 +11,7 @@ GO_TEST_TIMEOUT ?= 20m
 # stops when the command ends (starters/cmd/withpg, docs/testing.md).
 WITHPG = go build -o .tether/bin/withpg ./starters/cmd/withpg && .tether/bin/withpg --
 
-.PHONY: demo test unit bench chaos temporal-cli promtool vet fmt
+.PHONY: demo test unit bench chaos temporal-cli promtool chromium vet fmt
 
 demo: temporal-cli
 	$(WITHPG) go run ./starters/cmd/tether up $(ARGS)
@@ -36,10 +36,22 @@ promtool:
 		echo "promtool missing: install Debian's prometheus package (apt-get install prometheus) to run the alert rules' tests"; \
 	fi
 
+# Installs Debian's headless Chromium, which the Web UI test drives
+# (tests/integration TestWebUI_*), when it is missing: as root with apt-get;
+# otherwise says what to install (the test then skips, or fails in CI).
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium package for the Web UI test"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "chromium missing: install Debian's chromium package (apt-get install chromium) to run the Web UI test"; \
+	fi
+
 vet:
 	go vet ./...
 
-test: temporal-cli promtool vet
+test: temporal-cli promtool chromium vet
 	$(WITHPG) go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 # Unit tests only (no dev server, still the real PostgreSQL for SQL tests).

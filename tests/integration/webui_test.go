@@ -1,0 +1,120 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/tetherflow/tether/activities/lib/progress"
+	"github.com/tetherflow/tether/starters/cli"
+	"github.com/tetherflow/tether/starters/devstack"
+	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/codec"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+// chromium finds Debian's headless Chromium: the test fails without it in
+// CI (make test installs it) and is skipped elsewhere.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	const missing = "no Chromium (chromium on PATH): install Debian's chromium package (apt-get install chromium, or make chromium)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(missing)
+	}
+	t.Skip(missing)
+	return ""
+}
+
+// pageText is the DOM of url once the page's scripts have run, as headless
+// Chromium renders it.
+func pageText(t *testing.T, browser, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=20000", "--dump-dom", url).Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v", url, err)
+	}
+	return string(out)
+}
+
+// TestWebUI_ShowsDecodedPayloadsOnlyThroughTheCodecServer: in a real
+// browser, the Temporal Web UI of a dev server started with the codec
+// server's endpoint shows an encrypted run's input decoded; with the codec
+// server gone, the same page does not.
+func TestWebUI_ShowsDecodedPayloadsOnlyThroughTheCodecServer(t *testing.T) {
+	browser := chromium(t)
+	key := newKey(t)
+	t.Setenv("TETHER_ENCRYPTION_CURRENT", "ui")
+	t.Setenv(codec.EnvPrefix+"UI", key)
+	uiPort, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codecCtx, stopCodec := context.WithCancel(context.Background())
+	defer stopCodec()
+	origins := []string{fmt.Sprintf("http://127.0.0.1:%d", uiPort), fmt.Sprintf("http://localhost:%d", uiPort)}
+	codecAddr, codecDone, err := cli.StartCodecServer(codecCtx, cli.CodecServerOptions{Listen: "127.0.0.1:0", Origins: origins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := devstack.StartDevServer(context.Background(), devstack.DevServerOptions{CLI: temporalCLI, UIPort: uiPort,
+		UICodecEndpoint: "http://" + codecAddr, LogFile: filepath.Join(t.TempDir(), "temporal.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(10 * time.Second) })
+
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 43, Contacts: 60}, noWorker: true})
+	w := s.startWorkerProcess("encrypted", t.TempDir(), s.workerEnv("TEMPORAL_ADDRESS="+srv.Address), workerBinary(t))
+	waitPolling(t, w)
+	kr, err := codec.Load("ui", "", []string{codec.EnvPrefix + "UI=" + key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(client.Options{HostPort: srv.Address, Logger: quietLogger(),
+		DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	run, err := cli.StartSync(ctx, c, s.taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res datasync.Result
+	if err := run.Get(ctx, &res); err != nil || res.Status != progress.StatusCompleted {
+		t.Fatalf("sync: %+v %v", res, err)
+	}
+
+	page := fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows/%s/%s/history", uiPort, url.PathEscape(run.GetID()), run.GetRunID())
+	decoded := `{"integration":"crm-contacts"`
+	with := pageText(t, browser, page)
+	if !strings.Contains(with, decoded) {
+		t.Fatalf("the Web UI with the codec server does not show the decoded input %s (page of %d bytes)", decoded, len(with))
+	}
+	stopCodec()
+	<-codecDone
+	without := pageText(t, browser, page)
+	if strings.Contains(without, decoded) {
+		t.Errorf("the Web UI shows the decoded input without the codec server")
+	}
+	if !strings.Contains(without, run.GetID()) {
+		t.Errorf("the page without the codec server did not render the run (%d bytes): the check above proves nothing", len(without))
+	}
+}
