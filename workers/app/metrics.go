@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,10 +100,10 @@ type MetricsServer struct{ server }
 // turns it off.
 func NewMetricsServer(lc fx.Lifecycle, cfg config.Config, reg *prometheus.Registry, log *slog.Logger) *MetricsServer {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg,
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)})))
+	mux.Handle("GET /metrics", requireToken(cfg.Metrics.Token, promhttp.InstrumentMetricHandler(reg,
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))))
 	m := &MetricsServer{server{what: "metrics endpoint", key: "metrics.listen / TETHER_METRICS_LISTEN", path: "/metrics",
-		listen: cfg.Metrics.Listen, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log}}
+		listen: cfg.Metrics.Listen, tls: cfg.Metrics.TLS, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log}}
 	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
 	return m
 }
@@ -111,6 +114,7 @@ func NewMetricsServer(lc fx.Lifecycle, cfg config.Config, reg *prometheus.Regist
 type server struct {
 	what, key, path string // for logs and errors
 	listen          string
+	tls             config.ServerTLS // HTTPS when set
 	srv             *http.Server
 	log             *slog.Logger
 	addr            net.Addr      // bound by Start
@@ -127,6 +131,16 @@ func (m *server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s on %s (%s): %w; give it a free host:port, or \"\" to turn it off", m.what, m.listen, m.key, err)
 	}
+	scheme := "http"
+	if m.tls.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(m.tls.Cert, m.tls.Key)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("%s: TLS certificate %s and key %s: %w", m.what, m.tls.Cert, m.tls.Key, err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
 	m.addr, m.done = ln.Addr(), make(chan struct{})
 	go func() {
 		defer close(m.done)
@@ -134,7 +148,7 @@ func (m *server) Start(ctx context.Context) error {
 			m.log.Error(m.what+" stopped", "address", m.addr.String(), "error", err)
 		}
 	}()
-	m.log.Info(m.what+" serving", "url", "http://"+m.addr.String()+m.path)
+	m.log.Info(m.what+" serving", "url", scheme+"://"+m.addr.String()+m.path)
 	return nil
 }
 
@@ -157,4 +171,21 @@ func (m *server) Addr() string {
 		return ""
 	}
 	return m.addr.String()
+}
+
+// requireToken lets a request through only with "Authorization: Bearer
+// <token>" (401 otherwise); an empty token lets every request through.
+func requireToken(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tether metrics"`)
+			http.Error(w, "missing or wrong token: scrape with Authorization: Bearer <metrics.token>", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

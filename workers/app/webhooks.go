@@ -49,7 +49,7 @@ type WebhookParams struct {
 func NewWebhookServer(p WebhookParams) (*WebhookServer, error) {
 	cfg := p.Config
 	w := &WebhookServer{server: server{what: "webhook receiver", key: "webhooks.listen / TETHER_WEBHOOKS_LISTEN",
-		path: webhook.PathPrefix + "{source}", listen: cfg.Webhooks.Listen, log: p.Logger}}
+		path: webhook.PathPrefix + "{source}", listen: cfg.Webhooks.Listen, tls: cfg.Webhooks.TLS, log: p.Logger}}
 	p.Lifecycle.Append(fx.Hook{OnStart: w.Start, OnStop: w.Stop})
 	if cfg.Webhooks.Listen == "" {
 		return w, nil

@@ -6,6 +6,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -81,6 +82,8 @@ type Webhooks struct {
 	// Listen is the host:port the receiver serves on; empty turns it off
 	// (TETHER_WEBHOOKS_LISTEN).
 	Listen string `mapstructure:"listen"`
+	// TLS serves it over HTTPS with this certificate and key.
+	TLS ServerTLS `mapstructure:"tls"`
 	// Sources are the senders (only in a config file).
 	Sources []WebhookSource `mapstructure:"sources"`
 }
@@ -159,6 +162,32 @@ type Metrics struct {
 	// Listen is the host:port /metrics is served on; empty disables it
 	// (TETHER_METRICS_LISTEN).
 	Listen string `mapstructure:"listen"`
+	// TLS serves it over HTTPS with this certificate and key.
+	TLS ServerTLS `mapstructure:"tls"`
+	// Token, when set, must come as "Authorization: Bearer <token>" on
+	// every scrape (TETHER_METRICS_TOKEN; Prometheus: authorization.credentials).
+	Token string `mapstructure:"token"`
+}
+
+// ServerTLS is the certificate an HTTP endpoint of the worker serves
+// HTTPS with (both files PEM); empty serves plain HTTP.
+type ServerTLS struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+}
+
+// problems checks that both files are given, and load as a pair.
+func (t ServerTLS) problems(key string) []error {
+	switch {
+	case t.Cert == "" && t.Key == "":
+		return nil
+	case t.Cert == "" || t.Key == "":
+		return []error{problem(key, "give both cert and key (PEM files), or neither for plain HTTP")}
+	}
+	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+		return []error{problem(key, "cert %s and key %s: %v", t.Cert, t.Key, err)}
+	}
+	return nil
 }
 
 // defaults lists every key (env overrides only bind to known keys).
@@ -187,6 +216,11 @@ var defaults = map[string]any{
 	"log.level":                              "info",
 	"log.format":                             "text",
 	"metrics.listen":                         "127.0.0.1:9464",
+	"metrics.tls.cert":                       "",
+	"metrics.tls.key":                        "",
+	"metrics.token":                          "",
+	"webhooks.tls.cert":                      "",
+	"webhooks.tls.key":                       "",
 	"integrations_dir":                       "",
 	"schedules.manage":                       true,
 	"schedules.owner":                        "",
@@ -355,6 +389,9 @@ func (m Metrics) problems() []error {
 	if l == "" {
 		return nil
 	}
+	if errs := m.TLS.problems("metrics.tls (TETHER_METRICS_TLS_CERT, TETHER_METRICS_TLS_KEY)"); len(errs) > 0 {
+		return errs
+	}
 	_, port, err := net.SplitHostPort(l)
 	if err != nil {
 		return []error{problem("metrics.listen (TETHER_METRICS_LISTEN)", "%q is not host:port (e.g. 127.0.0.1:9464; empty disables the endpoint): %v", l, err)}
@@ -391,7 +428,7 @@ func integrationsDirProblems(d string) []error {
 
 // problems checks the webhook receiver's settings (secrets resolved).
 func (w Webhooks) problems() []error {
-	var errs []error
+	errs := w.TLS.problems("webhooks.tls (TETHER_WEBHOOKS_TLS_CERT, TETHER_WEBHOOKS_TLS_KEY)")
 	if w.Listen != "" {
 		if _, _, err := net.SplitHostPort(w.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("  webhooks.listen (TETHER_WEBHOOKS_LISTEN): %q is not host:port (e.g. 127.0.0.1:8090; empty turns the receiver off): %v", w.Listen, err))

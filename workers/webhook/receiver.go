@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,6 +181,7 @@ func New(sources []Source, schemas *schema.Registry, acc Accepter, opts ...Optio
 	}
 	r.mux = http.NewServeMux()
 	r.mux.HandleFunc(PathPrefix+"{source}", r.serveSource)
+	r.mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	r.mux.HandleFunc("/", r.serveUnknown)
 	return r, nil
 }
@@ -463,4 +465,19 @@ func (r *Receiver) write(w http.ResponseWriter, req *http.Request, source string
 		slog.Duration("took", r.now().Sub(start)),
 		slog.String("remote", req.RemoteAddr),
 	)
+}
+
+// OpenAPIPath is where the receiver serves its OpenAPI document.
+const OpenAPIPath = "/openapi.yaml"
+
+// OpenAPI is the receiver's OpenAPI 3 document (openapi.yaml): its paths,
+// headers, answers and their bodies.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(OpenAPI)
 }
