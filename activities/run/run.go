@@ -30,6 +30,9 @@ type Activities struct {
 	Lease   *Lease
 	// Pages are forgotten once a run ends.
 	Pages *pages.Pages
+	// History, when set, tells who started, reset, replayed or cancelled
+	// a run, for the audit (tether_audit) and the run's memo.
+	History History
 }
 
 // Register puts the activities of a on a worker, each under the name
@@ -49,6 +52,9 @@ func (a *Activities) StartRun(ctx context.Context, in syncstep.StartRunInput) (s
 	// A reset execution goes on from the run's counts as of its last
 	// committed batch, where its checkpoint is.
 	if out.Counts, err = a.Store.CommittedCounts(ctx, in.RunID); err != nil {
+		return syncstep.StartRunOutput{}, err
+	}
+	if out.StartedBy, out.Act, err = a.auditStart(ctx, in); err != nil {
 		return syncstep.StartRunOutput{}, err
 	}
 	return out, nil
@@ -160,6 +166,9 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 		return err
 	}
 	if err := a.settle(ctx, in); err != nil {
+		return err
+	}
+	if err := a.auditCancel(ctx, in); err != nil {
 		return err
 	}
 	// A failed or cancelled run keeps its staged pages and images, so a

@@ -283,6 +283,22 @@ CREATE TABLE tether_deployment (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO tether_deployment DEFAULT VALUES;`},
+		{16, "audit", `
+-- Who did what to which run or schedule, and when: one row per act, kept
+-- once however often the step that records it is retried.
+CREATE TABLE tether_audit (
+    id           bigserial PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT now(),
+    actor        text NOT NULL,
+    via          text NOT NULL DEFAULT '',
+    action       text NOT NULL,
+    integration  text NOT NULL DEFAULT '',
+    target       text NOT NULL DEFAULT '',
+    target_run   text NOT NULL DEFAULT '',
+    details      jsonb NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX tether_audit_once ON tether_audit (action, target, target_run);
+CREATE INDEX tether_audit_by_integration ON tether_audit (integration, at DESC);`},
 	}
 }
 

@@ -87,6 +87,11 @@ type StartRunOutput struct {
 	// a new run; for a run reset in the Web UI (the same run, a new
 	// execution), what the reset execution goes on from.
 	Counts progress.Counts `json:"counts,omitzero"`
+	// StartedBy is the Temporal identity that started the run (or reset
+	// it), and Act what it did: start, reset or replay; both empty when
+	// not audited. The run shows them in its memo.
+	StartedBy string `json:"startedBy,omitempty"`
+	Act       string `json:"act,omitempty"`
 }
 
 // PageRef names a staged page: the claim-check that travels through history

@@ -65,6 +65,10 @@ Usage:
   tether capture sql INTEGRATION [--remove] the SQL that installs (or removes) the capture, for the
                                             table's owner to run when the worker may not
 
+  tether audit [--integration NAME] [--actor ID] [--since 24h] [--json]
+                                            who started, reset, replayed or cancelled which run, when
+                                            (the Temporal identity of the caller; the CLI's is
+                                            TETHER_IDENTITY, default user@host)
   tether codec-server [--listen ADDR] [--origin URL,...]
                                             serve the Temporal codec endpoints (/encode, /decode) for
                                             the Web UI and the Temporal CLI with the workers' keys
@@ -101,6 +105,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"events":       cmdEvents,
 		"capture":      cmdCapture,
 		"codec-server": cmdCodecServer,
+		"audit":        cmdAudit,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
+	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -167,6 +168,16 @@ func applySchedules(ctx context.Context, e *env, fs *flag.FlagSet, file, dir, ow
 	defer c.Close()
 	opts := schedules.Options{TaskQueue: e.taskQueue, Owner: owner}
 	res, applyErr := schedules.Apply(ctx, c, opts, reg.All())
+	if res.Changed() {
+		if db, err := e.db(ctx); err != nil {
+			fmt.Fprintf(e.errOut, "warning: the schedule changes are not audited: %v\n", err)
+		} else {
+			if err := store.New(db).RecordScheduleChanges(ctx, app.CLIIdentity(), "tether schedules apply", res.Created, res.Updated, res.Deleted); err != nil {
+				fmt.Fprintf(e.errOut, "warning: the schedule changes are not audited: %v\n", err)
+			}
+			db.Close()
+		}
+	}
 	tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 	for _, r := range []struct {
 		what string

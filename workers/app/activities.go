@@ -133,7 +133,7 @@ func NewActivities(p ActivitiesParams) *Activities {
 	}
 	return &Activities{
 		Catalog:    p.Catalog,
-		Run:        &run.Activities{Catalog: p.Catalog, Store: p.Store, Lease: lease, Pages: ps},
+		Run:        &run.Activities{Catalog: p.Catalog, Store: p.Store, Lease: lease, Pages: ps, History: history(p.Temporal)},
 		Fetch:      &fetch.Activities{Catalog: p.Catalog, Pages: ps, Store: p.Store},
 		Validate:   &validate.Activities{Catalog: p.Catalog, Pages: ps, Store: p.Store},
 		Transform:  &transform.Activities{Catalog: p.Catalog, Pages: ps, Store: p.Store},
@@ -206,4 +206,12 @@ func Build(o BuildOptions) (*Activities, error) {
 	cfg := config.Config{Worker: config.Worker{CachePages: o.CachePages}}
 	return NewActivities(ActivitiesParams{DB: o.DB, Store: o.Store, Catalog: cat, Logger: o.Logger,
 		Temporal: o.Temporal, Metrics: o.Metrics, Config: cfg}), nil
+}
+
+// history is the Temporal client as run.History, nil without a client.
+func history(c client.Client) run.History {
+	if c == nil {
+		return nil
+	}
+	return c
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/lib/schema"
+	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/schedules"
 )
@@ -42,6 +44,7 @@ type SchedulesParams struct {
 	Declared     *declarative.Set
 	Schemas      *schema.Registry
 	Catalog      *catalog.Catalog
+	Store        *store.Store
 	Logger       *slog.Logger
 }
 
@@ -205,4 +208,18 @@ func (s *Schedules) run(ctx context.Context) {
 func (s *Schedules) logResult(msg string, res schedules.Result) {
 	s.opts.Logger.Info(msg, "owner", s.owner(), "taskQueue", s.opts.TaskQueue,
 		"created", res.Created, "updated", res.Updated, "deleted", res.Deleted, "unchanged", len(res.Unchanged))
+	if !res.Changed() || s.p.Store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.p.Store.RecordScheduleChanges(ctx, WorkerIdentity(), "worker", res.Created, res.Updated, res.Deleted); err != nil {
+		s.opts.Logger.Warn("the schedule changes could not be audited", "error", err)
+	}
+}
+
+// WorkerIdentity names this worker process in the audit.
+func WorkerIdentity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%d@%s (tether worker)", os.Getpid(), host)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/user"
 	"strings"
 
 	"go.temporal.io/api/enums/v1"
@@ -90,6 +92,7 @@ func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Clie
 	if err != nil {
 		return nil, err
 	}
+	opts.Identity = CLIIdentity()
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s is unreachable: %w%s", describe(t), err, hint(t, err))
@@ -176,4 +179,18 @@ func hint(t config.Temporal, err error) string {
 		return "; the server refused the credentials: check the API key (temporal.api_key / TEMPORAL_API_KEY) or client certificate"
 	}
 	return ""
+}
+
+// CLIIdentity is the identity the tether CLI acts as in Temporal (and in
+// the audit): TETHER_IDENTITY, else "<user>@<host> (tether CLI)".
+func CLIIdentity() string {
+	if id := os.Getenv("TETHER_IDENTITY"); id != "" {
+		return id
+	}
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host + " (tether CLI)"
 }

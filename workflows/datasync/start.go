@@ -57,6 +57,10 @@ func (r *run) start(ctx workflow.Context) error {
 		}
 		return cause
 	}
+	if out.StartedBy != "" && workflow.GetVersion(ctx, versionAuditMemo, workflow.DefaultVersion, 1) == 1 {
+		// Who started (reset, replayed) the run, on the run in the Web UI.
+		_ = workflow.UpsertMemo(ctx, map[string]any{MemoStartedBy: out.StartedBy, MemoAct: out.Act})
+	}
 	r.st.Plan = out.Plan
 	// A reset execution of the run goes on from its recorded counts.
 	r.st.Counts = out.Counts

@@ -270,4 +270,13 @@ const (
 	versionBeginCompensation = "begin-compensation"
 	// versionFinishFailedStart: a run whose StartRun failed records its end.
 	versionFinishFailedStart = "finish-failed-start"
+	// versionAuditMemo: the run's memo says who started it.
+	versionAuditMemo = "audit-memo"
+)
+
+// Memo keys of a run, shown in the Web UI: the Temporal identity that
+// started (reset, replayed) it and what it did (start, reset, replay).
+const (
+	MemoStartedBy = "tether.startedBy"
+	MemoAct       = "tether.act"
 )

@@ -1,0 +1,43 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStore_AuditKeepsEachActOnce(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	e := AuditEntry{Actor: "alice", Via: "cli", Action: AuditStart, Integration: "crm", Target: "wf-1", TargetRun: "r-1",
+		Details: map[string]any{"runId": "wf-1/r-1"}}
+	for range 2 { // a retried step records the act once
+		if err := s.RecordAudit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordAudit(ctx, AuditEntry{Actor: "bob", Action: AuditCancel, Integration: "crm", Target: "wf-1", TargetRun: "r-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordScheduleChanges(ctx, "worker-1", "worker", []string{"crm/sync"}, []string{"billing/refresh"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordScheduleChanges(ctx, "worker-1", "worker", nil, []string{"billing/refresh"}, []string{"crm/sync"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListAudit(ctx, AuditFilter{})
+	if err != nil || len(all) != 6 {
+		t.Fatalf("ListAudit = %d entries, %v; want 6: %+v", len(all), err, all)
+	}
+	crm, _ := s.ListAudit(ctx, AuditFilter{Integration: "crm"})
+	var actions []string
+	for _, x := range crm {
+		actions = append(actions, x.Action)
+	}
+	if len(crm) != 4 || crm[0].Action != AuditScheduleDelete || crm[len(crm)-1].Actor != "alice" || crm[len(crm)-1].Details["runId"] != "wf-1/r-1" {
+		t.Errorf("crm's audit, newest first: %v (%+v)", actions, crm)
+	}
+	if bob, _ := s.ListAudit(ctx, AuditFilter{Actor: "bob", Since: time.Now().Add(-time.Minute), Limit: 5}); len(bob) != 1 || bob[0].Action != AuditCancel {
+		t.Errorf("bob's: %+v", bob)
+	}
+}
