@@ -9,13 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/codec"
-	"github.com/tetherflow/tether/workflows/datasync"
 )
 
 // TestCodecServer_DecodesForTheTemporalCLIAndOnlyForItsUsers: a run
@@ -35,20 +31,7 @@ func TestCodecServer_DecodesForTheTemporalCLIAndOnlyForItsUsers(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Logger: quietLogger(),
-		DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	run, err := cli.StartSync(ctx, c, s.taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res datasync.Result
-	if err := run.Get(ctx, &res); err != nil || res.Status != progress.StatusCompleted {
-		t.Fatalf("sync: %+v %v", res, err)
-	}
+	run, _ := syncThrough(t, dialWith(t, devServer.FrontendHostPort(), sealing(kr)), s.taskQueue)
 
 	addr, _, err := cli.StartCodecServer(ctx, cli.CodecServerOptions{Listen: "127.0.0.1:0", Origins: []string{"http://localhost:8233"}, Token: "codec-token"})
 	if err != nil {

@@ -43,6 +43,41 @@ func unique(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// dialWith is a client of addr with opts' converters, logger and
+// interceptors (HostPort and Logger are set here), closed when the test
+// ends.
+func dialWith(t *testing.T, addr string, opts client.Options) client.Client {
+	t.Helper()
+	opts.HostPort, opts.Logger = addr, quietLogger()
+	c, err := client.Dial(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// sealing are client options that seal and open payloads with kr.
+func sealing(kr *codec.Keyring) client.Options {
+	return client.Options{DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)}
+}
+
+// syncThrough starts a sync of crm-contacts through c on taskQueue and
+// waits for it to complete.
+func syncThrough(t *testing.T, c client.Client, taskQueue string) (client.WorkflowRun, datasync.Result) {
+	t.Helper()
+	ctx := context.Background()
+	run, err := cli.StartSync(ctx, c, taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res datasync.Result
+	if err := run.Get(ctx, &res); err != nil || res.Status != progress.StatusCompleted {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	return run, res
+}
+
 // webhookEvent is a CRM contact event whose email is email.
 func webhookEvent(id int, email string) []byte {
 	body, _ := json.Marshal(map[string]any{"type": "contact.created", "data": map[string]any{
@@ -108,26 +143,9 @@ func TestEncryption_NothingReadableInTemporalsDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := client.Dial(client.Options{HostPort: srv.FrontendHostPort(), Logger: quietLogger(),
-		DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sealed.Close()
-	run, err := cli.StartSync(ctx, sealed, s.taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res datasync.Result
-	if err := run.Get(ctx, &res); err != nil || res.Status != progress.StatusCompleted {
-		t.Fatalf("encrypted sync: %+v, %v", res, err)
-	}
+	run, res := syncThrough(t, dialWith(t, srv.FrontendHostPort(), sealing(kr)), s.taskQueue)
 	// A client without the key sees ciphertext, not the result.
-	plain, err := client.Dial(client.Options{HostPort: srv.FrontendHostPort(), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
+	plain := dialWith(t, srv.FrontendHostPort(), client.Options{})
 	var opaque datasync.Result
 	if err := plain.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &opaque); err == nil && opaque.Counts.Fetched != 0 {
 		t.Errorf("a client without the key read the result: %+v", opaque)
@@ -177,12 +195,7 @@ func TestEncryption_RunStartedUnderOneKeyFinishesUnderTheNext(t *testing.T) {
 	}
 	onlyA, _ := codec.Load("a", "", []string{codec.EnvPrefix + "A=" + ka})
 	ctx := context.Background()
-	starter, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Logger: quietLogger(),
-		DataConverter: codec.DataConverter(onlyA), FailureConverter: codec.FailureConverter(onlyA)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer starter.Close()
+	starter := dialWith(t, devServer.FrontendHostPort(), sealing(onlyA))
 	run, err := cli.StartSync(ctx, starter, s.taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +208,7 @@ func TestEncryption_RunStartedUnderOneKeyFinishesUnderTheNext(t *testing.T) {
 		codec.EnvPrefix+"A="+ka, codec.EnvPrefix+"B="+kb), bin)
 	waitPolling(t, b)
 
-	reader, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Logger: quietLogger(),
-		DataConverter: codec.DataConverter(both), FailureConverter: codec.FailureConverter(both)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
+	reader := dialWith(t, devServer.FrontendHostPort(), sealing(both))
 	var res datasync.Result
 	if err := reader.GetWorkflow(ctx, run.GetID(), "").Get(ctx, &res); err != nil || res.Status != progress.StatusCompleted || res.Counts.Fetched < 8000 {
 		t.Fatalf("the run after the rotation: %+v, %v", res, err)

@@ -23,7 +23,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/telemetry"
 	"github.com/tetherflow/tether/workflows/datasync"
@@ -124,19 +123,7 @@ func TestTelemetry_OneTraceFromStartThroughEveryStepAndCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = stop(ctx) }()
-	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Interceptors: telemetry.ClientInterceptors()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	run, err := cli.StartSync(ctx, c, s.taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res datasync.Result
-	if err := run.Get(ctx, &res); err != nil {
-		t.Fatalf("sync: %v", err)
-	}
+	syncThrough(t, dialWith(t, devServer.FrontendHostPort(), client.Options{Interceptors: telemetry.ClientInterceptors()}), s.taskQueue)
 	var traceID string
 	for _, sp := range mem.GetSpans() {
 		if sp.Name == "StartWorkflow:"+datasync.WorkflowType {

@@ -11,14 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/tetherflow/tether/activities/lib/progress"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/codec"
-	"github.com/tetherflow/tether/workflows/datasync"
 )
 
 // chromium finds Debian's headless Chromium: the test fails without it in
@@ -86,21 +82,7 @@ func TestWebUI_ShowsDecodedPayloadsOnlyThroughTheCodecServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Dial(client.Options{HostPort: srv.Address, Logger: quietLogger(),
-		DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	run, err := cli.StartSync(ctx, c, s.taskQueue, datasync.Input{Integration: "crm-contacts", Trigger: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res datasync.Result
-	if err := run.Get(ctx, &res); err != nil || res.Status != progress.StatusCompleted {
-		t.Fatalf("sync: %+v %v", res, err)
-	}
+	run, _ := syncThrough(t, dialWith(t, srv.Address, sealing(kr)), s.taskQueue)
 
 	page := fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows/%s/%s/history", uiPort, url.PathEscape(run.GetID()), run.GetRunID())
 	decoded := `{"integration":"crm-contacts"`
