@@ -16,6 +16,7 @@ const (
 	AuditReset          = "reset"
 	AuditReplay         = "replay"
 	AuditCancel         = "cancel"
+	AuditErase          = "erase"
 	AuditScheduleCreate = "schedule.create"
 	AuditScheduleUpdate = "schedule.update"
 	AuditScheduleDelete = "schedule.delete"

@@ -69,6 +69,10 @@ Usage:
                                             who started, reset, replayed or cancelled which run, when
                                             (the Temporal identity of the caller; the CLI's is
                                             TETHER_IDENTITY, default user@host)
+  tether erase --integration NAME --key KEY [--reason REF]
+                                            erase a subject from the integration's destinations and
+                                            tether's state (quarantine, staged pages, deliveries,
+                                            identity maps), durably, with a report; audited
   tether codec-server [--listen ADDR] [--origin URL,...]
                                             serve the Temporal codec endpoints (/encode, /decode) for
                                             the Web UI and the Temporal CLI with the workers' keys
@@ -106,6 +110,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"capture":      cmdCapture,
 		"codec-server": cmdCodecServer,
 		"audit":        cmdAudit,
+		"erase":        cmdErase,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/tetherflow/tether/activities/erase"
+
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/fx"
@@ -104,6 +106,7 @@ type Activities struct {
 	Reconcile  *reconcile.Activities
 	Events     *events.Activities
 	Capture    *capture.Activities
+	Erase      *erase.Activities
 }
 
 // ActivitiesParams are what the activities are built from.
@@ -142,6 +145,7 @@ func NewActivities(p ActivitiesParams) *Activities {
 		Reconcile:  &reconcile.Activities{Catalog: p.Catalog, Pages: ps, Store: p.Store, Lease: lease, DB: p.DB},
 		Events:     &events.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Metrics: p.Metrics},
 		Capture:    &capture.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Logger: p.Logger, Metrics: p.Metrics},
+		Erase:      &erase.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, History: history(p.Temporal)},
 	}
 }
 
@@ -157,6 +161,7 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 	reconcile.Register(r, a.Reconcile)
 	events.Register(r, a.Events)
 	capture.Register(r, a.Capture)
+	erase.Register(r, a.Erase)
 }
 
 // lookupEnv resolves a PostgreSQL source's dsn_env from the environment,

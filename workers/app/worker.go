@@ -20,6 +20,7 @@ import (
 	"github.com/tetherflow/tether/workers/telemetry"
 	"github.com/tetherflow/tether/workflows/capture"
 	"github.com/tetherflow/tether/workflows/datasync"
+	"github.com/tetherflow/tether/workflows/erase"
 	"github.com/tetherflow/tether/workflows/events"
 	"github.com/tetherflow/tether/workflows/reconcile"
 )
@@ -148,5 +149,6 @@ func Register(w worker.Registry, acts *Activities) {
 	reconcile.Register(w)
 	events.Register(w)
 	capture.Register(w)
+	erase.Register(w)
 	acts.Register(w)
 }

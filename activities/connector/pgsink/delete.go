@@ -3,10 +3,12 @@ package pgsink
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/lib/pq"
+	"github.com/tetherflow/tether/activities/connector"
 )
 
 // DeleteOptions tune one Delete.
@@ -111,4 +113,42 @@ func (s *TableWriter) deleteStatement(tombstone string) string {
 		return s.sql.remove
 	}
 	return buildDeleteStatement(s.table, s.sql.target, s.sql.stage, tombstone)
+}
+
+// Erase deletes the row whose key is key (a single-column key, compared
+// as text) and every before-image of it, in w's transaction: a subject's
+// erasure, whatever the table's tombstone or version settings. It returns
+// the rows deleted from the table.
+func (s *Sink) Erase(ctx context.Context, w connector.Writer, key string) (int, error) {
+	t := s.w.Table()
+	if len(t.Key) != 1 {
+		return 0, fmt.Errorf("erase from %s: the table has a composite key (%s); erase by hand", s.w.sql.target, strings.Join(t.Key, ", "))
+	}
+	tx, err := w.Tx(ctx)
+	if err != nil {
+		return 0, err
+	}
+	col := pq.QuoteIdentifier(t.Key[0])
+	res, err := tx.ExecContext(ctx, "DELETE FROM "+s.w.sql.target+" WHERE "+col+"::text = $1", key)
+	if err != nil {
+		if sqlState(err) == "42P01" { // the table was never created: nothing to erase
+			return 0, nil
+		}
+		return 0, classify(err, "erase from "+s.w.sql.target)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT tether_erase_images"); err != nil {
+		return 0, classify(err, "erase before-images")
+	}
+	_, err = tx.ExecContext(ctx, "DELETE FROM "+s.w.sql.images+" WHERE key->>"+pq.QuoteLiteral(t.Key[0])+" = $1", key)
+	switch {
+	case sqlState(err) == "42P01": // no before-images table
+		_, err = tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT tether_erase_images")
+	case err == nil:
+		_, err = tx.ExecContext(ctx, "RELEASE SAVEPOINT tether_erase_images")
+	}
+	if err != nil {
+		return 0, classify(err, "erase before-images in "+s.w.sql.images)
+	}
+	return int(n), nil
 }

@@ -1,0 +1,140 @@
+// Package erase holds the erasure step: a subject (an integration's
+// record key) is deleted from every destination of the integration and
+// from tether's own state, and the act is audited.
+package erase
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/tetherflow/tether/activities/catalog"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/lib/postgres"
+	"github.com/tetherflow/tether/activities/lib/record"
+	"github.com/tetherflow/tether/activities/run"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/syncstep"
+)
+
+// Activities erase subjects.
+type Activities struct {
+	Catalog *catalog.Catalog
+	Store   *store.Store
+	DB      *sql.DB
+	// History, when set, names who asked for the erasure in the audit.
+	History run.History
+}
+
+// Register puts the steps on a worker.
+func Register(r worker.ActivityRegistry, a *Activities) {
+	r.RegisterActivityWithOptions(a.EraseDestinations, activity.RegisterOptions{Name: syncstep.EraseDestinations.Name()})
+	r.RegisterActivityWithOptions(a.EraseState, activity.RegisterOptions{Name: syncstep.EraseState.Name()})
+}
+
+// EraseDestinations deletes the subject's row from every PostgreSQL
+// destination of the integration (with its before-images), each in its
+// own transaction; a destination that cannot delete by key (an HTTP API)
+// is reported with what to do. Deleting again deletes nothing: a retry is
+// safe.
+func (a *Activities) EraseDestinations(ctx context.Context, in syncstep.EraseInput) ([]syncstep.Erased, error) {
+	c, err := a.Catalog.Get(in.Integration, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []syncstep.Erased
+	for _, st := range c.Steps {
+		sink, ok := st.Sink.(*pgsink.Sink)
+		if !ok {
+			out = append(out, syncstep.Erased{Place: "destination " + st.Dest.Name,
+				Note: fmt.Sprintf("not erased: destination %q cannot delete by key; delete record %q there by hand", st.Dest.Name, in.Key)})
+			continue
+		}
+		n, err := eraseIn(ctx, a.DB, sink, in.Key)
+		if err != nil {
+			return nil, fmt.Errorf("destination %q: %w", st.Dest.Name, err)
+		}
+		out = append(out, syncstep.Erased{Place: "destination " + st.Dest.Name, Deleted: n})
+	}
+	return out, nil
+}
+
+func eraseIn(ctx context.Context, db *sql.DB, sink *pgsink.Sink, key string) (int, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, postgres.Classify(err, "begin erasure")
+	}
+	defer func() { _ = tx.Rollback() }()
+	n, err := sink.Erase(ctx, postgres.Joined(tx), key)
+	if err != nil {
+		return 0, err
+	}
+	return n, postgres.Classify(tx.Commit(), "commit erasure")
+}
+
+// EraseState deletes the subject from tether's own state (quarantine,
+// staged pages, event deliveries, the identity maps of the integration's
+// destinations, reconciliation rows) and records the erasure, with who
+// asked for it, in the audit.
+func (a *Activities) EraseState(ctx context.Context, in syncstep.EraseInput) ([]syncstep.Erased, error) {
+	c, err := a.Catalog.Get(in.Integration, "")
+	if err != nil {
+		return nil, err
+	}
+	var namespaces []string
+	for _, st := range c.Steps {
+		if st.Dest.Identity != "" {
+			namespaces = append(namespaces, st.Dest.Identity)
+		}
+		for _, f := range st.IDs {
+			namespaces = append(namespaces, f.Namespace)
+		}
+	}
+	hasKey := func(raw json.RawMessage) bool {
+		rec, ok := record.Object(raw)
+		if !ok {
+			return false
+		}
+		k, ok := record.Scalar(record.Lookup(rec, c.KeyPath))
+		return ok && k == in.Key
+	}
+	counts, err := a.Store.EraseState(ctx, in.Integration, in.Key, namespaces, hasKey)
+	if err != nil {
+		return nil, err
+	}
+	places := make([]string, 0, len(counts))
+	for p := range counts {
+		places = append(places, p)
+	}
+	sort.Strings(places)
+	out := make([]syncstep.Erased, 0, len(places))
+	for _, p := range places {
+		out = append(out, syncstep.Erased{Place: p, Deleted: counts[p]})
+	}
+	return out, a.audit(ctx, in, out)
+}
+
+// audit records the erasure once, by the identity that started it.
+func (a *Activities) audit(ctx context.Context, in syncstep.EraseInput, done []syncstep.Erased) error {
+	info := activity.GetInfo(ctx)
+	actor := ""
+	if a.History != nil {
+		iter := a.History.GetWorkflowHistory(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, false, 0)
+		if iter.HasNext() {
+			if ev, err := iter.Next(); err == nil {
+				actor = ev.GetWorkflowExecutionStartedEventAttributes().GetIdentity()
+			}
+		}
+	}
+	details := map[string]any{"key": in.Key, "reason": in.Reason}
+	for _, d := range done {
+		details[d.Place] = d.Deleted
+	}
+	return a.Store.RecordAudit(ctx, store.AuditEntry{Actor: actor, Action: store.AuditErase, Integration: in.Integration,
+		Target: info.WorkflowExecution.ID, TargetRun: info.WorkflowExecution.RunID, Details: details})
+}

@@ -1,0 +1,100 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/starters/cli"
+	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workflows/datasync"
+)
+
+// TestErase_SubjectGoneFromEveryPlace: a subject seeded into the
+// destination table (by a sync), the quarantine, a staged page, the event
+// deliveries and the destination's before-images is gone from each after
+// `tether erase`, which reports every place and is audited; another
+// subject's data stays.
+func TestErase_SubjectGoneFromEveryPlace(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 71, Contacts: 120}})
+	res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	ctx := context.Background()
+	subject, other := "17", "18"
+	if s.count(`SELECT count(*) FROM crm_contacts WHERE id IN (17, 18)`) != 2 {
+		t.Fatal("the sync did not write contacts 17 and 18")
+	}
+	for _, key := range []string{subject, other} {
+		if _, err := s.store.Quarantine(ctx, nil, []store.QuarantineEntry{{Integration: "crm-contacts", RunID: res.RunID, Page: 1, Index: 0,
+			Key: key, Step: store.StepValidate, Payload: json.RawMessage(`{"id":` + key + `,"email":"x"}`),
+			Errors: []store.ErrorDetail{{Message: "seeded"}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.store.StagePage(ctx, res.RunID, 900+atoi(key), "seeded", []json.RawMessage{json.RawMessage(`{"id":` + key + `,"first_name":"Seeded"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, s, `INSERT INTO tether_event_deliveries (source, delivery_id, integration, entity_key) VALUES ('crm', $1, 'crm-contacts', $2)`, "d-"+key, key)
+	}
+	mustExec(t, s, `CREATE TABLE IF NOT EXISTS tether_before_images (run_id text NOT NULL, seq integer NOT NULL, key jsonb NOT NULL, image jsonb, PRIMARY KEY (run_id, seq, key))`)
+	mustExec(t, s, `INSERT INTO tether_before_images (run_id, seq, key, image) VALUES ('r', 1, '{"id": 17}', '{"id": 17, "email": "old@example.com"}'), ('r', 1, '{"id": 18}', '{"id": 18}')`)
+
+	var out bytes.Buffer
+	if code := cli.Run(ctx, []string{"erase", "--integration", "crm-contacts", "--key", subject, "--reason", "request 2026-118",
+		"--address", devServer.FrontendHostPort(), "--task-queue", s.taskQueue}, &out, &out); code != 0 {
+		t.Fatalf("tether erase: exit %d\n%s", code, out.String())
+	}
+	for _, want := range []string{"destination postgres  1", store.PlaceQuarantine, store.PlaceStagedPages, store.PlaceDeliveries, "erased everywhere"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report does not name %q:\n%s", want, out.String())
+		}
+	}
+	for place, q := range map[string]string{
+		"the destination":   `SELECT count(*) FROM crm_contacts WHERE id = %s`,
+		"the quarantine":    `SELECT count(*) FROM tether_quarantine WHERE integration = 'crm-contacts' AND record_key = '%s'`,
+		"the staged pages":  `SELECT count(*) FROM tether_staged_pages WHERE page = 900 + %s`,
+		"the deliveries":    `SELECT count(*) FROM tether_event_deliveries WHERE entity_key = '%s'`,
+		"the before-images": `SELECT count(*) FROM tether_before_images WHERE key->>'id' = '%s'`,
+	} {
+		if n := s.count(fmt.Sprintf(q, subject)); n != 0 {
+			t.Errorf("subject %s is still in %s (%d rows)", subject, place, n)
+		}
+		if n := s.count(fmt.Sprintf(q, other)); n != 1 {
+			t.Errorf("subject %s, not erased, has %d rows in %s, want 1", other, n, place)
+		}
+	}
+	entries, err := s.store.ListAudit(ctx, store.AuditFilter{Integration: "crm-contacts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := false
+	for _, e := range entries {
+		if e.Action == store.AuditErase && e.Details["key"] == subject && e.Details["reason"] == "request 2026-118" && e.Actor != "" {
+			erased = true
+		}
+	}
+	if !erased {
+		t.Errorf("the erasure is not in the audit: %+v", entries)
+	}
+	// Erasing again finds nothing and still completes.
+	out.Reset()
+	if code := cli.Run(ctx, []string{"erase", "--integration", "crm-contacts", "--key", subject,
+		"--address", devServer.FrontendHostPort(), "--task-queue", s.taskQueue}, &out, &out); code != 0 {
+		t.Fatalf("tether erase again: exit %d\n%s", code, out.String())
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	fmt.Sscan(s, &n)
+	return n
+}
+
+func mustExec(t *testing.T, s *stack, q string, args ...any) {
+	t.Helper()
+	if _, err := s.schema.DB.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
