@@ -3,10 +3,12 @@ package integration
 import (
 	"context"
 	"fmt"
+	"html"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,13 +47,18 @@ func pageText(t *testing.T, browser, url string) string {
 	if err != nil {
 		t.Fatalf("chromium %s: %v", url, err)
 	}
-	return string(out)
+	// The page's text: the UI splits JSON into highlighted spans.
+	text := reTag.ReplaceAllString(string(out), "")
+	text = html.UnescapeString(text)
+	return strings.Join(strings.Fields(text), "")
 }
+
+var reTag = regexp.MustCompile(`<[^>]*>`)
 
 // TestWebUI_ShowsDecodedPayloadsOnlyThroughTheCodecServer: in a real
 // browser, the Temporal Web UI of a dev server started with the codec
-// server's endpoint shows an encrypted run's input decoded; with the codec
-// server gone, the same page does not.
+// server's endpoint shows an encrypted run's input and result decoded;
+// with the codec server gone, the same page does not.
 func TestWebUI_ShowsDecodedPayloadsOnlyThroughTheCodecServer(t *testing.T) {
 	browser := chromium(t)
 	key := newKey(t)
@@ -86,17 +93,22 @@ func TestWebUI_ShowsDecodedPayloadsOnlyThroughTheCodecServer(t *testing.T) {
 
 	page := fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows/%s/%s/history", uiPort, url.PathEscape(run.GetID()), run.GetRunID())
 	decoded := `{"integration":"crm-contacts"`
+	input, result := `"trigger":"test"`, `"status":"Completed"`
 	with := pageText(t, browser, page)
-	if !strings.Contains(with, decoded) {
-		t.Fatalf("the Web UI with the codec server does not show the decoded input %s (page of %d bytes)", decoded, len(with))
+	for what, want := range map[string]string{"input": input, "result": result} {
+		if !strings.Contains(with, want) {
+			t.Errorf("the Web UI with the codec server does not show the decoded %s (%s; page of %d bytes)", what, want, len(with))
+		}
 	}
 	stopCodec()
 	<-codecDone
 	without := pageText(t, browser, page)
-	if strings.Contains(without, decoded) {
-		t.Errorf("the Web UI shows the decoded input without the codec server")
+	for _, leak := range []string{decoded, input, result} {
+		if strings.Contains(without, leak) {
+			t.Errorf("the Web UI shows %s without the codec server", leak)
+		}
 	}
-	if !strings.Contains(without, run.GetID()) {
+	if !strings.Contains(without, strings.Join(strings.Fields(run.GetID()), "")) {
 		t.Errorf("the page without the codec server did not render the run (%d bytes): the check above proves nothing", len(without))
 	}
 }
