@@ -14,7 +14,9 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tetherflow/tether/activities/catalog"
+	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/record"
 	"github.com/tetherflow/tether/activities/run"
@@ -39,8 +41,10 @@ func Register(r worker.ActivityRegistry, a *Activities) {
 
 // EraseDestinations deletes the subject's row from every PostgreSQL
 // destination of the integration (with its before-images), each in its
-// own transaction; a destination that cannot delete by key (an HTTP API)
-// is reported with what to do. Deleting again deletes nothing: a retry is
+// own transaction, and the subject's record from every HTTP destination
+// that holds one (by its id in the identity map, with the destination's
+// delete endpoint); a destination that cannot delete it (a notify
+// destination, a composite key) is reported with what to do. Deleting again deletes nothing: a retry is
 // safe.
 func (a *Activities) EraseDestinations(ctx context.Context, in syncstep.EraseInput) ([]syncstep.Erased, error) {
 	c, err := a.Catalog.Get(in.Integration, "")
@@ -48,18 +52,30 @@ func (a *Activities) EraseDestinations(ctx context.Context, in syncstep.EraseInp
 		return nil, err
 	}
 	var out []syncstep.Erased
+	// HTTP destinations first: their deletes need the identity map,
+	// which EraseState empties.
 	for _, st := range c.Steps {
-		sink, ok := st.Sink.(*pgsink.Sink)
-		if !ok {
-			out = append(out, syncstep.Erased{Place: "destination " + st.Dest.Name,
+		place := "destination " + st.Dest.Name
+		var n int
+		var err error
+		switch sink := st.Sink.(type) {
+		case *pgsink.Sink:
+			n, err = eraseIn(ctx, a.DB, sink, in.Key)
+		case *httpsink.Sink:
+			n, err = sink.Erase(ctx, in.Key)
+		default:
+			out = append(out, syncstep.Erased{Place: place,
 				Note: fmt.Sprintf("not erased: destination %q cannot delete by key; delete record %q there by hand", st.Dest.Name, in.Key)})
 			continue
 		}
-		n, err := eraseIn(ctx, a.DB, sink, in.Key)
-		if err != nil {
-			return nil, fmt.Errorf("destination %q: %w", st.Dest.Name, err)
+		switch {
+		case failure.IsPermanent(err):
+			out = append(out, syncstep.Erased{Place: place, Note: "not erased: " + err.Error()})
+		case err != nil:
+			return nil, fmt.Errorf("destination %q: %w", st.Dest.Name, err) // retried
+		default:
+			out = append(out, syncstep.Erased{Place: place, Deleted: n})
 		}
-		out = append(out, syncstep.Erased{Place: "destination " + st.Dest.Name, Deleted: n})
 	}
 	return out, nil
 }

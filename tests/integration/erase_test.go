@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,5 +97,42 @@ func mustExec(t *testing.T, s *stack, q string, args ...any) {
 	t.Helper()
 	if _, err := s.schema.DB.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// TestErase_DeletesTheSubjectFromAnHTTPDestination: the customer an HTTP
+// destination holds for the subject is deleted through the destination's
+// delete endpoint, by its id in the identity map, and the identity map
+// forgets it; another customer stays.
+func TestErase_DeletesTheSubjectFromAnHTTPDestination(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 73, Contacts: 60}})
+	s.mustSync(datasync.Input{Integration: "crm-billing-customers"})
+	customerOf := func(ref string) bool {
+		for _, c := range s.sandbox.Customers() {
+			if c.ExternalRef == ref {
+				return true
+			}
+		}
+		return false
+	}
+	if !customerOf("21") || !customerOf("22") {
+		t.Fatalf("the sync created no customer for contacts 21 and 22: %d customers", len(s.sandbox.Customers()))
+	}
+	var out bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"erase", "--integration", "crm-billing-customers", "--key", "21",
+		"--address", devServer.FrontendHostPort(), "--task-queue", s.taskQueue}, &out, &out); code != 0 {
+		t.Fatalf("tether erase: exit %d\n%s", code, out.String())
+	}
+	if !regexp.MustCompile(`destination billing\s+1\b`).MatchString(out.String()) || !regexp.MustCompile(`identity maps\s+1\b`).MatchString(out.String()) {
+		t.Errorf("the report does not show the customer and its identity deleted:\n%s", out.String())
+	}
+	if customerOf("21") {
+		t.Errorf("the billing API still holds the subject's customer")
+	}
+	if !customerOf("22") {
+		t.Errorf("another customer was deleted")
+	}
+	if n := s.count(`SELECT count(*) FROM tether_identities WHERE record_key = '21'`); n != 0 {
+		t.Errorf("the identity map still holds the subject (%d rows)", n)
 	}
 }

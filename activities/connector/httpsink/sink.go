@@ -449,3 +449,30 @@ func decodeRow(b json.RawMessage) (map[string]any, error) {
 	err := dec.Decode(&row)
 	return row, err
 }
+
+// Erase deletes the record the destination holds for the source record
+// key (found in the identity map) with the destination's delete endpoint,
+// for a subject's erasure; it returns 1 when there was one to delete, 0
+// when the identity map knows none. A notify destination keeps no record
+// to delete: Erase says so.
+func (s *Sink) Erase(ctx context.Context, key string) (int, error) {
+	if s.dest.Mode == ModeNotify {
+		return 0, failure.Permanent(failure.TypeConfig, fmt.Errorf("destination %q only notifies: nothing it holds can be deleted by tether; ask its owner to erase record %q", s.dest.Name, key))
+	}
+	ids, err := s.ids.LookupIdentities(ctx, nil, s.dest.Identity, []string{key})
+	if err != nil {
+		return 0, err
+	}
+	id, ok := ids[key]
+	if !ok || id.ExternalID == "" {
+		return 0, nil
+	}
+	row, err := decodeRow(id.LastRow)
+	if err != nil {
+		row = map[string]any{}
+	}
+	if err := s.client.Delete(ctx, id.ExternalID, row); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}

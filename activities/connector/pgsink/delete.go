@@ -3,7 +3,6 @@ package pgsink
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -122,7 +121,7 @@ func (s *TableWriter) deleteStatement(tombstone string) string {
 func (s *Sink) Erase(ctx context.Context, w connector.Writer, key string) (int, error) {
 	t := s.w.Table()
 	if len(t.Key) != 1 {
-		return 0, fmt.Errorf("erase from %s: the table has a composite key (%s); erase by hand", s.w.sql.target, strings.Join(t.Key, ", "))
+		return 0, permanent("erase from %s: the table has a composite key (%s); erase the subject there by hand", s.w.sql.target, strings.Join(t.Key, ", "))
 	}
 	tx, err := w.Tx(ctx)
 	if err != nil {
