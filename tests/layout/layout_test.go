@@ -146,5 +146,32 @@ func TestBinaries_LinkNoTestPackage(t *testing.T) {
 		if slices.Contains(p.Imports, "testing") && p.ImportPath != "go.temporal.io/sdk/internal" {
 			t.Errorf("%s, linked into a shipped binary, imports testing", p.ImportPath)
 		}
+		// A test helper package (one that need not import testing, as
+		// OpenTelemetry's tracetest) comes in only with the SDK's test
+		// environment, which its internal package holds.
+		for _, imp := range p.Imports {
+			if testHelper(imp) && !sdkTestEnvironment(p.ImportPath) {
+				t.Errorf("%s, linked into a shipped binary, imports the test helper %s", p.ImportPath, imp)
+			}
+		}
 	}
+}
+
+// testHelper reports whether path is a package made for tests.
+func testHelper(path string) bool {
+	for _, el := range strings.Split(path, "/") {
+		switch el {
+		case "testing", "tracetest", "testutil", "testsuite", "httptest", "iotest", "fstest", "testify", "mock":
+			return true
+		}
+	}
+	return false
+}
+
+// sdkTestEnvironment reports whether path is the Temporal SDK's internal
+// package or one of the mocks and testify packages its test environment
+// brings.
+func sdkTestEnvironment(path string) bool {
+	return path == "go.temporal.io/sdk/internal" || strings.HasPrefix(path, "github.com/stretchr/testify/") ||
+		strings.HasPrefix(path, "go.temporal.io/api/workflowservicemock/")
 }

@@ -208,3 +208,30 @@ func TestNextAttempt_FollowsTheRetryPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestNewSpanExporter_OTLPOverHTTPOrGRPCOnly(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		env     map[string]string
+		wantErr string
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ""},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "console"}, `OTEL_TRACES_EXPORTER="console": tether exports traces over OTLP only`},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, `OTEL_EXPORTER_OTLP_PROTOCOL="http/json": want http/protobuf or grpc`},
+	} {
+		exp, err := newSpanExporter(ctx, func(k string) string { return c.env[k] })
+		if c.wantErr == "" {
+			if err != nil || exp == nil {
+				t.Errorf("%v: %v", c.env, err)
+			} else {
+				_ = exp.Shutdown(ctx)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("%v: %v, want %q", c.env, err, c.wantErr)
+		}
+	}
+}

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -40,21 +41,42 @@ func TracingRequested(getenv func(string) string) bool {
 var tracing atomic.Pointer[interceptor.Interceptor]
 
 // StartTracing turns tracing on for the process when the environment asks
-// for it (TracingRequested): spans go to the exporter the OTEL_* variables
-// describe (OTLP over HTTP or gRPC by OTEL_EXPORTER_OTLP_PROTOCOL,
-// "console"), batched; service is the default service.name
+// for it (TracingRequested): spans go, batched, to the OTLP endpoint the
+// OTEL_* variables describe (over HTTP or gRPC by
+// OTEL_EXPORTER_OTLP_PROTOCOL); service is the default service.name
 // (OTEL_SERVICE_NAME wins). It returns whether tracing is on and a
 // function that flushes and stops it.
 func StartTracing(ctx context.Context, service string) (bool, func(context.Context) error, error) {
 	if !TracingRequested(os.Getenv) {
 		return false, func(context.Context) error { return nil }, nil
 	}
-	exp, err := autoexport.NewSpanExporter(ctx)
+	exp, err := newSpanExporter(ctx, os.Getenv)
 	if err != nil {
 		return false, nil, fmt.Errorf("tracing (OTEL_* environment): %w", err)
 	}
 	stop, err := StartTracingWith(ctx, service, sdktrace.WithBatcher(exp))
 	return err == nil, stop, err
+}
+
+// newSpanExporter is the OTLP exporter the environment names. The
+// exporters read the endpoint, headers, timeout and TLS settings from the
+// OTEL_* variables themselves. (Not contrib's autoexport: its console
+// exporter would link a test helper package into the binaries.)
+func newSpanExporter(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
+	if e := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); e != "" && e != "otlp" {
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: tether exports traces over OTLP only (otlp, or none for off)", e)
+	}
+	proto := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+	if proto == "" {
+		proto = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_PROTOCOL"))
+	}
+	switch proto {
+	case "", "http/protobuf":
+		return otlptracehttp.New(ctx)
+	case "grpc":
+		return otlptracegrpc.New(ctx)
+	}
+	return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: want http/protobuf or grpc", proto)
 }
 
 // StartTracingWith turns tracing on with the given span processors (a test

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing/fstest"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -127,8 +126,8 @@ func (s *Spec) validator() *schema.Validator {
 	if err != nil {
 		return nil
 	}
-	reg, err := schema.NewRegistry(fstest.MapFS{})
-	if err != nil || reg.Add(s.Schema, b) != nil {
+	reg := schema.NewEmptyRegistry()
+	if reg.Add(s.Schema, b) != nil {
 		return nil
 	}
 	v, _ := reg.Get(s.Schema)

@@ -63,6 +63,12 @@ type Registry struct {
 	added      map[string][]byte // documents given to Add, by name
 }
 
+// NewEmptyRegistry is a registry of no file, for schemas given one by one
+// (Add).
+func NewEmptyRegistry() *Registry {
+	return &Registry{validators: map[string]*Validator{}}
+}
+
 // NewRegistry compiles every *.json file in fsys (at any depth; the name
 // of a file is its slash-separated path in fsys) once. "$ref"s between the
 // files resolve; references outside fsys are refused, so validation never
