@@ -140,12 +140,11 @@ func (a *Activities) audit(ctx context.Context, in syncstep.EraseInput, done []s
 	info := activity.GetInfo(ctx)
 	actor := ""
 	if a.History != nil {
-		iter := a.History.GetWorkflowHistory(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, false, 0)
-		if iter.HasNext() {
-			if ev, err := iter.Next(); err == nil {
-				actor = ev.GetWorkflowExecutionStartedEventAttributes().GetIdentity()
-			}
+		acts, err := run.ReadActs(ctx, a.History)
+		if err != nil {
+			return err
 		}
+		actor = acts.StartedBy
 	}
 	details := map[string]any{"key": in.Key, "reason": in.Reason}
 	for _, d := range done {

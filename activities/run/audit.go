@@ -18,19 +18,19 @@ type History interface {
 	GetWorkflowHistory(ctx context.Context, workflowID, runID string, isLongPoll bool, filterType enumspb.HistoryEventFilterType) client.HistoryEventIterator
 }
 
-// acts are what the history of the step's execution says about who acted
+// Acts are what the history of a step's execution says about who acted
 // on it: who started it (or, for a reset execution, reset it), whether it
 // continues an earlier execution (continue-as-new: no new act), and who
-// asked to cancel it.
-type acts struct {
-	startedBy, resetBy, cancelledBy string
-	continued                       bool
+// asked to cancel it: Temporal identities.
+type Acts struct {
+	StartedBy, ResetBy, CancelledBy string
+	Continued                       bool
 }
 
-// readActs reads the acts from the history of the step's execution.
-func readActs(ctx context.Context, h History) (acts, error) {
+// ReadActs reads the acts from the history of the step's execution.
+func ReadActs(ctx context.Context, h History) (Acts, error) {
 	info := activity.GetInfo(ctx)
-	var a acts
+	var a Acts
 	iter := h.GetWorkflowHistory(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for iter.HasNext() {
 		ev, err := iter.Next()
@@ -42,17 +42,17 @@ func readActs(ctx context.Context, h History) (acts, error) {
 	return a, nil
 }
 
-func (a *acts) note(ev *historypb.HistoryEvent) {
+func (a *Acts) note(ev *historypb.HistoryEvent) {
 	switch ev.GetEventType() {
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
 		at := ev.GetWorkflowExecutionStartedEventAttributes()
-		a.startedBy, a.continued = at.GetIdentity(), at.GetContinuedExecutionRunId() != ""
+		a.StartedBy, a.Continued = at.GetIdentity(), at.GetContinuedExecutionRunId() != ""
 	case enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED:
 		if at := ev.GetWorkflowTaskFailedEventAttributes(); at.GetCause() == enumspb.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW {
-			a.resetBy = at.GetIdentity()
+			a.ResetBy = at.GetIdentity()
 		}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
-		a.cancelledBy = ev.GetWorkflowExecutionCancelRequestedEventAttributes().GetIdentity()
+		a.CancelledBy = ev.GetWorkflowExecutionCancelRequestedEventAttributes().GetIdentity()
 	}
 }
 
@@ -63,14 +63,14 @@ func (a *Activities) auditStart(ctx context.Context, in syncstep.StartRunInput) 
 	if a.History == nil {
 		return "", "", nil
 	}
-	acts, err := readActs(ctx, a.History)
-	if err != nil || acts.continued {
+	acts, err := ReadActs(ctx, a.History)
+	if err != nil || acts.Continued {
 		return "", "", err
 	}
-	actor, action = acts.startedBy, store.AuditStart
+	actor, action = acts.StartedBy, store.AuditStart
 	switch {
-	case acts.resetBy != "":
-		actor, action = acts.resetBy, store.AuditReset
+	case acts.ResetBy != "":
+		actor, action = acts.ResetBy, store.AuditReset
 	case in.Kind == store.KindReplay:
 		action = store.AuditReplay
 	}
@@ -86,11 +86,11 @@ func (a *Activities) auditCancel(ctx context.Context, in syncstep.FinishRunInput
 	if a.History == nil || (in.Status != progress.StatusCancelled && in.Status != progress.StatusCompensated) {
 		return nil
 	}
-	acts, err := readActs(ctx, a.History)
-	if err != nil || acts.cancelledBy == "" {
+	acts, err := ReadActs(ctx, a.History)
+	if err != nil || acts.CancelledBy == "" {
 		return err
 	}
 	info := activity.GetInfo(ctx)
-	return a.Store.RecordAudit(ctx, store.AuditEntry{Actor: acts.cancelledBy, Action: store.AuditCancel, Integration: in.Integration,
+	return a.Store.RecordAudit(ctx, store.AuditEntry{Actor: acts.CancelledBy, Action: store.AuditCancel, Integration: in.Integration,
 		Target: info.WorkflowExecution.ID, TargetRun: info.WorkflowExecution.RunID, Details: map[string]any{"runId": in.RunID, "status": in.Status}})
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,13 +33,6 @@ func newKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(b)
-}
-
-// unique is a value no other run of any test writes.
-func unique(prefix string) string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
 }
 
 // dialWith is a client of addr with opts' converters, logger and
@@ -108,7 +100,7 @@ func TestEncryption_NothingReadableInTemporalsDatabase(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Stop() })
 	bin := workerBinary(t)
 	key := newKey(t)
-	sealedEmail, plainEmail := unique("sealed-")+"@example.com", unique("plain-")+"@example.com"
+	sealedEmail, plainEmail := uniqueName("sealed")+"@example.com", uniqueName("plain")+"@example.com"
 
 	// worker runs a worker process on srv with the webhook receiver and
 	// extra env, sends one event with email, and waits for it applied.
@@ -124,7 +116,7 @@ func TestEncryption_NothingReadableInTemporalsDatabase(t *testing.T) {
 		w := s.startWorkerProcess(name, t.TempDir(), env, bin)
 		waitPolling(t, w)
 		h := &hooks{s: s, url: "http://" + listen, source: webhook.Source{Name: "crm"}, shards: 2}
-		h.mustAccept(unique("d-"), webhookEvent(7, email))
+		h.mustAccept(uniqueName("d"), webhookEvent(7, email))
 		eventually(t, 60*time.Second, "the webhook applied", func() bool {
 			return s.count(`SELECT count(*) FROM tether_event_deliveries WHERE integration = $1`, name) == 1
 		})

@@ -28,10 +28,10 @@ import (
 // failures, or in what the CLI prints about them.
 func TestSecrets_NeverInLogsHistoriesOrOutputs(t *testing.T) {
 	secrets := map[string]string{
-		"source token":    "tok-" + unique("s3cret"),
-		"database pass":   "pw-" + unique("s3cret"),
+		"source token":    uniqueName("tok-s3cret"),
+		"database pass":   uniqueName("pw-s3cret"),
 		"webhook secret":  hookSecret,
-		"metrics token":   "mt-" + unique("s3cret"),
+		"metrics token":   uniqueName("mt-s3cret"),
 		"hook delivery":   "", // filled below: not a secret, a check that the search finds what is there
 		"webhook payload": "",
 	}
@@ -84,8 +84,8 @@ func TestSecrets_NeverInLogsHistoriesOrOutputs(t *testing.T) {
 	outputs.WriteString(ferr.Error())
 
 	// A webhook, applied.
-	secrets["hook delivery"] = unique("delivery-")
-	secrets["webhook payload"] = unique("payload-") + "@example.com"
+	secrets["hook delivery"] = uniqueName("delivery")
+	secrets["webhook payload"] = uniqueName("payload") + "@example.com"
 	body := webhookEvent(77, secrets["webhook payload"])
 	h := &hooks{s: s, url: "http://" + listen, source: webhook.Source{Name: "crm"}, shards: 1}
 	h.mustAccept(secrets["hook delivery"], body)

@@ -2,14 +2,12 @@ package app
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +19,7 @@ import (
 	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/events"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/httpauth"
 	"github.com/tetherflow/tether/workers/telemetry"
 )
 
@@ -100,7 +99,7 @@ type MetricsServer struct{ server }
 // turns it off.
 func NewMetricsServer(lc fx.Lifecycle, cfg config.Config, reg *prometheus.Registry, log *slog.Logger) *MetricsServer {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", requireToken(cfg.Metrics.Token, promhttp.InstrumentMetricHandler(reg,
+	mux.Handle("GET /metrics", httpauth.Bearer(cfg.Metrics.Token, "tether metrics", "missing or wrong token: scrape with Authorization: Bearer <metrics.token>", promhttp.InstrumentMetricHandler(reg,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))))
 	m := &MetricsServer{server{what: "metrics endpoint", key: "metrics.listen / TETHER_METRICS_LISTEN", path: "/metrics",
 		listen: cfg.Metrics.Listen, tls: cfg.Metrics.TLS, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log}}
@@ -171,21 +170,4 @@ func (m *server) Addr() string {
 		return ""
 	}
 	return m.addr.String()
-}
-
-// requireToken lets a request through only with "Authorization: Bearer
-// <token>" (401 otherwise); an empty token lets every request through.
-func requireToken(token string, next http.Handler) http.Handler {
-	if token == "" {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tether metrics"`)
-			http.Error(w, "missing or wrong token: scrape with Authorization: Bearer <metrics.token>", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

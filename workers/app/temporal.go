@@ -47,7 +47,7 @@ func NewTemporalClient(lc fx.Lifecycle, cfg config.Config, log *slog.Logger, sdk
 		OnStart: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, cfg.Temporal.ConnectTimeout)
 			defer cancel()
-			if err := check(ctx, c, cfg.Temporal); err != nil {
+			if err := check(ctx, c, cfg.Temporal, opts.Namespace); err != nil {
 				return err
 			}
 			if err := EnsureSearchAttributes(ctx, c, cfg.Temporal.Namespace); err != nil {
@@ -97,21 +97,18 @@ func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Clie
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s is unreachable: %w%s", describe(t), err, hint(t, err))
 	}
-	if err := check(ctx, c, t); err != nil {
+	if err := check(ctx, c, t, opts.Namespace); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// check asks the server whether it is healthy and has the namespace.
-func check(ctx context.Context, c client.Client, t config.Temporal) error {
+// check asks the server whether it is healthy and has the namespace ns
+// (t's, resolved).
+func check(ctx context.Context, c client.Client, t config.Temporal, ns string) error {
 	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 		return fmt.Errorf("temporal at %s is not healthy: %w%s", describe(t), err, hint(t, err))
-	}
-	ns := t.Namespace
-	if p, err := t.Connection(); err == nil {
-		ns = p.Namespace
 	}
 	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns}); err != nil {
 		return fmt.Errorf("temporal namespace of %s (temporal.namespace / TEMPORAL_NAMESPACE): %w%s", describe(t), err, hint(t, err))

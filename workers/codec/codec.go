@@ -17,9 +17,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -53,7 +54,7 @@ type Keyring struct {
 // current, which must be one of them.
 func NewKeyring(current string, keys map[string][]byte) (*Keyring, error) {
 	if _, ok := keys[current]; !ok {
-		return nil, fmt.Errorf("the current key %q is not among the keys (%s)", current, strings.Join(ids(keys), ", "))
+		return nil, fmt.Errorf("the current key %q is not among the keys (%s)", current, strings.Join(slices.Sorted(maps.Keys(keys)), ", "))
 	}
 	k := &Keyring{current: current, aeads: map[string]cipher.AEAD{}}
 	for id, key := range keys {
@@ -71,27 +72,11 @@ func NewKeyring(current string, keys map[string][]byte) (*Keyring, error) {
 	return k, nil
 }
 
-func ids(keys map[string][]byte) []string {
-	out := make([]string, 0, len(keys))
-	for id := range keys {
-		out = append(out, id)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Current is the id of the key that seals new payloads.
 func (k *Keyring) Current() string { return k.current }
 
 // IDs are the ids of the keys that open payloads.
-func (k *Keyring) IDs() []string {
-	out := make([]string, 0, len(k.aeads))
-	for id := range k.aeads {
-		out = append(out, id)
-	}
-	sort.Strings(out)
-	return out
-}
+func (k *Keyring) IDs() []string { return slices.Sorted(maps.Keys(k.aeads)) }
 
 // Encode implements converter.PayloadCodec.
 func (k *Keyring) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {

@@ -1,11 +1,11 @@
 package codec
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/tetherflow/tether/workers/httpauth"
 	"go.temporal.io/sdk/converter"
 )
 
@@ -28,7 +28,9 @@ type ServerOptions struct {
 // /encode and /decode, the namespace in X-Namespace) of the SDK's handler
 // over k, behind CORS for the allowed origins and the token check.
 func NewServer(k *Keyring, o ServerOptions) http.Handler {
-	codecs := converter.NewPayloadCodecHTTPHandler(k)
+	codecs := httpauth.Bearer(o.Token, "tether codec server",
+		"missing or wrong token: send Authorization: Bearer <token> (temporal --codec-auth 'Bearer <token>')",
+		converter.NewPayloadCodecHTTPHandler(k))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
 		if origin != "" {
@@ -50,14 +52,6 @@ func NewServer(k *Keyring, o ServerOptions) http.Handler {
 		if r.Method != http.MethodPost || !(strings.HasSuffix(r.URL.Path, "/encode") || strings.HasSuffix(r.URL.Path, "/decode")) {
 			http.Error(w, "the codec server answers POST /encode and POST /decode", http.StatusNotFound)
 			return
-		}
-		if o.Token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(o.Token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="tether codec server"`)
-				http.Error(w, "missing or wrong token: send Authorization: Bearer <token> (temporal --codec-auth 'Bearer <token>')", http.StatusUnauthorized)
-				return
-			}
 		}
 		codecs.ServeHTTP(w, r)
 	})

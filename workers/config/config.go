@@ -282,9 +282,11 @@ func Load(file string) (Config, error) {
 	}
 	// The Temporal connection: tether's settings over the Temporal
 	// environment configuration (profile file, TEMPORAL_* variables).
-	if _, err := cfg.Temporal.ClientOptions(); err != nil {
+	if p, err := cfg.Temporal.Connection(); err != nil {
 		envErr = errors.Join(envErr, problem("temporal", "%v", err))
-	} else if p, err := cfg.Temporal.Connection(); err == nil {
+	} else if _, err := ClientOptionsOf(p); err != nil {
+		envErr = errors.Join(envErr, problem("temporal", "%v", err))
+	} else {
 		cfg.Temporal.Address, cfg.Temporal.Namespace = p.Address, p.Namespace
 	}
 	// Every problem at once: the secrets that could not be read and the

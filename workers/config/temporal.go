@@ -85,6 +85,12 @@ func (t Temporal) ClientOptions() (client.Options, error) {
 	if err != nil {
 		return client.Options{}, err
 	}
+	return ClientOptionsOf(p)
+}
+
+// ClientOptionsOf are the SDK client options of a resolved connection
+// (Connection).
+func ClientOptionsOf(p envconfig.ClientConfigProfile) (client.Options, error) {
 	opts, err := p.ToClientOptions(envconfig.ToClientOptionsRequest{})
 	if err != nil {
 		return client.Options{}, fmt.Errorf("temporal TLS (temporal.tls.* / TEMPORAL_TLS_*): %w", err)

@@ -26,6 +26,8 @@ import (
 // may run workflows of their own).
 const IntegrationSearchAttribute = "IntegrationName"
 
+var integrationKey = temporal.NewSearchAttributeKeyKeyword(IntegrationSearchAttribute)
+
 // headerIntegration carries a workflow's integration to its steps whose
 // input does not name it.
 const headerIntegration = "tether-integration"
@@ -121,7 +123,7 @@ type activityOutbound struct {
 // GetLogger adds the step's integration, step and page to the SDK's
 // activity logger (which has WorkflowID, RunID, ActivityType, Attempt).
 func (o *activityOutbound) GetLogger(ctx context.Context) log.Logger {
-	return withScope(o.Next.GetLogger(ctx), keyvals(o.in.scope, false))
+	return withScope(o.Next.GetLogger(ctx), keyvals(o.in.scope))
 }
 
 // workflowInbound is made for one workflow execution on a worker.
@@ -151,8 +153,7 @@ type workflowOutbound struct {
 // integration is the workflow's integration: its IntegrationName search
 // attribute, else the one its input names.
 func (o *workflowOutbound) integration(ctx workflow.Context) string {
-	key := temporal.NewSearchAttributeKeyKeyword(IntegrationSearchAttribute)
-	if v, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(key); ok && v != "" {
+	if v, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(integrationKey); ok && v != "" {
 		return v
 	}
 	return o.in.integration
@@ -163,7 +164,7 @@ func (o *workflowOutbound) integration(ctx workflow.Context) string {
 func (o *workflowOutbound) GetLogger(ctx workflow.Context) log.Logger {
 	name := o.integration(ctx)
 	observe.Remember(workflow.GetInfo(ctx).WorkflowExecution.ID, name)
-	return withScope(o.Next.GetLogger(ctx), keyvals(observe.Scope{Integration: name, Step: o.in.typ}, false))
+	return withScope(o.Next.GetLogger(ctx), keyvals(observe.Scope{Integration: name, Step: o.in.typ}))
 }
 
 func (o *workflowOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...any) workflow.Future {
@@ -199,12 +200,12 @@ func integrationHeader(h map[string]*commonpb.Payload) string {
 	return name
 }
 
-// keyvals are a Scope's fields as log key-value pairs; ids are left to the
-// SDK's logger unless withIDs.
-func keyvals(s observe.Scope, withIDs bool) []any {
+// keyvals are a Scope's fields as log key-value pairs, but the ids: the
+// SDK's logger has them.
+func keyvals(s observe.Scope) []any {
 	out := []any{}
 	for _, a := range s.Attrs() {
-		if !withIDs && (a.Key == observe.KeyWorkflowID || a.Key == observe.KeyRunID) {
+		if a.Key == observe.KeyWorkflowID || a.Key == observe.KeyRunID {
 			continue
 		}
 		out = append(out, a.Key, a.Value.Any())
