@@ -135,7 +135,7 @@ func Apply(ctx context.Context, st *store.Store, tx *sql.Tx, c *catalog.Integrat
 	var at []int
 	for i, ev := range events {
 		if ev.DeliveryID != "" {
-			ds, at = append(ds, store.Delivery{Source: ev.Source, ID: ev.DeliveryID, Key: ev.Key}), append(at, i)
+			ds, at = append(ds, store.Delivery{Source: ev.Source, ID: ev.DeliveryID, Key: ev.Key, Sender: ev.Sender}), append(at, i)
 		}
 	}
 	recorded, err := st.RecordDeliveries(ctx, tx, c.Def.Name, ds)

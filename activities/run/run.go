@@ -168,7 +168,7 @@ func (a *Activities) FinishRun(ctx context.Context, in syncstep.FinishRunInput) 
 	if err := a.settle(ctx, in); err != nil {
 		return err
 	}
-	if err := a.auditCancel(ctx, in); err != nil {
+	if err := a.auditFinish(ctx, in); err != nil {
 		return err
 	}
 	// A failed or cancelled run keeps its staged pages and images, so a

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -20,6 +21,9 @@ const (
 	AuditScheduleCreate = "schedule.create"
 	AuditScheduleUpdate = "schedule.update"
 	AuditScheduleDelete = "schedule.delete"
+	// AuditDeliver is an event applied, by who delivered it: listed from
+	// the deliveries log with AuditFilter.Deliveries.
+	AuditDeliver = "deliver"
 )
 
 // AuditEntry is one act: who (Actor, the Temporal identity of the caller
@@ -37,20 +41,28 @@ type AuditEntry struct {
 	Details     map[string]any `json:"details,omitempty"`
 }
 
+// UnknownActor is the actor of an act whose caller's identity is unknown
+// (a reset made through Temporal: the server keeps none).
+const UnknownActor = "unknown"
+
 // RecordAudit keeps e once: an act already recorded for the same action,
-// target and run (a retried step) is not recorded again.
+// target and run (a retried step) is not recorded again, except that one
+// recorded with an unknown actor takes e's actor. e.At is when it
+// happened; now when zero.
 func (s *Store) RecordAudit(ctx context.Context, e AuditEntry) error {
 	details, err := json.Marshal(e.Details)
 	if err != nil || e.Details == nil {
 		details = []byte("{}")
 	}
 	if e.Actor == "" {
-		e.Actor = "unknown"
+		e.Actor = UnknownActor
 	}
+	at := sql.NullTime{Time: e.At, Valid: !e.At.IsZero()}
 	_, err = s.DB.ExecContext(ctx, `
-INSERT INTO tether_audit (actor, via, action, integration, target, target_run, details)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (action, target, target_run) DO NOTHING`, e.Actor, e.Via, e.Action, e.Integration, e.Target, e.TargetRun, string(details))
+INSERT INTO tether_audit (at, actor, via, action, integration, target, target_run, details)
+VALUES (COALESCE($8, now()), $1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (action, target, target_run) DO UPDATE SET actor = EXCLUDED.actor, via = EXCLUDED.via
+    WHERE tether_audit.actor = '` + UnknownActor + `' AND EXCLUDED.actor <> '` + UnknownActor + `'`, e.Actor, e.Via, e.Action, e.Integration, e.Target, e.TargetRun, string(details), at)
 	return postgres.Classify(err, "record audit entry "+e.Action+" "+e.Target)
 }
 
@@ -60,6 +72,9 @@ type AuditFilter struct {
 	Actor       string
 	Since       time.Time
 	Limit       int
+	// Deliveries lists the applied events too, each as a "deliver" act by
+	// its authenticated sender.
+	Deliveries bool
 }
 
 // ListAudit returns entries, newest first.
@@ -80,6 +95,12 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 		add("at >= $%d", f.Since)
 	}
 	q := `SELECT id, at, actor, via, action, integration, target, target_run, details FROM tether_audit`
+	if f.Deliveries {
+		q = `SELECT * FROM (` + q + ` UNION ALL
+SELECT 0, applied_at, CASE sender WHEN '' THEN source ELSE sender END, 'webhook', '` + AuditDeliver + `', integration,
+       source || '/' || delivery_id, '', jsonb_build_object('key', entity_key)
+FROM tether_event_deliveries) AS acts`
+	}
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

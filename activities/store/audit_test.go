@@ -41,3 +41,36 @@ func TestStore_AuditKeepsEachActOnce(t *testing.T) {
 		t.Errorf("bob's: %+v", bob)
 	}
 }
+
+// An act first recorded without its actor (a reset, by the run's own
+// step) takes the actor of a later record of it (tether reset's), and
+// never loses a known one; an act's own time is kept.
+func TestStore_AuditLearnsAnUnknownActor(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	reset := AuditEntry{Action: AuditReset, Integration: "crm", Target: "wf-1", TargetRun: "r-2"}
+	record := func(actor, via string) {
+		t.Helper()
+		e := reset
+		e.Actor, e.Via = actor, via
+		if err := s.RecordAudit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("", "")
+	record("erin", "tether reset")
+	record("", "")
+	record("mallory", "tether reset")
+	paused := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
+	if err := s.RecordAudit(ctx, AuditEntry{At: paused, Actor: "frank", Action: "schedule.pause", Target: "crm/sync", TargetRun: "run#9"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListAudit(ctx, AuditFilter{})
+	if err != nil || len(all) != 2 {
+		t.Fatalf("ListAudit = %+v, %v; want 2 entries", all, err)
+	}
+	if all[0].Actor != "erin" || all[0].Via != "tether reset" || !all[1].At.Equal(paused) {
+		t.Errorf("entries %+v: want the reset by erin, and the pause at %s", all, paused)
+	}
+}

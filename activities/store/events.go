@@ -16,6 +16,8 @@ type Delivery struct {
 	Source string
 	ID     string
 	Key    string
+	// Sender is who delivered it, as the ingress authenticated it.
+	Sender string
 }
 
 // RecordDeliveries records, in q (the apply's transaction), the
@@ -28,18 +30,18 @@ func (s *Store) RecordDeliveries(ctx context.Context, q Querier, integration str
 	if len(ds) == 0 {
 		return fresh, nil
 	}
-	sources, ids, keys := make([]string, len(ds)), make([]string, len(ds)), make([]string, len(ds))
+	sources, ids, keys, senders := make([]string, len(ds)), make([]string, len(ds)), make([]string, len(ds)), make([]string, len(ds))
 	for i, d := range ds {
-		sources[i], ids[i], keys[i] = d.Source, d.ID, cleanText(d.Key)
+		sources[i], ids[i], keys[i], senders[i] = d.Source, d.ID, cleanText(d.Key), cleanText(d.Sender)
 	}
 	what := fmt.Sprintf("record %d deliveries of %q", len(ds), integration)
 	rows, err := s.on(q).QueryContext(ctx, `
-INSERT INTO tether_event_deliveries (source, delivery_id, integration, entity_key)
-SELECT d.source, d.id, $4, d.key
-FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(source, id, key, ord)
+INSERT INTO tether_event_deliveries (source, delivery_id, integration, entity_key, sender)
+SELECT d.source, d.id, $4, d.key, d.sender
+FROM unnest($1::text[], $2::text[], $3::text[], $5::text[]) WITH ORDINALITY AS d(source, id, key, sender, ord)
 ORDER BY d.ord
 ON CONFLICT (source, delivery_id) DO NOTHING
-RETURNING source, delivery_id`, pq.StringArray(sources), pq.StringArray(ids), pq.StringArray(keys), integration)
+RETURNING source, delivery_id`, pq.StringArray(sources), pq.StringArray(ids), pq.StringArray(keys), integration, pq.StringArray(senders))
 	if err != nil {
 		return nil, postgres.Classify(err, what)
 	}

@@ -61,22 +61,22 @@ func TestStore_RecordDeliveries(t *testing.T) {
 	}{
 		{
 			name: "all new",
-			give: []Delivery{{"crm", "d1", "1"}, {"crm", "d2", "2"}, {"billing", "d1", "1"}},
+			give: []Delivery{{"crm", "d1", "1", ""}, {"crm", "d2", "2", ""}, {"billing", "d1", "1", ""}},
 			want: []bool{true, true, true},
 		},
 		{
 			name: "redelivered and new mixed, order kept",
-			give: []Delivery{{"crm", "d3", "3"}, {"crm", "d1", "1"}, {"billing", "d2", "7"}, {"billing", "d1", "1"}},
+			give: []Delivery{{"crm", "d3", "3", ""}, {"crm", "d1", "1", ""}, {"billing", "d2", "7", ""}, {"billing", "d1", "1", ""}},
 			want: []bool{true, false, true, false},
 		},
 		{
 			name: "the same delivery twice in one call: only the first is new",
-			give: []Delivery{{"crm", "d4", "4"}, {"crm", "d5", "5"}, {"crm", "d4", "4"}, {"crm", "d4", "other"}},
+			give: []Delivery{{"crm", "d4", "4", ""}, {"crm", "d5", "5", ""}, {"crm", "d4", "4", ""}, {"crm", "d4", "other", ""}},
 			want: []bool{true, true, false, false},
 		},
 		{
 			name: "a key that is not valid text is kept readable",
-			give: []Delivery{{"crm", "d6", "a\x00b\xff"}},
+			give: []Delivery{{"crm", "d6", "a\x00b\xff", ""}},
 			want: []bool{true},
 		},
 		{
@@ -109,7 +109,7 @@ func TestStore_RecordDeliveries_RolledBackLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := s.RecordDeliveries(ctx, tx, "crm-contacts", []Delivery{{"crm", "d1", "1"}, {"crm", "d2", "2"}})
+	fresh, err := s.RecordDeliveries(ctx, tx, "crm-contacts", []Delivery{{"crm", "d1", "1", ""}, {"crm", "d2", "2", ""}})
 	if err != nil || !reflect.DeepEqual(fresh, []bool{true, true}) {
 		t.Fatalf("RecordDeliveries() = %v, %v", fresh, err)
 	}
@@ -125,7 +125,7 @@ func TestStore_RecordDeliveries_RolledBackLeavesNothing(t *testing.T) {
 		}
 	}
 	// The apply that retries the batch finds them new again.
-	if got := recordIn(t, s, "crm-contacts", Delivery{"crm", "d1", "1"}, Delivery{"crm", "d2", "2"}); !reflect.DeepEqual(got, []bool{true, true}) {
+	if got := recordIn(t, s, "crm-contacts", Delivery{"crm", "d1", "1", ""}, Delivery{"crm", "d2", "2", ""}); !reflect.DeepEqual(got, []bool{true, true}) {
 		t.Errorf("retry after rollback: RecordDeliveries() = %v, want both new", got)
 	}
 }
@@ -133,7 +133,7 @@ func TestStore_RecordDeliveries_RolledBackLeavesNothing(t *testing.T) {
 func TestStore_RecordDeliveries_WithoutTransaction(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	got, err := s.RecordDeliveries(context.Background(), nil, "crm-contacts", []Delivery{{"crm", "d1", "1"}, {"crm", "d1", "1"}})
+	got, err := s.RecordDeliveries(context.Background(), nil, "crm-contacts", []Delivery{{"crm", "d1", "1", ""}, {"crm", "d1", "1", ""}})
 	if err != nil || !reflect.DeepEqual(got, []bool{true, false}) {
 		t.Fatalf("RecordDeliveries(nil tx) = %v, %v; want [true false]", got, err)
 	}
@@ -146,7 +146,7 @@ func TestStore_RecordDeliveries_ErrorsAreClassified(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	// A delivery id PostgreSQL cannot store as text.
-	_, err := s.RecordDeliveries(context.Background(), nil, "crm-contacts", []Delivery{{"crm", "bad\x00id", "1"}})
+	_, err := s.RecordDeliveries(context.Background(), nil, "crm-contacts", []Delivery{{"crm", "bad\x00id", "1", ""}})
 	if err == nil || !failure.IsPermanent(err) {
 		t.Fatalf("RecordDeliveries(NUL in the id) = %v, want a permanent error", err)
 	}
@@ -155,7 +155,7 @@ func TestStore_RecordDeliveries_ErrorsAreClassified(t *testing.T) {
 func TestStore_DeliveryRecorded(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	recordIn(t, s, "crm-contacts", Delivery{"crm", "d1", "1"})
+	recordIn(t, s, "crm-contacts", Delivery{"crm", "d1", "1", ""})
 	tests := []struct {
 		source, id string
 		want       bool
@@ -178,7 +178,7 @@ func TestStore_PruneDeliveries(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	recordIn(t, s, "crm-contacts",
-		Delivery{"crm", "old1", "1"}, Delivery{"crm", "old2", "2"}, Delivery{"crm", "recent", "3"}, Delivery{"crm", "new", "4"})
+		Delivery{"crm", "old1", "1", ""}, Delivery{"crm", "old2", "2", ""}, Delivery{"crm", "recent", "3", ""}, Delivery{"crm", "new", "4", ""})
 	for id, age := range map[string]string{"old1": "8 days", "old2": "30 days", "recent": "6 days"} {
 		if _, err := s.DB.Exec(`UPDATE tether_event_deliveries SET applied_at = now() - $1::interval WHERE delivery_id = $2`, age, id); err != nil {
 			t.Fatal(err)
@@ -193,7 +193,7 @@ func TestStore_PruneDeliveries(t *testing.T) {
 		t.Errorf("after pruning: %q, want %q", got, want)
 	}
 	// A pruned delivery is new again (only the version guards it then).
-	if got := recordIn(t, s, "crm-contacts", Delivery{"crm", "old1", "1"}, Delivery{"crm", "recent", "3"}); !reflect.DeepEqual(got, []bool{true, false}) {
+	if got := recordIn(t, s, "crm-contacts", Delivery{"crm", "old1", "1", ""}, Delivery{"crm", "recent", "3", ""}); !reflect.DeepEqual(got, []bool{true, false}) {
 		t.Errorf("after pruning: RecordDeliveries() = %v, want [true false]", got)
 	}
 	if n, err := s.PruneDeliveries(context.Background(), 7*24*time.Hour); err != nil || n != 0 {

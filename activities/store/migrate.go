@@ -299,6 +299,9 @@ CREATE TABLE tether_audit (
 );
 CREATE UNIQUE INDEX tether_audit_once ON tether_audit (action, target, target_run);
 CREATE INDEX tether_audit_by_integration ON tether_audit (integration, at DESC);`},
+		{17, "delivery senders", `
+-- Who delivered each applied event, as the ingress authenticated it.
+ALTER TABLE tether_event_deliveries ADD COLUMN sender text NOT NULL DEFAULT '';`},
 	}
 }
 

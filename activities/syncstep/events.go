@@ -37,6 +37,10 @@ type Event struct {
 	// ReceivedAt is when the event reached tether (the webhook request,
 	// the captured change's commit).
 	ReceivedAt time.Time `json:"receivedAt"`
+	// Sender is who delivered it, as the ingress authenticated it (a
+	// webhook's source, signing secret and peer address); empty for
+	// change capture. The deliveries log keeps it for the audit.
+	Sender string `json:"sender,omitempty"`
 }
 
 // ApplyEventsInput is one batch of events for one integration, in arrival

@@ -21,6 +21,7 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&since, "since", 0, "only the last DURATION (e.g. 24h)")
 	fs.IntVar(&f.Limit, "limit", 50, "at most this many")
 	fs.BoolVar(&asJSON, "json", false, "one JSON object per line")
+	fs.BoolVar(&f.Deliveries, "deliveries", false, "also every applied webhook event, by its authenticated sender")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -46,9 +47,10 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "AT\tACTOR\tACTION\tINTEGRATION\tTARGET\tVIA")
+	fmt.Fprintln(w, "AT\tACTOR\tACTION\tINTEGRATION\tTARGET\tVIA\tREASON")
 	for _, en := range entries {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", en.At.UTC().Format(time.RFC3339), en.Actor, en.Action, en.Integration, en.Target, en.Via)
+		reason, _ := en.Details["reason"].(string)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", en.At.UTC().Format(time.RFC3339), en.Actor, en.Action, en.Integration, en.Target, en.Via, reason)
 	}
 	return w.Flush()
 }

@@ -41,6 +41,9 @@ Usage:
   tether reconcile INTEGRATION [--dry-run] [--extras report|delete|mark] [--wait] [--watch]
                                             compare source and destination, repair the drift
   tether watch WORKFLOW_ID                  progress bar of a running sync until it ends
+  tether reset WORKFLOW_ID --reason TEXT [--run RUN_ID] [--event-id N] [--watch]
+                                            reset a run (default: to its first workflow task, so it
+                                            goes on from its checkpoint), audited as TETHER_IDENTITY
   tether integrations [--dir DIR]           the integrations the shipped worker runs: Go ones and
                                             integration files (TETHER_INTEGRATIONS_DIR)
   tether validate [--resolve] [FILE|DIR...] check integration files (default: TETHER_INTEGRATIONS_DIR);
@@ -65,10 +68,11 @@ Usage:
   tether capture sql INTEGRATION [--remove] the SQL that installs (or removes) the capture, for the
                                             table's owner to run when the worker may not
 
-  tether audit [--integration NAME] [--actor ID] [--since 24h] [--json]
-                                            who started, reset, replayed or cancelled which run, when
-                                            (the Temporal identity of the caller; the CLI's is
-                                            TETHER_IDENTITY, default user@host)
+  tether audit [--integration NAME] [--actor ID] [--since 24h] [--deliveries] [--json]
+                                            who started, reset, replayed, cancelled or paused which
+                                            run or schedule, when (the Temporal identity of the
+                                            caller; the CLI's is TETHER_IDENTITY, default user@host);
+                                            --deliveries: each applied webhook event by its sender
   tether erase --integration NAME --key KEY [--reason REF]
                                             erase a subject from the integration's destinations and
                                             tether's state (quarantine, staged pages, deliveries,
@@ -111,6 +115,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"codec-server": cmdCodecServer,
 		"audit":        cmdAudit,
 		"erase":        cmdErase,
+		"reset":        cmdReset,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {

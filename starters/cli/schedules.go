@@ -172,7 +172,7 @@ func applySchedules(ctx context.Context, e *env, fs *flag.FlagSet, file, dir, ow
 		if db, err := e.db(ctx); err != nil {
 			fmt.Fprintf(e.errOut, "warning: the schedule changes are not audited: %v\n", err)
 		} else {
-			if err := store.New(db).RecordScheduleChanges(ctx, app.CLIIdentity(), "tether schedules apply", res.Created, res.Updated, res.Deleted); err != nil {
+			if err := app.AuditScheduleChanges(ctx, c, store.New(db), app.CLIIdentity(), "tether schedules apply", res); err != nil {
 				fmt.Fprintf(e.errOut, "warning: the schedule changes are not audited: %v\n", err)
 			}
 			db.Close()

@@ -3,17 +3,23 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/schedules"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -108,5 +114,127 @@ func TestAudit_WhoStartedReplayedAndCancelledWhat(t *testing.T) {
 	}
 	if p := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[datasync.MemoStartedBy]; p == nil || len(replayBy) == 0 || string(p.GetData()) != `"`+replayBy[0]+`"` {
 		t.Errorf("the replay's memo %s = %v, want %v", datasync.MemoStartedBy, p, replayBy)
+	}
+}
+
+// TestAudit_ResetsToALaterPoint: a failed run reset to a point after its
+// start step (which does not run again) through the Temporal API, as the
+// Web UI does, is audited as a reset by an unknown actor (the server keeps
+// no identity for resets) with its reason; reset again with tether reset
+// as erin, it is audited as erin's, with her reason, once the run ends.
+func TestAudit_ResetsToALaterPoint(t *testing.T) {
+	fault := &pageFault{path: "/v1/contacts", n: 3, status: http.StatusUnauthorized}
+	fault.armed.Store(true)
+	s := newStack(t, stackOptions{
+		sandbox:   sandbox.Options{Seed: 62, Contacts: 3000},
+		transport: func(rt http.RoundTripper) http.RoundTripper { fault.next = rt; return fault },
+	})
+	ctx := context.Background()
+	run := s.start(datasync.Input{Integration: "crm-contacts"})
+	if _, err := s.wait(run); err == nil {
+		t.Fatal("want the run to fail at page 3")
+	}
+	fault.seen.Store(0) // the reset run fails again at its third page
+	byUI := resetToTask(t, s, run.GetID(), run.GetRunID(), 2, "someone@example.com")
+	if _, err := s.wait(s.client.GetWorkflow(ctx, run.GetID(), byUI)); err == nil {
+		t.Fatal("want the reset run to fail at page 3 again")
+	}
+
+	fault.armed.Store(false)
+	t.Setenv("TETHER_IDENTITY", "erin@example.com")
+	var out bytes.Buffer
+	code := cli.Run(ctx, []string{"reset", run.GetID(), "--event-id", fmt.Sprint(nthTaskCompleted(t, s, run.GetID(), byUI, 2)),
+		"--reason", "credentials fixed", "--address", devServer.FrontendHostPort(), "--database-url", s.schema.DSN}, &out, &out)
+	if code != 0 {
+		t.Fatalf("tether reset: exit %d\n%s", code, out.String())
+	}
+	desc, err := s.client.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byErin := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	if !strings.Contains(out.String(), "new run id: "+byErin) {
+		t.Errorf("tether reset printed:\n%s\nwant the new run id %s", out.String(), byErin)
+	}
+	if _, err := s.wait(s.client.GetWorkflow(ctx, run.GetID(), byErin)); err != nil {
+		t.Fatalf("the run reset by erin: %v", err)
+	}
+	checkContacts(t, s)
+
+	entries, err := s.store.ListAudit(ctx, store.AuditFilter{Integration: "crm-contacts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resets []string
+	for _, e := range entries {
+		if e.Action == store.AuditReset && e.Target == run.GetID() {
+			resets = append(resets, fmt.Sprintf("%s %s %s from %s: %v", e.TargetRun, e.Actor, e.Via, e.Details["baseRun"], e.Details["reason"]))
+		}
+	}
+	want := []string{ // newest first
+		fmt.Sprintf("%s erin@example.com tether reset from %s: credentials fixed", byErin, byUI),
+		fmt.Sprintf("%s %s  from %s: source fixed", byUI, store.UnknownActor, run.GetRunID()),
+	}
+	if !slices.Equal(resets, want) {
+		t.Errorf("resets audited:\n%s\nwant:\n%s", strings.Join(resets, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestAudit_ScheduleActsMadeInTemporal: a pause made with the Temporal
+// CLI, an unpause and an edit made by clients with their own identities
+// are audited once each, by who made them, with the reasons, from the
+// schedule's history (as the worker does every half minute).
+func TestAudit_ScheduleActsMadeInTemporal(t *testing.T) {
+	s := newStack(t, stackOptions{noWorker: true})
+	ctx := context.Background()
+	name := uniqueName("audited")
+	id := schedules.ID(name, integration.ScheduleSync)
+	deleteSchedulesAtEnd(t, id)
+	mustApply(t, schedules.Options{TaskQueue: s.taskQueue, Owner: uniqueName("owner")},
+		scheduledContacts(nowhere, name, integration.Schedule{Kind: integration.ScheduleSync, Every: time.Hour}))
+
+	if b, err := exec.Command(temporalCLI, "schedule", "toggle", "--address", devServer.FrontendHostPort(), "--schedule-id", id,
+		"--pause", "--reason", "maintenance window").CombinedOutput(); err != nil {
+		t.Fatalf("temporal schedule toggle: %v\n%s", err, b)
+	}
+	dial := func(identity string) client.Client {
+		t.Helper()
+		c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Identity: identity, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	if err := dial("frank@example.com").ScheduleClient().GetHandle(ctx, id).Unpause(ctx, client.ScheduleUnpauseOptions{Note: "window over"}); err != nil {
+		t.Fatal(err)
+	}
+	err := dial("grace@example.com").ScheduleClient().GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
+		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			in.Description.Schedule.Spec.Jitter = time.Minute
+			return &client.ScheduleUpdate{Schedule: &in.Description.Schedule}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for range 2 { // recorded once, however often read
+		if err := app.AuditScheduleActs(ctx, devServer.Client(), s.store, []string{id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := s.store.ListAudit(ctx, store.AuditFilter{Integration: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, fmt.Sprintf("%s %s %v", e.Action, e.Actor, e.Details["reason"]))
+	}
+	slices.Reverse(got) // oldest first
+	if len(got) != 3 || !strings.HasPrefix(got[0], schedules.ActPause+" ") || !strings.HasSuffix(got[0], " maintenance window") ||
+		strings.Contains(got[0], "example.com") ||
+		got[1] != schedules.ActUnpause+" frank@example.com window over" || got[2] != schedules.ActUpdate+" grace@example.com <nil>" {
+		t.Errorf("schedule acts audited: %q, want the Temporal CLI's pause with its reason, frank's unpause and grace's update", got)
 	}
 }

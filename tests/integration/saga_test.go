@@ -322,30 +322,45 @@ func TestSaga_ResetFailedRunResumesFromTheCheckpointWithoutDuplicates(t *testing
 // resetToFirstTask resets a closed run to its first workflow task, as the
 // Web UI's "Reset → first workflow task" does, and returns the new run id.
 func resetToFirstTask(t *testing.T, s *stack, workflowID, runID string) string {
+	return resetToTask(t, s, workflowID, runID, 1, "")
+}
+
+// resetToTask resets a closed run to the end of its nth completed workflow
+// task, as identity (the caller's when empty), and returns the new run id.
+func resetToTask(t *testing.T, s *stack, workflowID, runID string, nth int, identity string) string {
 	t.Helper()
-	ctx := context.Background()
-	firstTask := int64(0)
-	iter := s.client.GetWorkflowHistory(ctx, workflowID, runID, false, 0)
-	for iter.HasNext() && firstTask == 0 {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
-			firstTask = ev.GetEventId()
-		}
-	}
-	reset, err := s.client.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+	reset, err := s.client.ResetWorkflowExecution(context.Background(), &workflowservice.ResetWorkflowExecutionRequest{
 		Namespace:                 "default",
 		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: workflowID, RunId: runID},
 		Reason:                    "source fixed",
-		WorkflowTaskFinishEventId: firstTask,
+		WorkflowTaskFinishEventId: nthTaskCompleted(t, s, workflowID, runID, nth),
 		RequestId:                 runID + "-reset",
+		Identity:                  identity,
 	})
 	if err != nil {
 		t.Fatalf("reset: %v", err)
 	}
 	return reset.GetRunId()
+}
+
+// nthTaskCompleted is the event id of the run's nth completed workflow task.
+func nthTaskCompleted(t *testing.T, s *stack, workflowID, runID string, nth int) int64 {
+	t.Helper()
+	seen := 0
+	iter := s.client.GetWorkflowHistory(context.Background(), workflowID, runID, false, 0)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			if seen++; seen == nth {
+				return ev.GetEventId()
+			}
+		}
+	}
+	t.Fatalf("run %s has %d completed workflow tasks, not %d", runID, seen, nth)
+	return 0
 }
 
 // A reset execution reuses the run's id and numbers its pages from 1 again,

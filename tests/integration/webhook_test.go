@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -198,6 +200,21 @@ func TestWebhooks_SignedEventsAreAppliedOncePerDeliveryInVersionOrder(t *testing
 	})
 	if names := s.lastNames("crm_contacts"); names[1] != "V1" || names[4] != "V1" {
 		t.Fatalf("rows after the signature cases: %v (want only 1 and 4, at V1)", names)
+	}
+	// Each applied delivery names its authenticated sender: the source,
+	// which of its secrets signed it, and the peer; the audit lists them.
+	acts, err := s.store.ListAudit(context.Background(), store.AuditFilter{Integration: name, Deliveries: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	senders := map[string]string{}
+	for _, a := range acts {
+		if a.Action == store.AuditDeliver {
+			senders[a.Target] = a.Actor
+		}
+	}
+	if want := map[string]string{"crm/sig-ok": "webhook crm (secret 1) from 127.0.0.1", "crm/sig-rotated": "webhook crm (secret 2) from 127.0.0.1"}; !maps.Equal(senders, want) {
+		t.Errorf("deliveries audited as %v, want %v", senders, want)
 	}
 
 	// Out of order for one entity: versions 5, 2, 4, 3 arrive in that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +57,12 @@ type Schedules struct {
 	p       SchedulesParams
 	opts    schedules.Options
 	pending chan []integration.Definition
+	ids     []string // the schedules of the last apply, whose acts are audited
 }
+
+// scheduleActsEvery is how often a worker audits what people and tools did
+// to its schedules through Temporal (pauses, triggers, edits).
+const scheduleActsEvery = 30 * time.Second
 
 // NewSchedules returns the worker's schedules keeper. At the app's start,
 // before the worker polls, it applies the change captures and, unless
@@ -122,6 +128,7 @@ func (s *Schedules) start(ctx context.Context) error {
 		return fmt.Errorf("schedules (owner %q, schedules.owner / TETHER_SCHEDULES_OWNER; schedules.manage: false leaves them alone):\n%w", s.owner(), err)
 	}
 	s.logResult("schedules applied", res)
+	s.ids = res.IDs()
 	return nil
 }
 
@@ -187,12 +194,24 @@ func inUse(cat *catalog.Catalog, reg *integration.Registry, specs []declarative.
 	return true
 }
 
-// run applies the queued definitions until ctx ends.
+// run applies the queued definitions until ctx ends, and audits the acts
+// on the schedules every scheduleActsEvery.
 func (s *Schedules) run(ctx context.Context) {
+	tick := time.NewTicker(scheduleActsEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			if s.p.Store == nil {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, scheduleApplyTimeout)
+			if err := AuditScheduleActs(actx, s.p.Client, s.p.Store, s.ids); err != nil {
+				s.opts.Logger.Debug("the acts on the schedules could not be audited", "error", err)
+			}
+			cancel()
 		case defs := <-s.pending:
 			actx, cancel := context.WithTimeout(ctx, scheduleApplyTimeout)
 			res, err := schedules.Apply(actx, s.p.Client, s.opts, defs)
@@ -200,6 +219,8 @@ func (s *Schedules) run(ctx context.Context) {
 			s.logResult("schedules applied after the integration files changed", res)
 			if err != nil {
 				s.opts.Logger.Error("some schedules could not be applied after the integration files changed; they stay as they were", "owner", s.owner(), "error", err)
+			} else {
+				s.ids = res.IDs()
 			}
 		}
 	}
@@ -213,9 +234,48 @@ func (s *Schedules) logResult(msg string, res schedules.Result) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.p.Store.RecordScheduleChanges(ctx, WorkerIdentity(), "worker", res.Created, res.Updated, res.Deleted); err != nil {
+	if err := AuditScheduleChanges(ctx, s.p.Client, s.p.Store, WorkerIdentity(), "worker", res); err != nil {
 		s.opts.Logger.Warn("the schedule changes could not be audited", "error", err)
 	}
+}
+
+// AuditScheduleChanges records what an apply (res) did, by actor via, and
+// the acts on the applied schedules: their updates are read from the
+// schedules' histories with the caller's Temporal identity, like any other
+// tool's (the apply's own are recorded by it only when those cannot be
+// read).
+func AuditScheduleChanges(ctx context.Context, c schedules.HistoryReader, st *store.Store, actor, via string, res schedules.Result) error {
+	updated := res.Updated
+	if AuditScheduleActs(ctx, c, st, res.IDs()) == nil {
+		updated = nil
+	}
+	return st.RecordScheduleChanges(ctx, actor, via, res.Created, updated, res.Deleted)
+}
+
+// AuditScheduleActs records, once each, what people and tools did to the
+// schedules ids through Temporal (the Web UI, the Temporal CLI, an SDK):
+// pauses and unpauses with their reasons, triggers, backfills and edits,
+// by the Temporal identity of the caller, read from the schedules'
+// histories. An error means a history could not be read.
+func AuditScheduleActs(ctx context.Context, c schedules.HistoryReader, st *store.Store, ids []string) error {
+	for _, id := range ids {
+		acts, err := schedules.ReadActs(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		integration, _, _ := strings.Cut(id, "/")
+		for _, a := range acts {
+			var details map[string]any
+			if a.Reason != "" {
+				details = map[string]any{"reason": a.Reason}
+			}
+			if err := st.RecordAudit(ctx, store.AuditEntry{At: a.At, Actor: a.Actor, Via: "temporal", Action: a.Action,
+				Integration: integration, Target: id, TargetRun: a.Ref, Details: details}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WorkerIdentity names this worker process in the audit.

@@ -21,6 +21,12 @@ type Result struct {
 	Deleted   []string
 }
 
+// IDs are the ids of the schedules Apply keeps: created, updated or
+// unchanged.
+func (r Result) IDs() []string {
+	return slices.Concat(r.Created, r.Updated, r.Unchanged)
+}
+
 // Changed reports whether Apply created, updated or deleted a schedule.
 func (r Result) Changed() bool {
 	return len(r.Created)+len(r.Updated)+len(r.Deleted) > 0

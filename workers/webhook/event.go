@@ -44,6 +44,10 @@ type Event struct {
 	ReceivedAt time.Time
 	// SignedAt is the timestamp the sender signed (t=), UTC.
 	SignedAt time.Time
+	// Sender is the authenticated ingress: the source and which of its
+	// secrets signed the delivery, and the address it came from
+	// ("webhook crm (secret 1) from 203.0.113.9").
+	Sender string
 	// Body is the request body exactly as signed.
 	Body json.RawMessage
 	// Record is the entity's record: the value at the source's RecordPath

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -271,7 +272,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, src *source
 	if !ok {
 		return a
 	}
-	signedAt, reason, ok := src.authenticate(req.Header.Get(cfg.SignatureHeader), body, now)
+	signedAt, secret, reason, ok := src.authenticate(req.Header.Get(cfg.SignatureHeader), body, now)
 	if !ok {
 		return refuse(http.StatusUnauthorized, slog.LevelWarn, reason, reason)
 	}
@@ -292,6 +293,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, src *source
 		DeliveryID: delivery,
 		ReceivedAt: now.UTC(),
 		SignedAt:   signedAt.UTC(),
+		Sender:     sender(cfg.Name, secret, req.RemoteAddr),
 		Body:       body,
 	}
 	var schemaErrs, pathErrs []string
@@ -375,28 +377,42 @@ func (r *Receiver) accept(ctx context.Context, ev Event) answer {
 }
 
 // authenticate checks the signature header of body and returns the time
-// it was signed; on a refusal it returns the reason, which names no secret.
-func (s *source) authenticate(header string, body []byte, now time.Time) (time.Time, string, bool) {
+// it was signed and which of the source's secrets signed it (0 the
+// current one); on a refusal it returns the reason, which names no secret.
+func (s *source) authenticate(header string, body []byte, now time.Time) (time.Time, int, string, bool) {
 	name := s.cfg.SignatureHeader
 	if header == "" {
-		return time.Time{}, "missing " + name + " header", false
+		return time.Time{}, -1, "missing " + name + " header", false
 	}
 	sig, err := parseSignature(header, s.cfg.SignatureScheme)
 	if err != nil {
-		return time.Time{}, "malformed " + name + " header: " + err.Error(), false
+		return time.Time{}, -1, "malformed " + name + " header: " + err.Error(), false
 	}
-	if !sig.matches(body, s.secrets) {
-		return time.Time{}, "signature does not match: wrong secret, or the body or timestamp changed after signing", false
+	secret := sig.matches(body, s.secrets)
+	if secret < 0 {
+		return time.Time{}, -1, "signature does not match: wrong secret, or the body or timestamp changed after signing", false
 	}
 	// Checked after the signature, so only a signer learns about timing.
 	tol := s.cfg.Tolerance
 	switch age := now.Sub(sig.at); {
 	case age > tol:
-		return time.Time{}, fmt.Sprintf("timestamp is %s old, beyond the tolerance of %s: a replayed or delayed request", age.Truncate(time.Second), tol), false
+		return time.Time{}, -1, fmt.Sprintf("timestamp is %s old, beyond the tolerance of %s: a replayed or delayed request", age.Truncate(time.Second), tol), false
 	case -age > tol:
-		return time.Time{}, fmt.Sprintf("timestamp is %s in the future, beyond the tolerance of %s: check the sender's clock", (-age).Truncate(time.Second), tol), false
+		return time.Time{}, -1, fmt.Sprintf("timestamp is %s in the future, beyond the tolerance of %s: check the sender's clock", (-age).Truncate(time.Second), tol), false
 	}
-	return sig.at, "", true
+	return sig.at, secret, "", true
+}
+
+// sender is the authenticated ingress of a delivery, as the audit names
+// it: the source whose secret (1 the current, 2 the previous while
+// rotating) signed it, and the address it came from (the connection's
+// peer: a proxy's forwarding headers are not evidence).
+func sender(source string, secret int, remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	return fmt.Sprintf("webhook %s (secret %d) from %s", source, secret+1, host)
 }
 
 // readBody reads at most limit bytes of the body.

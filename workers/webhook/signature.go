@@ -95,20 +95,20 @@ func parseSignature(value, scheme string) (signature, error) {
 	return sig, nil
 }
 
-// matches reports whether one of the header's signatures is the
-// HMAC-SHA256 of its timestamp and body under one of the secrets. The
-// comparisons are constant-time.
-func (sig signature) matches(body []byte, secrets [][]byte) bool {
-	ok := false
-	for _, s := range secrets {
+// matches returns the index of the first secret under which one of the
+// header's signatures is the HMAC-SHA256 of its timestamp and body, or -1.
+// Every secret and signature is compared, in constant time.
+func (sig signature) matches(body []byte, secrets [][]byte) int {
+	found := -1
+	for i, s := range secrets {
 		want := mac(s, sig.timestamp, body)
 		for _, got := range sig.macs {
-			if hmac.Equal(got, want) {
-				ok = true
+			if hmac.Equal(got, want) && found < 0 {
+				found = i
 			}
 		}
 	}
-	return ok
+	return found
 }
 
 // clip shortens text quoted back to the sender in an error.

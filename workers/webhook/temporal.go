@@ -81,6 +81,6 @@ func (t *TemporalAccepter) Accept(ctx context.Context, ev Event) error {
 func ToStep(ev Event) syncstep.Event {
 	return syncstep.Event{
 		Source: ev.Source, DeliveryID: ev.DeliveryID, Key: ev.EntityKey, Version: ev.Version,
-		Delete: ev.Delete, Record: ev.Record, Invalid: ev.Invalid, ReceivedAt: ev.ReceivedAt,
+		Delete: ev.Delete, Record: ev.Record, Invalid: ev.Invalid, ReceivedAt: ev.ReceivedAt, Sender: ev.Sender,
 	}
 }
