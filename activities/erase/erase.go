@@ -9,13 +9,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tetherflow/tether/activities/catalog"
 	"github.com/tetherflow/tether/activities/connector/httpsink"
+	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/connector/pgsource"
+	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/record"
@@ -35,8 +39,53 @@ type Activities struct {
 
 // Register puts the steps on a worker.
 func Register(r worker.ActivityRegistry, a *Activities) {
+	r.RegisterActivityWithOptions(a.EraseRelated, activity.RegisterOptions{Name: syncstep.EraseRelated.Name()})
 	r.RegisterActivityWithOptions(a.EraseDestinations, activity.RegisterOptions{Name: syncstep.EraseDestinations.Name()})
 	r.RegisterActivityWithOptions(a.EraseState, activity.RegisterOptions{Name: syncstep.EraseState.Name()})
+}
+
+// EraseRelated lists the other integrations that hold the subject: those
+// that read the same source (the same API resource, table or connector
+// configuration, so the same record keys) and have run, by name.
+func (a *Activities) EraseRelated(ctx context.Context, in syncstep.EraseInput) ([]string, error) {
+	c, err := a.Catalog.Get(in.Integration, "")
+	if err != nil {
+		return nil, err
+	}
+	same := sourceOf(c.Def)
+	var out []string
+	for _, name := range a.Catalog.Names() {
+		if name == in.Integration {
+			continue
+		}
+		o, err := a.Catalog.Get(name, "")
+		if err != nil || sourceOf(o.Def) != same || o.Def.KeyField != c.Def.KeyField {
+			continue
+		}
+		runs, err := a.Store.ListRuns(ctx, name, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(runs) > 0 {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// sourceOf names what a definition reads, so that two definitions reading
+// the same records compare equal.
+func sourceOf(d integration.Definition) string {
+	kind, cfg := d.Source.Spec()
+	switch s := cfg.(type) {
+	case httpsource.Config:
+		return kind + " " + strings.TrimRight(s.BaseURL, "/") + "/" + strings.TrimLeft(s.Path, "/")
+	case pgsource.Config:
+		return fmt.Sprintf("%s %s|%s|%s.%s", kind, s.DSN, s.DSNEnv, s.Schema, s.Table)
+	}
+	b, _ := json.Marshal(cfg)
+	return kind + " " + string(b)
 }
 
 // EraseDestinations deletes the subject's row from every PostgreSQL
@@ -61,6 +110,9 @@ func (a *Activities) EraseDestinations(ctx context.Context, in syncstep.EraseInp
 		switch sink := st.Sink.(type) {
 		case *pgsink.Sink:
 			n, err = eraseIn(ctx, a.DB, sink, in.Key)
+			if sink.Writer().Table().OnErase == pgsink.EraseAnonymise {
+				place += " (anonymised)"
+			}
 		case *httpsink.Sink:
 			n, err = sink.Erase(ctx, in.Key)
 		default:
@@ -147,9 +199,13 @@ func (a *Activities) audit(ctx context.Context, in syncstep.EraseInput, done []s
 		actor = acts.StartedBy
 	}
 	details := map[string]any{"key": in.Key, "reason": in.Reason}
+	targetRun := info.WorkflowExecution.RunID
+	if in.Of != "" { // one erasure, audited per integration
+		details["of"], targetRun = in.Of, targetRun+"/"+in.Integration
+	}
 	for _, d := range done {
 		details[d.Place] = d.Deleted
 	}
 	return a.Store.RecordAudit(ctx, store.AuditEntry{Actor: actor, Action: store.AuditErase, Integration: in.Integration,
-		Target: info.WorkflowExecution.ID, TargetRun: info.WorkflowExecution.RunID, Details: details})
+		Target: info.WorkflowExecution.ID, TargetRun: targetRun, Details: details})
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -105,6 +106,21 @@ func (d Definition) Steps() []Destination {
 		out[i] = s
 	}
 	return out
+}
+
+// ValidateTables checks the PostgreSQL tables of the destination steps as
+// Validate does: the part of it an integration file's check makes without
+// resolving the file.
+func (d Definition) ValidateTables() error {
+	var errs []error
+	for i, s := range d.Steps() {
+		if s.Postgres != nil {
+			if err := s.Postgres.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("integration %q: %s.postgres: %v", d.Name, d.stepField(i), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // destinationProblems checks the destination steps.

@@ -62,7 +62,7 @@ func (s *Store) RecordAudit(ctx context.Context, e AuditEntry) error {
 INSERT INTO tether_audit (at, actor, via, action, integration, target, target_run, details)
 VALUES (COALESCE($8, now()), $1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (action, target, target_run) DO UPDATE SET actor = EXCLUDED.actor, via = EXCLUDED.via
-    WHERE tether_audit.actor = '` + UnknownActor + `' AND EXCLUDED.actor <> '` + UnknownActor + `'`, e.Actor, e.Via, e.Action, e.Integration, e.Target, e.TargetRun, string(details), at)
+    WHERE tether_audit.actor = '`+UnknownActor+`' AND EXCLUDED.actor <> '`+UnknownActor+`'`, e.Actor, e.Via, e.Action, e.Integration, e.Target, e.TargetRun, string(details), at)
 	return postgres.Classify(err, "record audit entry "+e.Action+" "+e.Target)
 }
 

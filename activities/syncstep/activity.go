@@ -95,6 +95,6 @@ func All() []string {
 		ReconcileBegin.Name(), ReconcileScan.Name(), ReconcileCompare.Name(), ReconcileClassify.Name(),
 		ReconcileExtras.Name(), ReconcileFinish.Name(), FetchRepairPage.Name(),
 		ApplyEvents.Name(), CaptureChanges.Name(), RemoveCapture.Name(),
-		EraseDestinations.Name(), EraseState.Name(),
+		EraseRelated.Name(), EraseDestinations.Name(), EraseState.Name(),
 	}
 }

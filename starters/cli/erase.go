@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +22,7 @@ func cmdErase(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&in.Integration, "integration", "", "the integration whose records hold the subject")
 	fs.StringVar(&in.Key, "key", "", "the subject's record key (the integration's key field)")
 	fs.StringVar(&in.Reason, "reason", "", "a reference kept in the audit (e.g. the request's number)")
+	fs.BoolVar(&in.Only, "only", false, "erase in this integration only, not also in the others that read the same source")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -42,10 +44,17 @@ func cmdErase(ctx context.Context, e *env, args []string) error {
 	if err := run.Get(ctx, &rep); err != nil {
 		return fmt.Errorf("erasure %s: %w", run.GetID(), err)
 	}
+	if len(rep.Related) > 0 {
+		fmt.Fprintf(e.out, "also erased in the integrations that read the same source: %s\n", strings.Join(rep.Related, ", "))
+	}
 	w := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PLACE\tDELETED\tNOTE")
+	fmt.Fprintln(w, "INTEGRATION\tPLACE\tDELETED\tNOTE")
 	for _, p := range rep.Places {
-		fmt.Fprintf(w, "%s\t%d\t%s\n", p.Place, p.Deleted, p.Note)
+		of := p.Integration
+		if of == "" {
+			of = in.Integration
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", of, p.Place, p.Deleted, p.Note)
 	}
 	if err := w.Flush(); err != nil {
 		return err

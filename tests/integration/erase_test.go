@@ -3,15 +3,20 @@ package integration
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/tetherflow/tether/activities/connector/pgsink"
+	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/integrations"
 	"github.com/tetherflow/tether/workflows/datasync"
 )
 
@@ -134,5 +139,77 @@ func TestErase_DeletesTheSubjectFromAnHTTPDestination(t *testing.T) {
 	}
 	if n := s.count(`SELECT count(*) FROM tether_identities WHERE record_key = '21'`); n != 0 {
 		t.Errorf("the identity map still holds the subject (%d rows)", n)
+	}
+}
+
+// TestErase_ReachesTheIntegrationsReadingTheSameSource: erasing contact
+// 17 of crm-contacts also erases it in crm-contacts-kept, which reads the
+// same CRM contacts and has run, where its row is anonymised (kept with
+// its key, email set to the configured value, the other columns NULL), and
+// not in one that never ran; each integration's erasure is audited; with
+// --only the others are left alone.
+func TestErase_ReachesTheIntegrationsReadingTheSameSource(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 74, Contacts: 60}, defs: func(crm config.Connection) []integration.Definition {
+		kept := integrations.CRMContacts(crm)
+		kept.Name = "crm-contacts-kept"
+		table := *kept.Destination.Postgres
+		table.Name, table.OnErase, table.Anonymise = "crm_contacts_kept", pgsink.EraseAnonymise, map[string]string{"email": "erased@invalid"}
+		kept.Destination.Postgres = &table
+		idle := integrations.CRMContacts(crm)
+		idle.Name = "crm-contacts-idle"
+		return []integration.Definition{integrations.CRMContacts(crm), kept, idle}
+	}})
+	s.mustSync(datasync.Input{Integration: "crm-contacts"})
+	s.mustSync(datasync.Input{Integration: "crm-contacts-kept"})
+	ctx := context.Background()
+	erase := func(key string, extra ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		args := append([]string{"erase", "--integration", "crm-contacts", "--key", key, "--reason", "request 2026-121",
+			"--address", devServer.FrontendHostPort(), "--task-queue", s.taskQueue}, extra...)
+		if code := cli.Run(ctx, args, &out, &out); code != 0 {
+			t.Fatalf("tether erase: exit %d\n%s", code, out.String())
+		}
+		return out.String()
+	}
+	out := erase("17")
+	if !strings.Contains(out, "also erased in the integrations that read the same source: crm-contacts-kept\n") ||
+		!regexp.MustCompile(`crm-contacts-kept\s+destination postgres \(anonymised\)\s+1\b`).MatchString(out) ||
+		!regexp.MustCompile(`crm-contacts\s+destination postgres\s+1\b`).MatchString(out) || strings.Contains(out, "idle") {
+		t.Errorf("the report:\n%s\nwant crm-contacts' row deleted, crm-contacts-kept's anonymised, nothing of crm-contacts-idle", out)
+	}
+	if n := s.count(`SELECT count(*) FROM crm_contacts WHERE id = 17`); n != 0 {
+		t.Errorf("crm_contacts still holds the subject")
+	}
+	var email string
+	var first, updated sql.NullString
+	if err := s.schema.DB.QueryRow(`SELECT email, first_name, updated_at::text FROM crm_contacts_kept WHERE id = 17`).Scan(&email, &first, &updated); err != nil {
+		t.Fatalf("the anonymised row: %v", err)
+	}
+	if email != "erased@invalid" || first.Valid || !updated.Valid {
+		t.Errorf("anonymised row: email %q, first_name %v, updated_at %v; want erased@invalid, NULL, kept", email, first, updated)
+	}
+	if n := s.count(`SELECT count(*) FROM crm_contacts_kept WHERE id = 18 AND email <> 'erased@invalid' AND first_name IS NOT NULL`); n != 1 {
+		t.Errorf("contact 18 was touched in crm_contacts_kept")
+	}
+	entries, err := s.store.ListAudit(ctx, store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := map[string]any{}
+	for _, e := range entries {
+		if e.Action == store.AuditErase && e.Details["key"] == "17" {
+			audited[e.Integration] = e.Details["of"]
+		}
+	}
+	if len(audited) != 2 || audited["crm-contacts"] != nil || audited["crm-contacts-kept"] != "crm-contacts" {
+		t.Errorf("erasures audited: %v, want crm-contacts' and crm-contacts-kept's (of crm-contacts)", audited)
+	}
+
+	if out := erase("18", "--only"); strings.Contains(out, "crm-contacts-kept") {
+		t.Errorf("--only reached another integration:\n%s", out)
+	}
+	if n := s.count(`SELECT count(*) FROM crm_contacts_kept WHERE id = 18 AND email <> 'erased@invalid'`); n != 1 {
+		t.Errorf("--only anonymised contact 18 in crm_contacts_kept")
 	}
 }

@@ -30,10 +30,12 @@ var options = workflow.ActivityOptions{
 }
 
 // EraseWorkflow erases in.Key from in.Integration's destinations, then from
-// tether's own state (which also audits the erasure), and returns what
-// was done where. A place that cannot be erased (a destination that cannot
-// delete, a step that failed for good) is in the report with why, and the
-// report is then not Complete; the other places are still erased.
+// tether's own state (which also audits the erasure), and likewise in every
+// other integration that reads the same source and has run (unless
+// in.Only), and returns what was done where. A place that cannot be erased
+// (a destination that cannot delete, a step that failed for good) is in
+// the report with why, and the report is then not Complete; the other
+// places are still erased.
 func EraseWorkflow(ctx workflow.Context, in syncstep.EraseInput) (syncstep.EraseReport, error) {
 	if in.Integration == "" || in.Key == "" {
 		return syncstep.EraseReport{}, temporal.NewNonRetryableApplicationError(
@@ -41,16 +43,33 @@ func EraseWorkflow(ctx workflow.Context, in syncstep.EraseInput) (syncstep.Erase
 	}
 	ctx = workflow.WithActivityOptions(ctx, options)
 	rep := syncstep.EraseReport{Integration: in.Integration, Key: in.Key, Complete: true}
-	for _, step := range []struct {
-		what string
-		act  syncstep.Activity[syncstep.EraseInput, []syncstep.Erased]
-	}{{"destinations", syncstep.EraseDestinations}, {"tether's state", syncstep.EraseState}} {
-		done, err := step.act.Run(ctx, in)
+	if v := workflow.GetVersion(ctx, "erase-related", workflow.DefaultVersion, 1); v == 1 && !in.Only {
+		related, err := syncstep.EraseRelated.Run(ctx, in)
 		if err != nil {
-			rep.Places = append(rep.Places, syncstep.Erased{Place: step.what, Note: fmt.Sprintf("not erased: %v", err)})
-			continue
+			rep.Places = append(rep.Places, syncstep.Erased{Place: "integrations reading the same source", Note: fmt.Sprintf("not looked for: %v", err)})
 		}
-		rep.Places = append(rep.Places, done...)
+		rep.Related = related
+	}
+	for _, name := range append([]string{in.Integration}, rep.Related...) {
+		sub := in
+		if name != in.Integration {
+			sub.Integration, sub.Of = name, in.Integration
+		}
+		for _, step := range []struct {
+			what string
+			act  syncstep.Activity[syncstep.EraseInput, []syncstep.Erased]
+		}{{"destinations", syncstep.EraseDestinations}, {"tether's state", syncstep.EraseState}} {
+			done, err := step.act.Run(ctx, sub)
+			if err != nil {
+				done = []syncstep.Erased{{Place: step.what, Note: fmt.Sprintf("not erased: %v", err)}}
+			}
+			for i := range done {
+				if sub.Of != "" {
+					done[i].Integration = name
+				}
+			}
+			rep.Places = append(rep.Places, done...)
+		}
 	}
 	for _, p := range rep.Places {
 		if p.Note != "" {

@@ -17,6 +17,12 @@ func run(t *testing.T, dests func(context.Context, syncstep.EraseInput) ([]syncs
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterActivityWithOptions(dests, activity.RegisterOptions{Name: syncstep.EraseDestinations.Name()})
+	env.RegisterActivityWithOptions(func(_ context.Context, in syncstep.EraseInput) ([]string, error) {
+		if in.Integration == "crm" {
+			return []string{"billing"}, nil
+		}
+		return nil, nil
+	}, activity.RegisterOptions{Name: syncstep.EraseRelated.Name()})
 	env.RegisterActivityWithOptions(func(context.Context, syncstep.EraseInput) ([]syncstep.Erased, error) {
 		return []syncstep.Erased{{Place: "quarantine", Deleted: 2}}, nil
 	}, activity.RegisterOptions{Name: syncstep.EraseState.Name()})
@@ -29,7 +35,7 @@ func run(t *testing.T, dests func(context.Context, syncstep.EraseInput) ([]syncs
 }
 
 func TestEraseWorkflow_ReportsEveryPlaceAndGoesOnPastAFailure(t *testing.T) {
-	in := syncstep.EraseInput{Integration: "crm", Key: "42"}
+	in := syncstep.EraseInput{Integration: "crm", Key: "42", Only: true}
 	rep, err := run(t, func(context.Context, syncstep.EraseInput) ([]syncstep.Erased, error) {
 		return []syncstep.Erased{{Place: "destination postgres", Deleted: 1}}, nil
 	}, in)
@@ -44,5 +50,25 @@ func TestEraseWorkflow_ReportsEveryPlaceAndGoesOnPastAFailure(t *testing.T) {
 	}
 	if _, err := run(t, nil, syncstep.EraseInput{Integration: "crm"}); err == nil {
 		t.Error("an input without a key was accepted")
+	}
+}
+
+// The integrations that read the same source are erased too, each place
+// named by its integration, and asked with the integration the erasure
+// is for; with only, they are not.
+func TestEraseWorkflow_ErasesTheIntegrationsReadingTheSameSource(t *testing.T) {
+	var asked []syncstep.EraseInput
+	rep, err := run(t, func(_ context.Context, in syncstep.EraseInput) ([]syncstep.Erased, error) {
+		asked = append(asked, in)
+		return []syncstep.Erased{{Place: "destination " + in.Integration, Deleted: 1}}, nil
+	}, syncstep.EraseInput{Integration: "crm", Key: "42"})
+	if err != nil || !rep.Complete || len(rep.Related) != 1 || rep.Related[0] != "billing" || len(rep.Places) != 4 {
+		t.Fatalf("report %+v, %v: want crm's and billing's places", rep, err)
+	}
+	if rep.Places[0].Integration != "" || rep.Places[2].Integration != "billing" || rep.Places[2].Place != "destination billing" || rep.Places[3].Integration != "billing" {
+		t.Errorf("places %+v: want billing's named by it", rep.Places)
+	}
+	if len(asked) != 2 || asked[1] != (syncstep.EraseInput{Integration: "billing", Key: "42", Of: "crm"}) {
+		t.Errorf("destinations asked for %+v", asked)
 	}
 }

@@ -3,6 +3,7 @@ package pgsink
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -114,10 +115,31 @@ func (s *TableWriter) deleteStatement(tombstone string) string {
 	return buildDeleteStatement(s.table, s.sql.target, s.sql.stage, tombstone)
 }
 
+// anonymise is the statement that keeps the subject's row with every
+// column but the key and the version set to its Anonymise value, or NULL.
+func anonymise(t Table, target, keyCol, key string) (string, []any) {
+	args := []any{key}
+	var set []string
+	for _, c := range t.Columns {
+		if slices.Contains(t.Key, c.Name) || c.Name == t.VersionColumn {
+			continue
+		}
+		v, ok := t.Anonymise[c.Name]
+		if !ok {
+			set = append(set, pq.QuoteIdentifier(c.Name)+" = NULL")
+			continue
+		}
+		args = append(args, v)
+		set = append(set, fmt.Sprintf("%s = $%d::%s", pq.QuoteIdentifier(c.Name), len(args), c.Type))
+	}
+	return "UPDATE " + target + " SET " + strings.Join(set, ", ") + " WHERE " + keyCol + "::text = $1", args
+}
+
 // Erase deletes the row whose key is key (a single-column key, compared
-// as text) and every before-image of it, in w's transaction: a subject's
-// erasure, whatever the table's tombstone or version settings. It returns
-// the rows deleted from the table.
+// as text), or anonymises it when the table's OnErase says so, and every
+// before-image of it, in w's transaction: a subject's erasure, whatever
+// the table's tombstone or version settings. It returns the rows deleted
+// (or anonymised) in the table.
 func (s *Sink) Erase(ctx context.Context, w connector.Writer, key string) (int, error) {
 	t := s.w.Table()
 	if len(t.Key) != 1 {
@@ -128,7 +150,11 @@ func (s *Sink) Erase(ctx context.Context, w connector.Writer, key string) (int, 
 		return 0, err
 	}
 	col := pq.QuoteIdentifier(t.Key[0])
-	res, err := tx.ExecContext(ctx, "DELETE FROM "+s.w.sql.target+" WHERE "+col+"::text = $1", key)
+	stmt, args := "DELETE FROM "+s.w.sql.target+" WHERE "+col+"::text = $1", []any{key}
+	if t.OnErase == EraseAnonymise {
+		stmt, args = anonymise(t, s.w.sql.target, col, key)
+	}
+	res, err := tx.ExecContext(ctx, stmt, args...)
 	if err != nil {
 		if sqlState(err) == "42P01" { // the table was never created: nothing to erase
 			return 0, nil

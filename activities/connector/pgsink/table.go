@@ -3,7 +3,9 @@ package pgsink
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -70,7 +72,21 @@ type Table struct {
 	// the stored one has one, is skipped and counted Stale. Equal versions
 	// may update.
 	VersionColumn string `mapstructure:"version_column" yaml:"version_column" json:"version_column"`
+	// OnErase is what an erasure (tether erase) does to the subject's row:
+	// EraseDelete (the default) deletes it; EraseAnonymise keeps it (rows
+	// of other tables may refer to it) with every column but the key and
+	// the version set to its Anonymise value, or NULL.
+	OnErase string `mapstructure:"on_erase" yaml:"on_erase" json:"on_erase,omitempty"`
+	// Anonymise gives, per column, the value an anonymised row keeps (as
+	// text, cast to the column's type); a NOT NULL column needs one.
+	Anonymise map[string]string `mapstructure:"anonymise" yaml:"anonymise" json:"anonymise,omitempty"`
 }
+
+// What an erasure does to a row (Table.OnErase).
+const (
+	EraseDelete    = "delete"
+	EraseAnonymise = "anonymise"
+)
 
 // allowedTypes is the set of column types the sink can convert values to.
 func allowedTypes() []string {
@@ -158,6 +174,28 @@ func (t Table) Validate() error {
 		case inKey[v]:
 			bad("version_column", "%q is a key column; a version must be a non-key column", v)
 		}
+	}
+	switch t.OnErase {
+	case "", EraseDelete:
+		if len(t.Anonymise) > 0 {
+			bad("anonymise", "is used only with on_erase: %s", EraseAnonymise)
+		}
+	case EraseAnonymise:
+		for _, name := range slices.Sorted(maps.Keys(t.Anonymise)) {
+			switch {
+			case !declared[name]:
+				bad("anonymise."+name, "%q is not a declared column", name)
+			case inKey[name] || name == t.VersionColumn:
+				bad("anonymise."+name, "%q is the key or the version: an anonymised row keeps them", name)
+			}
+		}
+		for _, c := range t.Columns {
+			if _, ok := t.Anonymise[c.Name]; c.NotNull && !ok && !inKey[c.Name] && c.Name != t.VersionColumn {
+				bad("anonymise", "column %q is NOT NULL: give the value an anonymised row keeps (anonymise: {%s: ...})", c.Name, c.Name)
+			}
+		}
+	default:
+		bad("on_erase", "%q is not one of %s, %s", t.OnErase, EraseDelete, EraseAnonymise)
 	}
 	if len(errs) == 0 {
 		return nil

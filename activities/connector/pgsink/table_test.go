@@ -66,6 +66,19 @@ func TestTable_Validate(t *testing.T) {
 			want: []string{`version_column: "version" is not a declared column`}},
 		{name: "version in key", give: func(t *Table) { t.VersionColumn = "id" },
 			want: []string{`version_column: "id" is a key column`}},
+		{name: "anonymised on erasure", give: func(t *Table) {
+			t.Columns = append(t.Columns, Column{Name: "email", Type: TypeText, NotNull: true})
+			t.OnErase, t.Anonymise = EraseAnonymise, map[string]string{"email": "erased@invalid"}
+		}},
+		{name: "anonymise without its mode", give: func(t *Table) { t.Anonymise = map[string]string{"name": "x"} },
+			want: []string{"anonymise: is used only with on_erase: anonymise"}},
+		{name: "unknown erase mode", give: func(t *Table) { t.OnErase = "forget" },
+			want: []string{`on_erase: "forget" is not one of delete, anonymise`}},
+		{name: "anonymised NOT NULL column without a value, key or unknown column", give: func(t *Table) {
+			t.Columns = append(t.Columns, Column{Name: "email", Type: TypeText, NotNull: true})
+			t.OnErase, t.Anonymise = EraseAnonymise, map[string]string{"id": "0", "mail": "x"}
+		}, want: []string{`anonymise.id: "id" is the key or the version`, `anonymise.mail: "mail" is not a declared column`,
+			`anonymise: column "email" is NOT NULL: give the value`}},
 		{name: "every problem at once", give: func(t *Table) {
 			t.Name = "x y"
 			t.Columns[0].Type = "int"

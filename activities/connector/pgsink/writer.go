@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -95,6 +96,7 @@ func NewTableWriter(t Table) (*TableWriter, error) {
 	t = Table{
 		Schema: t.Schema, Name: t.Name, VersionColumn: t.VersionColumn,
 		Columns: slices.Clone(t.Columns), Key: slices.Clone(t.Key),
+		OnErase: t.OnErase, Anonymise: maps.Clone(t.Anonymise),
 	}
 	s := &TableWriter{table: t, sql: buildStatements(t)}
 	isKey := make(map[string]bool, len(t.Key))

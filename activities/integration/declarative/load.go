@@ -199,7 +199,7 @@ func (s Spec) checkDefinition(root *yaml.Node) error {
 	}
 	d = d.Normalize()
 	var errs []error
-	for _, err := range append(unjoin(d.ValidateSchedules()), unjoin(d.ValidateColumns())...) {
+	for _, err := range slices.Concat(unjoin(d.ValidateSchedules()), unjoin(d.ValidateTables()), unjoin(d.ValidateColumns())) {
 		p := definitionProblem(s.File, s.Name, err)
 		if pr, ok := p.(*Problem); ok {
 			pr.Line = lineOf(root, pr.Pointer)

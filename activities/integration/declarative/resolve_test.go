@@ -156,8 +156,6 @@ func TestSpec_Resolve_DefinitionProblems(t *testing.T) {
 		give map[string]any
 		want string
 	}{
-		{name: "key not a column", give: map[string]any{"/destination/postgres/key": []any{"uid"}},
-			want: `: /destination/postgres: table "people": key[0]: "uid" is not a declared column`},
 		{name: "cursor without incremental param", give: map[string]any{"/source/http/incremental": nil},
 			want: ": /source/http/incremental/param: required when cursor_field is set"},
 		{name: "colliding parameters", give: map[string]any{"/source/http/query": map[string]any{"page": "1"}},

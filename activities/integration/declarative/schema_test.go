@@ -82,7 +82,7 @@ func TestLoad_RefusesMistakes(t *testing.T) {
 		{name: "unknown nested key", give: map[string]any{"/source/http/pagination/stlye": "page"},
 			wantPointer: "/source/http/pagination/stlye", wantReason: `did you mean "style"?`},
 		{name: "unknown key far from any", give: map[string]any{"/destination/postgres/indexes": []any{"email"}},
-			wantPointer: "/destination/postgres/indexes", wantReason: "known keys: columns, key, name, schema, version_column"},
+			wantPointer: "/destination/postgres/indexes", wantReason: "known keys: anonymise, columns, key, name, on_erase, schema, version_column"},
 		{name: "wrong type", give: map[string]any{"/batch_size": "lots"},
 			wantPointer: "/batch_size", wantReason: "expected integer, but got string"},
 		{name: "wrong type in a list", give: map[string]any{"/mapping/0/required": "yes"},
