@@ -65,6 +65,7 @@ type options struct {
 	dsn                     string
 	keep                    bool
 	telemetry               bool
+	temporalEnv             bool
 }
 
 func parseFlags() options {
@@ -75,6 +76,7 @@ func parseFlags() options {
 	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schema and logs")
 	flag.BoolVar(&o.telemetry, "telemetry", true, "also run the durable pipeline with telemetry off, with metrics and tracing on (OTLP to a loopback receiver), and with payloads encrypted, to measure their cost")
+	flag.BoolVar(&o.temporalEnv, "temporal-env", false, "run the durable pipeline on the Temporal cluster TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS* and TEMPORAL_PROFILE name (as the Temporal CLI and the worker read them), instead of a dev server of its own")
 	flag.Parse()
 	return o
 }
@@ -86,7 +88,7 @@ type bench struct {
 	suffix     string            // names the run's schemas and task queue
 	durDSN     map[string]string // each durable variant's schema
 	loopDSN    string            // the plain loop's schema
-	server     string            // the dev server's address
+	server     string            // the dev server's address; empty on a cluster of the environment's
 	workerBin  string
 	sandboxURL string // the sandbox CRM API
 
@@ -227,16 +229,18 @@ func (b *bench) serveSandbox() error {
 // startDurable starts the dev server and a worker process polling the
 // task queue tq, and returns a client once the worker polls.
 func (b *bench) startServer(ctx context.Context) (client.Client, error) {
-	cliPath, err := devstack.EnsureTemporalCLI(ctx, os.Stderr)
-	if err != nil {
-		return nil, err
+	if !b.o.temporalEnv {
+		cliPath, err := devstack.EnsureTemporalCLI(ctx, os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(b.work, "temporal.log")})
+		if err != nil {
+			return nil, err
+		}
+		b.onClose(func() { srv.Stop(10 * time.Second) }) //nolint:errcheck
+		b.server = srv.Address
 	}
-	srv, err := devstack.StartDevServer(ctx, devstack.DevServerOptions{CLI: cliPath, Headless: true, LogFile: filepath.Join(b.work, "temporal.log")})
-	if err != nil {
-		return nil, err
-	}
-	b.onClose(func() { srv.Stop(10 * time.Second) }) //nolint:errcheck
-	b.server = srv.Address
 	moduleDir, err := os.Getwd()
 	if err != nil {
 		return nil, err
@@ -244,7 +248,7 @@ func (b *bench) startServer(ctx context.Context) (client.Client, error) {
 	if b.workerBin, err = devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", b.work); err != nil {
 		return nil, err
 	}
-	c, err := app.Dial(ctx, config.Temporal{Address: srv.Address, Namespace: "default"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := app.Dial(ctx, b.temporal(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return nil, err
 	}
@@ -252,18 +256,30 @@ func (b *bench) startServer(ctx context.Context) (client.Client, error) {
 	return c, nil
 }
 
+// temporal is the connection: the dev server's, or with -temporal-env the
+// one the environment describes (the worker processes inherit it).
+func (b *bench) temporal() config.Temporal {
+	if b.server == "" {
+		return config.Temporal{}
+	}
+	return config.Temporal{Address: b.server, Namespace: "default"}
+}
+
 // durable starts a worker process with env on a task queue of its own
 // (variant names it), runs the sync on it, measures it and stops it.
 func (b *bench) durable(ctx context.Context, c client.Client, variant string, env []string) (durableRun, error) {
 	tq := "bench-" + variant + "-" + b.suffix
 	log := filepath.Join(b.work, "worker-"+variant+".log")
-	w, err := devstack.StartProcess("worker", log, append([]string{
-		"TEMPORAL_ADDRESS=" + b.server,
-		"TETHER_TEMPORAL_TASK_QUEUE=" + tq,
-		"TETHER_CONNECTIONS_CRM_BASE_URL=" + b.sandboxURL,
+	var server []string
+	if b.server != "" {
+		server = []string{"TEMPORAL_ADDRESS=" + b.server}
+	}
+	w, err := devstack.StartProcess("worker", log, append(append(server,
+		"TETHER_TEMPORAL_TASK_QUEUE="+tq,
+		"TETHER_CONNECTIONS_CRM_BASE_URL="+b.sandboxURL,
 		"TETHER_WORKER_INTEGRATIONS=crm-contacts",
 		"TETHER_LOG_LEVEL=warn",
-	}, env...), b.workerBin)
+	), env...), b.workerBin)
 	if err != nil {
 		return durableRun{}, err
 	}
@@ -327,8 +343,13 @@ func (b *bench) encryptedClient(ctx context.Context, env []string) ([]string, cl
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: b.server, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-		DataConverter: codec.DataConverter(kr), FailureConverter: codec.FailureConverter(kr)})
+	opts, err := b.temporal().ClientOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Logger = tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	opts.DataConverter, opts.FailureConverter = codec.DataConverter(kr), codec.FailureConverter(kr)
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}
