@@ -87,6 +87,7 @@ func (s *Server) deleteCustomer(id, ifMatch string) reply {
 		return *rep
 	}
 	s.removeCustomer(id)
+	s.ws.deleted[id] = DeletedCustomer{ID: id, Deleted: true, Version: cur.Version + 1, UpdatedAt: formatMilli(s.opts.Now().UnixMilli())}
 	return reply{status: http.StatusNoContent}
 }
 
@@ -110,6 +111,9 @@ type customerList struct {
 // external_ref when given, limit of them (default 10, at most 100) after
 // the id starting_after.
 func (s *Server) listCustomers(q url.Values) reply {
+	if q.Has("updated_since") {
+		return s.listChanges(q)
+	}
 	limit, err := intParam(q, "limit", DefaultCustomerListLimit, 1)
 	if err != nil {
 		return failure(http.StatusBadRequest, ErrorTypeInvalidRequest, "limit", "%v", err).reply()

@@ -1,0 +1,104 @@
+package sandbox
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DeletedCustomer is what the change feed serves for a deleted customer
+// (GET /v1/customers?updated_since=…&include_deleted=true): its id, the
+// version the delete gave it, and when it was deleted.
+type DeletedCustomer struct {
+	ID        string `json:"id"`
+	Deleted   bool   `json:"deleted"`
+	Version   int    `json:"version"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// changeList is the answer to a change-feed request.
+type changeList struct {
+	Data       []any  `json:"data"`
+	HasMore    bool   `json:"has_more"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// change is one entry of the feed: a live customer or a deletion.
+type change struct {
+	at   string // updated_at, timestampLayout: sorts as time
+	id   string
+	item any
+}
+
+// listChanges is GET /v1/customers?updated_since=T[&include_deleted=true]
+// [&limit=N][&cursor=TOKEN]: the customers changed at or after T (an RFC
+// 3339 time), and with include_deleted the deletions, ordered by
+// (updated_at, id), limit at a time; next_cursor continues the feed.
+// Called with s.wmu held.
+func (s *Server) listChanges(q url.Values) reply {
+	since, err := time.Parse(time.RFC3339Nano, q.Get("updated_since"))
+	if err != nil {
+		return failure(http.StatusBadRequest, ErrorTypeInvalidRequest, "updated_since",
+			"updated_since: %q is not an RFC 3339 time", q.Get("updated_since")).reply()
+	}
+	limit, err := intParam(q, "limit", DefaultCustomerListLimit, 1)
+	if err != nil {
+		return failure(http.StatusBadRequest, ErrorTypeInvalidRequest, "limit", "%v", err).reply()
+	}
+	limit = min(limit, MaxCustomerListLimit)
+	afterAt, afterID := "", ""
+	if tok := q.Get("cursor"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		at, id, ok := strings.Cut(string(b), "|")
+		if err != nil || !ok {
+			return failure(http.StatusBadRequest, ErrorTypeInvalidRequest, "cursor", "cursor: %q is not a cursor this API gave", tok).reply()
+		}
+		afterAt, afterID = at, id
+	}
+	from := since.UTC().Format(timestampLayout)
+	var feed []change
+	for _, id := range s.ws.ids {
+		if c := s.ws.byID[id]; c.UpdatedAt >= from {
+			feed = append(feed, change{at: c.UpdatedAt, id: id, item: c.clone()})
+		}
+	}
+	if q.Get("include_deleted") == "true" {
+		for id, d := range s.ws.deleted {
+			if d.UpdatedAt >= from {
+				feed = append(feed, change{at: d.UpdatedAt, id: id, item: d})
+			}
+		}
+	}
+	slices.SortFunc(feed, func(a, b change) int {
+		if c := strings.Compare(a.at, b.at); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	start := 0
+	if afterAt != "" {
+		start, _ = slices.BinarySearchFunc(feed, change{at: afterAt, id: afterID}, func(a, b change) int {
+			if c := strings.Compare(a.at, b.at); c != 0 {
+				return c
+			}
+			return strings.Compare(a.id, b.id)
+		})
+		if start < len(feed) && feed[start].at == afterAt && feed[start].id == afterID {
+			start++
+		}
+	}
+	out := changeList{Data: []any{}}
+	for _, c := range feed[start:] {
+		if len(out.Data) == limit {
+			out.HasMore = true
+			last := feed[start+limit-1]
+			out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last.at + "|" + last.id))
+			break
+		}
+		out.Data = append(out.Data, c.item)
+	}
+	return jsonReply(http.StatusOK, out)
+}
