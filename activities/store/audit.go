@@ -18,6 +18,7 @@ const (
 	AuditReplay         = "replay"
 	AuditCancel         = "cancel"
 	AuditErase          = "erase"
+	AuditResolve        = "conflict.resolve"
 	AuditScheduleCreate = "schedule.create"
 	AuditScheduleUpdate = "schedule.update"
 	AuditScheduleDelete = "schedule.delete"

@@ -302,6 +302,58 @@ CREATE INDEX tether_audit_by_integration ON tether_audit (integration, at DESC);
 		{17, "delivery senders", `
 -- Who delivered each applied event, as the ingress authenticated it.
 ALTER TABLE tether_event_deliveries ADD COLUMN sender text NOT NULL DEFAULT '';`},
+		{18, "two-way sync", `
+-- Each record of a two-way integration: its key on each side, and its
+-- last synced state (the base of the three-way comparison) with each
+-- side's version then.
+CREATE TABLE tether_twoway_pairs (
+    id          bigserial PRIMARY KEY,
+    integration text NOT NULL,
+    a_key       text,
+    b_key       text,
+    base        jsonb,
+    a_version   text NOT NULL DEFAULT '',
+    b_version   text NOT NULL DEFAULT '',
+    synced_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (integration, a_key),
+    UNIQUE (integration, b_key)
+);
+-- Where each side's change feed was read up to.
+CREATE TABLE tether_twoway_cursors (
+    integration text NOT NULL,
+    side        text NOT NULL,
+    cursor      text NOT NULL,
+    key         text NOT NULL,
+    PRIMARY KEY (integration, side)
+);
+-- Every conflict: both versions, the base, the policy, the result, and
+-- who resolved it (a parked one waits for a person).
+CREATE TABLE tether_conflicts (
+    id          bigserial PRIMARY KEY,
+    integration text NOT NULL,
+    pair_id     bigint NOT NULL,
+    a_key       text NOT NULL DEFAULT '',
+    b_key       text NOT NULL DEFAULT '',
+    base        jsonb,
+    a           jsonb,
+    b           jsonb,
+    a_deleted   boolean NOT NULL DEFAULT false,
+    b_deleted   boolean NOT NULL DEFAULT false,
+    a_version   text NOT NULL DEFAULT '',
+    b_version   text NOT NULL DEFAULT '',
+    a_at        timestamptz,
+    b_at        timestamptz,
+    fields      text[] NOT NULL DEFAULT '{}',
+    policy      text NOT NULL,
+    status      text NOT NULL CHECK (status IN ('resolved', 'parked', 'superseded')),
+    resolution  text NOT NULL DEFAULT '',
+    result      jsonb,
+    resolved_by text NOT NULL DEFAULT '',
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz
+);
+CREATE UNIQUE INDEX tether_conflicts_one_parked ON tether_conflicts (integration, pair_id) WHERE status = 'parked';
+CREATE INDEX tether_conflicts_by_integration ON tether_conflicts (integration, detected_at DESC);`},
 	}
 }
 

@@ -96,5 +96,6 @@ func All() []string {
 		ReconcileExtras.Name(), ReconcileFinish.Name(), FetchRepairPage.Name(),
 		ApplyEvents.Name(), CaptureChanges.Name(), RemoveCapture.Name(),
 		EraseRelated.Name(), EraseDestinations.Name(), EraseState.Name(),
+		TwoWaySync.Name(), ResolveConflict.Name(),
 	}
 }

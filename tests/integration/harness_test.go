@@ -37,6 +37,7 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/devstack"
@@ -132,6 +133,8 @@ type stack struct {
 	sinkOptions []httpsink.Option
 	// acts are the in-process worker's activities (tests reload their catalog).
 	acts *app.Activities
+	// twoWay are the in-process worker's two-way integrations.
+	twoWay *twoway.Registry
 }
 
 // lookupEnv gives PostgreSQL sources that read DATABASE_URL (the shipped
@@ -152,6 +155,8 @@ type stackOptions struct {
 	noWorker bool
 	// transport wraps the HTTP sources' transport (fault injection).
 	transport func(http.RoundTripper) http.RoundTripper
+	// twoWay builds the two-way integrations from the sandbox's URL.
+	twoWay func(sandboxURL string) []twoway.Definition
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -178,6 +183,13 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		o.defs = integrations.All
 	}
 	s.defs = o.defs(crm)
+	if o.twoWay != nil {
+		reg, err := twoway.NewRegistry(o.twoWay(ts.URL)...)
+		if err != nil {
+			t.Fatalf("two-way integrations: %v", err)
+		}
+		s.twoWay = reg
+	}
 	s.taskQueue = taskQueueName(t)
 	if o.transport != nil {
 		s.httpOptions = append(s.httpOptions, httpsource.WithTransport(o.transport(http.DefaultTransport.(*http.Transport).Clone())))
@@ -215,7 +227,7 @@ func (s *stack) startWorker() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	acts, err := app.Build(app.BuildOptions{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log,
-		HTTPSource: s.httpOptions, HTTPSink: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client})
+		HTTPSource: s.httpOptions, HTTPSink: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client, TwoWay: s.twoWay})
 	if err != nil {
 		s.t.Fatalf("activities: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/tetherflow/tether/activities/erase"
+	"github.com/tetherflow/tether/activities/twoway"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -107,6 +108,7 @@ type Activities struct {
 	Events     *events.Activities
 	Capture    *capture.Activities
 	Erase      *erase.Activities
+	TwoWay     *twoway.Activities
 }
 
 // ActivitiesParams are what the activities are built from.
@@ -121,6 +123,8 @@ type ActivitiesParams struct {
 	Temporal client.Client `optional:"true"`
 	// Metrics counts events and change capture's lag (nil: none).
 	Metrics *events.Metrics `optional:"true"`
+	// TwoWay are the two-way integrations the worker runs (nil: none).
+	TwoWay *twoway.Registry `optional:"true"`
 	// Config.Worker.CachePages bounds the worker's page cache (0:
 	// pages.DefaultCachePages).
 	Config config.Config
@@ -146,6 +150,7 @@ func NewActivities(p ActivitiesParams) *Activities {
 		Events:     &events.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Metrics: p.Metrics},
 		Capture:    &capture.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Logger: p.Logger, Metrics: p.Metrics},
 		Erase:      &erase.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, History: history(p.Temporal)},
+		TwoWay:     &twoway.Activities{Defs: p.TwoWay, Store: p.Store, DB: p.DB, History: history(p.Temporal)},
 	}
 }
 
@@ -162,6 +167,7 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 	events.Register(r, a.Events)
 	capture.Register(r, a.Capture)
 	erase.Register(r, a.Erase)
+	twoway.Register(r, a.TwoWay)
 }
 
 // lookupEnv resolves a PostgreSQL source's dsn_env from the environment,
@@ -196,6 +202,8 @@ type BuildOptions struct {
 	LookupEnv  func(string) (string, bool)
 	HTTPSource []httpsource.Option
 	HTTPSink   []httpsink.Option
+	// TwoWay are the two-way integrations (nil: none).
+	TwoWay *twoway.Registry
 }
 
 // Build assembles a worker's activities without fx, as the Module does:
@@ -210,7 +218,7 @@ func Build(o BuildOptions) (*Activities, error) {
 	}
 	cfg := config.Config{Worker: config.Worker{CachePages: o.CachePages}}
 	return NewActivities(ActivitiesParams{DB: o.DB, Store: o.Store, Catalog: cat, Logger: o.Logger,
-		Temporal: o.Temporal, Metrics: o.Metrics, Config: cfg}), nil
+		Temporal: o.Temporal, Metrics: o.Metrics, Config: cfg, TwoWay: o.TwoWay}), nil
 }
 
 // history is the Temporal client as run.History, nil without a client.

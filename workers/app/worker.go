@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	twowaywf "github.com/tetherflow/tether/workflows/twoway"
+
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
@@ -150,5 +152,6 @@ func Register(w worker.Registry, acts *Activities) {
 	events.Register(w)
 	capture.Register(w)
 	erase.Register(w)
+	twowaywf.Register(w)
 	acts.Register(w)
 }

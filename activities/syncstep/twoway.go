@@ -1,0 +1,119 @@
+package syncstep
+
+import "time"
+
+// TwoWayInput names a two-way integration.
+type TwoWayInput struct {
+	Integration string `json:"integration"`
+	// Totals carries the counts over a continue-as-new.
+	Totals TwoWayCounts `json:"totals,omitzero"`
+	// Cycles carries the number of cycles over a continue-as-new.
+	Cycles int `json:"cycles,omitempty"`
+}
+
+// TwoWayCounts count what a two-way sync did.
+type TwoWayCounts struct {
+	// ReadA and ReadB count the changes read from each side's feed.
+	ReadA int `json:"readA"`
+	ReadB int `json:"readB"`
+	// Unchanged counts changes read that were no change: our own writes
+	// coming back, re-reads.
+	Unchanged int `json:"unchanged"`
+	// WritesA and WritesB count the records written (created, updated or
+	// deleted) on each side.
+	WritesA int `json:"writesA"`
+	WritesB int `json:"writesB"`
+	// Created counts records created on the other side; Linked records
+	// found on both sides and linked.
+	Created int `json:"created"`
+	Linked  int `json:"linked"`
+	// Deleted counts deletes carried to the other side.
+	Deleted int `json:"deleted"`
+	// Conflicts counts records both sides changed differently;
+	// Resolved those the policy resolved; Parked those waiting for a
+	// person; ManuallyResolved those a person resolved.
+	Conflicts        int `json:"conflicts"`
+	Resolved         int `json:"resolved"`
+	Parked           int `json:"parked"`
+	ManuallyResolved int `json:"manuallyResolved"`
+	// Deferred counts records a side changed while they were being
+	// written: resolved again from the side's feed.
+	Deferred int `json:"deferred"`
+}
+
+// Add adds o to c.
+func (c *TwoWayCounts) Add(o TwoWayCounts) {
+	c.ReadA += o.ReadA
+	c.ReadB += o.ReadB
+	c.Unchanged += o.Unchanged
+	c.WritesA += o.WritesA
+	c.WritesB += o.WritesB
+	c.Created += o.Created
+	c.Linked += o.Linked
+	c.Deleted += o.Deleted
+	c.Conflicts += o.Conflicts
+	c.Resolved += o.Resolved
+	c.Parked += o.Parked
+	c.ManuallyResolved += o.ManuallyResolved
+	c.Deferred += o.Deferred
+}
+
+// ParkedConflict is a conflict waiting for a person, as the workflow
+// shows it.
+type ParkedConflict struct {
+	ID         int64     `json:"id"`
+	AKey       string    `json:"aKey,omitempty"`
+	BKey       string    `json:"bKey,omitempty"`
+	Fields     []string  `json:"fields"`
+	DetectedAt time.Time `json:"detectedAt"`
+}
+
+// TwoWayCycle is what one cycle of a two-way sync did, and what waits.
+type TwoWayCycle struct {
+	Counts TwoWayCounts `json:"counts"`
+	// Parked are the integration's conflicts waiting for a person.
+	Parked []ParkedConflict `json:"parked"`
+	// Fields are the shared fields (what edited values may set).
+	Fields []string `json:"fields"`
+	// Sides names the sides: a's name, then b's.
+	Sides [2]string `json:"sides"`
+	// Every is how long to wait before the next cycle.
+	Every time.Duration `json:"every"`
+}
+
+// Choices of a manual resolution (ResolveInput.Choose).
+const (
+	ChooseA      = "a"
+	ChooseB      = "b"
+	ChooseMerge  = "merge"
+	ChooseValues = "values"
+)
+
+// ResolveInput is a person's resolution of a parked conflict: keep side
+// a's or b's record (or its delete), merge them (Prefer deciding the
+// fields both changed), or set the record to Values.
+type ResolveInput struct {
+	Integration string         `json:"integration,omitempty"`
+	Conflict    int64          `json:"conflict"`
+	Choose      string         `json:"choose"`
+	Prefer      string         `json:"prefer,omitempty"`
+	Values      map[string]any `json:"values,omitempty"`
+	// UpdateID names the Update that asked for it (set by the workflow):
+	// the step reads who sent it from the history.
+	UpdateID string `json:"updateId,omitempty"`
+}
+
+// ResolveResult is what a manual resolution did.
+type ResolveResult struct {
+	Conflict   int64          `json:"conflict"`
+	Resolution string         `json:"resolution"`
+	Result     map[string]any `json:"result"`
+	ResolvedBy string         `json:"resolvedBy"`
+	Writes     int            `json:"writes"`
+}
+
+// The two-way steps.
+var (
+	TwoWaySync      = NewActivity[TwoWayInput, TwoWayCycle]("TwoWaySync")
+	ResolveConflict = NewActivity[ResolveInput, ResolveResult]("ResolveConflict")
+)

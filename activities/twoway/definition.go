@@ -1,0 +1,196 @@
+package twoway
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Definition declares a two-way integration: two systems kept as equals,
+// each record linked to its twin, changes flowing both ways once, and
+// conflicts resolved by Policy.
+type Definition struct {
+	// Name names the integration (lower-case letters, digits, dashes).
+	Name string
+	// A and B are the two sides.
+	A, B SideSpec
+	// Match lists shared fields that link a record found on both sides
+	// before either was synced (e.g. email), instead of creating it twice.
+	Match []string
+	// Policy resolves conflicts and deletes.
+	Policy Policy
+	// Every is how often both sides' change feeds are read (default 10s).
+	Every time.Duration
+	// Overlap re-reads each feed this far before where it was read up to
+	// (default 5s), so a change committed late under an earlier time is
+	// still seen; re-reading is harmless.
+	Overlap time.Duration
+}
+
+// SideSpec is one side: a name for people, and the system.
+type SideSpec struct {
+	// Name names the side in status, conflicts and the CLI ("crm").
+	Name     string
+	Postgres *PostgresSide
+	HTTP     *HTTPSide
+}
+
+// Fields are the side's shared fields.
+func (s SideSpec) Fields() map[string]string {
+	switch {
+	case s.Postgres != nil:
+		return s.Postgres.Fields
+	case s.HTTP != nil:
+		return s.HTTP.Fields
+	}
+	return nil
+}
+
+// Defaults of a Definition.
+const (
+	DefaultEvery   = 10 * time.Second
+	DefaultOverlap = 5 * time.Second
+)
+
+// WithDefaults fills in the defaults.
+func (d Definition) WithDefaults() Definition {
+	if d.Every == 0 {
+		d.Every = DefaultEvery
+	}
+	if d.Overlap == 0 {
+		d.Overlap = DefaultOverlap
+	}
+	if d.Policy.Deletes == "" {
+		d.Policy.Deletes = Propagate
+	}
+	return d
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// Validate says everything that is wrong with d, each problem naming its
+// setting.
+func (d Definition) Validate() error {
+	var errs []error
+	add := func(field string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("two-way integration %q: %s: %w", d.Name, field, err))
+		}
+	}
+	if !nameRE.MatchString(d.Name) {
+		add("name", errors.New("must be lower-case letters, digits and dashes, starting with a letter"))
+	}
+	for _, s := range []struct {
+		field string
+		spec  SideSpec
+	}{{"a", d.A}, {"b", d.B}} {
+		switch {
+		case s.spec.Name == "":
+			add(s.field+".name", errors.New("is required: it names the side in status and conflicts"))
+		case (s.spec.Postgres == nil) == (s.spec.HTTP == nil):
+			add(s.field, errors.New("set exactly one of postgres and http"))
+		case s.spec.Postgres != nil:
+			add(s.field+".postgres", s.spec.Postgres.Validate())
+		default:
+			add(s.field+".http", s.spec.HTTP.Validate())
+		}
+	}
+	if d.A.Name != "" && d.A.Name == d.B.Name {
+		add("b.name", fmt.Errorf("%q is a's name too", d.B.Name))
+	}
+	fa, fb := d.A.Fields(), d.B.Fields()
+	for _, f := range slices.Sorted(maps.Keys(fa)) {
+		if _, ok := fb[f]; !ok && fb != nil {
+			add("b.fields", fmt.Errorf("shared field %q of a has no member on b: both sides map the same shared fields", f))
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(fb)) {
+		if _, ok := fa[f]; !ok && fa != nil {
+			add("a.fields", fmt.Errorf("shared field %q of b has no member on a: both sides map the same shared fields", f))
+		}
+	}
+	for i, m := range d.Match {
+		if _, ok := fa[m]; !ok {
+			add(fmt.Sprintf("match[%d]", i), fmt.Errorf("%q is not a shared field", m))
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(d.Policy.Owners)) {
+		if _, ok := fa[f]; !ok {
+			add("conflicts.owners."+f, errors.New("not a shared field"))
+		}
+	}
+	if err := d.Policy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("two-way integration %q: %w", d.Name, err))
+	}
+	if d.Policy.Deletes == Tombstone {
+		for _, s := range []struct {
+			field string
+			spec  SideSpec
+		}{{"a", d.A}, {"b", d.B}} {
+			if s.spec.Postgres != nil && s.spec.Postgres.DeletedAt == "" {
+				add(s.field+".postgres.deleted_at", errors.New("deletes: tombstone marks a deleted row: name its deleted_at column"))
+			}
+			if s.spec.HTTP != nil {
+				add(s.field+".http", errors.New("deletes: tombstone needs a side that marks deleted records; an API's records are deleted (deletes: propagate)"))
+			}
+		}
+	}
+	if d.Every < 0 || d.Overlap < 0 {
+		add("every", errors.New("every and overlap must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Open opens the side's endpoint: a PostgreSQL side in db (the worker's
+// database), an HTTP side through transport (nil: the default).
+func (s SideSpec) Open(integration string, db *sql.DB, transport http.RoundTripper) (Endpoint, error) {
+	if s.Postgres != nil {
+		return OpenPostgres(*s.Postgres, db)
+	}
+	return OpenHTTP(integration+"/"+s.Name, *s.HTTP, transport)
+}
+
+// Registry holds the two-way integrations a worker runs.
+type Registry struct {
+	defs map[string]Definition
+}
+
+// NewRegistry checks defs and holds them.
+func NewRegistry(defs ...Definition) (*Registry, error) {
+	r := &Registry{defs: map[string]Definition{}}
+	var errs []error
+	for _, d := range defs {
+		if err := d.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, dup := r.defs[d.Name]; dup {
+			errs = append(errs, fmt.Errorf("two-way integration %q is defined twice", d.Name))
+		}
+		r.defs[d.Name] = d.WithDefaults()
+	}
+	return r, errors.Join(errs...)
+}
+
+// Get returns the integration name.
+func (r *Registry) Get(name string) (Definition, error) {
+	if r != nil {
+		if d, ok := r.defs[name]; ok {
+			return d, nil
+		}
+	}
+	return Definition{}, fmt.Errorf("no two-way integration %q on this worker", name)
+}
+
+// Names lists the integrations, sorted.
+func (r *Registry) Names() []string {
+	if r == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(r.defs))
+}

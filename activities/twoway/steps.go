@@ -1,0 +1,731 @@
+package twoway
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/syncstep"
+)
+
+// History reads a workflow's history (the Temporal client): who sent an
+// Update.
+type History interface {
+	GetWorkflowHistory(ctx context.Context, workflowID, runID string, isLongPoll bool, filterType enumspb.HistoryEventFilterType) client.HistoryEventIterator
+}
+
+// Activities are the two-way steps.
+type Activities struct {
+	Defs  *Registry
+	Store *store.Store
+	// DB is the worker's database, where PostgreSQL sides are.
+	DB *sql.DB
+	// Transport carries the HTTP sides' requests (nil: the default).
+	Transport http.RoundTripper
+	// History, when set, names who resolved a conflict.
+	History History
+}
+
+// Register puts the steps on a worker.
+func Register(r worker.ActivityRegistry, a *Activities) {
+	r.RegisterActivityWithOptions(a.Sync, activity.RegisterOptions{Name: syncstep.TwoWaySync.Name()})
+	r.RegisterActivityWithOptions(a.ResolveConflict, activity.RegisterOptions{Name: syncstep.ResolveConflict.Name()})
+}
+
+// sides holds an integration's two open endpoints.
+type sides struct {
+	def    Definition
+	ep     [2]Endpoint
+	fields []string
+}
+
+func (a *Activities) open(name string) (*sides, error) {
+	def, err := a.Defs.Get(name)
+	if err != nil {
+		return nil, failure.Permanent(failure.TypeConfig, err)
+	}
+	s := &sides{def: def, fields: sortedKeys(def.A.Fields())}
+	for i, spec := range []SideSpec{def.A, def.B} {
+		if s.ep[i], err = spec.Open(name, a.DB, a.Transport); err != nil {
+			return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("two-way integration %q, side %s: %w", name, spec.Name, err))
+		}
+	}
+	return s, nil
+}
+
+func (s *sides) close() {
+	for _, e := range s.ep {
+		_ = e.Close()
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+var sideOf = [2]Side{A, B}
+
+func idx(s Side) int {
+	if s == B {
+		return 1
+	}
+	return 0
+}
+
+// item is one pair to look at in a cycle: the pair as last in sync, and
+// what each side's feed gave of it.
+type item struct {
+	pair store.TwoWayPair
+	ch   [2]*Change
+}
+
+// Sync is one cycle of a two-way integration: it reads both sides' change
+// feeds since where they were read up to, resolves every pair that
+// changed, writes what must be written where, records conflicts, and
+// moves the feeds' cursors. Retrying it is safe: a pair whose writes went
+// through before a crash now holds the same record on both sides and is
+// only recorded as in sync.
+func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncstep.TwoWayCycle, error) {
+	s, err := a.open(in.Integration)
+	if err != nil {
+		return syncstep.TwoWayCycle{}, err
+	}
+	defer s.close()
+	out := syncstep.TwoWayCycle{Fields: s.fields, Sides: [2]string{s.def.A.Name, s.def.B.Name}, Every: s.def.Every}
+	// Read both feeds first: a pair both sides changed is resolved once,
+	// with both changes.
+	var changes [2][]Change
+	var last [2]Change
+	for i := range s.ep {
+		side := string(sideOf[i])
+		cur, key, err := a.Store.TwoWayCursor(ctx, in.Integration, side)
+		if err != nil {
+			return out, err
+		}
+		from := ""
+		if cur != "" {
+			t, err := time.Parse(time.RFC3339Nano, cur)
+			if err != nil {
+				return out, fmt.Errorf("the %s cursor %q: %w", side, cur, err)
+			}
+			from, key = t.Add(-s.def.Overlap).Format(time.RFC3339Nano), ""
+		}
+		last[i] = Change{Cursor: cur}
+		byKey := map[string]int{}
+		err = s.ep[i].Changes(ctx, from, key, func(page []Change) error {
+			activity.RecordHeartbeat(ctx, fmt.Sprintf("read %d changes of %s", len(changes[i])+len(page), sideName(s.def, i)))
+			for _, c := range page {
+				if j, ok := byKey[c.Key]; ok {
+					changes[i][j] = c // the latest change of a record wins
+				} else {
+					byKey[c.Key] = len(changes[i])
+					changes[i] = append(changes[i], c)
+				}
+				if after(c, last[i]) {
+					last[i] = c
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return out, fmt.Errorf("read the changes of %s: %w", sideName(s.def, i), err)
+		}
+	}
+	out.Counts.ReadA, out.Counts.ReadB = len(changes[0]), len(changes[1])
+
+	// Pairs the changes belong to; linked ones first, so that a record an
+	// earlier attempt created is linked before it could be created again.
+	items := map[int64]*item{}
+	var order []*item
+	var unlinked [2][]Change
+	for i := range changes {
+		keys := make([]string, len(changes[i]))
+		for j, c := range changes[i] {
+			keys[j] = c.Key
+		}
+		pairs, err := a.Store.TwoWayPairs(ctx, in.Integration, string(sideOf[i]), keys)
+		if err != nil {
+			return out, err
+		}
+		for j := range changes[i] {
+			c := &changes[i][j]
+			p, ok := pairs[c.Key]
+			if !ok {
+				unlinked[i] = append(unlinked[i], *c)
+				continue
+			}
+			it := items[p.ID]
+			if it == nil {
+				it = &item{pair: p}
+				items[p.ID] = it
+				order = append(order, it)
+			}
+			it.ch[i] = c
+		}
+	}
+	for _, it := range order {
+		if err := a.settle(ctx, s, it, &out.Counts); err != nil {
+			return out, err
+		}
+	}
+	// Records not linked yet: matched with their twin by the match
+	// fields, or new.
+	twins := map[string]int{}
+	for j, c := range unlinked[1] {
+		if k := matchKey(s.def.Match, c); k != "" {
+			twins[k] = j
+		}
+	}
+	used := map[int]bool{}
+	for i := range unlinked {
+		for j := range unlinked[i] {
+			c := unlinked[i][j]
+			if i == 1 && used[j] {
+				continue
+			}
+			it := &item{pair: store.TwoWayPair{Integration: in.Integration}}
+			it.ch[i] = &c
+			if i == 0 {
+				if k := matchKey(s.def.Match, c); k != "" {
+					if tj, ok := twins[k]; ok && !used[tj] {
+						used[tj] = true
+						twin := unlinked[1][tj]
+						it.ch[1] = &twin
+					}
+				}
+			}
+			// A record linked since the cycle began (by an earlier item) is
+			// that pair's.
+			key := c.Key
+			pairs, err := a.Store.TwoWayPairs(ctx, in.Integration, string(sideOf[i]), []string{key})
+			if err != nil {
+				return out, err
+			}
+			if p, ok := pairs[key]; ok {
+				it.pair = p
+			}
+			if err := a.settle(ctx, s, it, &out.Counts); err != nil {
+				return out, err
+			}
+		}
+	}
+	for i := range last {
+		if last[i].Key == "" {
+			continue
+		}
+		if err := a.Store.SaveTwoWayCursor(ctx, in.Integration, string(sideOf[i]), last[i].Cursor, last[i].Key); err != nil {
+			return out, err
+		}
+	}
+	parked, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked})
+	if err != nil {
+		return out, err
+	}
+	for _, c := range parked {
+		out.Parked = append(out.Parked, syncstep.ParkedConflict{ID: c.ID, AKey: c.AKey, BKey: c.BKey, Fields: c.Fields, DetectedAt: c.DetectedAt})
+	}
+	return out, nil
+}
+
+func sideName(d Definition, i int) string {
+	if i == 0 {
+		return d.A.Name
+	}
+	return d.B.Name
+}
+
+// after reports whether c comes after l in a feed.
+func after(c, l Change) bool {
+	if l.Cursor == "" {
+		return true
+	}
+	ct, err1 := time.Parse(time.RFC3339Nano, c.Cursor)
+	lt, err2 := time.Parse(time.RFC3339Nano, l.Cursor)
+	if err1 != nil || err2 != nil {
+		return c.Cursor > l.Cursor
+	}
+	return ct.After(lt) || (ct.Equal(lt) && c.Key > l.Key)
+}
+
+// matchKey is the change's match fields' values, or "" when it has none
+// of them.
+func matchKey(fields []string, c Change) string {
+	if len(fields) == 0 || c.Record == nil {
+		return ""
+	}
+	var parts []string
+	for _, f := range fields {
+		v, ok := c.Record[f]
+		if !ok || v == nil {
+			return ""
+		}
+		parts = append(parts, strings.ToLower(fmt.Sprint(v)))
+	}
+	return strings.Join(parts, "\x00")
+}
+
+// observed is side i of the pair as the resolution sees it: the feed's
+// change, or, when the feed gave none, the base (the side is as last in
+// sync), or nothing when the side has no record.
+func observed(it *item, base Record, i int) *Observed {
+	if c := it.ch[i]; c != nil {
+		return c.Observed()
+	}
+	key := it.pair.AKey
+	if i == 1 {
+		key = it.pair.BKey
+	}
+	if key == "" || base == nil {
+		return nil
+	}
+	return &Observed{Record: base}
+}
+
+func decode(raw json.RawMessage) (Record, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	var r Record
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	if err := dec.Decode(&r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func encode(r Record) json.RawMessage {
+	if r == nil {
+		return nil
+	}
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// settle resolves one pair, writes what must be written, and records it
+// as in sync (or its conflict as parked).
+func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep.TwoWayCounts) error {
+	activity.RecordHeartbeat(ctx, fmt.Sprintf("pair %d", it.pair.ID))
+	p := it.pair
+	base, err := decode(p.Base)
+	if err != nil {
+		return fmt.Errorf("pair %d: base: %w", p.ID, err)
+	}
+	keys := [2]string{p.AKey, p.BKey}
+	versions := [2]string{p.AVersion, p.BVersion}
+	for i, c := range it.ch {
+		if c != nil {
+			keys[i], versions[i] = c.Key, c.Version
+		}
+	}
+	pr := Pair{Base: base, A: observed(it, base, 0), B: observed(it, base, 1)}
+	res, err := Resolve(pr, s.def.Policy)
+	if err != nil { // a custom resolver that failed: a person decides
+		res = Outcome{Parked: true, Conflict: conflictOf(pr), Resolution: err.Error()}
+	}
+	for i, c := range it.ch {
+		if c != nil && !slices.Contains(res.Changed, sideOf[i]) {
+			n.Unchanged++
+		}
+	}
+	if len(res.Changed) == 2 && res.Conflict == nil && p.ID == 0 && pr.A.Has() && pr.B.Has() {
+		n.Linked++
+	}
+	if res.Parked {
+		if p.ID == 0 {
+			p.AKey, p.BKey = keys[0], keys[1]
+			if p, err = a.Store.SaveTwoWayPair(ctx, p); err != nil {
+				return err
+			}
+		}
+		n.Conflicts++
+		n.Parked++
+		_, err := a.Store.RecordConflict(ctx, conflictRow(s.def, p.ID, keys, versions, res.Conflict, store.ConflictParked, res.Resolution, nil))
+		return err
+	}
+	// Before anything is created, the pair is recorded with the keys it
+	// will have, so that a retry finds what this attempt created.
+	held := [2]*Observed{pr.A, pr.B}
+	creates := [2]bool{}
+	for _, side := range res.Write {
+		i := idx(side)
+		softDeleted := held[i] != nil && held[i].Deleted && keys[i] != "" && s.def.sideSpec(i).Postgres != nil && s.def.sideSpec(i).Postgres.DeletedAt != ""
+		if held[i].Has() || softDeleted {
+			continue // an update (of a soft-deleted row: it comes back)
+		}
+		creates[i] = true
+		keys[i] = ""
+		if s.def.sideSpec(i).Postgres != nil {
+			keys[i] = derivedKey(s.def.Name, sideOf[1-i], keys[1-i])
+		}
+		if p.ID == 0 || p.AKey != keys[0] || p.BKey != keys[1] {
+			p.AKey, p.BKey = keys[0], keys[1]
+			if p, err = a.Store.SaveTwoWayPair(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, side := range res.Write {
+		i := idx(side)
+		key, expect, idem := keys[i], versions[i], ""
+		if creates[i] {
+			key, expect, idem = "", "", keys[i]
+			if idem == "" {
+				// The same create, retried, sends the same key; a later one
+				// (the record deleted and made again) another.
+				sum := sha256.Sum256(fmt.Appendf(encode(res.Result), "|%s", versions[1-i]))
+				idem = fmt.Sprintf("tether-%s-pair-%d-%s-%x", s.def.Name, p.ID, side, sum[:6])
+			}
+		}
+		w, err := s.ep[i].Put(ctx, key, res.Result, expect, idem)
+		if errors.Is(err, ErrChanged) {
+			n.Deferred++
+			return a.keepKeys(ctx, p, keys)
+		}
+		if failure.IsPermanent(err) {
+			return a.parkFailed(ctx, s, p, keys, versions, pr, fmt.Sprintf("could not write to %s: %v", sideName(s.def, i), err), n)
+		}
+		if err != nil {
+			return fmt.Errorf("write %s of pair %d on %s: %w", keys[i], p.ID, sideName(s.def, i), err)
+		}
+		if creates[i] {
+			n.Created++
+		}
+		keys[i], versions[i] = w.Key, w.Version
+		countWrite(n, i)
+	}
+	for _, side := range slices.Concat(res.Delete, res.Tombstone) {
+		i := idx(side)
+		if err := s.ep[i].Delete(ctx, keys[i], versions[i]); errors.Is(err, ErrChanged) {
+			n.Deferred++
+			return a.keepKeys(ctx, p, keys)
+		} else if failure.IsPermanent(err) {
+			return a.parkFailed(ctx, s, p, keys, versions, pr, fmt.Sprintf("could not delete on %s: %v", sideName(s.def, i), err), n)
+		} else if err != nil {
+			return fmt.Errorf("delete %s of pair %d on %s: %w", keys[i], p.ID, sideName(s.def, i), err)
+		}
+		n.Deleted++
+		countWrite(n, i)
+	}
+	if res.Conflict != nil {
+		n.Conflicts++
+		n.Resolved++
+		if _, err := a.Store.RecordConflict(ctx, conflictRow(s.def, p.ID, keys, versions, res.Conflict, store.ConflictResolved, res.Resolution, res.Result)); err != nil {
+			return err
+		}
+	}
+	p.AKey, p.BKey, p.AVersion, p.BVersion, p.Base = keys[0], keys[1], versions[0], versions[1], encode(res.Result)
+	if p, err = a.Store.SaveTwoWayPair(ctx, p); err != nil {
+		return err
+	}
+	// A conflict parked earlier that the sides have since settled.
+	if len(res.Changed) > 0 {
+		parked, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: s.def.Name, Status: store.ConflictParked, PairID: p.ID})
+		if err != nil {
+			return err
+		}
+		for _, c := range parked {
+			if _, err := a.Store.SettleConflict(ctx, s.def.Name, c.ID, store.ConflictSuperseded, "the sides changed again: "+res.Resolution, encode(res.Result), ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// derivedKey is the key a record made on side from's key gets on a
+// PostgreSQL side: a UUID derived from it, the same on every attempt.
+func derivedKey(integration string, from Side, key string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(fmt.Sprintf("tether:%s:%s:%s", integration, from, key))).String()
+}
+
+// parkFailed parks a pair a side refused to take (a validation error, a
+// permanent failure): nothing is lost, and a person decides, as for a
+// conflict (why says what happened).
+func (a *Activities) parkFailed(ctx context.Context, s *sides, p store.TwoWayPair, keys, versions [2]string, pr Pair, why string, n *syncstep.TwoWayCounts) error {
+	if p.ID == 0 || p.AKey != keys[0] || p.BKey != keys[1] {
+		p.AKey, p.BKey = keys[0], keys[1]
+		var err error
+		if p, err = a.Store.SaveTwoWayPair(ctx, p); err != nil {
+			return err
+		}
+	}
+	n.Parked++
+	activity.GetLogger(ctx).Warn("a record could not be written; it waits for a person", "pair", p.ID, "why", why)
+	_, err := a.Store.RecordConflict(ctx, conflictRow(s.def, p.ID, keys, versions, conflictOf(pr), store.ConflictParked, why, nil))
+	return err
+}
+
+// keepKeys records a pair's keys when a write was deferred, so that the
+// next cycle finds its records.
+func (a *Activities) keepKeys(ctx context.Context, p store.TwoWayPair, keys [2]string) error {
+	if p.AKey == keys[0] && p.BKey == keys[1] && p.ID != 0 {
+		return nil
+	}
+	p.AKey, p.BKey = keys[0], keys[1]
+	_, err := a.Store.SaveTwoWayPair(ctx, p)
+	return err
+}
+
+func countWrite(n *syncstep.TwoWayCounts, i int) {
+	if i == 0 {
+		n.WritesA++
+	} else {
+		n.WritesB++
+	}
+}
+
+func (d Definition) sideSpec(i int) SideSpec {
+	if i == 0 {
+		return d.A
+	}
+	return d.B
+}
+
+// conflictOf is the conflict of a pair whose resolution failed.
+func conflictOf(pr Pair) *Conflict {
+	c := &Conflict{Base: pr.Base}
+	if pr.A != nil {
+		c.AAt = pr.A.At
+	}
+	if pr.B != nil {
+		c.BAt = pr.B.At
+	}
+	if pr.A.Has() {
+		c.A = pr.A.Record
+	} else {
+		c.ADeleted = pr.A != nil
+	}
+	if pr.B.Has() {
+		c.B = pr.B.Record
+	} else {
+		c.BDeleted = pr.B != nil
+	}
+	if c.A != nil && c.B != nil {
+		c.Fields = bothChanged(pr.Base, c.A, c.B)
+	}
+	return c
+}
+
+// conflictRow is c as the conflicts table keeps it.
+func conflictRow(d Definition, pairID int64, keys, versions [2]string, c *Conflict, status, resolution string, result Record) store.Conflict {
+	return store.Conflict{Integration: d.Name, PairID: pairID, AKey: keys[0], BKey: keys[1],
+		Base: encode(c.Base), A: encode(c.A), B: encode(c.B), ADeleted: c.ADeleted, BDeleted: c.BDeleted,
+		AVersion: versions[0], BVersion: versions[1], AAt: c.AAt, BAt: c.BAt, Fields: c.Fields,
+		Policy: d.Policy.Kind, Status: status, Resolution: resolution, Result: encode(result)}
+}
+
+// ResolveConflict applies a person's resolution of a parked conflict:
+// both sides are written to the chosen record (each only when it differs,
+// each conditional on the version the conflict saw), the pair is recorded
+// as in sync, and the conflict as resolved by the Update's sender, who is
+// audited. A side changed since the conflict was parked refuses the
+// resolution: the next cycle looks at the record again.
+func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInput) (syncstep.ResolveResult, error) {
+	out := syncstep.ResolveResult{Conflict: in.Conflict}
+	s, err := a.open(in.Integration)
+	if err != nil {
+		return out, err
+	}
+	defer s.close()
+	list, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, ID: in.Conflict})
+	if err != nil {
+		return out, err
+	}
+	if len(list) == 0 {
+		return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no conflict %d in %s", in.Conflict, in.Integration), TypeNoConflict, nil)
+	}
+	c := list[0]
+	if c.Status != store.ConflictParked {
+		return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("conflict %d is %s already (%s)", c.ID, c.Status, c.Resolution), TypeNoConflict, nil)
+	}
+	result, how, err := ChosenRecord(c, in, s.fields)
+	if err != nil {
+		return out, temporal.NewNonRetryableApplicationError(err.Error(), TypeBadResolution, nil)
+	}
+	p, err := a.Store.TwoWayPair(ctx, in.Integration, c.PairID)
+	if err != nil {
+		return out, err
+	}
+	keys, versions := [2]string{c.AKey, c.BKey}, [2]string{c.AVersion, c.BVersion}
+	held := [2]Record{}
+	deleted := [2]bool{c.ADeleted, c.BDeleted}
+	for i, raw := range []json.RawMessage{c.A, c.B} {
+		if held[i], err = decode(raw); err != nil {
+			return out, err
+		}
+	}
+	for i := range s.ep {
+		has := held[i] != nil && !deleted[i]
+		var err error
+		switch {
+		case result == nil && has:
+			err = s.ep[i].Delete(ctx, keys[i], versions[i])
+			if err == nil {
+				out.Writes++
+			}
+		case result != nil && (!has || !equal(held[i], result)):
+			key, idem := keys[i], keys[i]
+			if !has && s.def.sideSpec(i).HTTP != nil {
+				key, idem = "", fmt.Sprintf("tether-%s-conflict-%d-%s", s.def.Name, c.ID, sideOf[i])
+			} else if !has && (s.def.sideSpec(i).Postgres.DeletedAt == "" || key == "") {
+				key = ""
+				if idem == "" {
+					idem = derivedKey(s.def.Name, sideOf[1-i], keys[1-i])
+				}
+			}
+			var w Written
+			if w, err = s.ep[i].Put(ctx, key, result, versions[i], idem); err == nil {
+				keys[i], versions[i] = w.Key, w.Version
+				out.Writes++
+			}
+		}
+		if errors.Is(err, ErrChanged) {
+			return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("the record changed on %s since conflict %d was detected: the next cycle looks at it again", sideName(s.def, i), c.ID), TypeBadResolution, nil)
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	by := a.updateSender(ctx, in.UpdateID)
+	p.AKey, p.BKey, p.AVersion, p.BVersion, p.Base = keys[0], keys[1], versions[0], versions[1], encode(result)
+	if _, err := a.Store.SaveTwoWayPair(ctx, p); err != nil {
+		return out, err
+	}
+	if _, err := a.Store.SettleConflict(ctx, in.Integration, c.ID, store.ConflictResolved, how, encode(result), by); err != nil {
+		return out, err
+	}
+	info := activity.GetInfo(ctx)
+	if err := a.Store.RecordAudit(ctx, store.AuditEntry{Actor: by, Via: "update", Action: store.AuditResolve, Integration: in.Integration,
+		Target: info.WorkflowExecution.ID, TargetRun: fmt.Sprintf("conflict-%d", c.ID),
+		Details: map[string]any{"conflict": c.ID, "resolution": how}}); err != nil {
+		return out, err
+	}
+	out.Resolution, out.Result, out.ResolvedBy = how, result, by
+	return out, nil
+}
+
+// Failure types of a manual resolution.
+const (
+	TypeNoConflict    = "NoSuchConflict"
+	TypeBadResolution = "BadResolution"
+)
+
+// ChosenRecord is the record a person's choice makes of conflict c (nil:
+// deleted on both), and how it reads in the record; an error says what is
+// wrong with the choice. fields are the shared fields.
+func ChosenRecord(c store.Conflict, in syncstep.ResolveInput, fields []string) (Record, string, error) {
+	a, err := decode(c.A)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := decode(c.B)
+	if err != nil {
+		return nil, "", err
+	}
+	base, err := decode(c.Base)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := CheckChoice(in, fields); err != nil {
+		return nil, "", err
+	}
+	switch in.Choose {
+	case syncstep.ChooseA:
+		return a, "manual: a", nil
+	case syncstep.ChooseB:
+		return b, "manual: b", nil
+	case syncstep.ChooseMerge:
+		obs := func(r Record, del bool) *Observed { return &Observed{Record: r, Deleted: del} }
+		res, err := Resolve(Pair{Base: base, A: obs(a, c.ADeleted), B: obs(b, c.BDeleted)}, Policy{Kind: Merge, Fallback: in.Prefer, Deletes: DeleteConflicts})
+		if err != nil {
+			return nil, "", err
+		}
+		return res.Result, "manual: merge, " + in.Prefer + " on the fields both changed", nil
+	default:
+		r := Record{}
+		for k, v := range in.Values {
+			r[k] = v
+		}
+		return r, "manual: edited values", nil
+	}
+}
+
+// CheckChoice says what is wrong with a resolution's choice, before it is
+// applied (the workflow's Update validator calls it too).
+func CheckChoice(in syncstep.ResolveInput, fields []string) error {
+	switch in.Choose {
+	case syncstep.ChooseA, syncstep.ChooseB:
+		if in.Prefer != "" || len(in.Values) > 0 {
+			return fmt.Errorf(`choose %q takes neither "prefer" nor "values"`, in.Choose)
+		}
+	case syncstep.ChooseMerge:
+		if in.Prefer != string(A) && in.Prefer != string(B) {
+			return fmt.Errorf(`choose "merge" needs "prefer": "a" or "b", the side whose value wins a field both sides changed`)
+		}
+	case syncstep.ChooseValues:
+		if len(in.Values) == 0 {
+			return fmt.Errorf(`choose "values" needs "values": the record's shared fields and their values`)
+		}
+		for _, k := range sortedKeysAny(in.Values) {
+			if !slices.Contains(fields, k) {
+				return fmt.Errorf("values.%s: not a shared field (the shared fields: %s)", k, strings.Join(fields, ", "))
+			}
+		}
+	default:
+		return fmt.Errorf(`choose: %q is not one of "a", "b", "merge", "values"`, in.Choose)
+	}
+	return nil
+}
+
+func sortedKeysAny(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// updateSender is the Temporal identity that sent the Update id, from the
+// workflow's history; "unknown" when it cannot be read.
+func (a *Activities) updateSender(ctx context.Context, id string) string {
+	if a.History == nil || id == "" {
+		return store.UnknownActor
+	}
+	info := activity.GetInfo(ctx)
+	iter := a.History.GetWorkflowHistory(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return store.UnknownActor
+		}
+		if at := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); at != nil && at.GetAcceptedRequest().GetMeta().GetUpdateId() == id {
+			if who := at.GetAcceptedRequest().GetMeta().GetIdentity(); who != "" {
+				return who
+			}
+		}
+	}
+	return store.UnknownActor
+}

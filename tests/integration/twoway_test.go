@@ -1,0 +1,410 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/syncstep"
+	"github.com/tetherflow/tether/activities/twoway"
+	"github.com/tetherflow/tether/starters/sandbox"
+	twowaywf "github.com/tetherflow/tether/workflows/twoway"
+)
+
+// twoWayPair is a stack running one two-way integration between the
+// PostgreSQL table accounts (side a, "app") and the sandbox's billing
+// customers (side b, "billing"), matched by email.
+type twoWayPair struct {
+	*stack
+	name string
+	run  client.WorkflowRun
+}
+
+func newTwoWayPair(t *testing.T, policy twoway.Policy) *twoWayPair {
+	t.Helper()
+	name := uniqueName("accounts-billing")
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Contacts: 10}, twoWay: func(url string) []twoway.Definition {
+		return []twoway.Definition{{
+			Name: name,
+			A: twoway.SideSpec{Name: "app", Postgres: &twoway.PostgresSide{Table: "accounts", Key: "id", UpdatedAt: "updated_at", DeletedAt: "deleted_at",
+				Fields: map[string]string{"email": "email", "name": "name", "plan": "plan"}}},
+			B: twoway.SideSpec{Name: "billing", HTTP: &twoway.HTTPSide{BaseURL: url, Path: "/v1/customers",
+				Fields: map[string]string{"email": "email", "name": "name", "plan": "plan"}}},
+			Match:  []string{"email"},
+			Policy: policy,
+			Every:  time.Hour, // the test drives the cycles with sync-now
+		}}
+	}, noWorker: true})
+	mustExec(t, s, `CREATE TABLE accounts (id text PRIMARY KEY, email text NOT NULL, name text, plan text,
+		updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), deleted_at timestamptz)`)
+	s.startWorker()
+	return &twoWayPair{stack: s, name: name}
+}
+
+// start starts the integration's workflow and waits for its first cycle.
+func (p *twoWayPair) start() syncstep.TwoWayCycle {
+	p.t.Helper()
+	run, err := p.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: twowaywf.WorkflowID(p.name), TaskQueue: p.taskQueue},
+		twowaywf.WorkflowType, syncstep.TwoWayInput{Integration: p.name})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.run = run
+	p.t.Cleanup(func() { _ = p.client.CancelWorkflow(context.Background(), run.GetID(), "") })
+	return p.waitCycles(1)
+}
+
+func (p *twoWayPair) progress() twowaywf.Progress {
+	p.t.Helper()
+	v, err := p.client.QueryWorkflow(context.Background(), p.run.GetID(), "", twowaywf.QueryProgress)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var pr twowaywf.Progress
+	if err := v.Get(&pr); err != nil {
+		p.t.Fatal(err)
+	}
+	return pr
+}
+
+// waitCycles waits until n cycles ran, and returns the counts so far.
+func (p *twoWayPair) waitCycles(n int) syncstep.TwoWayCycle {
+	p.t.Helper()
+	var pr twowaywf.Progress
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		v, err := p.client.QueryWorkflow(context.Background(), p.run.GetID(), "", twowaywf.QueryProgress)
+		if err == nil && v.Get(&pr) == nil && pr.Cycles >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			why := ""
+			if d, err := p.client.DescribeWorkflowExecution(context.Background(), p.run.GetID(), ""); err == nil {
+				for _, a := range d.GetPendingActivities() {
+					why += fmt.Sprintf("\n%s attempt %d: %s", a.GetActivityType().GetName(), a.GetAttempt(), a.GetLastFailure().GetMessage())
+				}
+			}
+			p.t.Fatalf("cycle %d did not end within 30s%s", n, why)
+		}
+	}
+	if pr.LastError != "" {
+		p.t.Fatalf("cycle %d failed: %s", n, pr.LastError)
+	}
+	return syncstep.TwoWayCycle{Counts: pr.Counts, Parked: pr.Parked}
+}
+
+// cycle runs one more cycle now and returns what it did.
+func (p *twoWayPair) cycle() syncstep.TwoWayCounts {
+	p.t.Helper()
+	before := p.progress()
+	if err := p.client.SignalWorkflow(context.Background(), p.run.GetID(), "", twowaywf.SignalSyncNow, nil); err != nil {
+		p.t.Fatal(err)
+	}
+	after := p.waitCycles(before.Cycles + 1).Counts
+	return diffCounts(after, before.Counts)
+}
+
+func diffCounts(a, b syncstep.TwoWayCounts) syncstep.TwoWayCounts {
+	neg := b
+	for _, f := range []*int{&neg.ReadA, &neg.ReadB, &neg.Unchanged, &neg.WritesA, &neg.WritesB, &neg.Created, &neg.Linked, &neg.Deleted,
+		&neg.Conflicts, &neg.Resolved, &neg.Parked, &neg.ManuallyResolved, &neg.Deferred} {
+		*f = -*f
+	}
+	a.Add(neg)
+	return a
+}
+
+// app is the accounts table, by email: name and plan.
+func (p *twoWayPair) app() map[string]string {
+	p.t.Helper()
+	rows, err := p.schema.DB.Query(`SELECT email, coalesce(name, ''), coalesce(plan, ''), deleted_at IS NOT NULL FROM accounts`)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var email, name, plan string
+		var deleted bool
+		if err := rows.Scan(&email, &name, &plan, &deleted); err != nil {
+			p.t.Fatal(err)
+		}
+		if !deleted {
+			out[email] = name + "/" + plan
+		}
+	}
+	return out
+}
+
+// billing is the sandbox's customers, by email: name and plan.
+func (p *twoWayPair) billing() map[string]string {
+	out := map[string]string{}
+	for _, c := range p.sandbox.Customers() {
+		out[c.Email] = c.Name + "/" + c.Plan
+	}
+	return out
+}
+
+func (p *twoWayPair) billingID(email string) string {
+	for _, c := range p.sandbox.Customers() {
+		if c.Email == email {
+			return c.ID
+		}
+	}
+	p.t.Fatalf("no customer %s", email)
+	return ""
+}
+
+// patchBilling edits a customer through the API, as a person in the
+// billing system would.
+func (p *twoWayPair) patchBilling(email string, fields map[string]any) {
+	p.t.Helper()
+	body, _ := json.Marshal(fields)
+	req, _ := http.NewRequest(http.MethodPatch, p.url+"/v1/customers/"+p.billingID(email), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		p.t.Fatalf("PATCH customer %s: %d", email, resp.StatusCode)
+	}
+}
+
+func (p *twoWayPair) deleteBilling(email string) {
+	p.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, p.url+"/v1/customers/"+p.billingID(email), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		p.t.Fatalf("DELETE customer %s: %d", email, resp.StatusCode)
+	}
+}
+
+// editApp edits an account, as the application would (updated_at moves).
+func (p *twoWayPair) editApp(email, set string) {
+	p.t.Helper()
+	mustExec(p.t, p.stack, `UPDATE accounts SET `+set+`, updated_at = clock_timestamp() WHERE email = $1`, email)
+}
+
+func show(m map[string]string) string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// TestTwoWay_EditsFlowBothWaysOnceAndAQuietPairStaysQuiet: at the first
+// cycle, records made on one side are created on the other, those made
+// on both before the first sync are linked by email (not created twice),
+// and one both made differently is resolved by last writer wins. Then an
+// edit on either side reaches the other once, and the cycles after are
+// quiet: our own writes coming back are no change, nothing is written.
+func TestTwoWay_EditsFlowBothWaysOnceAndAQuietPairStaysQuiet(t *testing.T) {
+	p := newTwoWayPair(t, twoway.Policy{Kind: twoway.LastWriterWins})
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES
+		('acc-1', 'ada@example.com', 'Ada', 'free'), ('acc-2', 'carol@example.com', 'Carol', 'pro'), ('acc-3', 'dave@example.com', 'Dave A', 'free')`)
+	time.Sleep(5 * time.Millisecond) // billing's dave is the later edit
+	if _, err := p.sandbox.SeedCustomers(
+		sandbox.Customer{Email: "bob@example.com", Name: "Bob", Plan: "starter"},
+		sandbox.Customer{Email: "carol@example.com", Name: "Carol", Plan: "pro"},
+		sandbox.Customer{Email: "dave@example.com", Name: "Dave B", Plan: "enterprise"}); err != nil {
+		t.Fatal(err)
+	}
+	first := p.start().Counts
+	want := "ada@example.com=Ada/free bob@example.com=Bob/starter carol@example.com=Carol/pro dave@example.com=Dave B/enterprise"
+	if got := show(p.app()); got != want {
+		t.Errorf("app after the first cycle: %s\nwant %s", got, want)
+	}
+	if got := show(p.billing()); got != want {
+		t.Errorf("billing after the first cycle: %s\nwant %s", got, want)
+	}
+	// ada created on billing, bob on app; carol linked; dave resolved and
+	// written to app.
+	if first.Created != 2 || first.Linked != 1 || first.Conflicts != 1 || first.Resolved != 1 || first.WritesA != 2 || first.WritesB != 1 {
+		t.Errorf("first cycle: %+v; want 2 created, 1 linked, 1 conflict resolved, 2 writes to app and 1 to billing", first)
+	}
+	if n := p.count(`SELECT count(*) FROM tether_conflicts WHERE integration = $1 AND status = 'resolved' AND resolution = 'last_writer_wins: b'
+		AND a->>'name' = 'Dave A' AND b->>'name' = 'Dave B' AND result->>'name' = 'Dave B'`, p.name); n != 1 {
+		t.Errorf("dave's conflict is not recorded with both versions and the result (%d rows)", n)
+	}
+
+	// Our own writes come back in the feeds: no change, nothing written.
+	for i := range 2 {
+		if c := p.cycle(); c.WritesA+c.WritesB != 0 || c.Conflicts != 0 {
+			t.Errorf("quiet cycle %d wrote: %+v", i+1, c)
+		}
+	}
+
+	p.editApp("ada@example.com", "name = 'Ada Lovelace'")
+	p.patchBilling("bob@example.com", map[string]any{"plan": "pro"})
+	c := p.cycle()
+	if c.WritesA != 1 || c.WritesB != 1 || c.Conflicts != 0 {
+		t.Errorf("edit cycle: %+v; want one write each way", c)
+	}
+	want = "ada@example.com=Ada Lovelace/free bob@example.com=Bob/pro carol@example.com=Carol/pro dave@example.com=Dave B/enterprise"
+	if got, gotB := show(p.app()), show(p.billing()); got != want || gotB != want {
+		t.Errorf("after the edits:\napp     %s\nbilling %s\nwant    %s", got, gotB, want)
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("the edits echoed: %+v", c)
+	}
+}
+
+// TestTwoWay_ConflictsUnderEachPolicy: the same record edited on both
+// sides between two cycles ends as each policy says, on both sides, and
+// the conflict is recorded.
+func TestTwoWay_ConflictsUnderEachPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy twoway.Policy
+		want   string
+	}{
+		{"last writer wins", twoway.Policy{Kind: twoway.LastWriterWins}, "Eve B/pro"},
+		{"field owner: name from app, plan from billing", twoway.Policy{Kind: twoway.FieldOwner,
+			Owners: map[string]twoway.Side{"name": twoway.A, "plan": twoway.B}, Fallback: twoway.LastWriterWins}, "Eve A/pro"},
+		{"merge, app wins the same field", twoway.Policy{Kind: twoway.Merge, Fallback: "a"}, "Eve A/pro"},
+		{"custom resolver", twoway.Policy{Kind: twoway.Custom, Resolver: func(c twoway.Conflict) (twoway.Record, error) {
+			r := twoway.Record{}
+			for k, v := range c.B {
+				r[k] = v
+			}
+			r["name"] = fmt.Sprint(c.A["name"], " & ", c.B["name"])
+			return r, nil
+		}}, "Eve A & Eve B/pro"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTwoWayPair(t, tc.policy)
+			mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'eve@example.com', 'Eve', 'free')`)
+			p.start()
+			// app renames her; billing renames her too, later, and moves her
+			// to pro.
+			p.editApp("eve@example.com", "name = 'Eve A'")
+			time.Sleep(5 * time.Millisecond)
+			p.patchBilling("eve@example.com", map[string]any{"name": "Eve B", "plan": "pro"})
+			c := p.cycle()
+			if c.Conflicts != 1 || c.Resolved != 1 {
+				t.Errorf("cycle: %+v, want one conflict resolved", c)
+			}
+			want := "eve@example.com=" + tc.want
+			if got, gotB := show(p.app()), show(p.billing()); got != want || gotB != want {
+				t.Errorf("app %s, billing %s; want both %s", got, gotB, want)
+			}
+			if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+				t.Errorf("the resolution echoed: %+v", c)
+			}
+		})
+	}
+}
+
+// TestTwoWay_ManualResolutionThroughATemporalCLIUpdate: under the manual
+// policy a record edited on both sides is parked (nothing written, the
+// other records keep flowing), the conflicts query shows it, a choice
+// that is not valid is refused before anything is applied, and the
+// resolve Update sent with the Temporal CLI writes the chosen record to
+// both sides and records who resolved it.
+func TestTwoWay_ManualResolutionThroughATemporalCLIUpdate(t *testing.T) {
+	p := newTwoWayPair(t, twoway.Policy{Kind: twoway.Manual})
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'eve@example.com', 'Eve', 'free'), ('acc-2', 'finn@example.com', 'Finn', 'free')`)
+	p.start()
+	p.editApp("eve@example.com", "name = 'Eve A'")
+	p.patchBilling("eve@example.com", map[string]any{"name": "Eve B"})
+	p.editApp("finn@example.com", "plan = 'pro'")
+	c := p.cycle()
+	if c.Parked != 1 || c.WritesB != 1 {
+		t.Errorf("cycle: %+v, want eve parked and finn's edit written", c)
+	}
+	if got := p.billing()["finn@example.com"]; got != "Finn/pro" {
+		t.Errorf("finn on billing: %s, want his edit while eve waits", got)
+	}
+	if a, b := p.app()["eve@example.com"], p.billing()["eve@example.com"]; a != "Eve A/free" || b != "Eve B/free" {
+		t.Errorf("a parked record was written: app %s, billing %s", a, b)
+	}
+	parked := p.progress().Parked
+	if len(parked) != 1 || strings.Join(parked[0].Fields, ",") != "name" {
+		t.Fatalf("parked: %+v", parked)
+	}
+	id := parked[0].ID
+
+	update := func(input string) (string, error) {
+		out, err := exec.Command(temporalCLI, "workflow", "update", "execute", "--address", devServer.FrontendHostPort(),
+			"--workflow-id", p.run.GetID(), "--name", twowaywf.UpdateResolve, "--input", input).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := update(fmt.Sprintf(`{"conflict":%d,"choose":"values","values":{"nmae":"Eve"}}`, id)); err == nil || !strings.Contains(out, "values.nmae: not a shared field") {
+		t.Errorf("a bad choice: %v\n%s", err, out)
+	}
+	if out, err := update(`{"conflict":999999,"choose":"a"}`); err == nil || !strings.Contains(out, "is not waiting for a person") {
+		t.Errorf("an unknown conflict: %v\n%s", err, out)
+	}
+	out, err := update(fmt.Sprintf(`{"conflict":%d,"choose":"values","values":{"email":"eve@example.com","name":"Eve Both","plan":"free"}}`, id))
+	if err != nil {
+		t.Fatalf("temporal workflow update execute: %v\n%s", err, out)
+	}
+	if a, b := p.app()["eve@example.com"], p.billing()["eve@example.com"]; a != "Eve Both/free" || b != "Eve Both/free" {
+		t.Errorf("after the resolution: app %s, billing %s; want Eve Both/free on both", a, b)
+	}
+	list, err := p.store.ListConflicts(context.Background(), store.ConflictFilter{Integration: p.name, ID: id})
+	if err != nil || len(list) != 1 || list[0].Status != store.ConflictResolved || list[0].Resolution != "manual: edited values" ||
+		list[0].ResolvedBy == "" || list[0].ResolvedBy == store.UnknownActor {
+		t.Errorf("the conflict after the resolution: %+v, %v", list, err)
+	}
+	if len(p.progress().Parked) != 0 {
+		t.Errorf("still parked: %+v", p.progress().Parked)
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("the resolution echoed: %+v", c)
+	}
+}
+
+// TestTwoWay_DeletesAsDeclared: a delete propagates (a soft delete in the
+// app's table, a DELETE of the customer), and, declared a conflict, a
+// delete against a later edit keeps the edit under last writer wins.
+func TestTwoWay_DeletesAsDeclared(t *testing.T) {
+	t.Run("propagate", func(t *testing.T) {
+		p := newTwoWayPair(t, twoway.Policy{Kind: twoway.LastWriterWins})
+		mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'gus@example.com', 'Gus', 'free'), ('acc-2', 'hal@example.com', 'Hal', 'free')`)
+		p.start()
+		p.deleteBilling("gus@example.com")
+		p.editApp("hal@example.com", "deleted_at = clock_timestamp()")
+		if c := p.cycle(); c.Deleted != 2 {
+			t.Errorf("cycle: %+v, want two deletes carried", c)
+		}
+		if a, b := show(p.app()), show(p.billing()); a != "" || b != "" {
+			t.Errorf("after the deletes: app %q, billing %q", a, b)
+		}
+		if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+			t.Errorf("the deletes echoed: %+v", c)
+		}
+	})
+	t.Run("a delete against a later edit is a conflict", func(t *testing.T) {
+		p := newTwoWayPair(t, twoway.Policy{Kind: twoway.LastWriterWins, Deletes: twoway.DeleteConflicts})
+		mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'ivy@example.com', 'Ivy', 'free')`)
+		p.start()
+		p.deleteBilling("ivy@example.com")
+		time.Sleep(5 * time.Millisecond)
+		p.editApp("ivy@example.com", "plan = 'pro'")
+		if c := p.cycle(); c.Conflicts != 1 {
+			list, _ := p.store.ListConflicts(context.Background(), store.ConflictFilter{Integration: p.name})
+			t.Errorf("cycle: %+v, want the delete against the edit as a conflict (%+v)", c, list)
+		}
+		if a, b := show(p.app()), show(p.billing()); a != "ivy@example.com=Ivy/pro" || b != a {
+			t.Errorf("app %q, billing %q; want the edit kept on both", a, b)
+		}
+	})
+}
