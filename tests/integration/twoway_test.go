@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/starters/sandbox"
+	"github.com/tetherflow/tether/workers/app"
 	twowaywf "github.com/tetherflow/tether/workflows/twoway"
 )
 
@@ -54,11 +56,13 @@ func newTwoWayPair(t *testing.T, policy twoway.Policy) *twoWayPair {
 // start starts the integration's workflow and waits for its first cycle.
 func (p *twoWayPair) start() syncstep.TwoWayCycle {
 	p.t.Helper()
-	run, err := p.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: twowaywf.WorkflowID(p.name), TaskQueue: p.taskQueue},
-		twowaywf.WorkflowType, syncstep.TwoWayInput{Integration: p.name})
-	if err != nil {
-		p.t.Fatal(err)
+	// As a worker does at start; a second start finds it running.
+	for range 2 {
+		if err := app.StartTwoWay(context.Background(), p.client, p.taskQueue, p.twoWay, slog.New(slog.DiscardHandler)); err != nil {
+			p.t.Fatal(err)
+		}
 	}
+	run := p.client.GetWorkflow(context.Background(), twowaywf.WorkflowID(p.name), "")
 	p.run = run
 	p.t.Cleanup(func() { _ = p.client.CancelWorkflow(context.Background(), run.GetID(), "") })
 	return p.waitCycles(1)
@@ -407,4 +411,67 @@ func TestTwoWay_DeletesAsDeclared(t *testing.T) {
 			t.Errorf("app %q, billing %q; want the edit kept on both", a, b)
 		}
 	})
+}
+
+// TestTwoWay_ExactThroughFailingWritesAndLostAnswers: while the billing
+// API fails writes now and then and loses the answer of others it has
+// committed (the step's retries send them again), 30 accounts and then
+// edits on both sides converge to the same records on both sides: no
+// customer created twice, no edit lost, nothing left waiting, and each
+// edit written once to the API.
+func TestTwoWay_ExactThroughFailingWritesAndLostAnswers(t *testing.T) {
+	p := newTwoWayPair(t, twoway.Policy{Kind: twoway.LastWriterWins})
+	for i := range 30 {
+		mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ($1, $2, $3, 'free')`,
+			fmt.Sprintf("acc-%d", i), fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("User %d", i))
+	}
+	p.sandbox.SetFaults(sandbox.Faults{Writes: sandbox.WriteFaults{FailEvery: 7, FailStatus: 503, LostResponseEvery: 5}})
+	settle := func(what string) {
+		t.Helper()
+		for i := 0; ; i++ {
+			if c := p.cycle(); c.WritesA+c.WritesB+c.Deferred == 0 && i > 0 {
+				return
+			}
+			if i == 10 {
+				t.Fatalf("%s: not quiet after 10 cycles", what)
+			}
+		}
+	}
+	p.start()
+	settle("the first load")
+	if a, b := show(p.app()), show(p.billing()); a != b || len(p.sandbox.Customers()) != 30 {
+		t.Fatalf("after the first load (%d customers):\napp     %s\nbilling %s", len(p.sandbox.Customers()), a, b)
+	}
+	faults := p.sandbox.Faults()
+	p.sandbox.SetFaults(sandbox.Faults{}) // the people's own edits go through
+	for i := range 10 {
+		p.editApp(fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("name = 'App %d'", i))
+		p.patchBilling(fmt.Sprintf("u%d@example.com", 10+i), map[string]any{"plan": "pro"})
+	}
+	before := p.sandbox.WriteStats()
+	p.sandbox.SetFaults(faults)
+	settle("the edits")
+	a, b := p.app(), p.billing()
+	if show(a) != show(b) {
+		t.Fatalf("after the edits:\napp     %s\nbilling %s", show(a), show(b))
+	}
+	for i := range 10 {
+		if a[fmt.Sprintf("u%d@example.com", i)] != fmt.Sprintf("App %d/free", i) || a[fmt.Sprintf("u%d@example.com", 10+i)] != fmt.Sprintf("User %d/pro", 10+i) {
+			t.Fatalf("an edit was lost: %s", show(a))
+		}
+	}
+	if n := p.count(`SELECT count(*) FROM tether_conflicts WHERE integration = $1 AND status = 'parked'`, p.name); n != 0 {
+		t.Errorf("%d records wait for a person", n)
+	}
+	// The API's committed PATCHes: the app's ten edits, once each (an
+	// answer lost and sent again is refused by its If-Match, not applied
+	// twice).
+	after := p.sandbox.WriteStats()
+	applied := after.ByMethod["PATCH"][200] - before.ByMethod["PATCH"][200] + after.LostResponses - before.LostResponses
+	if after.LostResponses == before.LostResponses || after.Injected == before.Injected {
+		t.Errorf("no fault hit the edits' writes (stats before %+v, after %+v)", before, after)
+	}
+	if applied != 10 {
+		t.Errorf("%d PATCHes applied for the app's 10 edits (stats before %+v, after %+v)", applied, before, after)
+	}
 }
