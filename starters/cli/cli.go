@@ -77,6 +77,12 @@ Usage:
                                             erase a subject from the integration's destinations and
                                             tether's state (quarantine, staged pages, deliveries,
                                             identity maps), durably, with a report; audited
+  tether conflicts [--integration NAME] [--all] [--json] [ID]
+                                            two-way conflicts waiting for a person (--all: every
+                                            one); with ID, one field by field: base, a and b
+  tether conflicts resolve ID --choose a|b|merge|values [--prefer a|b] [--set FIELD=VALUE...]
+                                            resolve a parked conflict (the workflow's resolve
+                                            Update), as TETHER_IDENTITY
   tether codec-server [--listen ADDR] [--origin URL,...]
                                             serve the Temporal codec endpoints (/encode, /decode) for
                                             the Web UI and the Temporal CLI with the workers' keys
@@ -116,6 +122,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"audit":        cmdAudit,
 		"erase":        cmdErase,
 		"reset":        cmdReset,
+		"conflicts":    cmdConflicts,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {

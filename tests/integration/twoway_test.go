@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/twoway"
+	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/app"
 	twowaywf "github.com/tetherflow/tether/workflows/twoway"
@@ -373,6 +375,44 @@ func TestTwoWay_ManualResolutionThroughATemporalCLIUpdate(t *testing.T) {
 	}
 	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
 		t.Errorf("the resolution echoed: %+v", c)
+	}
+
+	// The same with the tether CLI: a merge, app winning the field both
+	// changed, as erin.
+	p.editApp("finn@example.com", "name = 'Finn A', plan = 'enterprise'")
+	p.patchBilling("finn@example.com", map[string]any{"name": "Finn B"})
+	if c := p.cycle(); c.Parked != 1 {
+		t.Fatalf("cycle: %+v, want finn parked", c)
+	}
+	tether := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		args = append(args, "--address", devServer.FrontendHostPort(), "--database-url", p.schema.DSN)
+		if code := cli.Run(context.Background(), args, &out, &out); code != 0 {
+			t.Fatalf("tether %s: exit %d\n%s", strings.Join(args, " "), code, out.String())
+		}
+		return out.String()
+	}
+	listed := tether("conflicts", "--integration", p.name)
+	finn := p.progress().Parked
+	if len(finn) != 1 || !strings.Contains(listed, fmt.Sprint(finn[0].ID)) || !strings.Contains(listed, "parked") {
+		t.Fatalf("tether conflicts:\n%s(parked %+v)", listed, finn)
+	}
+	id = finn[0].ID
+	if one := tether("conflicts", fmt.Sprint(id)); !regexp.MustCompile(`name\s+"Finn"\s+"Finn A"\s+"Finn B"\s+both changed`).MatchString(one) ||
+		!regexp.MustCompile(`plan\s+"pro"\s+"enterprise"\s+"pro"`).MatchString(one) {
+		t.Errorf("tether conflicts %d:\n%s", id, one)
+	}
+	t.Setenv("TETHER_IDENTITY", "erin@example.com")
+	if out := tether("conflicts", "resolve", fmt.Sprint(id), "--choose", "merge", "--prefer", "a"); !strings.Contains(out, "resolved (manual: merge, a on the fields both changed) by erin@example.com") {
+		t.Errorf("tether conflicts resolve:\n%s", out)
+	}
+	if a, b := p.app()["finn@example.com"], p.billing()["finn@example.com"]; a != "Finn A/enterprise" || b != a {
+		t.Errorf("after the merge: app %s, billing %s; want Finn A/enterprise on both", a, b)
+	}
+	entries, err := p.store.ListAudit(context.Background(), store.AuditFilter{Integration: p.name, Actor: "erin@example.com"})
+	if err != nil || len(entries) != 1 || entries[0].Action != store.AuditResolve {
+		t.Errorf("the resolution in the audit: %+v, %v", entries, err)
 	}
 }
 
