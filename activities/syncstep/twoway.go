@@ -19,6 +19,8 @@ type TwoWayCounts struct {
 	// Unchanged counts changes read that were no change: our own writes
 	// coming back, re-reads.
 	Unchanged int `json:"unchanged"`
+	// UnchangedA is side a's share of Unchanged.
+	UnchangedA int `json:"unchangedA"`
 	// WritesA and WritesB count the records written (created, updated or
 	// deleted) on each side.
 	WritesA int `json:"writesA"`
@@ -46,6 +48,7 @@ func (c *TwoWayCounts) Add(o TwoWayCounts) {
 	c.ReadA += o.ReadA
 	c.ReadB += o.ReadB
 	c.Unchanged += o.Unchanged
+	c.UnchangedA += o.UnchangedA
 	c.WritesA += o.WritesA
 	c.WritesB += o.WritesB
 	c.Created += o.Created

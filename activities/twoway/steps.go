@@ -40,6 +40,8 @@ type Activities struct {
 	Transport http.RoundTripper
 	// History, when set, names who resolved a conflict.
 	History History
+	// Metrics, when set, counts what the cycles and resolutions did.
+	Metrics *Metrics
 }
 
 // Register puts the steps on a worker.
@@ -245,6 +247,7 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 	for _, c := range parked {
 		out.Parked = append(out.Parked, syncstep.ParkedConflict{ID: c.ID, AKey: c.AKey, BKey: c.BKey, Fields: c.Fields, DetectedAt: c.DetectedAt})
 	}
+	a.Metrics.cycle(in.Integration, out, time.Now())
 	return out, nil
 }
 
@@ -347,6 +350,9 @@ func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep
 	for i, c := range it.ch {
 		if c != nil && !slices.Contains(res.Changed, sideOf[i]) {
 			n.Unchanged++
+			if i == 0 {
+				n.UnchangedA++
+			}
 		}
 	}
 	if len(res.Changed) == 2 && res.Conflict == nil && p.ID == 0 && pr.A.Has() && pr.B.Has() {
@@ -576,6 +582,7 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 			return out, err
 		}
 	}
+	var writes [2]int
 	for i := range s.ep {
 		has := held[i] != nil && !deleted[i]
 		var err error
@@ -583,7 +590,7 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 		case result == nil && has:
 			err = s.ep[i].Delete(ctx, keys[i], versions[i])
 			if err == nil {
-				out.Writes++
+				writes[i]++
 			}
 		case result != nil && (!has || !equal(held[i], result)):
 			key, idem := keys[i], keys[i]
@@ -598,7 +605,7 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 			var w Written
 			if w, err = s.ep[i].Put(ctx, key, result, versions[i], idem); err == nil {
 				keys[i], versions[i] = w.Key, w.Version
-				out.Writes++
+				writes[i]++
 			}
 		}
 		if errors.Is(err, ErrChanged) {
@@ -622,7 +629,8 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 		Details: map[string]any{"conflict": c.ID, "resolution": how}}); err != nil {
 		return out, err
 	}
-	out.Resolution, out.Result, out.ResolvedBy = how, result, by
+	out.Resolution, out.Result, out.ResolvedBy, out.Writes = how, result, by, writes[0]+writes[1]
+	a.Metrics.resolved(in.Integration, writes)
 	return out, nil
 }
 

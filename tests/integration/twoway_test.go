@@ -121,7 +121,7 @@ func (p *twoWayPair) cycle() syncstep.TwoWayCounts {
 
 func diffCounts(a, b syncstep.TwoWayCounts) syncstep.TwoWayCounts {
 	neg := b
-	for _, f := range []*int{&neg.ReadA, &neg.ReadB, &neg.Unchanged, &neg.WritesA, &neg.WritesB, &neg.Created, &neg.Linked, &neg.Deleted,
+	for _, f := range []*int{&neg.ReadA, &neg.ReadB, &neg.Unchanged, &neg.UnchangedA, &neg.WritesA, &neg.WritesB, &neg.Created, &neg.Linked, &neg.Deleted,
 		&neg.Conflicts, &neg.Resolved, &neg.Parked, &neg.ManuallyResolved, &neg.Deferred} {
 		*f = -*f
 	}

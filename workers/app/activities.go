@@ -125,6 +125,8 @@ type ActivitiesParams struct {
 	Metrics *events.Metrics `optional:"true"`
 	// TwoWay are the two-way integrations the worker runs (nil: none).
 	TwoWay *twoway.Registry `optional:"true"`
+	// TwoWayMetrics counts what they do (nil: none).
+	TwoWayMetrics *twoway.Metrics `optional:"true"`
 	// Config.Worker.CachePages bounds the worker's page cache (0:
 	// pages.DefaultCachePages).
 	Config config.Config
@@ -150,7 +152,7 @@ func NewActivities(p ActivitiesParams) *Activities {
 		Events:     &events.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Metrics: p.Metrics},
 		Capture:    &capture.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Logger: p.Logger, Metrics: p.Metrics},
 		Erase:      &erase.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, History: history(p.Temporal)},
-		TwoWay:     &twoway.Activities{Defs: p.TwoWay, Store: p.Store, DB: p.DB, History: history(p.Temporal)},
+		TwoWay:     &twoway.Activities{Defs: p.TwoWay, Store: p.Store, DB: p.DB, History: history(p.Temporal), Metrics: p.TwoWayMetrics},
 	}
 }
 

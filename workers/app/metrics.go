@@ -18,6 +18,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/events"
+	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/httpauth"
 	"github.com/tetherflow/tether/workers/telemetry"
@@ -50,6 +51,11 @@ func NewSinkMetrics(reg *prometheus.Registry) (*httpsink.Metrics, error) {
 // capture.
 func NewEventMetrics(reg *prometheus.Registry) (*events.Metrics, error) {
 	return events.NewMetrics(reg)
+}
+
+// NewTwoWayMetrics registers the two-way integrations' metrics.
+func NewTwoWayMetrics(reg *prometheus.Registry) (*twoway.Metrics, error) {
+	return twoway.NewMetrics(reg)
 }
 
 // NewSyncMetrics registers the per-integration sync metrics (records by
