@@ -42,6 +42,7 @@ func cmdValidate(_ context.Context, e *env, args []string) error {
 		conns = config.HTTP(c)
 	}
 	results := checkFiles(paths, *resolve, conns)
+	results = append(results, checkTwoWayFiles(paths, *resolve, conns)...)
 	bad := 0
 	for _, r := range results {
 		if len(r.problems) == 0 {
@@ -95,7 +96,9 @@ func checkFiles(paths []string, resolve bool, conns map[string]httpclient.Connec
 			continue
 		}
 		if !info.IsDir() {
-			add(p)
+			if !declarative.IsTwoWay(p) {
+				add(p)
+			}
 			continue
 		}
 		files, err := declarative.Files(p)
@@ -152,6 +155,33 @@ func checkFiles(paths []string, resolve bool, conns map[string]httpclient.Connec
 				}
 			}
 		}
+	}
+	return results
+}
+
+// checkTwoWayFiles loads the two-way integration files of paths (kind:
+// two-way), as a worker does at start; with resolve reading their secrets
+// and connections.
+func checkTwoWayFiles(paths []string, resolve bool, conns map[string]httpclient.Connection) []*fileResult {
+	var files []string
+	for _, p := range paths {
+		if info, err := os.Stat(p); err == nil && info.IsDir() {
+			fs, _ := declarative.TwoWayFiles(p)
+			files = append(files, fs...)
+		} else if err == nil && declarative.IsTwoWay(p) {
+			files = append(files, p)
+		}
+	}
+	var results []*fileResult
+	for _, f := range files {
+		var lookup func(string) (string, bool)
+		if resolve {
+			lookup = os.LookupEnv
+		}
+		d, err := declarative.LoadTwoWay(f, lookup, os.ReadFile, conns)
+		r := &fileResult{file: f, spec: declarative.Spec{Name: d.Name}}
+		r.problems = unjoin(err)
+		results = append(results, r)
 	}
 	return results
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -563,5 +565,78 @@ func TestTwoWay_EditStormConverges(t *testing.T) {
 	got := diffCounts(p.progress().Counts, base)
 	if got.WritesA != 100 || got.WritesB != 100 || got.Conflicts != 0 {
 		t.Errorf("writes for 200 edits: %+v; want 100 each way, once each, no conflict", got)
+	}
+}
+
+// TestTwoWay_WorkerProcessKilledMidCycle: a worker process runs the
+// two-way integration declared in an integration file (kind: two-way),
+// starting its workflow itself; it is killed (SIGKILL) while the first
+// cycle creates 1,500 customers, and a second worker finishes the cycle:
+// every account is on billing exactly once, nothing waits for a person,
+// and the cycles after write nothing.
+func TestTwoWay_WorkerProcessKilledMidCycle(t *testing.T) {
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Contacts: 10, Faults: sandbox.Faults{
+		Writes: sandbox.WriteFaults{Latency: 2 * time.Millisecond}}}, noWorker: true})
+	mustExec(t, s, `CREATE TABLE accounts (id text PRIMARY KEY, email text NOT NULL, name text, plan text,
+		updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), deleted_at timestamptz)`)
+	mustExec(t, s, `INSERT INTO accounts (id, email, name, plan)
+		SELECT 'acc-' || i, 'k' || i || '@example.com', 'User ' || i, 'free' FROM generate_series(1, 1500) AS i`)
+	name := uniqueName("accounts-billing")
+	dir := t.TempDir()
+	file := fmt.Sprintf(`kind: two-way
+name: %s
+a:
+  name: app
+  postgres: {table: accounts, key: id, updated_at: updated_at, deleted_at: deleted_at, fields: {email: email, name: name, plan: plan}}
+b:
+  name: billing
+  http: {base_url: %s, path: /v1/customers, fields: {email: email, name: name, plan: plan}}
+match: [email]
+conflicts: {policy: last_writer_wins}
+every: 1s
+`, name, s.url)
+	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"validate", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), "ok ") {
+		t.Fatalf("tether validate: exit %d\n%s", code, out.String())
+	}
+	bin := workerBinary(t)
+	logDir := t.TempDir()
+	env := s.workerEnv("TETHER_INTEGRATIONS_DIR="+dir, "TETHER_WORKER_GRACEFUL_STOP=1s")
+	w1 := s.startWorkerProcess("worker-1", logDir, env, bin)
+	for deadline := time.Now().Add(time.Minute); len(s.sandbox.Customers()) < 300; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no customers created within a minute; worker log:\n%s", w1.logTail(30))
+		}
+	}
+	w1.Kill()
+	killedAt := len(s.sandbox.Customers())
+	if killedAt >= 1500 {
+		t.Fatalf("the cycle ended before the kill (%d customers); the test needs a kill mid-cycle", killedAt)
+	}
+	w2 := s.startWorkerProcess("worker-2", logDir, env, bin)
+	p := &twoWayPair{stack: s, name: name, run: s.client.GetWorkflow(context.Background(), twowaywf.WorkflowID(name), "")}
+	eventually(t, 2*time.Minute, "every account on billing", func() bool { return len(s.sandbox.Customers()) >= 1500 })
+	for i := 0; ; i++ { // then quiet
+		if c := p.cycle(); c.WritesA+c.WritesB+c.Deferred == 0 && i > 0 {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("not quiet after 10 cycles; worker log:\n%s", w2.logTail(30))
+		}
+	}
+	if n := len(s.sandbox.Customers()); n != 1500 {
+		t.Errorf("%d customers for 1,500 accounts (killed at %d)", n, killedAt)
+	}
+	if a, b := show(p.app()), show(p.billing()); a != b {
+		t.Errorf("the sides differ after the kill")
+	}
+	if n := s.count(`SELECT count(*) FROM tether_conflicts WHERE status = 'parked'`); n != 0 {
+		t.Errorf("%d records wait for a person", n)
+	}
+	if n := s.count(`SELECT count(*) FROM tether_twoway_pairs WHERE integration = $1 AND a_key IS NOT NULL AND b_key IS NOT NULL`, name); n != 1500 {
+		t.Errorf("%d pairs linked, want 1500", n)
 	}
 }

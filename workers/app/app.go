@@ -30,6 +30,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/observe"
+	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
 )
@@ -52,6 +53,7 @@ var Module = fx.Module("worker",
 		NewSinkMetrics,
 		NewEventMetrics,
 		NewTwoWayMetrics,
+		NewTwoWay,
 		NewConnectors,
 		NewCatalog,
 		NewActivities,
@@ -62,6 +64,7 @@ var Module = fx.Module("worker",
 	),
 	// Integrations first: a bad one stops the worker before it connects.
 	fx.Invoke(func(*integration.Registry) {}),
+	fx.Invoke(func(*twoway.Registry) {}),
 	// At start, in this order: the database is migrated, Temporal is
 	// checked, the metrics endpoint binds, the schedules and captures are
 	// applied (a schedule another deployment owns stops the worker before
@@ -73,6 +76,7 @@ var Module = fx.Module("worker",
 	fx.Invoke(func(*MetricsServer) {}),
 	scheduleModule,
 	fx.Invoke(func(*Worker) {}),
+	fx.Invoke(startTwoWay),
 	fx.Invoke(func(*WebhookServer) {}),
 )
 

@@ -2,33 +2,83 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/workers/config"
 	twowaywf "github.com/tetherflow/tether/workflows/twoway"
 )
 
-// WithTwoWay runs two-way integrations on the worker:
-// app.New(cfg, app.WithTwoWay(accountsBilling(cfg))). A definition that is
-// not valid stops the worker before it starts, naming what is wrong; at
-// start the worker starts each integration's workflow (one per
-// integration, "<name>/twoway"), unless it runs already.
+// WithTwoWay runs two-way integrations written in Go on the worker,
+// beside those of the integration files (kind: two-way):
+// app.New(cfg, app.WithTwoWay(accountsBilling(cfg))).
 func WithTwoWay(defs ...twoway.Definition) fx.Option {
-	return fx.Options(
-		fx.Provide(func() (*twoway.Registry, error) { return twoway.NewRegistry(defs...) }),
-		fx.Invoke(func(lc fx.Lifecycle, c client.Client, cfg config.Config, reg *twoway.Registry, log *slog.Logger, _ *Worker) {
-			lc.Append(fx.Hook{OnStart: func(ctx context.Context) error {
-				return StartTwoWay(ctx, c, cfg.Temporal.TaskQueue, reg, log)
-			}})
-		}),
-	)
+	opts := make([]fx.Option, len(defs))
+	for i, d := range defs {
+		opts[i] = fx.Supply(fx.Annotate(d, fx.ResultTags(`group:"twoway"`)))
+	}
+	return fx.Options(opts...)
+}
+
+// TwoWayParams are what the worker's two-way integrations are built from.
+type TwoWayParams struct {
+	fx.In
+	Config config.Config
+	Defs   []twoway.Definition `group:"twoway"`
+	Logger *slog.Logger
+}
+
+// NewTwoWay holds the worker's two-way integrations: the Go ones and the
+// integration files' (kind: two-way) of integrations_dir. One that is not
+// valid, or a name defined twice, stops the worker before it starts,
+// naming the file and the setting. (Two-way files are read at start: a
+// change takes effect when the worker restarts.)
+func NewTwoWay(p TwoWayParams) (*twoway.Registry, error) {
+	defs := slices.Clone(p.Defs)
+	if dir := p.Config.IntegrationsDir; dir != "" {
+		files, err := declarative.TwoWayFiles(dir)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, f := range files {
+			d, err := declarative.LoadTwoWay(f, os.LookupEnv, os.ReadFile, config.HTTP(p.Config.Connections))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			defs = append(defs, d)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("integrations_dir %s:\n%w", dir, err)
+		}
+	}
+	reg, err := twoway.NewRegistry(defs...)
+	if err != nil {
+		return nil, err
+	}
+	if names := reg.Names(); len(names) > 0 {
+		p.Logger.Info("two-way integrations", "names", names)
+	}
+	return reg, nil
+}
+
+// startTwoWay starts the two-way integrations' workflows once the worker
+// polls.
+func startTwoWay(lc fx.Lifecycle, c client.Client, cfg config.Config, reg *twoway.Registry, log *slog.Logger, _ *Worker) {
+	lc.Append(fx.Hook{OnStart: func(ctx context.Context) error {
+		return StartTwoWay(ctx, c, cfg.Temporal.TaskQueue, reg, log)
+	}})
 }
 
 // StartTwoWay starts the workflow of each of reg's integrations on

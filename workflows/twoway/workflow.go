@@ -49,7 +49,7 @@ type Progress struct {
 
 var cycleOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Minute,
-	HeartbeatTimeout:    30 * time.Second,
+	HeartbeatTimeout:    10 * time.Second,
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 }
 

@@ -472,10 +472,24 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// Files returns the integration files of dir: every *.yaml and *.yml
-// directly in it, sorted. Hidden files (editors' and Kubernetes' "..data"
-// links) are left out.
+// Files returns the (one-way) integration files of dir: every *.yaml and
+// *.yml directly in it, sorted, but the two-way ones (TwoWayFiles).
+// Hidden files (editors' and Kubernetes' "..data" links) are left out.
 func Files(dir string) ([]string, error) {
+	all, err := yamlFiles(dir)
+	return slices.DeleteFunc(all, IsTwoWay), err
+}
+
+// TwoWayFiles returns the two-way integration files of dir (kind:
+// two-way), sorted.
+func TwoWayFiles(dir string) ([]string, error) {
+	all, err := yamlFiles(dir)
+	return slices.DeleteFunc(all, func(p string) bool { return !IsTwoWay(p) }), err
+}
+
+// yamlFiles returns every *.yaml and *.yml directly in dir, sorted, but
+// hidden ones.
+func yamlFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("integrations directory %s: %w", dir, unwrapPath(err))
