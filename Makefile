@@ -11,7 +11,7 @@ GO_TEST_TIMEOUT ?= 20m
 # stops when the command ends (starters/cmd/withpg, docs/testing.md).
 WITHPG = go build -o .tether/bin/withpg ./starters/cmd/withpg && .tether/bin/withpg --
 
-.PHONY: demo test unit bench chaos temporal-cli promtool chromium vet fmt
+.PHONY: demo test unit bench bench-twoway chaos temporal-cli promtool chromium vet fmt
 
 demo: temporal-cli
 	$(WITHPG) go run ./starters/cmd/tether up $(ARGS)
@@ -60,6 +60,11 @@ unit:
 
 bench: temporal-cli
 	$(WITHPG) go run ./tests/bench/cmd/bench $(ARGS)
+
+# Two-way convergence: 10,000 edits split between the sides, beside as
+# many made on one side, writes per edit (ARGS=-edits N).
+bench-twoway: temporal-cli
+	$(WITHPG) go run ./tests/bench/cmd/twowaybench $(ARGS)
 
 # Recovery under worker crashes: a fault-free sync and one with SIGKILLs,
 # checked row by row (100,000 records, two workers, 10 kills by default).

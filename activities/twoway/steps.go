@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,6 +56,9 @@ type sides struct {
 	def    Definition
 	ep     [2]Endpoint
 	fields []string
+	// parked are the ids of the conflicts waiting for a person when the
+	// cycle began, by pair.
+	parked map[int64][]int64
 }
 
 func (a *Activities) open(name string) (*sides, error) {
@@ -155,6 +159,14 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 		}
 	}
 	out.Counts.ReadA, out.Counts.ReadB = len(changes[0]), len(changes[1])
+	parked, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked})
+	if err != nil {
+		return out, err
+	}
+	s.parked = map[int64][]int64{}
+	for _, c := range parked {
+		s.parked[c.PairID] = append(s.parked[c.PairID], c.ID)
+	}
 
 	// Pairs the changes belong to; linked ones first, so that a record an
 	// earlier attempt created is linked before it could be created again.
@@ -186,13 +198,12 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 			it.ch[i] = c
 		}
 	}
-	for _, it := range order {
-		if err := a.settle(ctx, s, it, &out.Counts); err != nil {
-			return out, err
-		}
+	if err := a.settleAll(ctx, s, order, &out.Counts); err != nil {
+		return out, err
 	}
 	// Records not linked yet: matched with their twin by the match
-	// fields, or new.
+	// fields, or new; a's first, then b's (each looked up again: a record
+	// an earlier attempt created is linked by then).
 	twins := map[string]int{}
 	for j, c := range unlinked[1] {
 		if k := matchKey(s.def.Match, c); k != "" {
@@ -201,6 +212,7 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 	}
 	used := map[int]bool{}
 	for i := range unlinked {
+		var phase []*item
 		for j := range unlinked[i] {
 			c := unlinked[i][j]
 			if i == 1 && used[j] {
@@ -217,19 +229,10 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 					}
 				}
 			}
-			// A record linked since the cycle began (by an earlier item) is
-			// that pair's.
-			key := c.Key
-			pairs, err := a.Store.TwoWayPairs(ctx, in.Integration, string(sideOf[i]), []string{key})
-			if err != nil {
-				return out, err
-			}
-			if p, ok := pairs[key]; ok {
-				it.pair = p
-			}
-			if err := a.settle(ctx, s, it, &out.Counts); err != nil {
-				return out, err
-			}
+			phase = append(phase, it)
+		}
+		if err := a.settleAll(ctx, s, phase, &out.Counts); err != nil {
+			return out, err
 		}
 	}
 	for i := range last {
@@ -240,7 +243,7 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 			return out, err
 		}
 	}
-	parked, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked})
+	parked, err = a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked})
 	if err != nil {
 		return out, err
 	}
@@ -326,10 +329,77 @@ func encode(r Record) json.RawMessage {
 	return b
 }
 
+// settleParallel bounds the pairs settled at once: they are independent,
+// and each waits on the sides' round trips.
+const settleParallel = 8
+
+// settleAll settles items, settleParallel at a time, adding to n what
+// they did; the first error stops the rest.
+func (a *Activities) settleAll(ctx context.Context, s *sides, items []*item, n *syncstep.TwoWayCounts) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan *item)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range min(settleParallel, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine syncstep.TwoWayCounts
+			for it := range work {
+				if err := a.settle(ctx, s, it, &mine); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+			mu.Lock()
+			n.Add(mine)
+			mu.Unlock()
+		}()
+	}
+	for i, it := range items {
+		if i%100 == 0 {
+			activity.RecordHeartbeat(ctx, fmt.Sprintf("settling %d of %d changed records", i, len(items)))
+		}
+		select {
+		case work <- it:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
 // settle resolves one pair, writes what must be written, and records it
 // as in sync (or its conflict as parked).
 func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep.TwoWayCounts) error {
-	activity.RecordHeartbeat(ctx, fmt.Sprintf("pair %d", it.pair.ID))
+	if it.pair.ID == 0 { // linked since the cycle began?
+		for i, c := range it.ch {
+			if c == nil {
+				continue
+			}
+			pairs, err := a.Store.TwoWayPairs(ctx, s.def.Name, string(sideOf[i]), []string{c.Key})
+			if err != nil {
+				return err
+			}
+			if p, ok := pairs[c.Key]; ok {
+				it.pair = p
+				break
+			}
+		}
+	}
 	p := it.pair
 	base, err := decode(p.Base)
 	if err != nil {
@@ -446,15 +516,9 @@ func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep
 		return err
 	}
 	// A conflict parked earlier that the sides have since settled.
-	if len(res.Changed) > 0 {
-		parked, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: s.def.Name, Status: store.ConflictParked, PairID: p.ID})
-		if err != nil {
+	for _, id := range s.parked[p.ID] {
+		if _, err := a.Store.SettleConflict(ctx, s.def.Name, id, store.ConflictSuperseded, "the sides changed again: "+res.Resolution, encode(res.Result), ""); err != nil {
 			return err
-		}
-		for _, c := range parked {
-			if _, err := a.Store.SettleConflict(ctx, s.def.Name, c.ID, store.ConflictSuperseded, "the sides changed again: "+res.Resolution, encode(res.Result), ""); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
