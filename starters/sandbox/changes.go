@@ -1,10 +1,17 @@
 package sandbox
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -101,4 +108,45 @@ func (s *Server) listChanges(q url.Values) reply {
 		out.Data = append(out.Data, c.item)
 	}
 	return jsonReply(http.StatusOK, out)
+}
+
+// notify sends the change event of a customer to Options.Webhooks, from a
+// goroutine (the write does not wait for it). Called with s.wmu held.
+func (s *Server) notify(typ string, data any) {
+	hook := s.opts.Webhooks
+	if hook.URL == "" {
+		return
+	}
+	s.ws.eventSeq++
+	id := fmt.Sprintf("evt_%08d", s.ws.eventSeq)
+	body, err := json.Marshal(map[string]any{"id": id, "type": typ, "data": data})
+	if err != nil {
+		return
+	}
+	go func() {
+		for try := 0; try < 3; try++ {
+			if try > 0 {
+				time.Sleep(time.Duration(try) * 100 * time.Millisecond)
+			}
+			ts := strconv.FormatInt(time.Now().Unix(), 10)
+			h := hmac.New(sha256.New, []byte(hook.Secret))
+			h.Write([]byte(ts + "."))
+			h.Write(body)
+			req, err := http.NewRequest(http.MethodPost, hook.URL, bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Tether-Signature", "t="+ts+",v1="+hex.EncodeToString(h.Sum(nil)))
+			req.Header.Set("X-Tether-Delivery", id)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				return
+			}
+		}
+	}()
 }

@@ -48,6 +48,20 @@ type Options struct {
 	// Now is the clock for mutations, token expiry and rate-limit windows
 	// (default time.Now).
 	Now func() time.Time
+	// Webhooks, when URL is set, are sent on every change of a billing
+	// customer (created, updated, deleted), signed as tether's receiver
+	// checks them.
+	Webhooks Webhooks
+}
+
+// Webhooks is where the billing API sends its change events: POST URL
+// with {"id", "type": "customer.created|updated|deleted", "data": the
+// customer (or its deletion)}, X-Tether-Signature (HMAC-SHA256 with
+// Secret, "t=<unix>,v1=<hex>") and X-Tether-Delivery (the event id), from
+// a goroutine, tried up to three times.
+type Webhooks struct {
+	URL    string
+	Secret string
 }
 
 // Auth says which credentials the API accepts.

@@ -19,6 +19,7 @@ func (s *Server) createCustomer(doc map[string]json.RawMessage) reply {
 	if f != nil {
 		return f.reply()
 	}
+	s.notify("customer.created", c)
 	return customerReply(http.StatusCreated, c)
 }
 
@@ -74,6 +75,7 @@ func (s *Server) updateCustomer(id string, body []byte, ifMatch string, merge bo
 	c.ID, c.Version, c.CreatedAt = id, cur.Version+1, cur.CreatedAt
 	c.UpdatedAt = formatMilli(s.opts.Now().UnixMilli())
 	*cur = c.clone()
+	s.notify("customer.updated", c)
 	return customerReply(http.StatusOK, c)
 }
 
@@ -88,6 +90,7 @@ func (s *Server) deleteCustomer(id, ifMatch string) reply {
 	}
 	s.removeCustomer(id)
 	s.ws.deleted[id] = DeletedCustomer{ID: id, Deleted: true, Version: cur.Version + 1, UpdatedAt: formatMilli(s.opts.Now().UnixMilli())}
+	s.notify("customer.deleted", s.ws.deleted[id])
 	return reply{status: http.StatusNoContent}
 }
 

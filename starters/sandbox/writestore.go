@@ -48,15 +48,16 @@ func (st WriteStats) clone() WriteStats {
 
 // writeStore is the state of the write API. It is guarded by Server.wmu.
 type writeStore struct {
-	seq     int64                      // number of the last customer created
-	byID    map[string]*Customer       // live customers
-	ids     []string                   // live customer ids, sorted (creation order)
-	byEmail map[string]string          // normEmail -> id, live customers
-	deleted map[string]DeletedCustomer // deleted customers, for the change feed
-	noteSeq int64
-	notes   []json.RawMessage // notifications, compacted, in order
-	keys    map[string]idemEntry
-	stats   WriteStats
+	seq      int64                      // number of the last customer created
+	byID     map[string]*Customer       // live customers
+	ids      []string                   // live customer ids, sorted (creation order)
+	byEmail  map[string]string          // normEmail -> id, live customers
+	deleted  map[string]DeletedCustomer // deleted customers, for the change feed
+	eventSeq int64                      // number of the last change event sent
+	noteSeq  int64
+	notes    []json.RawMessage // notifications, compacted, in order
+	keys     map[string]idemEntry
+	stats    WriteStats
 }
 
 func newWriteStore() writeStore {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,8 @@ import (
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/app"
+	"github.com/tetherflow/tether/workers/config"
+	"github.com/tetherflow/tether/workers/webhook"
 	twowaywf "github.com/tetherflow/tether/workflows/twoway"
 )
 
@@ -38,8 +42,14 @@ type twoWayPair struct {
 
 func newTwoWayPair(t *testing.T, policy twoway.Policy) *twoWayPair {
 	t.Helper()
+	return newTwoWayPairWith(t, policy, sandbox.Options{Contacts: 10})
+}
+
+// newTwoWayPairWith is newTwoWayPair with the sandbox's options sb.
+func newTwoWayPairWith(t *testing.T, policy twoway.Policy, sb sandbox.Options) *twoWayPair {
+	t.Helper()
 	name := uniqueName("accounts-billing")
-	s := newStack(t, stackOptions{sandbox: sandbox.Options{Contacts: 10}, twoWay: func(url string) []twoway.Definition {
+	s := newStack(t, stackOptions{sandbox: sb, twoWay: func(url string) []twoway.Definition {
 		return []twoway.Definition{{
 			Name: name,
 			A: twoway.SideSpec{Name: "app", Postgres: &twoway.PostgresSide{Table: "accounts", Key: "id", UpdatedAt: "updated_at", DeletedAt: "deleted_at",
@@ -279,14 +289,16 @@ func TestTwoWay_EditsFlowBothWaysOnceAndAQuietPairStaysQuiet(t *testing.T) {
 // the conflict is recorded.
 func TestTwoWay_ConflictsUnderEachPolicy(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		policy twoway.Policy
-		want   string
+		name     string
+		policy   twoway.Policy
+		want     string
+		disjoint bool // billing edits only the plan: no field both changed
 	}{
-		{"last writer wins", twoway.Policy{Kind: twoway.LastWriterWins}, "Eve B/pro"},
+		{"merge: edits to different fields both survive", twoway.Policy{Kind: twoway.Merge, Fallback: twoway.Manual}, "Eve A/pro", true},
+		{"last writer wins", twoway.Policy{Kind: twoway.LastWriterWins}, "Eve B/pro", false},
 		{"field owner: name from app, plan from billing", twoway.Policy{Kind: twoway.FieldOwner,
-			Owners: map[string]twoway.Side{"name": twoway.A, "plan": twoway.B}, Fallback: twoway.LastWriterWins}, "Eve A/pro"},
-		{"merge, app wins the same field", twoway.Policy{Kind: twoway.Merge, Fallback: "a"}, "Eve A/pro"},
+			Owners: map[string]twoway.Side{"name": twoway.A, "plan": twoway.B}, Fallback: twoway.LastWriterWins}, "Eve A/pro", false},
+		{"merge, app wins the same field", twoway.Policy{Kind: twoway.Merge, Fallback: "a"}, "Eve A/pro", false},
 		{"custom resolver", twoway.Policy{Kind: twoway.Custom, Resolver: func(c twoway.Conflict) (twoway.Record, error) {
 			r := twoway.Record{}
 			for k, v := range c.B {
@@ -294,7 +306,7 @@ func TestTwoWay_ConflictsUnderEachPolicy(t *testing.T) {
 			}
 			r["name"] = fmt.Sprint(c.A["name"], " & ", c.B["name"])
 			return r, nil
-		}}, "Eve A & Eve B/pro"},
+		}}, "Eve A & Eve B/pro", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newTwoWayPair(t, tc.policy)
@@ -304,7 +316,11 @@ func TestTwoWay_ConflictsUnderEachPolicy(t *testing.T) {
 			// to pro.
 			p.editApp("eve@example.com", "name = 'Eve A'")
 			time.Sleep(5 * time.Millisecond)
-			p.patchBilling("eve@example.com", map[string]any{"name": "Eve B", "plan": "pro"})
+			if tc.disjoint {
+				p.patchBilling("eve@example.com", map[string]any{"plan": "pro"})
+			} else {
+				p.patchBilling("eve@example.com", map[string]any{"name": "Eve B", "plan": "pro"})
+			}
 			c := p.cycle()
 			if c.Conflicts != 1 || c.Resolved != 1 {
 				t.Errorf("cycle: %+v, want one conflict resolved", c)
@@ -638,5 +654,47 @@ every: 1s
 	}
 	if n := s.count(`SELECT count(*) FROM tether_twoway_pairs WHERE integration = $1 AND a_key IS NOT NULL AND b_key IS NOT NULL`, name); n != 1500 {
 		t.Errorf("%d pairs linked, want 1500", n)
+	}
+}
+
+// TestTwoWay_WebhooksWakeTheCycle: the billing API's signed change
+// webhooks, received by tether's webhook receiver for a source of the
+// two-way integration, start a cycle at once: an edit reaches the app
+// within seconds though the integration's timer is an hour.
+func TestTwoWay_WebhooksWakeTheCycle(t *testing.T) {
+	var receiver atomic.Pointer[http.Handler]
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := receiver.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(front.Close)
+	p := newTwoWayPairWith(t, twoway.Policy{Kind: twoway.LastWriterWins},
+		sandbox.Options{Contacts: 10, Webhooks: sandbox.Webhooks{URL: front.URL + webhook.Path("billing"), Secret: hookSecret}})
+	src := webhook.Source{Name: "billing", Secrets: []string{hookSecret}, KeyPath: "data.id", Integration: p.name}
+	routes, sources, err := app.WebhookRoutes([]config.WebhookSource{{Source: src}}, nil, p.twoWay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !routes["billing"].TwoWay {
+		t.Fatalf("routes %+v: want the source to wake the two-way integration", routes)
+	}
+	rcv, err := webhook.New(sources, nil, webhook.NewTemporalAccepter(p.client, p.taskQueue, routes, p.store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = rcv
+	receiver.Store(&h)
+
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'jo@example.com', 'Jo', 'free')`)
+	p.start()
+	eventually(t, 10*time.Second, "the customer created by the first cycle", func() bool { return len(p.sandbox.Customers()) == 1 })
+	cycles := p.progress().Cycles
+	p.patchBilling("jo@example.com", map[string]any{"name": "Jo B"})
+	eventually(t, 15*time.Second, "billing's edit in the app, woken by its webhook", func() bool { return p.app()["jo@example.com"] == "Jo B/free" })
+	if pr := p.progress(); pr.Cycles <= cycles {
+		t.Errorf("no cycle ran after the webhook (%d before, %d after)", cycles, pr.Cycles)
 	}
 }

@@ -400,5 +400,5 @@ func TestWebhooks_AcceptedWhileNoWorkerRunsThenAllAppliedInOrder(t *testing.T) {
 
 // appWebhookRoutes routes one source as the worker does.
 func appWebhookRoutes(src webhook.Source, reg *integration.Registry) (map[string]webhook.Route, []webhook.Source, error) {
-	return app.WebhookRoutes([]config.WebhookSource{{Source: src}}, reg)
+	return app.WebhookRoutes([]config.WebhookSource{{Source: src}}, reg, nil)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
+	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/webhook"
 )
@@ -35,6 +36,7 @@ type WebhookParams struct {
 	Lifecycle    fx.Lifecycle
 	Config       config.Config
 	Integrations *integration.Registry
+	TwoWay       *twoway.Registry
 	Schemas      *schema.Registry
 	Store        *store.Store
 	Client       client.Client
@@ -54,7 +56,7 @@ func NewWebhookServer(p WebhookParams) (*WebhookServer, error) {
 	if cfg.Webhooks.Listen == "" {
 		return w, nil
 	}
-	routes, sources, err := WebhookRoutes(cfg.Webhooks.Sources, p.Integrations)
+	routes, sources, err := WebhookRoutes(cfg.Webhooks.Sources, p.Integrations, p.TwoWay)
 	if err != nil {
 		return nil, err
 	}
@@ -73,12 +75,18 @@ func NewWebhookServer(p WebhookParams) (*WebhookServer, error) {
 }
 
 // WebhookRoutes maps every configured source to its integration, checking
-// that the integration exists and can apply events.
-func WebhookRoutes(sources []config.WebhookSource, reg *integration.Registry) (map[string]webhook.Route, []webhook.Source, error) {
+// that the integration exists and can apply events; a source of a two-way
+// integration (of twoWay) wakes its workflow.
+func WebhookRoutes(sources []config.WebhookSource, reg *integration.Registry, twoWay *twoway.Registry) (map[string]webhook.Route, []webhook.Source, error) {
 	routes := map[string]webhook.Route{}
 	out := make([]webhook.Source, 0, len(sources))
 	var problems []error
 	for i, s := range sources {
+		if _, err := twoWay.Get(s.Integration); err == nil {
+			routes[s.Name] = webhook.Route{Integration: s.Integration, TwoWay: true}
+			out = append(out, s.Source)
+			continue
+		}
 		def, err := reg.Get(s.Integration)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("webhooks.sources[%d] (%s): integration: %w", i, s.Name, err))

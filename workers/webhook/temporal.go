@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/workflows/events"
+	twowaywf "github.com/tetherflow/tether/workflows/twoway"
 )
 
 // Route says where a source's events are applied: the integration and its
@@ -15,6 +16,10 @@ import (
 type Route struct {
 	Integration string
 	Shards      int
+	// TwoWay says the integration is a two-way one: a delivery wakes its
+	// workflow for a cycle now (the sides' change feeds stay what is
+	// read; a lost webhook only delays the change to the next cycle).
+	TwoWay bool
 }
 
 // DeliveryLog tells whether a delivery was applied already (store.Store
@@ -28,6 +33,7 @@ type DeliveryLog interface {
 type SignalWithStarter interface {
 	SignalWithStartWorkflow(ctx context.Context, workflowID, signalName string, signalArg any,
 		options client.StartWorkflowOptions, workflow any, workflowArgs ...any) (client.WorkflowRun, error)
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
 }
 
 // TemporalAccepter records every accepted event in Temporal: a
@@ -58,6 +64,13 @@ func (t *TemporalAccepter) Accept(ctx context.Context, ev Event) error {
 	route, ok := t.routes[ev.Source]
 	if !ok || route.Integration == "" {
 		return fmt.Errorf("source %q has no integration to apply its events to", ev.Source)
+	}
+	if route.TwoWay {
+		id := twowaywf.WorkflowID(route.Integration)
+		if err := t.client.SignalWorkflow(ctx, id, "", twowaywf.SignalSyncNow, nil); err != nil {
+			return fmt.Errorf("wake %s: %w", id, err)
+		}
+		return nil
 	}
 	seen, err := t.deliveries.DeliveryRecorded(ctx, ev.Source, ev.DeliveryID)
 	if err != nil {

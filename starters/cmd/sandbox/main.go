@@ -71,6 +71,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	fs.DurationVar(&o.Faults.Writes.Latency, "write-latency", 0, "latency added to each write (POST/PUT/PATCH/DELETE), e.g. 20ms")
 	fs.Float64Var(&o.Faults.Writes.ErrorRate, "write-error-rate", 0, "fraction of writes refused with 500 before they happen")
 	fs.IntVar(&o.Faults.Writes.LostResponseEvery, "write-lost-response-every", 0, "every Nth write happens, then is answered 500 (0 = never)")
+	fs.StringVar(&o.Webhooks.URL, "webhook-url", "", "send a signed change event of every billing customer change to this URL (the secret from SANDBOX_WEBHOOK_SECRET)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug (logs every request), info, warn or error")
 
@@ -103,6 +104,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	}
 	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr %q: %w", c.addr, err))
+	}
+	if o.Webhooks.URL != "" {
+		if o.Webhooks.Secret = getenv("SANDBOX_WEBHOOK_SECRET"); o.Webhooks.Secret == "" {
+			errs = append(errs, errors.New("--webhook-url needs the signing secret in SANDBOX_WEBHOOK_SECRET"))
+		}
 	}
 	o.RateLimit = sandbox.RateLimit{Requests: max(rateLimit, 0), Window: time.Second}
 	if rateLimit == 0 {

@@ -33,6 +33,7 @@ func TestRun_BadFlagsExit2(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: "log-level"},
 		{name: "bad addr", args: []string{"--addr", "8081"}, want: "addr"},
 		{name: "positional", args: []string{"serve"}, want: "serve"},
+		{name: "webhooks without a secret", args: []string{"--webhook-url", "http://127.0.0.1:8080/webhooks/billing"}, want: "SANDBOX_WEBHOOK_SECRET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

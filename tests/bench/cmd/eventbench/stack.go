@@ -349,7 +349,7 @@ func (st *stack) startReceivers() error {
 	if err != nil {
 		return err
 	}
-	routes, sources, err := app.WebhookRoutes([]config.WebhookSource{{Source: src}}, reg)
+	routes, sources, err := app.WebhookRoutes([]config.WebhookSource{{Source: src}}, reg, nil)
 	if err != nil {
 		return err
 	}
