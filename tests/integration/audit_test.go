@@ -49,16 +49,7 @@ func TestAudit_WhoStartedReplayedAndCancelledWhat(t *testing.T) {
 		t.Logf("replay ended with %v", err)
 	}
 
-	dial := func(identity string) client.Client {
-		t.Helper()
-		c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Identity: identity, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	bob, dave := dial("bob@example.com"), dial("dave@example.com")
+	bob, dave := dialAs(t, "bob@example.com"), dialAs(t, "dave@example.com")
 	long, err := cli.StartSync(ctx, dave, s.taskQueue, datasync.Input{Integration: "crm-contacts", Full: true, Trigger: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -197,19 +188,10 @@ func TestAudit_ScheduleActsMadeInTemporal(t *testing.T) {
 		"--pause", "--reason", "maintenance window").CombinedOutput(); err != nil {
 		t.Fatalf("temporal schedule toggle: %v\n%s", err, b)
 	}
-	dial := func(identity string) client.Client {
-		t.Helper()
-		c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Identity: identity, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	if err := dial("frank@example.com").ScheduleClient().GetHandle(ctx, id).Unpause(ctx, client.ScheduleUnpauseOptions{Note: "window over"}); err != nil {
+	if err := dialAs(t, "frank@example.com").ScheduleClient().GetHandle(ctx, id).Unpause(ctx, client.ScheduleUnpauseOptions{Note: "window over"}); err != nil {
 		t.Fatal(err)
 	}
-	err := dial("grace@example.com").ScheduleClient().GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
+	err := dialAs(t, "grace@example.com").ScheduleClient().GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
 		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 			in.Description.Schedule.Spec.Jitter = time.Minute
 			return &client.ScheduleUpdate{Schedule: &in.Description.Schedule}, nil
@@ -237,4 +219,15 @@ func TestAudit_ScheduleActsMadeInTemporal(t *testing.T) {
 		got[1] != schedules.ActUnpause+" frank@example.com window over" || got[2] != schedules.ActUpdate+" grace@example.com <nil>" {
 		t.Errorf("schedule acts audited: %q, want the Temporal CLI's pause with its reason, frank's unpause and grace's update", got)
 	}
+}
+
+// dialAs is a client of the dev server that calls as identity.
+func dialAs(t *testing.T, identity string) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Identity: identity, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
