@@ -698,3 +698,56 @@ func TestTwoWay_WebhooksWakeTheCycle(t *testing.T) {
 		t.Errorf("no cycle ran after the webhook (%d before, %d after)", cycles, pr.Cycles)
 	}
 }
+
+// TestTwoWay_APIToAPI: two HTTP APIs as the sides (two billing systems):
+// customers of each are created on the other, an edit on either reaches
+// the other once, and the cycles after are quiet.
+func TestTwoWay_APIToAPI(t *testing.T) {
+	other, err := sandbox.New(sandbox.Options{Contacts: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ots := httptest.NewServer(other.Handler())
+	t.Cleanup(ots.Close)
+	name := uniqueName("billing-billing")
+	fields := map[string]string{"email": "email", "name": "name", "plan": "plan"}
+	s := newStack(t, stackOptions{sandbox: sandbox.Options{Contacts: 10}, twoWay: func(url string) []twoway.Definition {
+		return []twoway.Definition{{
+			Name:   name,
+			A:      twoway.SideSpec{Name: "eu", HTTP: &twoway.HTTPSide{BaseURL: url, Path: "/v1/customers", Fields: fields}},
+			B:      twoway.SideSpec{Name: "us", HTTP: &twoway.HTTPSide{BaseURL: ots.URL, Path: "/v1/customers", Fields: fields}},
+			Match:  []string{"email"},
+			Policy: twoway.Policy{Kind: twoway.LastWriterWins},
+			Every:  time.Hour,
+		}}
+	}})
+	if _, err := s.sandbox.SeedCustomers(sandbox.Customer{Email: "ann@example.com", Name: "Ann", Plan: "free"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.SeedCustomers(sandbox.Customer{Email: "ben@example.com", Name: "Ben", Plan: "pro"}); err != nil {
+		t.Fatal(err)
+	}
+	p := &twoWayPair{stack: s, name: name}
+	p.start()
+	byEmail := func(sb *sandbox.Server) map[string]string {
+		out := map[string]string{}
+		for _, c := range sb.Customers() {
+			out[c.Email] = c.Name + "/" + c.Plan
+		}
+		return out
+	}
+	want := "ann@example.com=Ann/free ben@example.com=Ben/pro"
+	if eu, us := show(byEmail(s.sandbox)), show(byEmail(other)); eu != want || us != want {
+		t.Fatalf("after the first cycle: eu %s, us %s; want both %s", eu, us, want)
+	}
+	p.patchBilling("ann@example.com", map[string]any{"plan": "starter"}) // on eu
+	if c := p.cycle(); c.WritesB != 1 || c.WritesA != 0 {
+		t.Errorf("cycle: %+v, want one write to us", c)
+	}
+	if got := byEmail(other)["ann@example.com"]; got != "Ann/starter" {
+		t.Errorf("ann on us: %s", got)
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("the edit echoed: %+v", c)
+	}
+}
