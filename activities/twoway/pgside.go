@@ -36,6 +36,10 @@ type PostgresSide struct {
 	DeletedAt string `mapstructure:"deleted_at" yaml:"deleted_at" json:"deleted_at,omitempty"`
 	// Fields maps each shared field to its column.
 	Fields map[string]string `mapstructure:"fields" yaml:"fields" json:"fields"`
+	// Notify wakes the integration's cycle when the table changes: the
+	// worker installs a statement trigger that sends a NOTIFY, and listens
+	// (the feed stays what a cycle reads).
+	Notify bool `mapstructure:"notify" yaml:"notify" json:"notify,omitempty"`
 }
 
 var ident = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)

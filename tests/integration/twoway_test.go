@@ -45,12 +45,13 @@ func newTwoWayPair(t *testing.T, policy twoway.Policy) *twoWayPair {
 	return newTwoWayPairWith(t, policy, sandbox.Options{Contacts: 10})
 }
 
-// newTwoWayPairWith is newTwoWayPair with the sandbox's options sb.
-func newTwoWayPairWith(t *testing.T, policy twoway.Policy, sb sandbox.Options) *twoWayPair {
+// newTwoWayPairWith is newTwoWayPair with the sandbox's options sb, and
+// the definition changed by edit.
+func newTwoWayPairWith(t *testing.T, policy twoway.Policy, sb sandbox.Options, edit ...func(*twoway.Definition)) *twoWayPair {
 	t.Helper()
 	name := uniqueName("accounts-billing")
 	s := newStack(t, stackOptions{sandbox: sb, twoWay: func(url string) []twoway.Definition {
-		return []twoway.Definition{{
+		d := []twoway.Definition{{
 			Name: name,
 			A: twoway.SideSpec{Name: "app", Postgres: &twoway.PostgresSide{Table: "accounts", Key: "id", UpdatedAt: "updated_at", DeletedAt: "deleted_at",
 				Fields: map[string]string{"email": "email", "name": "name", "plan": "plan"}}},
@@ -60,6 +61,10 @@ func newTwoWayPairWith(t *testing.T, policy twoway.Policy, sb sandbox.Options) *
 			Policy: policy,
 			Every:  time.Hour, // the test drives the cycles with sync-now
 		}}
+		for _, e := range edit {
+			e(&d[0])
+		}
+		return d
 	}, noWorker: true})
 	mustExec(t, s, `CREATE TABLE accounts (id text PRIMARY KEY, email text NOT NULL, name text, plan text,
 		updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), deleted_at timestamptz)`)
@@ -750,4 +755,31 @@ func TestTwoWay_APIToAPI(t *testing.T) {
 	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
 		t.Errorf("the edit echoed: %+v", c)
 	}
+}
+
+// TestTwoWay_TableChangesWakeTheCycle: with notify on the PostgreSQL side,
+// the trigger tether installs wakes the cycle when the table changes: a
+// new account is on billing within seconds though the timer is an hour.
+func TestTwoWay_TableChangesWakeTheCycle(t *testing.T) {
+	p := newTwoWayPairWith(t, twoway.Policy{Kind: twoway.LastWriterWins}, sandbox.Options{Contacts: 10},
+		func(d *twoway.Definition) { d.A.Postgres.Notify = true })
+	p.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- twoway.Watch(ctx, p.schema.DB, p.schema.DSN, p.twoWay, app.WakeTwoWay(p.client, slog.New(slog.DiscardHandler)), slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	eventually(t, 10*time.Second, "the trigger installed", func() bool {
+		return p.count(`SELECT count(*) FROM pg_trigger WHERE tgname = $1`, twoway.NotifyChannel(p.name, twoway.PostgresSide{Table: "accounts"})) == 1
+	})
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-9', 'kai@example.com', 'Kai', 'pro')`)
+	eventually(t, 15*time.Second, "the new account on billing, woken by the table's notification", func() bool {
+		return p.billing()["kai@example.com"] == "Kai/pro"
+	})
 }

@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -74,11 +76,44 @@ func NewTwoWay(p TwoWayParams) (*twoway.Registry, error) {
 }
 
 // startTwoWay starts the two-way integrations' workflows once the worker
-// polls.
-func startTwoWay(lc fx.Lifecycle, c client.Client, cfg config.Config, reg *twoway.Registry, log *slog.Logger, _ *Worker) {
-	lc.Append(fx.Hook{OnStart: func(ctx context.Context) error {
-		return StartTwoWay(ctx, c, cfg.Temporal.TaskQueue, reg, log)
-	}})
+// polls, and wakes them on their PostgreSQL sides' notifications (Notify)
+// until the worker stops.
+func startTwoWay(lc fx.Lifecycle, c client.Client, db *sql.DB, cfg config.Config, reg *twoway.Registry, log *slog.Logger, _ *Worker) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(start context.Context) error {
+			if err := StartTwoWay(start, c, cfg.Temporal.TaskQueue, reg, log); err != nil {
+				return err
+			}
+			go func() {
+				defer close(done)
+				if err := twoway.Watch(ctx, db, cfg.Database.URL, reg, WakeTwoWay(c, log), log); err != nil {
+					log.Warn("two-way: not woken by table changes; cycles run on their timer", "error", err)
+				}
+			}()
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+			return nil
+		},
+	})
+}
+
+// WakeTwoWay signals an integration's workflow to run a cycle now.
+func WakeTwoWay(c client.Client, log *slog.Logger) func(string) {
+	return func(name string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.SignalWorkflow(ctx, twowaywf.WorkflowID(name), "", twowaywf.SignalSyncNow, nil); err != nil {
+			log.Debug("two-way: wake", "integration", name, "error", err)
+		}
+	}
 }
 
 // StartTwoWay starts the workflow of each of reg's integrations on
