@@ -1,6 +1,11 @@
 package syncstep
 
-import "time"
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
 
 // TwoWayInput names a two-way integration.
 type TwoWayInput struct {
@@ -120,3 +125,45 @@ var (
 	TwoWaySync      = NewActivity[TwoWayInput, TwoWayCycle]("TwoWaySync")
 	ResolveConflict = NewActivity[ResolveInput, ResolveResult]("ResolveConflict")
 )
+
+// Failure types of a manual resolution.
+const (
+	TypeNoConflict    = "NoSuchConflict"
+	TypeBadResolution = "BadResolution"
+)
+
+// CheckChoice says what is wrong with a resolution's choice, before it is
+// applied (the workflow's Update validator calls it too).
+func CheckChoice(in ResolveInput, fields []string) error {
+	switch in.Choose {
+	case ChooseA, ChooseB:
+		if in.Prefer != "" || len(in.Values) > 0 {
+			return fmt.Errorf(`choose %q takes neither "prefer" nor "values"`, in.Choose)
+		}
+	case ChooseMerge:
+		if in.Prefer != ChooseA && in.Prefer != ChooseB {
+			return fmt.Errorf(`choose "merge" needs "prefer": "a" or "b", the side whose value wins a field both sides changed`)
+		}
+	case ChooseValues:
+		if len(in.Values) == 0 {
+			return fmt.Errorf(`choose "values" needs "values": the record's shared fields and their values`)
+		}
+		for _, k := range sortedKeysAny(in.Values) {
+			if !slices.Contains(fields, k) {
+				return fmt.Errorf("values.%s: not a shared field (the shared fields: %s)", k, strings.Join(fields, ", "))
+			}
+		}
+	default:
+		return fmt.Errorf(`choose: %q is not one of "a", "b", "merge", "values"`, in.Choose)
+	}
+	return nil
+}
+
+func sortedKeysAny(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -700,8 +700,8 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 
 // Failure types of a manual resolution.
 const (
-	TypeNoConflict    = "NoSuchConflict"
-	TypeBadResolution = "BadResolution"
+	TypeNoConflict    = syncstep.TypeNoConflict
+	TypeBadResolution = syncstep.TypeBadResolution
 )
 
 // ChosenRecord is the record a person's choice makes of conflict c (nil:
@@ -720,7 +720,7 @@ func ChosenRecord(c store.Conflict, in syncstep.ResolveInput, fields []string) (
 	if err != nil {
 		return nil, "", err
 	}
-	if err := CheckChoice(in, fields); err != nil {
+	if err := syncstep.CheckChoice(in, fields); err != nil {
 		return nil, "", err
 	}
 	switch in.Choose {
@@ -742,42 +742,6 @@ func ChosenRecord(c store.Conflict, in syncstep.ResolveInput, fields []string) (
 		}
 		return r, "manual: edited values", nil
 	}
-}
-
-// CheckChoice says what is wrong with a resolution's choice, before it is
-// applied (the workflow's Update validator calls it too).
-func CheckChoice(in syncstep.ResolveInput, fields []string) error {
-	switch in.Choose {
-	case syncstep.ChooseA, syncstep.ChooseB:
-		if in.Prefer != "" || len(in.Values) > 0 {
-			return fmt.Errorf(`choose %q takes neither "prefer" nor "values"`, in.Choose)
-		}
-	case syncstep.ChooseMerge:
-		if in.Prefer != string(A) && in.Prefer != string(B) {
-			return fmt.Errorf(`choose "merge" needs "prefer": "a" or "b", the side whose value wins a field both sides changed`)
-		}
-	case syncstep.ChooseValues:
-		if len(in.Values) == 0 {
-			return fmt.Errorf(`choose "values" needs "values": the record's shared fields and their values`)
-		}
-		for _, k := range sortedKeysAny(in.Values) {
-			if !slices.Contains(fields, k) {
-				return fmt.Errorf("values.%s: not a shared field (the shared fields: %s)", k, strings.Join(fields, ", "))
-			}
-		}
-	default:
-		return fmt.Errorf(`choose: %q is not one of "a", "b", "merge", "values"`, in.Choose)
-	}
-	return nil
-}
-
-func sortedKeysAny(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // updateSender is the Temporal identity that sent the Update id, from the

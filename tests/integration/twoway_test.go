@@ -437,6 +437,7 @@ func TestTwoWay_ManualResolutionThroughATemporalCLIUpdate(t *testing.T) {
 	if err != nil || len(entries) != 1 || entries[0].Action != store.AuditResolve {
 		t.Errorf("the resolution in the audit: %+v, %v", entries, err)
 	}
+	p.record(p.run.GetID()) // replay test data (workflows/twoway)
 }
 
 // TestTwoWay_DeletesAsDeclared: a delete propagates (a soft delete in the

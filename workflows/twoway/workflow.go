@@ -19,7 +19,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tetherflow/tether/activities/syncstep"
-	activitytwoway "github.com/tetherflow/tether/activities/twoway"
 )
 
 // Names of the workflow and its handlers.
@@ -47,16 +46,18 @@ type Progress struct {
 	LastError   string                    `json:"lastError,omitempty"`
 }
 
+// cycleOptions: a cycle that fails three times in a row is shown in the
+// progress (LastError), and the next one runs on the timer.
 var cycleOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Minute,
 	HeartbeatTimeout:    10 * time.Second,
-	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 3},
 }
 
 var resolveOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 2 * time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-		NonRetryableErrorTypes: []string{activitytwoway.TypeNoConflict, activitytwoway.TypeBadResolution}},
+		NonRetryableErrorTypes: []string{syncstep.TypeNoConflict, syncstep.TypeBadResolution}},
 }
 
 // TwoWayWorkflow keeps in.Integration's sides in sync until cancelled.
@@ -93,7 +94,7 @@ func TwoWayWorkflow(ctx workflow.Context, in syncstep.TwoWayInput) error {
 			if !slices.ContainsFunc(p.Parked, func(c syncstep.ParkedConflict) bool { return c.ID == r.Conflict }) {
 				return fmt.Errorf("conflict %d is not waiting for a person in %s (the conflicts query lists those that are)", r.Conflict, in.Integration)
 			}
-			return activitytwoway.CheckChoice(r, fields)
+			return syncstep.CheckChoice(r, fields)
 		}})
 	if err != nil {
 		return err
