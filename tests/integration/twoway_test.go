@@ -784,3 +784,44 @@ func TestTwoWay_TableChangesWakeTheCycle(t *testing.T) {
 		return p.billing()["kai@example.com"] == "Kai/pro"
 	})
 }
+
+// TestTwoWay_TablesWithTombstones: two PostgreSQL tables as the sides,
+// deletes as tombstones: a row soft-deleted on one side is kept on the
+// other with its deleted_at set, and an edit flows as usual.
+func TestTwoWay_TablesWithTombstones(t *testing.T) {
+	name := uniqueName("accounts-mirror")
+	fields := map[string]string{"email": "email", "name": "name", "plan": "plan"}
+	side := func(table string) *twoway.PostgresSide {
+		return &twoway.PostgresSide{Table: table, Key: "id", UpdatedAt: "updated_at", DeletedAt: "deleted_at", Fields: fields}
+	}
+	s := newStack(t, stackOptions{noWorker: true, twoWay: func(string) []twoway.Definition {
+		return []twoway.Definition{{Name: name,
+			A: twoway.SideSpec{Name: "main", Postgres: side("accounts")}, B: twoway.SideSpec{Name: "mirror", Postgres: side("accounts_mirror")},
+			Match: []string{"email"}, Policy: twoway.Policy{Kind: twoway.LastWriterWins, Deletes: twoway.Tombstone}, Every: time.Hour}}
+	}})
+	for _, table := range []string{"accounts", "accounts_mirror"} {
+		mustExec(t, s, `CREATE TABLE `+table+` (id text PRIMARY KEY, email text NOT NULL, name text, plan text,
+			updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), deleted_at timestamptz)`)
+	}
+	s.startWorker()
+	mustExec(t, s, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'lea@example.com', 'Lea', 'free'), ('acc-2', 'max@example.com', 'Max', 'free')`)
+	p := &twoWayPair{stack: s, name: name}
+	p.start()
+	if n := s.count(`SELECT count(*) FROM accounts_mirror WHERE deleted_at IS NULL`); n != 2 {
+		t.Fatalf("%d rows in the mirror after the first cycle, want 2", n)
+	}
+	mustExec(t, s, `UPDATE accounts SET deleted_at = clock_timestamp(), updated_at = clock_timestamp() WHERE email = 'lea@example.com'`)
+	mustExec(t, s, `UPDATE accounts_mirror SET plan = 'pro', updated_at = clock_timestamp() WHERE email = 'max@example.com'`)
+	if c := p.cycle(); c.Deleted != 1 || c.WritesA != 1 {
+		t.Errorf("cycle: %+v, want lea's tombstone on the mirror and max's edit on main", c)
+	}
+	if n := s.count(`SELECT count(*) FROM accounts_mirror WHERE email = 'lea@example.com' AND deleted_at IS NOT NULL`); n != 1 {
+		t.Errorf("lea is not a tombstone in the mirror (%d rows)", n)
+	}
+	if n := s.count(`SELECT count(*) FROM accounts WHERE email = 'max@example.com' AND plan = 'pro'`); n != 1 {
+		t.Errorf("max's edit did not reach main")
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("the tombstone echoed: %+v", c)
+	}
+}
