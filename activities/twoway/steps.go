@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tetherflow/tether/activities/lib/failure"
+	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
 )
@@ -113,6 +114,9 @@ type item struct {
 // through before a crash now holds the same record on both sides and is
 // only recorded as in sync.
 func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncstep.TwoWayCycle, error) {
+	// Alive while its calls take their time (an API's retries): a lost
+	// worker is noticed by the heartbeat timeout, not a slow side.
+	defer heartbeat.Keep(ctx, "two-way cycle of "+in.Integration)()
 	s, err := a.open(in.Integration)
 	if err != nil {
 		return syncstep.TwoWayCycle{}, err
