@@ -91,6 +91,27 @@ WHERE integration = $1 AND id = $2`, p.Integration, p.ID, p.AKey, p.BKey, base, 
 	return p, postgres.Classify(err, what)
 }
 
+// SaveTwoWayPairs records known pairs (ID set) as in sync, in one
+// statement.
+func (s *Store) SaveTwoWayPairs(ctx context.Context, integration string, ps []TwoWayPair) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(ps))
+	aKeys, bKeys, bases, aVers, bVers := make([]string, len(ps)), make([]string, len(ps)), make([]sql.NullString, len(ps)), make([]string, len(ps)), make([]string, len(ps))
+	for i, p := range ps {
+		ids[i], aKeys[i], bKeys[i], aVers[i], bVers[i] = p.ID, p.AKey, p.BKey, p.AVersion, p.BVersion
+		bases[i] = sql.NullString{String: string(p.Base), Valid: p.Base != nil}
+	}
+	_, err := s.DB.ExecContext(ctx, `
+UPDATE tether_twoway_pairs AS t SET a_key = nullif(u.a_key, ''), b_key = nullif(u.b_key, ''), base = u.base::jsonb,
+    a_version = u.a_version, b_version = u.b_version, synced_at = now()
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(id, a_key, b_key, base, a_version, b_version)
+WHERE t.integration = $1 AND t.id = u.id`,
+		integration, pq.Array(ids), pq.Array(aKeys), pq.Array(bKeys), pq.Array(bases), pq.Array(aVers), pq.Array(bVers))
+	return postgres.Classify(err, fmt.Sprintf("save %d pairs of %q", len(ps), integration))
+}
+
 // TwoWayCursor is where side's change feed was read up to (zero values
 // before the first read).
 func (s *Store) TwoWayCursor(ctx context.Context, integration, side string) (cursor, key string, err error) {

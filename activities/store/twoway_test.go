@@ -21,6 +21,19 @@ func TestStore_TwoWayPairsCursorsAndConflicts(t *testing.T) {
 	if err != nil || len(byB) != 1 || byB["cus_1"].AKey != "7" || string(byB["cus_1"].Base) != `{"name": "Ada"}` || byB["cus_1"].BVersion != "3" {
 		t.Fatalf("TwoWayPairs by b = %+v, %v", byB, err)
 	}
+	q, err := s.SaveTwoWayPair(ctx, TwoWayPair{Integration: "crm", AKey: "8", BKey: "cus_2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Base, p.AVersion = json.RawMessage(`{"name":"Ada L"}`), "v2"
+	q.Base, q.BVersion = nil, "9"
+	if err := s.SaveTwoWayPairs(ctx, "crm", []TwoWayPair{p, q}); err != nil {
+		t.Fatal(err)
+	}
+	byA, _ := s.TwoWayPairs(ctx, "crm", "a", []string{"7", "8"})
+	if string(byA["7"].Base) != `{"name": "Ada L"}` || byA["7"].AVersion != "v2" || byA["8"].Base != nil || byA["8"].BVersion != "9" || byA["8"].BKey != "cus_2" {
+		t.Errorf("after SaveTwoWayPairs: %+v", byA)
+	}
 	if other, _ := s.TwoWayPairs(ctx, "billing", "a", []string{"7"}); len(other) != 0 {
 		t.Errorf("another integration's pairs: %+v", other)
 	}

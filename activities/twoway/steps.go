@@ -105,6 +105,8 @@ func idx(s Side) int {
 type item struct {
 	pair store.TwoWayPair
 	ch   [2]*Change
+	// saved, when set, takes the pair's new state to save in a batch.
+	saved func(store.TwoWayPair)
 }
 
 // Sync is one cycle of a two-way integration: it reads both sides' change
@@ -337,6 +339,9 @@ func encode(r Record) json.RawMessage {
 // and each waits on the sides' round trips.
 const settleParallel = 8
 
+// pairBatch is how many pairs' states are saved in one statement.
+const pairBatch = 100
+
 // settleAll settles items, settleParallel at a time, adding to n what
 // they did; the first error stops the rest.
 func (a *Activities) settleAll(ctx context.Context, s *sides, items []*item, n *syncstep.TwoWayCounts) error {
@@ -351,16 +356,33 @@ func (a *Activities) settleAll(ctx context.Context, s *sides, items []*item, n *
 		go func() {
 			defer wg.Done()
 			var mine syncstep.TwoWayCounts
-			for it := range work {
-				if err := a.settle(ctx, s, it, &mine); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-						cancel()
+			var batch []store.TwoWayPair
+			fail := func(err error) {
+				mu.Lock()
+				if first == nil {
+					first = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+			flush := func() {
+				if len(batch) > 0 {
+					if err := a.Store.SaveTwoWayPairs(ctx, s.def.Name, batch); err != nil {
+						fail(err)
 					}
-					mu.Unlock()
+					batch = batch[:0]
 				}
 			}
+			for it := range work {
+				it.saved = func(p store.TwoWayPair) { batch = append(batch, p) }
+				if err := a.settle(ctx, s, it, &mine); err != nil {
+					fail(err)
+				}
+				if len(batch) >= pairBatch {
+					flush()
+				}
+			}
+			flush()
 			mu.Lock()
 			n.Add(mine)
 			mu.Unlock()
@@ -516,7 +538,11 @@ func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep
 		}
 	}
 	p.AKey, p.BKey, p.AVersion, p.BVersion, p.Base = keys[0], keys[1], versions[0], versions[1], encode(res.Result)
-	if p, err = a.Store.SaveTwoWayPair(ctx, p); err != nil {
+	if p.ID != 0 && it.saved != nil {
+		// Saved with others in one statement: lost with a crash, the pair
+		// is resolved again from the sides, which now agree.
+		it.saved(p)
+	} else if p, err = a.Store.SaveTwoWayPair(ctx, p); err != nil {
 		return err
 	}
 	// A conflict parked earlier that the sides have since settled.
