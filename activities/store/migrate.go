@@ -324,6 +324,9 @@ CREATE TABLE tether_twoway_cursors (
     side        text NOT NULL,
     cursor      text NOT NULL,
     key         text NOT NULL,
+    -- partial: the last read stopped at its limit; the next goes on
+    -- strictly after (cursor, key)
+    partial     boolean NOT NULL DEFAULT false,
     PRIMARY KEY (integration, side)
 );
 -- Every conflict: both versions, the base, the policy, the result, and

@@ -113,21 +113,23 @@ WHERE t.integration = $1 AND t.id = u.id`,
 }
 
 // TwoWayCursor is where side's change feed was read up to (zero values
-// before the first read).
-func (s *Store) TwoWayCursor(ctx context.Context, integration, side string) (cursor, key string, err error) {
-	err = s.DB.QueryRowContext(ctx, `SELECT cursor, key FROM tether_twoway_cursors WHERE integration = $1 AND side = $2`,
-		integration, side).Scan(&cursor, &key)
+// before the first read), and whether that read stopped at its limit
+// (partial: the next one goes on strictly after it).
+func (s *Store) TwoWayCursor(ctx context.Context, integration, side string) (cursor, key string, partial bool, err error) {
+	err = s.DB.QueryRowContext(ctx, `SELECT cursor, key, partial FROM tether_twoway_cursors WHERE integration = $1 AND side = $2`,
+		integration, side).Scan(&cursor, &key, &partial)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", nil
+		return "", "", false, nil
 	}
-	return cursor, key, postgres.Classify(err, fmt.Sprintf("read the %s cursor of %q", side, integration))
+	return cursor, key, partial, postgres.Classify(err, fmt.Sprintf("read the %s cursor of %q", side, integration))
 }
 
 // SaveTwoWayCursor records where side's change feed was read up to.
-func (s *Store) SaveTwoWayCursor(ctx context.Context, integration, side, cursor, key string) error {
+func (s *Store) SaveTwoWayCursor(ctx context.Context, integration, side, cursor, key string, partial bool) error {
 	_, err := s.DB.ExecContext(ctx, `
-INSERT INTO tether_twoway_cursors (integration, side, cursor, key) VALUES ($1, $2, $3, $4)
-ON CONFLICT (integration, side) DO UPDATE SET cursor = excluded.cursor, key = excluded.key`, integration, side, cursor, key)
+INSERT INTO tether_twoway_cursors (integration, side, cursor, key, partial) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (integration, side) DO UPDATE SET cursor = excluded.cursor, key = excluded.key, partial = excluded.partial`,
+		integration, side, cursor, key, partial)
 	return postgres.Classify(err, fmt.Sprintf("save the %s cursor of %q", side, integration))
 }
 

@@ -37,16 +37,16 @@ func TestStore_TwoWayPairsCursorsAndConflicts(t *testing.T) {
 	if other, _ := s.TwoWayPairs(ctx, "billing", "a", []string{"7"}); len(other) != 0 {
 		t.Errorf("another integration's pairs: %+v", other)
 	}
-	if c, k, err := s.TwoWayCursor(ctx, "crm", "a"); err != nil || c != "" || k != "" {
-		t.Errorf("cursor before any read: %q %q %v", c, k, err)
+	if c, k, partial, err := s.TwoWayCursor(ctx, "crm", "a"); err != nil || c != "" || k != "" || partial {
+		t.Errorf("cursor before any read: %q %q %v %v", c, k, partial, err)
 	}
-	for _, at := range []string{"2026-12-07T10:00:00Z", "2026-12-07T11:00:00Z"} {
-		if err := s.SaveTwoWayCursor(ctx, "crm", "a", at, "7"); err != nil {
+	for i, at := range []string{"2026-12-07T10:00:00Z", "2026-12-07T11:00:00Z"} {
+		if err := s.SaveTwoWayCursor(ctx, "crm", "a", at, "7", i == 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if c, k, _ := s.TwoWayCursor(ctx, "crm", "a"); c != "2026-12-07T11:00:00Z" || k != "7" {
-		t.Errorf("cursor %q %q", c, k)
+	if c, k, partial, _ := s.TwoWayCursor(ctx, "crm", "a"); c != "2026-12-07T11:00:00Z" || k != "7" || !partial {
+		t.Errorf("cursor %q %q %v", c, k, partial)
 	}
 
 	parked := Conflict{Integration: "crm", PairID: p.ID, AKey: "7", BKey: "cus_1", Base: json.RawMessage(`{"name":"Ada"}`),

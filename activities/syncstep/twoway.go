@@ -79,8 +79,10 @@ type ParkedConflict struct {
 // TwoWayCycle is what one cycle of a two-way sync did, and what waits.
 type TwoWayCycle struct {
 	Counts TwoWayCounts `json:"counts"`
-	// Parked are the integration's conflicts waiting for a person.
-	Parked []ParkedConflict `json:"parked"`
+	// Parked are the integration's conflicts waiting for a person, the
+	// newest MaxParkedShown of them; ParkedTotal counts them all.
+	Parked      []ParkedConflict `json:"parked"`
+	ParkedTotal int              `json:"parkedTotal"`
 	// Fields are the shared fields (what edited values may set).
 	Fields []string `json:"fields"`
 	// Sides names the sides: a's name, then b's.
@@ -88,6 +90,11 @@ type TwoWayCycle struct {
 	// Every is how long to wait before the next cycle.
 	Every time.Duration `json:"every"`
 }
+
+// MaxParkedShown bounds the parked conflicts a cycle hands the workflow
+// (its result, and the conflicts query, stay small); tether conflicts
+// lists them all.
+const MaxParkedShown = 100
 
 // Choices of a manual resolution (ResolveInput.Choose).
 const (

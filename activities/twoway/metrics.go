@@ -63,7 +63,7 @@ func (m *Metrics) cycle(name string, out syncstep.TwoWayCycle, at time.Time) {
 	m.writes.WithLabelValues(name, "b").Add(float64(c.WritesB))
 	m.conflicts.WithLabelValues(name, "resolved").Add(float64(c.Resolved))
 	m.conflicts.WithLabelValues(name, "parked").Add(float64(c.Parked))
-	m.parked.WithLabelValues(name).Set(float64(len(out.Parked)))
+	m.parked.WithLabelValues(name).Set(float64(out.ParkedTotal))
 	m.lastCycle.WithLabelValues(name).Set(float64(at.Unix()))
 }
 

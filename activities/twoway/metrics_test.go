@@ -18,7 +18,7 @@ func TestMetrics_CountWhatCyclesAndResolutionsDid(t *testing.T) {
 	}
 	at := time.Unix(1796670000, 0)
 	m.cycle("crm", syncstep.TwoWayCycle{Counts: syncstep.TwoWayCounts{ReadA: 5, ReadB: 3, Unchanged: 4, UnchangedA: 3,
-		WritesA: 1, WritesB: 2, Resolved: 1, Parked: 1}, Parked: []syncstep.ParkedConflict{{ID: 9}}}, at)
+		WritesA: 1, WritesB: 2, Resolved: 1, Parked: 1}, Parked: []syncstep.ParkedConflict{{ID: 9}}, ParkedTotal: 1}, at)
 	m.resolved("crm", [2]int{1, 0})
 	for _, c := range []struct {
 		got  prometheus.Collector

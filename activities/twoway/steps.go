@@ -44,6 +44,9 @@ type Activities struct {
 	History History
 	// Metrics, when set, counts what the cycles and resolutions did.
 	Metrics *Metrics
+	// MaxChanges bounds the changes a cycle reads from a side (0:
+	// DefaultMaxChanges); a larger backlog is read over several cycles.
+	MaxChanges int
 }
 
 // Register puts the steps on a worker.
@@ -127,27 +130,44 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 	out := syncstep.TwoWayCycle{Fields: s.fields, Sides: [2]string{s.def.A.Name, s.def.B.Name}, Every: s.def.Every}
 	// Read both feeds first: a pair both sides changed is resolved once,
 	// with both changes.
+	maxChanges := a.MaxChanges
+	if maxChanges <= 0 {
+		maxChanges = DefaultMaxChanges
+	}
 	var changes [2][]Change
 	var last [2]Change
+	var partial [2]bool
 	for i := range s.ep {
 		side := string(sideOf[i])
-		cur, key, err := a.Store.TwoWayCursor(ctx, in.Integration, side)
+		cur, key, wasPartial, err := a.Store.TwoWayCursor(ctx, in.Integration, side)
 		if err != nil {
 			return out, err
 		}
-		from := ""
-		if cur != "" {
+		from, fromKey := cur, key
+		if cur != "" && !wasPartial {
+			// A complete read before: go back the overlap (a change
+			// committed late under an earlier time).
 			t, err := time.Parse(time.RFC3339Nano, cur)
 			if err != nil {
 				return out, fmt.Errorf("the %s cursor %q: %w", side, cur, err)
 			}
-			from, key = t.Add(-s.def.Overlap).Format(time.RFC3339Nano), ""
+			from, fromKey = t.Add(-s.def.Overlap).Format(time.RFC3339Nano), ""
 		}
-		last[i] = Change{Cursor: cur}
+		// After a read cut at its limit, strictly after where it stopped,
+		// or a backlog larger than the limit would be read again forever.
+		done := Change{Cursor: cur, Key: key}
+		last[i] = done
 		byKey := map[string]int{}
-		err = s.ep[i].Changes(ctx, from, key, func(page []Change) error {
+		err = s.ep[i].Changes(ctx, from, fromKey, func(page []Change) error {
+			if len(changes[i]) >= maxChanges {
+				// (checked per page: a cycle reads whole pages)
+				return errEnough // the rest next cycle, from where this one stops
+			}
 			activity.RecordHeartbeat(ctx, fmt.Sprintf("read %d changes of %s", len(changes[i])+len(page), sideName(s.def, i)))
 			for _, c := range page {
+				if wasPartial && !after(c, done) {
+					continue
+				}
 				if j, ok := byKey[c.Key]; ok {
 					changes[i][j] = c // the latest change of a record wins
 				} else {
@@ -160,7 +180,8 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 			}
 			return nil
 		})
-		if err != nil {
+		partial[i] = errors.Is(err, errEnough)
+		if err != nil && !partial[i] {
 			return out, fmt.Errorf("read the changes of %s: %w", sideName(s.def, i), err)
 		}
 	}
@@ -245,7 +266,7 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 		if last[i].Key == "" {
 			continue
 		}
-		if err := a.Store.SaveTwoWayCursor(ctx, in.Integration, string(sideOf[i]), last[i].Cursor, last[i].Key); err != nil {
+		if err := a.Store.SaveTwoWayCursor(ctx, in.Integration, string(sideOf[i]), last[i].Cursor, last[i].Key, partial[i]); err != nil {
 			return out, err
 		}
 	}
@@ -253,7 +274,8 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 	if err != nil {
 		return out, err
 	}
-	for _, c := range parked {
+	out.ParkedTotal = len(parked)
+	for _, c := range parked[:min(len(parked), syncstep.MaxParkedShown)] {
 		out.Parked = append(out.Parked, syncstep.ParkedConflict{ID: c.ID, AKey: c.AKey, BKey: c.BKey, Fields: c.Fields, DetectedAt: c.DetectedAt})
 	}
 	a.Metrics.cycle(in.Integration, out, time.Now())
@@ -334,6 +356,15 @@ func encode(r Record) json.RawMessage {
 	b, _ := json.Marshal(r)
 	return b
 }
+
+// DefaultMaxChanges bounds the changes a cycle reads from a side (its
+// memory): a larger backlog is read over several cycles. The pairs of the
+// changes left for later are safe meanwhile: a write to a record whose
+// newer change was not read is refused by its version, and waits for it.
+const DefaultMaxChanges = 20000
+
+// errEnough stops a feed read at maxChanges.
+var errEnough = errors.New("enough changes for one cycle")
 
 // settleParallel bounds the pairs settled at once: they are independent,
 // and each waits on the sides' round trips.

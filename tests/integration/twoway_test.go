@@ -825,3 +825,29 @@ func TestTwoWay_TablesWithTombstones(t *testing.T) {
 		t.Errorf("the tombstone echoed: %+v", c)
 	}
 }
+
+// TestTwoWay_ABacklogIsReadOverSeveralCycles: with a cycle reading at
+// most a page or so of a side's changes, 1,200 new accounts reach billing
+// over several cycles, each once, and the cycles after are quiet.
+func TestTwoWay_ABacklogIsReadOverSeveralCycles(t *testing.T) {
+	p := newTwoWayPair(t, twoway.Policy{Kind: twoway.LastWriterWins})
+	p.acts.TwoWay.MaxChanges = 100 // a table side reads 500 a page
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan)
+		SELECT 'acc-' || i, 'b' || i || '@example.com', 'User ' || i, 'free' FROM generate_series(1, 1200) AS i`)
+	first := p.start().Counts
+	if first.ReadA >= 1200 || first.Created == 0 {
+		t.Fatalf("first cycle: %+v; want part of the backlog", first)
+	}
+	for i := 0; len(p.sandbox.Customers()) < 1200; i++ {
+		if i == 10 {
+			t.Fatalf("%d customers after 10 cycles", len(p.sandbox.Customers()))
+		}
+		p.cycle()
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("not quiet after the backlog: %+v", c)
+	}
+	if a, b := show(p.app()), show(p.billing()); a != b || len(p.sandbox.Customers()) != 1200 {
+		t.Errorf("after the backlog: %d customers, sides equal %v", len(p.sandbox.Customers()), a == b)
+	}
+}

@@ -42,6 +42,7 @@ type Progress struct {
 	Cycles      int                       `json:"cycles"`
 	Counts      syncstep.TwoWayCounts     `json:"counts"`
 	Parked      []syncstep.ParkedConflict `json:"parked"`
+	ParkedTotal int                       `json:"parkedTotal"`
 	LastCycle   time.Time                 `json:"lastCycle,omitzero"`
 	LastError   string                    `json:"lastError,omitempty"`
 }
@@ -88,10 +89,13 @@ func TwoWayWorkflow(ctx workflow.Context, in syncstep.TwoWayInput) error {
 			}
 			p.Counts.ManuallyResolved++
 			p.Parked = slices.DeleteFunc(p.Parked, func(c syncstep.ParkedConflict) bool { return c.ID == r.Conflict })
+			p.ParkedTotal = max(p.ParkedTotal-1, len(p.Parked))
 			return res, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(r syncstep.ResolveInput) error {
-			if !slices.ContainsFunc(p.Parked, func(c syncstep.ParkedConflict) bool { return c.ID == r.Conflict }) {
+			// The list shows the newest ones only when there are many: an
+			// older one is checked by the step, before anything is written.
+			if !slices.ContainsFunc(p.Parked, func(c syncstep.ParkedConflict) bool { return c.ID == r.Conflict }) && p.ParkedTotal <= len(p.Parked) {
 				return fmt.Errorf("conflict %d is not waiting for a person in %s (the conflicts query lists those that are)", r.Conflict, in.Integration)
 			}
 			return syncstep.CheckChoice(r, fields)
@@ -115,7 +119,7 @@ func TwoWayWorkflow(ctx workflow.Context, in syncstep.TwoWayInput) error {
 		} else {
 			p.LastError = ""
 			p.Counts.Add(res.Counts)
-			p.Parked, fields, p.Sides = res.Parked, res.Fields, res.Sides
+			p.Parked, p.ParkedTotal, fields, p.Sides = res.Parked, res.ParkedTotal, res.Fields, res.Sides
 			if res.Every > 0 {
 				every = res.Every
 			}
