@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,10 @@ type SideSpec struct {
 	Name     string
 	Postgres *PostgresSide
 	HTTP     *HTTPSide
+	// Casts converts shared fields between the side's form and the
+	// shared one: shared field → cast ("cents", "string", "unix", or one
+	// registered with RegisterCast).
+	Casts map[string]string
 }
 
 // Fields are the side's shared fields.
@@ -99,6 +104,13 @@ func (d Definition) Validate() error {
 		default:
 			add(s.field+".http", s.spec.HTTP.Validate())
 		}
+		for _, f := range slices.Sorted(maps.Keys(s.spec.Casts)) {
+			if _, ok := s.spec.Fields()[f]; !ok {
+				add(s.field+".casts."+f, errors.New("not a shared field"))
+			} else if _, ok := castNamed(s.spec.Casts[f]); !ok {
+				add(s.field+".casts."+f, fmt.Errorf("no cast %q (known: %s)", s.spec.Casts[f], strings.Join(castNames(), ", ")))
+			}
+		}
 	}
 	if d.A.Name != "" && d.A.Name == d.B.Name {
 		add("b.name", fmt.Errorf("%q is a's name too", d.B.Name))
@@ -149,10 +161,17 @@ func (d Definition) Validate() error {
 // Open opens the side's endpoint: a PostgreSQL side in db (the worker's
 // database), an HTTP side through transport (nil: the default).
 func (s SideSpec) Open(integration string, db *sql.DB, transport http.RoundTripper) (Endpoint, error) {
+	var e Endpoint
+	var err error
 	if s.Postgres != nil {
-		return OpenPostgres(*s.Postgres, db)
+		e, err = OpenPostgres(*s.Postgres, db)
+	} else {
+		e, err = OpenHTTP(integration+"/"+s.Name, *s.HTTP, transport)
 	}
-	return OpenHTTP(integration+"/"+s.Name, *s.HTTP, transport)
+	if err != nil {
+		return nil, err
+	}
+	return withCasts(e, s.Casts)
 }
 
 // Registry holds the two-way integrations a worker runs.

@@ -23,6 +23,9 @@ type Change struct {
 	// Cursor orders the feed, with Key: the next read starts after the
 	// last (Cursor, Key) read.
 	Cursor string
+	// Invalid says why the record cannot be read into the shared form (a
+	// value its cast refuses): it waits for a person, and is not written.
+	Invalid string
 }
 
 // Observed is the change as the resolution sees it.

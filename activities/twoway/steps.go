@@ -470,6 +470,11 @@ func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep
 		}
 	}
 	pr := Pair{Base: base, A: observed(it, base, 0), B: observed(it, base, 1)}
+	for i, c := range it.ch {
+		if c != nil && c.Invalid != "" {
+			return a.parkFailed(ctx, s, p, keys, versions, pr, fmt.Sprintf("could not read record %s of %s: %s", c.Key, sideName(s.def, i), c.Invalid), n)
+		}
+	}
 	res, err := Resolve(pr, s.def.Policy)
 	if err != nil { // a custom resolver that failed: a person decides
 		res = Outcome{Parked: true, Conflict: conflictOf(pr), Resolution: err.Error()}

@@ -851,3 +851,49 @@ func TestTwoWay_ABacklogIsReadOverSeveralCycles(t *testing.T) {
 		t.Errorf("after the backlog: %d customers, sides equal %v", len(p.sandbox.Customers()), a == b)
 	}
 }
+
+// TestTwoWay_CastsBetweenTheSides: the app keeps balances in integer
+// cents, billing as an amount: the cents cast converts both ways, an edit
+// on either side arrives converted, nothing echoes, and an amount billing
+// holds with three decimals (no whole number of cents) waits for a person
+// instead of being written.
+func TestTwoWay_CastsBetweenTheSides(t *testing.T) {
+	p := newTwoWayPairWith(t, twoway.Policy{Kind: twoway.LastWriterWins}, sandbox.Options{Contacts: 10}, func(d *twoway.Definition) {
+		d.A.Postgres.Fields["balance"] = "balance_cents"
+		d.A.Casts = map[string]string{"balance": "cents"}
+		d.B.HTTP.Fields["balance"] = "balance"
+	})
+	mustExec(t, p.stack, `ALTER TABLE accounts ADD COLUMN balance_cents bigint`)
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan, balance_cents) VALUES ('acc-1', 'nia@example.com', 'Nia', 'free', 1234)`)
+	p.start()
+	balance := func() any {
+		for _, c := range p.sandbox.Customers() {
+			if c.Email == "nia@example.com" {
+				var v any
+				_ = json.Unmarshal(c.Extra["balance"], &v)
+				return v
+			}
+		}
+		return nil
+	}
+	if b := balance(); b != 12.34 {
+		t.Fatalf("billing's balance %v, want 12.34 from 1234 cents", b)
+	}
+	p.patchBilling("nia@example.com", map[string]any{"balance": 20.5})
+	if c := p.cycle(); c.WritesA != 1 {
+		t.Errorf("cycle: %+v, want billing's edit written to the app", c)
+	}
+	if n := p.count(`SELECT count(*) FROM accounts WHERE balance_cents = 2050`); n != 1 {
+		t.Errorf("the app's balance is not 2050 cents")
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("the converted edit echoed: %+v", c)
+	}
+	p.patchBilling("nia@example.com", map[string]any{"balance": 1.005})
+	if c := p.cycle(); c.Parked != 1 || c.WritesA != 0 {
+		t.Errorf("cycle: %+v, want an amount of three decimals parked, not written", c)
+	}
+	if n := p.count(`SELECT count(*) FROM tether_conflicts WHERE status = 'parked' AND resolution LIKE '%more than two decimals%'`); n != 1 {
+		t.Errorf("the parked record does not say why")
+	}
+}

@@ -38,6 +38,7 @@ type TwoWaySideFile struct {
 	Name     string               `yaml:"name"`
 	Postgres *twoway.PostgresSide `yaml:"postgres"`
 	HTTP     *TwoWayHTTPFile      `yaml:"http"`
+	Casts    map[string]string    `yaml:"casts"`
 }
 
 // TwoWayHTTPFile is twoway.HTTPSide as written in a file: the base URL
@@ -175,7 +176,7 @@ func LoadTwoWay(path string, lookup func(string) (string, bool), readFile func(s
 	}
 	for i, s := range []TwoWaySideFile{f.A, f.B} {
 		field := []string{"a", "b"}[i]
-		spec := twoway.SideSpec{Name: s.Name, Postgres: s.Postgres}
+		spec := twoway.SideSpec{Name: s.Name, Postgres: s.Postgres, Casts: s.Casts}
 		if h := s.HTTP; h != nil {
 			side := twoway.HTTPSide{BaseURL: h.BaseURL, Path: h.Path, Key: h.Key, Version: h.Version, UpdatedAt: h.UpdatedAt, Deleted: h.Deleted,
 				IfMatch: h.IfMatch, SinceParam: h.SinceParam, LimitParam: h.LimitParam, CursorParam: h.CursorParam, RecordsPath: h.RecordsPath,

@@ -1,0 +1,239 @@
+package twoway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetherflow/tether/activities/lib/failure"
+)
+
+// Cast converts a field between a side's form and the shared one, both
+// ways: FromShared must undo ToShared exactly, or a record would change
+// each time it went round and be written back and forth for ever. A
+// value that does not survive the round trip is refused for that record
+// (it waits for a person), never written.
+type Cast struct {
+	ToShared   func(side any) (any, error)
+	FromShared func(shared any) (any, error)
+}
+
+var (
+	castsMu sync.RWMutex
+	casts   = map[string]Cast{
+		"cents":  {ToShared: centsToAmount, FromShared: amountToCents},
+		"string": {ToShared: stringToScalar, FromShared: scalarToString},
+		"unix":   {ToShared: unixToTime, FromShared: timeToUnix},
+	}
+)
+
+// RegisterCast makes a cast of Go code usable by name in SideSpec.Casts
+// (and integration files); the shipped ones are "cents" (integer cents on
+// the side, an amount shared), "string" (a number or boolean kept as text
+// on the side) and "unix" (Unix seconds on the side, an RFC 3339 time
+// shared).
+func RegisterCast(name string, c Cast) {
+	castsMu.Lock()
+	defer castsMu.Unlock()
+	casts[name] = c
+}
+
+func castNamed(name string) (Cast, bool) {
+	castsMu.RLock()
+	defer castsMu.RUnlock()
+	c, ok := casts[name]
+	return c, ok
+}
+
+func castNames() []string {
+	castsMu.RLock()
+	defer castsMu.RUnlock()
+	return slices.Sorted(maps.Keys(casts))
+}
+
+// number reads a JSON number (json.Number, float64, an integer or a
+// numeric string) as an exact rational.
+func ratOf(v any) (*big.Rat, bool) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = x.String()
+	case string:
+		s = x
+	case float64:
+		s = strconv.FormatFloat(x, 'f', -1, 64)
+	case int:
+		s = strconv.Itoa(x)
+	case int64:
+		s = strconv.FormatInt(x, 10)
+	default:
+		return nil, false
+	}
+	r, ok := new(big.Rat).SetString(s)
+	return r, ok
+}
+
+func centsToAmount(v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	r, ok := ratOf(v)
+	if !ok || !r.IsInt() {
+		return nil, fmt.Errorf("%v is not a whole number of cents", v)
+	}
+	r.Quo(r, big.NewRat(100, 1))
+	return json.Number(strings.TrimSuffix(strings.TrimRight(r.FloatString(2), "0"), ".")), nil
+}
+
+func amountToCents(v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	r, ok := ratOf(v)
+	if !ok {
+		return nil, fmt.Errorf("%v is not an amount", v)
+	}
+	r.Mul(r, big.NewRat(100, 1))
+	if !r.IsInt() {
+		return nil, fmt.Errorf("%v has more than two decimals: not a whole number of cents", v)
+	}
+	return json.Number(r.Num().String()), nil
+}
+
+func stringToScalar(v any) (any, error) {
+	s, ok := v.(string)
+	if !ok {
+		return v, nil
+	}
+	switch s {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	if _, ok := ratOf(s); ok {
+		return json.Number(s), nil
+	}
+	return nil, fmt.Errorf("%q is neither a number nor true or false", s)
+}
+
+func scalarToString(v any) (any, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case json.Number:
+		return x.String(), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case string:
+		return x, nil
+	}
+	return nil, fmt.Errorf("%v is neither a number nor a boolean", v)
+}
+
+func unixToTime(v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	r, ok := ratOf(v)
+	if !ok || !r.IsInt() {
+		return nil, fmt.Errorf("%v is not a whole number of seconds", v)
+	}
+	return time.Unix(r.Num().Int64(), 0).UTC().Format(time.RFC3339), nil
+}
+
+func timeToUnix(v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, fmt.Errorf("%v is not an RFC 3339 time", v)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not an RFC 3339 time", s)
+	}
+	if t.Nanosecond() != 0 {
+		return nil, fmt.Errorf("%q has fractions of a second: not a whole number of seconds", s)
+	}
+	return json.Number(strconv.FormatInt(t.Unix(), 10)), nil
+}
+
+// castEndpoint applies a side's casts around its endpoint: records read
+// are converted to the shared form, records written to the side's, each
+// checked to come back unchanged.
+type castEndpoint struct {
+	Endpoint
+	casts map[string]Cast // by shared field
+}
+
+// withCasts wraps e with the casts named by field (shared field → cast).
+func withCasts(e Endpoint, named map[string]string) (Endpoint, error) {
+	if len(named) == 0 {
+		return e, nil
+	}
+	ce := &castEndpoint{Endpoint: e, casts: map[string]Cast{}}
+	for f, name := range named {
+		c, ok := castNamed(name)
+		if !ok {
+			return nil, fmt.Errorf("casts.%s: no cast %q (known: %s)", f, name, strings.Join(castNames(), ", "))
+		}
+		ce.casts[f] = c
+	}
+	return ce, nil
+}
+
+func (e *castEndpoint) Changes(ctx context.Context, cursor, key string, fn func([]Change) error) error {
+	return e.Endpoint.Changes(ctx, cursor, key, func(page []Change) error {
+		for i := range page {
+			if page[i].Record == nil {
+				continue
+			}
+			rec := maps.Clone(page[i].Record)
+			for f, c := range e.casts {
+				v, ok := rec[f]
+				if !ok {
+					continue
+				}
+				shared, err := c.ToShared(v)
+				if err != nil { // this record waits for a person; the others go on
+					page[i].Invalid = fmt.Sprintf("field %s: %v", f, err)
+					continue
+				}
+				rec[f] = shared
+			}
+			page[i].Record = rec
+		}
+		return fn(page)
+	})
+}
+
+func (e *castEndpoint) Put(ctx context.Context, key string, rec Record, expect, idem string) (Written, error) {
+	out := maps.Clone(rec)
+	for f, c := range e.casts {
+		v, ok := rec[f]
+		if !ok {
+			continue
+		}
+		side, err := c.FromShared(v)
+		if err != nil {
+			return Written{}, failure.Permanent(failure.TypeConfig, fmt.Errorf("field %s: %w", f, err))
+		}
+		back, err := c.ToShared(side)
+		if err != nil || !equal(back, v) {
+			return Written{}, failure.Permanent(failure.TypeConfig, fmt.Errorf("field %s: %v does not come back unchanged from its cast (becomes %v): it would be written back and forth", f, v, back))
+		}
+		out[f] = side
+	}
+	return e.Endpoint.Put(ctx, key, out, expect, idem)
+}
