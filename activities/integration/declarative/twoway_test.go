@@ -49,6 +49,7 @@ func TestLoadTwoWay_RefusesMistakes(t *testing.T) {
 		{"an unknown connection", "connection: billing", "connection: biling", []string{`b.http.connection: "biling" is not a connection of the worker`}},
 		{"a bad duration", "every: 15s", "every: often", []string{`every: "often" is not a duration`}},
 		{"tombstones on an API", "deletes: propagate", "deletes: tombstone", []string{"b.http: deletes: tombstone needs a side that marks deleted records"}},
+		{"an unknown cast", "b:\n  name: billing\n", "b:\n  name: billing\n  casts: {plan: dollars}\n", []string{`b.casts.plan: no cast "dollars"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "x.yaml")
