@@ -80,20 +80,15 @@ type AuditFilter struct {
 
 // ListAudit returns entries, newest first.
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
+	var w conditions
 	if f.Integration != "" {
-		add("integration = $%d", f.Integration)
+		w.add("integration = $%d", f.Integration)
 	}
 	if f.Actor != "" {
-		add("actor = $%d", f.Actor)
+		w.add("actor = $%d", f.Actor)
 	}
 	if !f.Since.IsZero() {
-		add("at >= $%d", f.Since)
+		w.add("at >= $%d", f.Since)
 	}
 	q := `SELECT id, at, actor, via, action, integration, target, target_run, details FROM tether_audit`
 	if f.Deliveries {
@@ -102,14 +97,11 @@ SELECT 0, applied_at, CASE sender WHEN '' THEN source ELSE sender END, 'webhook'
        source || '/' || delivery_id, '', jsonb_build_object('key', entity_key)
 FROM tether_event_deliveries) AS acts`
 	}
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY at DESC, id DESC"
+	q += w.sql() + " ORDER BY at DESC, id DESC"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := s.DB.QueryContext(ctx, q, args...)
+	rows, err := s.DB.QueryContext(ctx, q, w.args...)
 	if err != nil {
 		return nil, postgres.Classify(err, "list audit entries")
 	}

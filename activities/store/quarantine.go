@@ -216,33 +216,44 @@ type QuarantineFilter struct {
 
 // where returns the filter's WHERE clause and arguments.
 func (f QuarantineFilter) where() (string, []any) {
-	var (
-		conds []string
-		args  []any
-	)
-	add := func(cond string, arg any) {
-		args = append(args, arg)
-		conds = append(conds, fmt.Sprintf(cond, len(args)))
-	}
+	var w conditions
 	if f.Integration != "" {
-		add("integration = $%d", f.Integration)
+		w.add("integration = $%d", f.Integration)
 	}
 	if f.RunID != "" {
-		add("run_id = $%d", f.RunID)
+		w.add("run_id = $%d", f.RunID)
 	}
 	if f.AfterID > 0 {
-		add("id > $%d", f.AfterID)
+		w.add("id > $%d", f.AfterID)
 	}
 	if f.UpToID > 0 {
-		add("id <= $%d", f.UpToID)
+		w.add("id <= $%d", f.UpToID)
 	}
 	if f.PendingOnly {
-		conds = append(conds, "replayed_at IS NULL")
+		w.conds = append(w.conds, "replayed_at IS NULL")
 	}
-	if len(conds) == 0 {
-		return "", nil
+	return w.sql(), w.args
+}
+
+// conditions builds a WHERE clause whose conditions number their
+// arguments ($1, $2…) in the order they are added.
+type conditions struct {
+	conds []string
+	args  []any
+}
+
+// add adds cond, a format with one %d for its argument's number.
+func (w *conditions) add(cond string, arg any) {
+	w.args = append(w.args, arg)
+	w.conds = append(w.conds, fmt.Sprintf(cond, len(w.args)))
+}
+
+// sql is " WHERE …", or "" without conditions.
+func (w conditions) sql() string {
+	if len(w.conds) == 0 {
+		return ""
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(w.conds, " AND ")
 }
 
 // ListQuarantine returns the quarantined records f selects, by ID.

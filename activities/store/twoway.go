@@ -215,6 +215,26 @@ WHERE integration = $1 AND id = $2 AND status = 'parked'`, integration, id, stat
 	return n == 1, nil
 }
 
+// ParkedConflicts returns the ids of integration's conflicts waiting for
+// a person, by pair.
+func (s *Store) ParkedConflicts(ctx context.Context, integration string) (map[int64][]int64, error) {
+	what := fmt.Sprintf("list the parked conflicts of %q", integration)
+	rows, err := s.DB.QueryContext(ctx, `SELECT pair_id, id FROM tether_conflicts WHERE integration = $1 AND status = 'parked'`, integration)
+	if err != nil {
+		return nil, postgres.Classify(err, what)
+	}
+	defer rows.Close()
+	out := map[int64][]int64{}
+	for rows.Next() {
+		var pair, id int64
+		if err := rows.Scan(&pair, &id); err != nil {
+			return nil, postgres.Classify(err, what)
+		}
+		out[pair] = append(out[pair], id)
+	}
+	return out, postgres.Classify(rows.Err(), what)
+}
+
 // ConflictFilter selects conflicts; zero fields select all.
 type ConflictFilter struct {
 	Integration string

@@ -64,6 +64,9 @@ func TestStore_TwoWayPairsCursorsAndConflicts(t *testing.T) {
 		Resolution: "last_writer_wins: b", Result: json.RawMessage(`{"name":"B"}`)}); err != nil {
 		t.Fatal(err)
 	}
+	if byPair, err := s.ParkedConflicts(ctx, "crm"); err != nil || len(byPair) != 1 || len(byPair[p.ID]) != 1 || byPair[p.ID][0] != id1 {
+		t.Errorf("ParkedConflicts = %v, %v; want conflict %d of pair %d", byPair, err, id1, p.ID)
+	}
 	list, err := s.ListConflicts(ctx, ConflictFilter{Integration: "crm", Status: ConflictParked})
 	if err != nil || len(list) != 1 || string(list[0].B) != `{"name": "B2"}` || list[0].Fields[0] != "name" || !list[0].ResolvedAt.IsZero() {
 		t.Fatalf("parked conflicts: %+v, %v", list, err)

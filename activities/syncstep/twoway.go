@@ -2,6 +2,7 @@ package syncstep
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -155,7 +156,7 @@ func CheckChoice(in ResolveInput, fields []string) error {
 		if len(in.Values) == 0 {
 			return fmt.Errorf(`choose "values" needs "values": the record's shared fields and their values`)
 		}
-		for _, k := range sortedKeysAny(in.Values) {
+		for _, k := range slices.Sorted(maps.Keys(in.Values)) {
 			if !slices.Contains(fields, k) {
 				return fmt.Errorf("values.%s: not a shared field (the shared fields: %s)", k, strings.Join(fields, ", "))
 			}
@@ -164,13 +165,4 @@ func CheckChoice(in ResolveInput, fields []string) error {
 		return fmt.Errorf(`choose: %q is not one of "a", "b", "merge", "values"`, in.Choose)
 	}
 	return nil
-}
-
-func sortedKeysAny(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -61,7 +61,6 @@ func (m *memEndpoint) Put(_ context.Context, key string, rec Record, _, _ string
 	return Written{Key: key}, nil
 }
 func (m *memEndpoint) Delete(context.Context, string, string) error { return nil }
-func (m *memEndpoint) Close() error                                 { return nil }
 
 // A side's casts convert what it reads and writes; a value its cast
 // refuses marks the record invalid (it waits for a person) and the others

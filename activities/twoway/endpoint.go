@@ -61,6 +61,4 @@ type Endpoint interface {
 	// Delete deletes the record key, when its version is still expect; a
 	// record already gone is no error.
 	Delete(ctx context.Context, key, expect string) error
-	// Close releases what the endpoint holds.
-	Close() error
 }

@@ -130,8 +130,6 @@ func OpenHTTP(name string, side HTTPSide, transport http.RoundTripper) (Endpoint
 	return &httpEndpoint{side: side, client: c, fields: slices.Sorted(maps.Keys(side.Fields)), page: 100}, nil
 }
 
-func (e *httpEndpoint) Close() error { return nil }
-
 func (e *httpEndpoint) url(p string, query url.Values) (*url.URL, error) {
 	u, err := url.Parse(e.side.BaseURL)
 	if err != nil {

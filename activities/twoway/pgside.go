@@ -93,8 +93,6 @@ func OpenPostgres(side PostgresSide, db *sql.DB) (Endpoint, error) {
 	return &pgEndpoint{side: side, db: db, target: target, fields: slices.Sorted(maps.Keys(side.Fields)), page: 500}, nil
 }
 
-func (e *pgEndpoint) Close() error { return nil }
-
 func q(s string) string { return pq.QuoteIdentifier(s) }
 
 // version is how a row's updated_at reads as a version: exact to the

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,21 +17,15 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/heartbeat"
+	"github.com/tetherflow/tether/activities/run"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
 )
-
-// History reads a workflow's history (the Temporal client): who sent an
-// Update.
-type History interface {
-	GetWorkflowHistory(ctx context.Context, workflowID, runID string, isLongPoll bool, filterType enumspb.HistoryEventFilterType) client.HistoryEventIterator
-}
 
 // Activities are the two-way steps.
 type Activities struct {
@@ -40,13 +35,17 @@ type Activities struct {
 	DB *sql.DB
 	// Transport carries the HTTP sides' requests (nil: the default).
 	Transport http.RoundTripper
-	// History, when set, names who resolved a conflict.
-	History History
+	// History, when set, names who resolved a conflict (from the
+	// Update's event).
+	History run.History
 	// Metrics, when set, counts what the cycles and resolutions did.
 	Metrics *Metrics
 	// MaxChanges bounds the changes a cycle reads from a side (0:
 	// DefaultMaxChanges); a larger backlog is read over several cycles.
 	MaxChanges int
+
+	mu     sync.Mutex
+	opened map[string]*sides // by integration: opened once per worker
 }
 
 // Register puts the steps on a worker.
@@ -61,37 +60,34 @@ type sides struct {
 	ep     [2]Endpoint
 	fields []string
 	// parked are the ids of the conflicts waiting for a person when the
-	// cycle began, by pair.
+	// cycle began, by pair (set per cycle, on a copy).
 	parked map[int64][]int64
 }
 
+// open returns the integration's endpoints, opened on first use and kept
+// (the definitions are the worker's for its life): an HTTP side's
+// connections and rate limit carry over from cycle to cycle.
 func (a *Activities) open(name string) (*sides, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.opened[name]; ok {
+		return s, nil
+	}
 	def, err := a.Defs.Get(name)
 	if err != nil {
 		return nil, failure.Permanent(failure.TypeConfig, err)
 	}
-	s := &sides{def: def, fields: sortedKeys(def.A.Fields())}
+	s := &sides{def: def, fields: slices.Sorted(maps.Keys(def.A.Fields()))}
 	for i, spec := range []SideSpec{def.A, def.B} {
 		if s.ep[i], err = spec.Open(name, a.DB, a.Transport); err != nil {
 			return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("two-way integration %q, side %s: %w", name, spec.Name, err))
 		}
 	}
+	if a.opened == nil {
+		a.opened = map[string]*sides{}
+	}
+	a.opened[name] = s
 	return s, nil
-}
-
-func (s *sides) close() {
-	for _, e := range s.ep {
-		_ = e.Close()
-	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 var sideOf = [2]Side{A, B}
@@ -122,11 +118,12 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 	// Alive while its calls take their time (an API's retries): a lost
 	// worker is noticed by the heartbeat timeout, not a slow side.
 	defer heartbeat.Keep(ctx, "two-way cycle of "+in.Integration)()
-	s, err := a.open(in.Integration)
+	opened, err := a.open(in.Integration)
 	if err != nil {
 		return syncstep.TwoWayCycle{}, err
 	}
-	defer s.close()
+	cycle := *opened // this cycle's own parked set
+	s := &cycle
 	out := syncstep.TwoWayCycle{Fields: s.fields, Sides: [2]string{s.def.A.Name, s.def.B.Name}, Every: s.def.Every}
 	// Read both feeds first: a pair both sides changed is resolved once,
 	// with both changes.
@@ -186,13 +183,8 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 		}
 	}
 	out.Counts.ReadA, out.Counts.ReadB = len(changes[0]), len(changes[1])
-	parked, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked})
-	if err != nil {
+	if s.parked, err = a.Store.ParkedConflicts(ctx, in.Integration); err != nil {
 		return out, err
-	}
-	s.parked = map[int64][]int64{}
-	for _, c := range parked {
-		s.parked[c.PairID] = append(s.parked[c.PairID], c.ID)
 	}
 
 	// Pairs the changes belong to; linked ones first, so that a record an
@@ -258,6 +250,9 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 			}
 			phase = append(phase, it)
 		}
+		if err := a.linkSince(ctx, in.Integration, phase); err != nil {
+			return out, err
+		}
 		if err := a.settleAll(ctx, s, phase, &out.Counts); err != nil {
 			return out, err
 		}
@@ -270,12 +265,18 @@ func (a *Activities) Sync(ctx context.Context, in syncstep.TwoWayInput) (syncste
 			return out, err
 		}
 	}
-	parked, err = a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked})
+	byPair, err := a.Store.ParkedConflicts(ctx, in.Integration)
 	if err != nil {
 		return out, err
 	}
-	out.ParkedTotal = len(parked)
-	for _, c := range parked[:min(len(parked), syncstep.MaxParkedShown)] {
+	for _, ids := range byPair {
+		out.ParkedTotal += len(ids)
+	}
+	shown, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, Status: store.ConflictParked, Limit: syncstep.MaxParkedShown})
+	if err != nil {
+		return out, err
+	}
+	for _, c := range shown {
 		out.Parked = append(out.Parked, syncstep.ParkedConflict{ID: c.ID, AKey: c.AKey, BKey: c.BKey, Fields: c.Fields, DetectedAt: c.DetectedAt})
 	}
 	a.Metrics.cycle(in.Integration, out, time.Now())
@@ -439,24 +440,40 @@ func (a *Activities) settleAll(ctx context.Context, s *sides, items []*item, n *
 	return ctx.Err()
 }
 
-// settle resolves one pair, writes what must be written, and records it
-// as in sync (or its conflict as parked).
-func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep.TwoWayCounts) error {
-	if it.pair.ID == 0 { // linked since the cycle began?
-		for i, c := range it.ch {
-			if c == nil {
+// linkSince gives the new items of a phase the pairs their records got
+// since the cycle began (an earlier phase linked them: a record an earlier
+// attempt created, found again), looked up in one query a side; by a's
+// key first.
+func (a *Activities) linkSince(ctx context.Context, integration string, items []*item) error {
+	for i := range sideOf {
+		var keys []string
+		for _, it := range items {
+			if it.ch[i] != nil && it.pair.ID == 0 {
+				keys = append(keys, it.ch[i].Key)
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		pairs, err := a.Store.TwoWayPairs(ctx, integration, string(sideOf[i]), keys)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if it.ch[i] == nil || it.pair.ID != 0 {
 				continue
 			}
-			pairs, err := a.Store.TwoWayPairs(ctx, s.def.Name, string(sideOf[i]), []string{c.Key})
-			if err != nil {
-				return err
-			}
-			if p, ok := pairs[c.Key]; ok {
+			if p, ok := pairs[it.ch[i].Key]; ok {
 				it.pair = p
-				break
 			}
 		}
 	}
+	return nil
+}
+
+// settle resolves one pair, writes what must be written, and records it
+// as in sync (or its conflict as parked).
+func (a *Activities) settle(ctx context.Context, s *sides, it *item, n *syncstep.TwoWayCounts) error {
 	p := it.pair
 	base, err := decode(p.Base)
 	if err != nil {
@@ -684,7 +701,6 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 	if err != nil {
 		return out, err
 	}
-	defer s.close()
 	list, err := a.Store.ListConflicts(ctx, store.ConflictFilter{Integration: in.Integration, ID: in.Conflict})
 	if err != nil {
 		return out, err
@@ -802,11 +818,7 @@ func ChosenRecord(c store.Conflict, in syncstep.ResolveInput, fields []string) (
 		}
 		return res.Result, "manual: merge, " + in.Prefer + " on the fields both changed", nil
 	default:
-		r := Record{}
-		for k, v := range in.Values {
-			r[k] = v
-		}
-		return r, "manual: edited values", nil
+		return maps.Clone(Record(in.Values)), "manual: edited values", nil
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/lib/schema"
+	"github.com/tetherflow/tether/activities/run"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/schedules"
@@ -244,7 +245,7 @@ func (s *Schedules) logResult(msg string, res schedules.Result) {
 // schedules' histories with the caller's Temporal identity, like any other
 // tool's (the apply's own are recorded by it only when those cannot be
 // read).
-func AuditScheduleChanges(ctx context.Context, c schedules.HistoryReader, st *store.Store, actor, via string, res schedules.Result) error {
+func AuditScheduleChanges(ctx context.Context, c run.History, st *store.Store, actor, via string, res schedules.Result) error {
 	updated := res.Updated
 	if AuditScheduleActs(ctx, c, st, res.IDs()) == nil {
 		updated = nil
@@ -257,7 +258,7 @@ func AuditScheduleChanges(ctx context.Context, c schedules.HistoryReader, st *st
 // pauses and unpauses with their reasons, triggers, backfills and edits,
 // by the Temporal identity of the caller, read from the schedules'
 // histories. An error means a history could not be read.
-func AuditScheduleActs(ctx context.Context, c schedules.HistoryReader, st *store.Store, ids []string) error {
+func AuditScheduleActs(ctx context.Context, c run.History, st *store.Store, ids []string) error {
 	for _, id := range ids {
 		acts, err := schedules.ReadActs(ctx, c, id)
 		if err != nil {

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tetherflow/tether/activities/run"
 	enumspb "go.temporal.io/api/enums/v1"
 	schedulepb "go.temporal.io/api/schedule/v1"
-	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,18 +36,13 @@ type Act struct {
 	At                                   time.Time
 }
 
-// HistoryReader reads a workflow's history: the Temporal client.
-type HistoryReader interface {
-	GetWorkflowHistory(ctx context.Context, workflowID, runID string, isLongPoll bool, filterType enumspb.HistoryEventFilterType) client.HistoryEventIterator
-}
-
 // ReadActs reads the acts on the schedule id from the history of the
 // server's scheduler workflow (its current run: the server continues it
 // as new now and then, after which earlier acts are in the runs before).
 // An error means the history could not be read: a server that keeps
 // schedules otherwise, or a namespace that does not let the caller read
 // it.
-func ReadActs(ctx context.Context, c HistoryReader, id string) ([]Act, error) {
+func ReadActs(ctx context.Context, c run.History, id string) ([]Act, error) {
 	iter := c.GetWorkflowHistory(ctx, schedulerWorkflowPrefix+id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var acts []Act
 	runID := ""
