@@ -165,12 +165,26 @@ type DevServerOptions struct {
 }
 
 // StartDevServer starts the Temporal dev server with the search attributes
-// tether uses and eager activity execution enabled.
+// tether uses and eager activity execution enabled. A server that exits
+// before it listens is started again, up to three times: it picks free
+// ports for its own services as it starts, and another process may take
+// one of them first.
 func StartDevServer(ctx context.Context, o DevServerOptions) (*DevServer, error) {
+	for attempt := 1; ; attempt++ {
+		s, exited, err := startDevServer(ctx, o)
+		if err == nil || !exited || attempt == 3 {
+			return s, err
+		}
+	}
+}
+
+// startDevServer is one attempt of StartDevServer; exited says the server
+// exited before it listened.
+func startDevServer(ctx context.Context, o DevServerOptions) (*DevServer, bool, error) {
 	if o.Port == 0 {
 		p, err := FreePort()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		o.Port = p
 	}
@@ -189,7 +203,7 @@ func StartDevServer(ctx context.Context, o DevServerOptions) (*DevServer, error)
 		if o.UIPort == 0 {
 			p, err := FreePort()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			o.UIPort = p
 		}
@@ -201,22 +215,23 @@ func StartDevServer(ctx context.Context, o DevServerOptions) (*DevServer, error)
 	}
 	if o.DBFile != "" {
 		if err := os.MkdirAll(filepath.Dir(o.DBFile), 0o755); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		args = append(args, "--db-filename", o.DBFile)
 	}
 	p, err := StartProcess("temporal dev server", o.LogFile, nil, o.CLI, args...)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", o.Port)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := WaitPort(wctx, addr, p); err != nil {
+		exited, _ := p.Exited()
 		_ = p.Stop(5 * time.Second)
-		return nil, fmt.Errorf("%w (log: %s)", err, o.LogFile)
+		return nil, exited, fmt.Errorf("%w (log: %s)", err, o.LogFile)
 	}
-	return &DevServer{Process: p, Address: addr, UIURL: ui}, nil
+	return &DevServer{Process: p, Address: addr, UIURL: ui}, false, nil
 }
 
 // ErrNoGo is returned when the go tool is needed and missing.
