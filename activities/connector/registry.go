@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/go-viper/mapstructure/v2"
+
 	"github.com/tetherflow/tether/activities/lib/failure"
 )
 
@@ -35,7 +37,8 @@ type SourceFactory func(SourceSpec) (Source, error)
 // SinkFactory opens a sink, likewise.
 type SinkFactory func(SinkSpec) (Sink, error)
 
-// Registry maps connector kinds to the factories that open them. A worker
+// Registry maps connector kinds to the factories that open them (sources,
+// sinks, and two-way sides). A worker
 // builds one with every connector it knows (package builtin lists the
 // shipped ones) and compiles integrations through it: adding a connector
 // is one package, one Register line and one call of the acceptance suite
@@ -43,11 +46,12 @@ type SinkFactory func(SinkSpec) (Sink, error)
 type Registry struct {
 	sources map[string]SourceFactory
 	sinks   map[string]SinkFactory
+	sides   map[string]SideFactory
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{sources: map[string]SourceFactory{}, sinks: map[string]SinkFactory{}}
+	return &Registry{sources: map[string]SourceFactory{}, sinks: map[string]SinkFactory{}, sides: map[string]SideFactory{}}
 }
 
 // RegisterSource makes kind open sources with f. It panics on an empty or
@@ -109,7 +113,10 @@ func WrongConfig(kind string, want, got any) error {
 }
 
 // Configured returns a connector's configuration of type C from a spec's
-// Config (a C or a *C), or WrongConfig naming what (kind and role).
+// Config: a C, a *C, or the settings as an integration file gives them (a
+// map, decoded by C's mapstructure tags: an unknown or mistyped setting
+// is a permanent failure.TypeConfig error naming it); anything else is
+// WrongConfig naming what (kind and role).
 func Configured[C any](what string, cfg any) (C, error) {
 	switch c := cfg.(type) {
 	case C:
@@ -118,6 +125,17 @@ func Configured[C any](what string, cfg any) (C, error) {
 		if c != nil {
 			return *c, nil
 		}
+	case map[string]any:
+		var out C
+		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{ErrorUnused: true, Result: &out, TagName: "mapstructure",
+			DecodeHook: mapstructure.StringToTimeDurationHookFunc()})
+		if err == nil {
+			err = dec.Decode(c)
+		}
+		if err != nil {
+			return out, failure.Permanent(failure.TypeConfig, fmt.Errorf("%s connector: %w", what, err))
+		}
+		return out, nil
 	}
 	var want C
 	return want, WrongConfig(what, &want, cfg)

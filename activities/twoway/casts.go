@@ -169,20 +169,26 @@ func timeToUnix(v any) (any, error) {
 	return json.Number(strconv.FormatInt(t.Unix(), 10)), nil
 }
 
-// castEndpoint applies a side's casts around its endpoint: records read
-// are converted to the shared form, records written to the side's, each
-// checked to come back unchanged.
+// castEndpoint applies a side's computed fields and casts around its
+// endpoint: records read are converted to the shared form, records
+// written to the side's, each value checked to come back unchanged.
 type castEndpoint struct {
 	Endpoint
-	casts map[string]Cast // by shared field
+	computed []computer
+	casts    map[string]Cast // by shared field
 }
 
-// withCasts wraps e with the casts named by field (shared field → cast).
-func withCasts(e Endpoint, named map[string]string) (Endpoint, error) {
-	if len(named) == 0 {
+// withCasts wraps e with its computed fields and the casts named by field
+// (shared field → cast).
+func withCasts(e Endpoint, computed map[string]Computed, named map[string]string) (Endpoint, error) {
+	if len(named) == 0 && len(computed) == 0 {
 		return e, nil
 	}
-	ce := &castEndpoint{Endpoint: e, casts: map[string]Cast{}}
+	cs, err := computers(computed)
+	if err != nil {
+		return nil, err
+	}
+	ce := &castEndpoint{Endpoint: e, computed: cs, casts: map[string]Cast{}}
 	for f, name := range named {
 		c, ok := castNamed(name)
 		if !ok {
@@ -200,19 +206,28 @@ func (e *castEndpoint) Changes(ctx context.Context, cursor, key string, fn func(
 				continue
 			}
 			rec := maps.Clone(page[i].Record)
-			for f, c := range e.casts {
+			var problems []string // this record waits for a person; the others go on
+			for _, c := range e.computed {
+				if err := c.toShared(rec); err != nil {
+					problems = append(problems, err.Error())
+				}
+			}
+			for _, f := range slices.Sorted(maps.Keys(e.casts)) {
 				v, ok := rec[f]
 				if !ok {
 					continue
 				}
-				shared, err := c.ToShared(v)
-				if err != nil { // this record waits for a person; the others go on
-					page[i].Invalid = fmt.Sprintf("field %s: %v", f, err)
+				shared, err := e.casts[f].ToShared(v)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("field %s: %v", f, err))
 					continue
 				}
 				rec[f] = shared
 			}
 			page[i].Record = rec
+			if len(problems) > 0 {
+				page[i].Invalid = strings.Join(problems, "; ")
+			}
 		}
 		return fn(page)
 	})
@@ -234,6 +249,11 @@ func (e *castEndpoint) Put(ctx context.Context, key string, rec Record, expect, 
 			return Written{}, failure.Permanent(failure.TypeConfig, fmt.Errorf("field %s: %v does not come back unchanged from its cast (becomes %v): it would be written back and forth", f, v, back))
 		}
 		out[f] = side
+	}
+	for _, c := range e.computed {
+		if err := c.fromShared(out); err != nil {
+			return Written{}, failure.Permanent(failure.TypeConfig, err)
+		}
 	}
 	return e.Endpoint.Put(ctx, key, out, expect, idem)
 }

@@ -74,7 +74,7 @@ func TestCastEndpoint_ConvertsAndGuardsTheRoundTrip(t *testing.T) {
 		{Key: "1", Record: Record{"balance": json.Number("1234"), "name": "Ada"}},
 		{Key: "2", Record: Record{"balance": "lots", "name": "Bob"}},
 	}}
-	e, err := withCasts(inner, map[string]string{"balance": "cents"})
+	e, err := withCasts(inner, nil, map[string]string{"balance": "cents"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +88,10 @@ func TestCastEndpoint_ConvertsAndGuardsTheRoundTrip(t *testing.T) {
 	if _, err := e.Put(context.Background(), "1", Record{"balance": 20.5, "name": "Ada"}, "", ""); err != nil || !equal(inner.put["balance"], json.Number("2050")) {
 		t.Errorf("written %+v, %v; want 2050 cents", inner.put, err)
 	}
-	if _, err := withCasts(inner, map[string]string{"balance": "dollars"}); err == nil || !strings.Contains(err.Error(), `no cast "dollars"`) {
+	if _, err := withCasts(inner, nil, map[string]string{"balance": "dollars"}); err == nil || !strings.Contains(err.Error(), `no cast "dollars"`) {
 		t.Errorf("an unknown cast: %v", err)
 	}
-	lossy, _ := withCasts(inner, map[string]string{"name": "lossy"})
+	lossy, _ := withCasts(inner, nil, map[string]string{"name": "lossy"})
 	if _, err := lossy.Put(context.Background(), "1", Record{"name": "Ada"}, "", ""); err == nil || !strings.Contains(err.Error(), "does not come back unchanged") {
 		t.Errorf("a lossy cast: %v", err)
 	}

@@ -1,15 +1,15 @@
 package twoway
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tetherflow/tether/activities/connector"
 )
 
 // Definition declares a two-way integration: two systems kept as equals,
@@ -33,27 +33,69 @@ type Definition struct {
 	Overlap time.Duration
 }
 
-// SideSpec is one side: a name for people, and the system.
+// SideSpec is one side: a name for people, and the system: a table
+// (Postgres), a REST resource (HTTP), or any other kind of side registered
+// on the worker's connector registry (Kind and Config).
 type SideSpec struct {
 	// Name names the side in status, conflicts and the CLI ("crm").
 	Name     string
 	Postgres *PostgresSide
 	HTTP     *HTTPSide
+	// Kind and Config open a side of another kind: a connector.Side
+	// registered with connector.Registry.RegisterSide (it passes
+	// connectortest.Side). Shared lists the shared fields it maps.
+	Kind   string
+	Config any
+	Shared []string
 	// Casts converts shared fields between the side's form and the
 	// shared one: shared field → cast ("cents", "string", "unix", or one
 	// registered with RegisterCast).
 	Casts map[string]string
+	// Computed makes shared fields of several of the side's fields, and
+	// splits them back: shared field → compute and the side's fields it
+	// is made of (e.g. name from first_name and last_name).
+	Computed map[string]Computed
 }
 
-// Fields are the side's shared fields.
+// Kinds of the shipped sides, as registered in connector/builtin.
+const (
+	KindPostgres = "postgres"
+	KindHTTP     = "http"
+)
+
+// Fields are the side's shared fields (shared field → the side's name
+// for it; a side of another kind maps its own), computed ones included.
 func (s SideSpec) Fields() map[string]string {
+	return sharedFields(s.own(), s.Computed)
+}
+
+// own are the fields the side's connector maps (field → the side's name
+// for it), before computed fields are made of some.
+func (s SideSpec) own() map[string]string {
 	switch {
 	case s.Postgres != nil:
 		return s.Postgres.Fields
 	case s.HTTP != nil:
 		return s.HTTP.Fields
+	case s.Kind != "":
+		m := make(map[string]string, len(s.Shared))
+		for _, f := range s.Shared {
+			m[f] = f
+		}
+		return m
 	}
 	return nil
+}
+
+// kind is the side's kind and configuration, as the registry opens it.
+func (s SideSpec) kind() (string, any) {
+	switch {
+	case s.Postgres != nil:
+		return KindPostgres, *s.Postgres
+	case s.HTTP != nil:
+		return KindHTTP, *s.HTTP
+	}
+	return s.Kind, s.Config
 }
 
 // Defaults of a Definition.
@@ -97,12 +139,19 @@ func (d Definition) Validate() error {
 		switch {
 		case s.spec.Name == "":
 			add(s.field+".name", errors.New("is required: it names the side in status and conflicts"))
-		case (s.spec.Postgres == nil) == (s.spec.HTTP == nil):
-			add(s.field, errors.New("set exactly one of postgres and http"))
+		case count(s.spec.Postgres != nil, s.spec.HTTP != nil, s.spec.Kind != "") != 1:
+			add(s.field, errors.New("set exactly one of postgres, http and kind"))
 		case s.spec.Postgres != nil:
 			add(s.field+".postgres", s.spec.Postgres.Validate())
-		default:
+		case s.spec.HTTP != nil:
 			add(s.field+".http", s.spec.HTTP.Validate())
+		default:
+			if len(s.spec.Shared) == 0 {
+				add(s.field+".shared", fmt.Errorf("list the shared fields the %s side maps", s.spec.Kind))
+			}
+		}
+		for _, err := range checkComputed(s.spec.Computed, s.spec.own()) {
+			add(s.field, err)
 		}
 		for _, f := range slices.Sorted(maps.Keys(s.spec.Casts)) {
 			if _, ok := s.spec.Fields()[f]; !ok {
@@ -158,20 +207,25 @@ func (d Definition) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Open opens the side's endpoint: a PostgreSQL side in db (the worker's
-// database), an HTTP side through transport (nil: the default).
-func (s SideSpec) Open(integration string, db *sql.DB, transport http.RoundTripper) (Endpoint, error) {
-	var e Endpoint
-	var err error
-	if s.Postgres != nil {
-		e, err = OpenPostgres(*s.Postgres, db)
-	} else {
-		e, err = OpenHTTP(integration+"/"+s.Name, *s.HTTP, transport)
-	}
+// Open opens the side's endpoint through the worker's connector registry
+// (connector/builtin registers the shipped kinds), with its casts.
+func (s SideSpec) Open(integration string, conns *connector.Registry) (Endpoint, error) {
+	kind, cfg := s.kind()
+	e, err := conns.OpenSide(kind, connector.SideSpec{Integration: integration, Side: s.Name, Config: cfg})
 	if err != nil {
 		return nil, err
 	}
-	return withCasts(e, s.Casts)
+	return withCasts(e, s.Computed, s.Casts)
+}
+
+func count(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // Registry holds the two-way integrations a worker runs.
@@ -194,6 +248,23 @@ func NewRegistry(defs ...Definition) (*Registry, error) {
 		r.defs[d.Name] = d.WithDefaults()
 	}
 	return r, errors.Join(errs...)
+}
+
+// Check opens every side of every integration through conns, as a worker
+// will: a kind no connector opens, or a configuration its connector
+// refuses, is an error naming the integration and side (a worker checks
+// before it starts).
+func (r *Registry) Check(conns *connector.Registry) error {
+	var errs []error
+	for _, name := range r.Names() {
+		d := r.defs[name]
+		for _, s := range []SideSpec{d.A, d.B} {
+			if _, err := s.Open(name, conns); err != nil {
+				errs = append(errs, fmt.Errorf("two-way integration %q, side %s: %w", name, s.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Get returns the integration name.

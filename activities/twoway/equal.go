@@ -20,8 +20,6 @@ func Equal(a, b Record) bool { return equal(a, b) }
 
 func normalize(v any) any {
 	switch x := v.(type) {
-	case Record:
-		return normalize(map[string]any(x))
 	case map[string]any:
 		m := make(map[string]any, len(x))
 		for k, e := range x {

@@ -16,6 +16,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/tetherflow/tether/activities/connector"
 )
 
 // Side names one system of a two-way pair.
@@ -40,7 +42,7 @@ func (s Side) Valid() bool { return s == A || s == B }
 
 // Record is a record's fields in the pair's shared shape (each side's
 // record mapped to it), as JSON decodes them.
-type Record map[string]any
+type Record = connector.Row
 
 // Observed is what one side holds of the record now.
 type Observed struct {

@@ -3,12 +3,10 @@ package twoway
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/heartbeat"
 	"github.com/tetherflow/tether/activities/run"
@@ -31,10 +30,9 @@ import (
 type Activities struct {
 	Defs  *Registry
 	Store *store.Store
-	// DB is the worker's database, where PostgreSQL sides are.
-	DB *sql.DB
-	// Transport carries the HTTP sides' requests (nil: the default).
-	Transport http.RoundTripper
+	// Sides opens the integrations' sides by kind: the worker's connector
+	// registry (connector/builtin and any registered with RegisterSide).
+	Sides *connector.Registry
 	// History, when set, names who resolved a conflict (from the
 	// Update's event).
 	History run.History
@@ -79,7 +77,7 @@ func (a *Activities) open(name string) (*sides, error) {
 	}
 	s := &sides{def: def, fields: slices.Sorted(maps.Keys(def.A.Fields()))}
 	for i, spec := range []SideSpec{def.A, def.B} {
-		if s.ep[i], err = spec.Open(name, a.DB, a.Transport); err != nil {
+		if s.ep[i], err = spec.Open(name, a.Sides); err != nil {
 			return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("two-way integration %q, side %s: %w", name, spec.Name, err))
 		}
 	}
@@ -325,7 +323,7 @@ func matchKey(fields []string, c Change) string {
 // sync), or nothing when the side has no record.
 func observed(it *item, base Record, i int) *Observed {
 	if c := it.ch[i]; c != nil {
-		return c.Observed()
+		return observedOf(*c)
 	}
 	key := it.pair.AKey
 	if i == 1 {

@@ -32,6 +32,7 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/connector/httpsource"
 	"github.com/tetherflow/tether/activities/integration"
@@ -135,6 +136,8 @@ type stack struct {
 	acts *app.Activities
 	// twoWay are the in-process worker's two-way integrations.
 	twoWay *twoway.Registry
+	// connectors registers more connectors on the in-process worker's registry.
+	connectors func(*connector.Registry)
 }
 
 // lookupEnv gives PostgreSQL sources that read DATABASE_URL (the shipped
@@ -157,11 +160,13 @@ type stackOptions struct {
 	transport func(http.RoundTripper) http.RoundTripper
 	// twoWay builds the two-way integrations from the sandbox's URL.
 	twoWay func(sandboxURL string) []twoway.Definition
+	// connectors registers more connectors on the worker's registry.
+	connectors func(*connector.Registry)
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, schema: pgtest.New(t), client: devServer.Client()}
+	s := &stack{t: t, schema: pgtest.New(t), client: devServer.Client(), connectors: o.connectors}
 	ctx := context.Background()
 	if err := store.Migrate(ctx, s.schema.DB); err != nil {
 		t.Fatalf("migrate: %v", err)
@@ -227,7 +232,7 @@ func (s *stack) startWorker() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	acts, err := app.Build(app.BuildOptions{DB: s.schema.DB, Store: s.store, Integrations: reg, Schemas: sch, Logger: log,
-		HTTPSource: s.httpOptions, HTTPSink: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client, TwoWay: s.twoWay})
+		HTTPSource: s.httpOptions, HTTPSink: s.sinkOptions, LookupEnv: s.lookupEnv, Temporal: s.client, TwoWay: s.twoWay, Connectors: s.connectors})
 	if err != nil {
 		s.t.Fatalf("activities: %v", err)
 	}

@@ -20,9 +20,14 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/httpside"
+	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/twoway"
+	"github.com/tetherflow/tether/schemas"
 	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/workers/app"
@@ -49,8 +54,15 @@ func newTwoWayPair(t *testing.T, policy twoway.Policy) *twoWayPair {
 // the definition changed by edit.
 func newTwoWayPairWith(t *testing.T, policy twoway.Policy, sb sandbox.Options, edit ...func(*twoway.Definition)) *twoWayPair {
 	t.Helper()
+	return newTwoWayPairOn(t, nil, policy, sb, edit...)
+}
+
+// newTwoWayPairOn is newTwoWayPairWith on a worker whose connector
+// registry connectors adds to.
+func newTwoWayPairOn(t *testing.T, connectors func(*connector.Registry), policy twoway.Policy, sb sandbox.Options, edit ...func(*twoway.Definition)) *twoWayPair {
+	t.Helper()
 	name := uniqueName("accounts-billing")
-	s := newStack(t, stackOptions{sandbox: sb, twoWay: func(url string) []twoway.Definition {
+	s := newStack(t, stackOptions{sandbox: sb, connectors: connectors, twoWay: func(url string) []twoway.Definition {
 		d := []twoway.Definition{{
 			Name: name,
 			A: twoway.SideSpec{Name: "app", Postgres: &twoway.PostgresSide{Table: "accounts", Key: "id", UpdatedAt: "updated_at", DeletedAt: "deleted_at",
@@ -895,5 +907,149 @@ func TestTwoWay_CastsBetweenTheSides(t *testing.T) {
 	}
 	if n := p.count(`SELECT count(*) FROM tether_conflicts WHERE status = 'parked' AND resolution LIKE '%more than two decimals%'`); n != 1 {
 		t.Errorf("the parked record does not say why")
+	}
+}
+
+// countedSide is a side of a kind registered in Go: the sandbox's
+// customers through the HTTP side, counting the writes that reach it.
+type countedSide struct {
+	connector.Side
+	puts *atomic.Int64
+}
+
+func (c countedSide) Put(ctx context.Context, key string, rec connector.Row, expect, idem string) (connector.Written, error) {
+	c.puts.Add(1)
+	return c.Side.Put(ctx, key, rec, expect, idem)
+}
+
+// TestTwoWay_ASideOfAKindRegisteredInGo: a side of a kind the worker's
+// connector registry was given in Go (app.WithConnectors, here
+// BuildOptions.Connectors) is opened by that kind, with its own
+// configuration, and carries the edits like a shipped one; a kind no
+// connector opens stops the worker before it starts, naming the kind.
+func TestTwoWay_ASideOfAKindRegisteredInGo(t *testing.T) {
+	var puts atomic.Int64
+	register := func(r *connector.Registry) {
+		r.RegisterSide("billing-api", func(spec connector.SideSpec) (connector.Side, error) {
+			s, err := httpside.Factory(nil)(spec)
+			if err != nil {
+				return nil, err
+			}
+			return countedSide{Side: s, puts: &puts}, nil
+		})
+	}
+	p := newTwoWayPairOn(t, register, twoway.Policy{Kind: twoway.LastWriterWins}, sandbox.Options{Contacts: 10}, func(d *twoway.Definition) {
+		d.B = twoway.SideSpec{Name: "billing", Kind: "billing-api", Config: *d.B.HTTP, Shared: []string{"email", "name", "plan"}}
+	})
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, name, plan) VALUES ('acc-1', 'ada@example.com', 'Ada', 'free')`)
+	p.start()
+	p.editApp("ada@example.com", "plan = 'pro'")
+	p.cycle()
+	want := "ada@example.com=Ada/pro"
+	if got, gotB := show(p.app()), show(p.billing()); got != want || gotB != want {
+		t.Errorf("app %s, billing %s; want both %s", got, gotB, want)
+	}
+	if n := puts.Load(); n != 2 {
+		t.Errorf("%d writes reached the registered side, want 2 (the create and the edit)", n)
+	}
+
+	def, err := p.twoWay.Get(p.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := twoway.NewRegistry(twoway.Definition{Name: "unknown-kind", A: def.A,
+		B: twoway.SideSpec{Name: "crm", Kind: "crm-api", Shared: []string{"email", "name", "plan"}}, Policy: def.Policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := integration.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := schema.NewRegistry(schemas.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.Build(app.BuildOptions{DB: p.schema.DB, Store: p.store, Integrations: none, Schemas: sch, TwoWay: reg, Connectors: register})
+	if err == nil || !strings.Contains(err.Error(), `"crm-api"`) || !strings.Contains(err.Error(), "side crm") {
+		t.Fatalf("a worker with an unregistered side kind: %v; want an error naming the kind and the side", err)
+	}
+}
+
+// TestTwoWay_AComputedFieldBetweenTheSides: the app keeps a first and a
+// last name, billing one name; the shared name is made of the two and
+// split back, both ways, with no echo; a name that would not come back
+// the same (a leading space) is parked with the reason, not written back
+// and forth.
+func TestTwoWay_AComputedFieldBetweenTheSides(t *testing.T) {
+	p := newTwoWayPairWith(t, twoway.Policy{Kind: twoway.LastWriterWins}, sandbox.Options{Contacts: 10}, func(d *twoway.Definition) {
+		d.A.Postgres.Fields = map[string]string{"email": "email", "first": "first_name", "last": "last_name", "plan": "plan"}
+		d.A.Computed = map[string]twoway.Computed{"name": {Compute: "join", From: []string{"first", "last"}}}
+	})
+	mustExec(t, p.stack, `ALTER TABLE accounts ADD first_name text, ADD last_name text`)
+	mustExec(t, p.stack, `INSERT INTO accounts (id, email, first_name, last_name, plan) VALUES ('acc-1', 'ada@example.com', 'Ada', 'Lovelace', 'free')`)
+	if _, err := p.sandbox.SeedCustomers(sandbox.Customer{Email: "mae@example.com", Name: "Mary Ann Evans", Plan: "pro"}); err != nil {
+		t.Fatal(err)
+	}
+	p.start()
+	names := func() string {
+		rows, err := p.schema.DB.Query(`SELECT email, coalesce(first_name, '-'), coalesce(last_name, '-') FROM accounts ORDER BY email`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var e, f, l string
+			if err := rows.Scan(&e, &f, &l); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e+"="+f+"|"+l)
+		}
+		return strings.Join(out, " ")
+	}
+	billingNames := func() string {
+		var out []string
+		for _, c := range p.sandbox.Customers() {
+			out = append(out, c.Email+"="+c.Name)
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	if got, want := names(), "ada@example.com=Ada|Lovelace mae@example.com=Mary|Ann Evans"; got != want {
+		t.Errorf("app after the first cycle: %s, want %s", got, want)
+	}
+	if got, want := billingNames(), "ada@example.com=Ada Lovelace mae@example.com=Mary Ann Evans"; got != want {
+		t.Errorf("billing after the first cycle: %s, want %s", got, want)
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("a quiet cycle wrote: %+v", c)
+	}
+	// An edit of one part on the app changes the shared name on billing.
+	mustExec(t, p.stack, `UPDATE accounts SET last_name = 'King', updated_at = clock_timestamp() WHERE email = 'ada@example.com'`)
+	p.patchBilling("mae@example.com", map[string]any{"name": "George Eliot"})
+	if c := p.cycle(); c.WritesA != 1 || c.WritesB != 1 {
+		t.Errorf("edit cycle: %+v, want one write each way", c)
+	}
+	if got, want := names(), "ada@example.com=Ada|King mae@example.com=George|Eliot"; got != want {
+		t.Errorf("app after the edits: %s, want %s", got, want)
+	}
+	if got, want := billingNames(), "ada@example.com=Ada King mae@example.com=George Eliot"; got != want {
+		t.Errorf("billing after the edits: %s, want %s", got, want)
+	}
+	if c := p.cycle(); c.WritesA+c.WritesB != 0 {
+		t.Errorf("the edits echoed: %+v", c)
+	}
+	// A name the parts cannot make again waits for a person.
+	p.patchBilling("mae@example.com", map[string]any{"name": " George"})
+	c := p.cycle()
+	if c.WritesA != 0 || c.Parked != 1 {
+		t.Errorf("cycle with an unsplittable name: %+v, want nothing written and one parked", c)
+	}
+	if n := p.count(`SELECT count(*) FROM tether_conflicts WHERE integration = $1 AND status = 'parked' AND resolution LIKE '%field name%does not come back unchanged%'`, p.name); n != 1 {
+		t.Errorf("the parked record's reason is not recorded (%d rows)", n)
+	}
+	if got, want := names(), "ada@example.com=Ada|King mae@example.com=George|Eliot"; got != want {
+		t.Errorf("app after the unsplittable name: %s, want %s", got, want)
 	}
 }

@@ -114,10 +114,12 @@ type Activities struct {
 // ActivitiesParams are what the activities are built from.
 type ActivitiesParams struct {
 	fx.In
-	DB      *sql.DB
-	Store   *store.Store
-	Catalog *catalog.Catalog
-	Logger  *slog.Logger
+	// Connectors opens the two-way integrations' sides.
+	Connectors *connector.Registry
+	DB         *sql.DB
+	Store      *store.Store
+	Catalog    *catalog.Catalog
+	Logger     *slog.Logger
 	// Temporal tells whether the run holding a writer lease still runs
 	// (nil: the lease is trusted until its run ends).
 	Temporal client.Client `optional:"true"`
@@ -152,7 +154,7 @@ func NewActivities(p ActivitiesParams) *Activities {
 		Events:     &events.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Metrics: p.Metrics},
 		Capture:    &capture.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, Logger: p.Logger, Metrics: p.Metrics},
 		Erase:      &erase.Activities{Catalog: p.Catalog, Store: p.Store, DB: p.DB, History: history(p.Temporal)},
-		TwoWay:     &twoway.Activities{Defs: p.TwoWay, Store: p.Store, DB: p.DB, History: history(p.Temporal), Metrics: p.TwoWayMetrics},
+		TwoWay:     &twoway.Activities{Defs: p.TwoWay, Store: p.Store, Sides: p.Connectors, History: history(p.Temporal), Metrics: p.TwoWayMetrics},
 	}
 }
 
@@ -206,6 +208,9 @@ type BuildOptions struct {
 	HTTPSink   []httpsink.Option
 	// TwoWay are the two-way integrations (nil: none).
 	TwoWay *twoway.Registry
+	// Connectors, when set, registers more connectors beside the shipped
+	// ones (as WithConnectors does).
+	Connectors func(*connector.Registry)
 }
 
 // Build assembles a worker's activities without fx, as the Module does:
@@ -214,12 +219,20 @@ type BuildOptions struct {
 func Build(o BuildOptions) (*Activities, error) {
 	conns := builtin.Registry(builtin.Options{DB: o.DB, Memos: o.Store, Identities: o.Store, Logger: o.Logger,
 		LookupEnv: o.LookupEnv, HTTPSource: o.HTTPSource, HTTPSink: o.HTTPSink})
+	if o.Connectors != nil {
+		o.Connectors(conns)
+	}
+	if o.TwoWay != nil {
+		if err := o.TwoWay.Check(conns); err != nil {
+			return nil, err
+		}
+	}
 	cat := catalog.New(catalog.Options{Connectors: conns, Schemas: o.Schemas, Logger: o.Logger})
 	if _, err := cat.Reload(o.Integrations, nil); err != nil {
 		return nil, err
 	}
 	cfg := config.Config{Worker: config.Worker{CachePages: o.CachePages}}
-	return NewActivities(ActivitiesParams{DB: o.DB, Store: o.Store, Catalog: cat, Logger: o.Logger,
+	return NewActivities(ActivitiesParams{Connectors: conns, DB: o.DB, Store: o.Store, Catalog: cat, Logger: o.Logger,
 		Temporal: o.Temporal, Metrics: o.Metrics, Config: cfg, TwoWay: o.TwoWay}), nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/observe"
 	"github.com/tetherflow/tether/activities/twoway"
@@ -124,6 +125,20 @@ func WithWorkflows(register ...Registration) fx.Option {
 func WithIntegrations(defs ...integration.Definition) fx.Option {
 	return fx.Decorate(func(have []integration.Definition) []integration.Definition {
 		return append(slices.Clone(have), defs...)
+	})
+}
+
+// WithConnectors registers more connectors (sources, sinks, two-way
+// sides) on the worker's registry, beside the shipped ones:
+// app.New(cfg, app.WithConnectors(func(r *connector.Registry) {
+// r.RegisterSide("crm", crmside.Factory()) })). A connector passes
+// connectortest's suite (docs/connectors.md).
+func WithConnectors(register ...func(*connector.Registry)) fx.Option {
+	return fx.Decorate(func(r *connector.Registry) *connector.Registry {
+		for _, f := range register {
+			f(r)
+		}
+		return r
 	})
 }
 

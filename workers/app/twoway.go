@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/integration/declarative"
 	"github.com/tetherflow/tether/activities/syncstep"
 	"github.com/tetherflow/tether/activities/twoway"
@@ -35,15 +36,17 @@ func WithTwoWay(defs ...twoway.Definition) fx.Option {
 // TwoWayParams are what the worker's two-way integrations are built from.
 type TwoWayParams struct {
 	fx.In
-	Config config.Config
-	Defs   []twoway.Definition `group:"twoway"`
-	Logger *slog.Logger
+	Config     config.Config
+	Connectors *connector.Registry
+	Defs       []twoway.Definition `group:"twoway"`
+	Logger     *slog.Logger
 }
 
 // NewTwoWay holds the worker's two-way integrations: the Go ones and the
 // integration files' (kind: two-way) of integrations_dir. One that is not
 // valid, or a name defined twice, stops the worker before it starts,
-// naming the file and the setting. (Two-way files are read at start: a
+// naming the file and the setting, and so does a side its connector
+// refuses to open. (Two-way files are read at start: a
 // change takes effect when the worker restarts.)
 func NewTwoWay(p TwoWayParams) (*twoway.Registry, error) {
 	defs := slices.Clone(p.Defs)
@@ -67,6 +70,9 @@ func NewTwoWay(p TwoWayParams) (*twoway.Registry, error) {
 	}
 	reg, err := twoway.NewRegistry(defs...)
 	if err != nil {
+		return nil, err
+	}
+	if err := reg.Check(p.Connectors); err != nil {
 		return nil, err
 	}
 	if names := reg.Names(); len(names) > 0 {

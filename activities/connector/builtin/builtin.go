@@ -1,7 +1,8 @@
 // Package builtin registers the connectors tether ships: HTTP and
-// PostgreSQL sources, HTTP and PostgreSQL sinks. It is the one list a
-// worker's connectors come from; add your own connector to the Registry
-// it returns with one RegisterSource or RegisterSink line.
+// PostgreSQL sources, HTTP and PostgreSQL sinks, HTTP and PostgreSQL
+// two-way sides. It is the one list a worker's connectors come from; add
+// your own connector to the Registry it returns with one RegisterSource,
+// RegisterSink or RegisterSide line.
 package builtin
 
 import (
@@ -9,8 +10,10 @@ import (
 	"log/slog"
 
 	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/httpside"
 	"github.com/tetherflow/tether/activities/connector/httpsink"
 	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgside"
 	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/connector/pgsource"
 )
@@ -56,5 +59,7 @@ func Registry(o Options) *connector.Registry {
 		RegisterSource(HTTP, httpsource.Factory(httpOpts...)).
 		RegisterSource(Postgres, pgsource.Factory(pgOpts...)).
 		RegisterSink(HTTP, httpsink.Factory(o.Identities, o.DB, sinkOpts...)).
-		RegisterSink(Postgres, pgsink.Factory(o.DB))
+		RegisterSink(Postgres, pgsink.Factory(o.DB)).
+		RegisterSide(HTTP, httpside.Factory(nil)).
+		RegisterSide(Postgres, pgside.Factory(o.DB))
 }

@@ -38,7 +38,15 @@ type TwoWaySideFile struct {
 	Name     string               `yaml:"name"`
 	Postgres *twoway.PostgresSide `yaml:"postgres"`
 	HTTP     *TwoWayHTTPFile      `yaml:"http"`
-	Casts    map[string]string    `yaml:"casts"`
+	// Kind, Config and Shared declare a side of a kind registered on the
+	// worker in Go (app.WithConnectors): its settings as written, decoded
+	// by the connector, and the shared fields it maps.
+	Kind   string            `yaml:"kind"`
+	Config map[string]any    `yaml:"config"`
+	Shared []string          `yaml:"shared"`
+	Casts  map[string]string `yaml:"casts"`
+	// Computed makes shared fields of several of the side's fields.
+	Computed map[string]twoway.Computed `yaml:"computed"`
 }
 
 // TwoWayHTTPFile is twoway.HTTPSide as written in a file: the base URL
@@ -61,6 +69,7 @@ type TwoWayHTTPFile struct {
 	NextCursor  string            `yaml:"next_cursor"`
 	Query       map[string]string `yaml:"query"`
 	Fields      map[string]string `yaml:"fields"`
+	PageSize    int               `yaml:"page_size"`
 }
 
 // TwoWayAuthFile is the credentials of an HTTP side, each secret by
@@ -176,11 +185,14 @@ func LoadTwoWay(path string, lookup func(string) (string, bool), readFile func(s
 	}
 	for i, s := range []TwoWaySideFile{f.A, f.B} {
 		field := []string{"a", "b"}[i]
-		spec := twoway.SideSpec{Name: s.Name, Postgres: s.Postgres, Casts: s.Casts}
+		spec := twoway.SideSpec{Name: s.Name, Postgres: s.Postgres, Kind: s.Kind, Shared: s.Shared, Casts: s.Casts, Computed: s.Computed}
+		if s.Config != nil {
+			spec.Config = s.Config
+		}
 		if h := s.HTTP; h != nil {
 			side := twoway.HTTPSide{BaseURL: h.BaseURL, Path: h.Path, Key: h.Key, Version: h.Version, UpdatedAt: h.UpdatedAt, Deleted: h.Deleted,
 				IfMatch: h.IfMatch, SinceParam: h.SinceParam, LimitParam: h.LimitParam, CursorParam: h.CursorParam, RecordsPath: h.RecordsPath,
-				NextCursor: h.NextCursor, Query: h.Query, Fields: h.Fields}
+				NextCursor: h.NextCursor, Query: h.Query, Fields: h.Fields, PageSize: h.PageSize}
 			if h.Connection != "" && lookup == nil && side.BaseURL == "" {
 				side.BaseURL = "https://" + h.Connection + ".connection.invalid" // read with --resolve
 			}

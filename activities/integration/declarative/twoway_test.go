@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/connector/httpside"
+	"github.com/tetherflow/tether/activities/connector/pgside"
 	"github.com/tetherflow/tether/activities/lib/httpclient"
 	"github.com/tetherflow/tether/activities/twoway"
 )
@@ -77,5 +80,65 @@ func TestFiles_TwoWayFilesApart(t *testing.T) {
 	two, err2 := TwoWayFiles(dir)
 	if err1 != nil || err2 != nil || len(one) != 1 || !strings.HasSuffix(one[0], "one.yaml") || len(two) != 1 || !strings.HasSuffix(two[0], "two.yaml") {
 		t.Errorf("Files = %v, TwoWayFiles = %v (%v, %v)", one, two, err1, err2)
+	}
+}
+
+// TestLoadTwoWay_ASideOfARegisteredKind: a side of a kind registered on
+// the worker in Go is declared with kind, its settings as written and the
+// shared fields it maps; opened through a registry, the settings are
+// decoded by the connector (a mistyped one named).
+func TestLoadTwoWay_ASideOfARegisteredKind(t *testing.T) {
+	body := `kind: two-way
+name: accounts-crm
+a:
+  name: app
+  postgres: {table: accounts, key: id, updated_at: updated_at, fields: {email: email, name: name}}
+b:
+  name: crm
+  kind: crm-api
+  config: {base_url: "https://crm.example.com", path: /v2/people, fields: {email: mail, name: display_name}, page_size: 50}
+  shared: [email, name]
+conflicts: {policy: last_writer_wins}
+`
+	p := filepath.Join(t.TempDir(), "accounts-crm.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadTwoWay(p, env(nil), os.ReadFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.B.Kind != "crm-api" || len(d.B.Fields()) != 2 {
+		t.Fatalf("side b: %+v", d.B)
+	}
+	var opened httpside.Config
+	conns := connector.NewRegistry().RegisterSide(twoway.KindPostgres, pgside.Factory(nil)).
+		RegisterSide("crm-api", connector.SideFactoryOf("crm-api side", func(spec connector.SideSpec, cfg httpside.Config) (connector.Side, error) {
+			opened = cfg
+			return httpside.Open(spec.Integration+"/"+spec.Side, cfg, nil)
+		}))
+	reg, err := twoway.NewRegistry(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Check(conns); err != nil {
+		t.Fatal(err)
+	}
+	if opened.Path != "/v2/people" || opened.Fields["name"] != "display_name" || opened.PageSize != 50 {
+		t.Errorf("the connector got %+v", opened)
+	}
+
+	if err := os.WriteFile(p, []byte(strings.Replace(body, "page_size: 50", "page_sise: 50", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = LoadTwoWay(p, env(nil), os.ReadFile, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg, err = twoway.NewRegistry(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Check(conns); err == nil || !strings.Contains(err.Error(), "page_sise") || !strings.Contains(err.Error(), "side crm") {
+		t.Errorf("a mistyped setting: %v; want it named, with the side", err)
 	}
 }

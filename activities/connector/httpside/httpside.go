@@ -1,4 +1,8 @@
-package twoway
+// Package httpside is a REST resource as one side of a two-way
+// integration (connector.Side): a change feed of records changed since a
+// time (with deletions), PATCH under If-Match, POST with an
+// Idempotency-Key, DELETE under If-Match.
+package httpside
 
 import (
 	"bytes"
@@ -15,16 +19,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/httpclient"
 )
 
-// HTTPSide is a REST resource as one side of a two-way integration: a
+// Config is a REST resource as one side of a two-way integration: a
 // collection with a change feed (records changed since a time, with
 // deletions, a page at a time behind a cursor) and records that are
 // created with POST, updated with PATCH under If-Match, and deleted with
 // DELETE under If-Match.
-type HTTPSide struct {
+type Config struct {
 	// BaseURL and Path name the collection (https://billing.example.com,
 	// /v1/customers); a record is Path/{key}.
 	BaseURL string `mapstructure:"base_url" yaml:"base_url" json:"base_url"`
@@ -55,9 +60,14 @@ type HTTPSide struct {
 	Query       map[string]string `mapstructure:"query" yaml:"query" json:"query,omitempty"`
 	// Fields maps each shared field to the record's member.
 	Fields map[string]string `mapstructure:"fields" yaml:"fields" json:"fields"`
+	// PageSize is the feed's limit per page (default 100).
+	PageSize int `mapstructure:"page_size" yaml:"page_size" json:"page_size,omitempty"`
 }
 
-func (h HTTPSide) withDefaults() HTTPSide {
+// DefaultPageSize is an HTTP side's feed limit per page.
+const DefaultPageSize = 100
+
+func (h Config) withDefaults() Config {
 	def := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -73,6 +83,9 @@ func (h HTTPSide) withDefaults() HTTPSide {
 	def(&h.CursorParam, "cursor")
 	def(&h.RecordsPath, "data")
 	def(&h.NextCursor, "next_cursor")
+	if h.PageSize == 0 {
+		h.PageSize = DefaultPageSize
+	}
 	if h.Query == nil {
 		h.Query = map[string]string{"include_deleted": "true"}
 	}
@@ -80,7 +93,7 @@ func (h HTTPSide) withDefaults() HTTPSide {
 }
 
 // Validate says what is wrong with the side's settings.
-func (h HTTPSide) Validate() error {
+func (h Config) Validate() error {
 	var errs []error
 	if err := httpclient.CheckBaseURL(h.BaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("base_url: %w", err))
@@ -89,6 +102,9 @@ func (h HTTPSide) Validate() error {
 		errs = append(errs, fmt.Errorf("path: %q must start with /", h.Path))
 	}
 	errs = append(errs, h.Auth.Problems("auth")...)
+	if h.PageSize < 0 {
+		errs = append(errs, fmt.Errorf("page_size: %d must not be negative", h.PageSize))
+	}
 	if len(h.Fields) == 0 {
 		errs = append(errs, errors.New("fields: map at least one shared field to a member"))
 	}
@@ -108,17 +124,26 @@ func (h HTTPSide) Validate() error {
 }
 
 type httpEndpoint struct {
-	side   HTTPSide
+	side   Config
 	client *httpclient.Client
 	fields []string
 	page   int
 }
 
-// OpenHTTP opens side, sending its requests through transport (nil: the
-// default).
-func OpenHTTP(name string, side HTTPSide, transport http.RoundTripper) (Endpoint, error) {
+// Factory opens HTTP sides (configuration: a Config), sending their
+// requests through transport (nil: the default).
+func Factory(transport http.RoundTripper) connector.SideFactory {
+	return connector.SideFactoryOf("http side", func(spec connector.SideSpec, cfg Config) (connector.Side, error) {
+		return Open(spec.Integration+"/"+spec.Side, cfg, transport)
+	})
+}
+
+// Open opens side (name names its client in logs and metrics), sending
+// its requests through transport (nil: the default); a bad configuration
+// is a permanent failure.TypeConfig error naming its setting.
+func Open(name string, side Config, transport http.RoundTripper) (connector.Side, error) {
 	if err := side.Validate(); err != nil {
-		return nil, err
+		return nil, failure.Permanent(failure.TypeConfig, err)
 	}
 	side = side.withDefaults()
 	c := httpclient.New(httpclient.Options{
@@ -127,7 +152,7 @@ func OpenHTTP(name string, side HTTPSide, transport http.RoundTripper) (Endpoint
 		Types: httpclient.ErrorTypes{HTTP: failure.TypeSinkHTTP, Auth: failure.TypeSinkAuth, NotFound: failure.TypeSinkHTTP,
 			Throttled: failure.TypeSinkThrottled, Unavailable: failure.TypeSinkUnavailable},
 	})
-	return &httpEndpoint{side: side, client: c, fields: slices.Sorted(maps.Keys(side.Fields)), page: 100}, nil
+	return &httpEndpoint{side: side, client: c, fields: slices.Sorted(maps.Keys(side.Fields)), page: side.PageSize}, nil
 }
 
 func (e *httpEndpoint) url(p string, query url.Values) (*url.URL, error) {
@@ -191,7 +216,7 @@ func clip(b []byte) string {
 	return string(b)
 }
 
-func (e *httpEndpoint) Changes(ctx context.Context, after, afterKey string, fn func([]Change) error) error {
+func (e *httpEndpoint) Changes(ctx context.Context, after, afterKey string, fn func([]connector.Change) error) error {
 	s := e.side
 	since := after
 	if since == "" {
@@ -211,7 +236,7 @@ func (e *httpEndpoint) Changes(ctx context.Context, after, afterKey string, fn f
 			return err
 		}
 		items, _ := body[s.RecordsPath].([]any)
-		page := make([]Change, 0, len(items))
+		page := make([]connector.Change, 0, len(items))
 		for _, it := range items {
 			obj, ok := it.(map[string]any)
 			if !ok {
@@ -237,9 +262,9 @@ func (e *httpEndpoint) Changes(ctx context.Context, after, afterKey string, fn f
 }
 
 // change reads one record of the API.
-func (e *httpEndpoint) change(obj map[string]any) (Change, error) {
+func (e *httpEndpoint) change(obj map[string]any) (connector.Change, error) {
 	s := e.side
-	var c Change
+	var c connector.Change
 	c.Key = scalar(obj[s.Key])
 	if c.Key == "" {
 		return c, failure.Permanent(failure.TypeSinkHTTP, fmt.Errorf("%s: a record has no %q", s.Path, s.Key))
@@ -254,7 +279,7 @@ func (e *httpEndpoint) change(obj map[string]any) (Change, error) {
 		c.Deleted = true
 		return c, nil
 	}
-	c.Record = Record{}
+	c.Record = connector.Row{}
 	for _, f := range e.fields {
 		if v, ok := obj[s.Fields[f]]; ok && v != nil {
 			c.Record[f] = v
@@ -277,7 +302,7 @@ func scalar(v any) string {
 
 // body is rec as the API's members; with nulls for the shared fields rec
 // lacks when patching (a JSON merge patch removes them).
-func (e *httpEndpoint) body(rec Record, patch bool) map[string]any {
+func (e *httpEndpoint) body(rec connector.Row, patch bool) map[string]any {
 	out := map[string]any{}
 	for _, f := range e.fields {
 		if v, ok := rec[f]; ok {
@@ -289,7 +314,7 @@ func (e *httpEndpoint) body(rec Record, patch bool) map[string]any {
 	return out
 }
 
-func (e *httpEndpoint) Put(ctx context.Context, key string, rec Record, expect, idem string) (Written, error) {
+func (e *httpEndpoint) Put(ctx context.Context, key string, rec connector.Row, expect, idem string) (connector.Written, error) {
 	s := e.side
 	var obj map[string]any
 	var status int
@@ -304,16 +329,16 @@ func (e *httpEndpoint) Put(ctx context.Context, key string, rec Record, expect, 
 		status, err = e.call(ctx, http.MethodPatch, httpclient.JoinPath(s.Path, url.PathEscape(key)), nil, e.body(rec, true), h, &obj)
 	}
 	if err != nil {
-		return Written{}, err
+		return connector.Written{}, err
 	}
 	if status == http.StatusPreconditionFailed || status == http.StatusNotFound {
-		return Written{}, ErrChanged
+		return connector.Written{}, connector.ErrChanged
 	}
 	c, err := e.change(obj)
 	if err != nil {
-		return Written{}, err
+		return connector.Written{}, err
 	}
-	return Written{Key: c.Key, Version: c.Version, At: c.At}, nil
+	return connector.Written{Key: c.Key, Version: c.Version, At: c.At}, nil
 }
 
 func (e *httpEndpoint) Delete(ctx context.Context, key, expect string) error {
@@ -326,7 +351,7 @@ func (e *httpEndpoint) Delete(ctx context.Context, key, expect string) error {
 		return err
 	}
 	if status == http.StatusPreconditionFailed {
-		return ErrChanged
+		return connector.ErrChanged
 	}
 	return nil // 404: gone already
 }

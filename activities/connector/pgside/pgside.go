@@ -1,4 +1,7 @@
-package twoway
+// Package pgside is a PostgreSQL table as one side of a two-way
+// integration (connector.Side): its change feed polled by an updated_at
+// column, writes conditional on it, soft deletes by a deleted_at column.
+package pgside
 
 import (
 	"context"
@@ -14,14 +17,16 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/tetherflow/tether/activities/connector"
+	"github.com/tetherflow/tether/activities/lib/failure"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 )
 
-// PostgresSide is a table as one side of a two-way integration. Its change
+// Config is a table as one side of a two-way integration. Its change
 // feed is polled by UpdatedAt (which every write to the table must set,
 // as an application or a trigger does); a deletion is seen when it is a
 // soft delete (DeletedAt set), since a deleted row leaves nothing to poll.
-type PostgresSide struct {
+type Config struct {
 	// Schema (optional) and Table name the table.
 	Schema string `mapstructure:"schema" yaml:"schema" json:"schema,omitempty"`
 	Table  string `mapstructure:"table" yaml:"table" json:"table"`
@@ -40,12 +45,17 @@ type PostgresSide struct {
 	// worker installs a statement trigger that sends a NOTIFY, and listens
 	// (the feed stays what a cycle reads).
 	Notify bool `mapstructure:"notify" yaml:"notify" json:"notify,omitempty"`
+	// PageSize is how many rows the feed reads per query (default 500).
+	PageSize int `mapstructure:"page_size" yaml:"page_size" json:"page_size,omitempty"`
 }
+
+// DefaultPageSize is a table side's rows per feed query.
+const DefaultPageSize = 500
 
 var ident = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
 // Validate says what is wrong with the side's settings.
-func (p PostgresSide) Validate() error {
+func (p Config) Validate() error {
 	var errs []error
 	check := func(field, v string, required bool) {
 		switch {
@@ -60,6 +70,9 @@ func (p PostgresSide) Validate() error {
 	check("key", p.Key, true)
 	check("updated_at", p.UpdatedAt, true)
 	check("deleted_at", p.DeletedAt, false)
+	if p.PageSize < 0 {
+		errs = append(errs, fmt.Errorf("page_size: %d must not be negative", p.PageSize))
+	}
 	if len(p.Fields) == 0 {
 		errs = append(errs, errors.New("fields: map at least one shared field to a column"))
 	}
@@ -72,25 +85,38 @@ func (p PostgresSide) Validate() error {
 	return errors.Join(errs...)
 }
 
-// pgEndpoint reads and writes a PostgresSide.
+// pgEndpoint reads and writes a Config.
 type pgEndpoint struct {
-	side   PostgresSide
+	side   Config
 	db     *sql.DB
 	target string
 	fields []string // shared fields, sorted
 	page   int
 }
 
-// OpenPostgres opens side in db.
-func OpenPostgres(side PostgresSide, db *sql.DB) (Endpoint, error) {
+// Factory opens tables of the worker's database db as sides
+// (configuration: a Config).
+func Factory(db *sql.DB) connector.SideFactory {
+	return connector.SideFactoryOf("postgres side", func(_ connector.SideSpec, cfg Config) (connector.Side, error) {
+		return Open(cfg, db)
+	})
+}
+
+// Open opens side in db; a bad configuration is a permanent
+// failure.TypeConfig error naming its setting.
+func Open(side Config, db *sql.DB) (connector.Side, error) {
 	if err := side.Validate(); err != nil {
-		return nil, err
+		return nil, failure.Permanent(failure.TypeConfig, err)
 	}
 	target := pq.QuoteIdentifier(side.Table)
 	if side.Schema != "" {
 		target = pq.QuoteIdentifier(side.Schema) + "." + target
 	}
-	return &pgEndpoint{side: side, db: db, target: target, fields: slices.Sorted(maps.Keys(side.Fields)), page: 500}, nil
+	page := side.PageSize
+	if page == 0 {
+		page = DefaultPageSize
+	}
+	return &pgEndpoint{side: side, db: db, target: target, fields: slices.Sorted(maps.Keys(side.Fields)), page: page}, nil
 }
 
 func q(s string) string { return pq.QuoteIdentifier(s) }
@@ -99,7 +125,7 @@ func q(s string) string { return pq.QuoteIdentifier(s) }
 // microsecond.
 func version(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }
 
-func (e *pgEndpoint) Changes(ctx context.Context, after, afterKey string, fn func([]Change) error) error {
+func (e *pgEndpoint) Changes(ctx context.Context, after, afterKey string, fn func([]connector.Change) error) error {
 	s := e.side
 	var obj []string
 	for _, f := range e.fields {
@@ -127,9 +153,9 @@ WHERE %s IS NOT NULL AND (%s, %s::text) > ($1::timestamptz, $2) ORDER BY %s, %s:
 		if err != nil {
 			return postgres.Classify(err, "read the changes of "+e.target)
 		}
-		var page []Change
+		var page []connector.Change
 		for rows.Next() {
-			var c Change
+			var c connector.Change
 			var doc []byte
 			if err := rows.Scan(&c.Key, &c.At, &c.Deleted, &doc); err != nil {
 				rows.Close()
@@ -163,7 +189,7 @@ WHERE %s IS NOT NULL AND (%s, %s::text) > ($1::timestamptz, $2) ORDER BY %s, %s:
 // Put updates the row whose key is key when its updated_at is still
 // expect, or inserts it (for a create, key is derived by the caller: idem
 // is that key); the row's updated_at becomes now().
-func (e *pgEndpoint) Put(ctx context.Context, key string, rec Record, expect, idem string) (Written, error) {
+func (e *pgEndpoint) Put(ctx context.Context, key string, rec connector.Row, expect, idem string) (connector.Written, error) {
 	s := e.side
 	args := []any{}
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
@@ -171,7 +197,7 @@ func (e *pgEndpoint) Put(ctx context.Context, key string, rec Record, expect, id
 	for _, f := range e.fields {
 		v, err := sqlValue(rec[f])
 		if err != nil {
-			return Written{}, fmt.Errorf("field %s: %w", f, err)
+			return connector.Written{}, fmt.Errorf("field %s: %w", f, err)
 		}
 		p := arg(v)
 		cols, vals, sets = append(cols, q(s.Fields[f])), append(vals, p), append(sets, q(s.Fields[f])+" = "+p)
@@ -189,20 +215,20 @@ func (e *pgEndpoint) Put(ctx context.Context, key string, rec Record, expect, id
 ON CONFLICT (%s) DO NOTHING RETURNING %s`, e.target, q(s.Key), strings.Join(cols, ", "), q(s.UpdatedAt), k, strings.Join(vals, ", "),
 			q(s.Key), q(s.UpdatedAt)), args...).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
-			return Written{}, ErrChanged // made by an earlier attempt: its row is in the feed
+			return connector.Written{}, connector.ErrChanged // made by an earlier attempt: its row is in the feed
 		}
 	} else {
 		k, v := arg(key), arg(expect)
 		err = e.db.QueryRowContext(ctx, fmt.Sprintf(`UPDATE %s SET %s, %s = now()%s WHERE %s::text = %s AND %s = %s::timestamptz RETURNING %s`,
 			e.target, strings.Join(sets, ", "), q(s.UpdatedAt), deleted, q(s.Key), k, q(s.UpdatedAt), v, q(s.UpdatedAt)), args...).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
-			return Written{}, ErrChanged
+			return connector.Written{}, connector.ErrChanged
 		}
 	}
 	if err != nil {
-		return Written{}, postgres.Classify(err, "write "+e.target)
+		return connector.Written{}, postgres.Classify(err, "write "+e.target)
 	}
-	return Written{Key: key, Version: version(at), At: at}, nil
+	return connector.Written{Key: key, Version: version(at), At: at}, nil
 }
 
 // Delete deletes the row, or sets its DeletedAt (a soft delete), when its
@@ -219,12 +245,17 @@ func (e *pgEndpoint) Delete(ctx context.Context, key, expect string) error {
 		return postgres.Classify(err, "delete from "+e.target)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		// Refused, or gone already (a soft-deleted row is gone too).
+		live := ""
+		if s.DeletedAt != "" {
+			live = " AND " + q(s.DeletedAt) + " IS NULL"
+		}
 		var exists bool
-		if err := e.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s::text = $1)`, e.target, q(s.Key)), key).Scan(&exists); err != nil {
+		if err := e.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s::text = $1%s)`, e.target, q(s.Key), live), key).Scan(&exists); err != nil {
 			return postgres.Classify(err, "delete from "+e.target)
 		}
 		if exists {
-			return ErrChanged
+			return connector.ErrChanged
 		}
 	}
 	return nil
@@ -234,7 +265,7 @@ func (e *pgEndpoint) Delete(ctx context.Context, key, expect string) error {
 // arrays as JSON text.
 func sqlValue(v any) (any, error) {
 	switch x := v.(type) {
-	case map[string]any, []any, Record:
+	case map[string]any, []any:
 		b, err := json.Marshal(x)
 		return string(b), err
 	case json.Number:
