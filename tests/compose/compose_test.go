@@ -25,13 +25,16 @@ type composeFile struct {
 }
 
 type service struct {
-	Image         string            `yaml:"image"`
-	Build         *build            `yaml:"build"`
-	Command       []string          `yaml:"command"`
-	Environment   map[string]string `yaml:"environment"`
-	Ports         []string          `yaml:"ports"`
-	ContainerName string            `yaml:"container_name"`
-	DependsOn     yaml.Node         `yaml:"depends_on"`
+	Image           string            `yaml:"image"`
+	Build           *build            `yaml:"build"`
+	Entrypoint      []string          `yaml:"entrypoint"`
+	Command         []string          `yaml:"command"`
+	Environment     map[string]string `yaml:"environment"`
+	Ports           []string          `yaml:"ports"`
+	Volumes         []string          `yaml:"volumes"`
+	ContainerName   string            `yaml:"container_name"`
+	DependsOn       yaml.Node         `yaml:"depends_on"`
+	StopGracePeriod string            `yaml:"stop_grace_period"`
 }
 
 type build struct {
@@ -61,7 +64,7 @@ func TestCompose_Services(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	want := []string{"postgresql", "sandbox", "temporal", "temporal-ui", "worker"}
+	want := []string{"postgresql", "prometheus", "sandbox", "temporal", "temporal-create-namespace", "temporal-schema", "temporal-ui", "worker"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("services %v, want %v", names, want)
 	}
@@ -69,8 +72,17 @@ func TestCompose_Services(t *testing.T) {
 
 func TestCompose_ImagesMatchThePinnedTemporal(t *testing.T) {
 	f := load(t)
-	if got, want := f.Services["temporal"].Image, "temporalio/auto-setup:"+devstack.TemporalServerVersion; got != want {
+	if got, want := f.Services["temporal"].Image, "temporalio/server:"+devstack.TemporalServerVersion; got != want {
 		t.Errorf("temporal image %q, want %q (the server the pinned CLI runs in dev)", got, want)
+	}
+	// The admin-tools image's schema (/etc/temporal/schema) and CLI are
+	// those of its server version: the same as the server's. Its tags are
+	// <server>-tctl-<tctl>-cli-<cli>, as Temporal's compose files pin them.
+	for _, name := range []string{"temporal-schema", "temporal-create-namespace"} {
+		img := f.Services[name].Image
+		if !strings.HasPrefix(img, "temporalio/admin-tools:"+devstack.TemporalServerVersion+"-") {
+			t.Errorf("%s image %q, want temporalio/admin-tools:%s-… (the server's version)", name, img, devstack.TemporalServerVersion)
+		}
 	}
 	if got, want := f.Services["temporal-ui"].Image, "temporalio/ui:"+devstack.TemporalUIVersion; got != want {
 		t.Errorf("temporal-ui image %q, want %q", got, want)
