@@ -135,6 +135,10 @@ type Incremental struct {
 	// Param is the query parameter that receives Request.Since.Cursor
 	// (e.g. "updated_since"); empty means the source always reads everything.
 	Param string `mapstructure:"param" yaml:"param" json:"param"`
+	// Start is Param's value when there is no checkpoint yet (a first
+	// run, a full read), for APIs that list changes only with the filter
+	// set (e.g. "1970-01-01T00:00:00Z"); empty: Param is left out then.
+	Start string `mapstructure:"start" yaml:"start" json:"start,omitempty"`
 }
 
 // Auth holds a source's credentials (shared with the HTTP sink). Its
@@ -164,6 +168,9 @@ func (c Config) Validate() error {
 		errs.add("max_body_bytes", "must not be negative, got %d", c.MaxBodyBytes)
 	}
 	errs = append(errs, c.Retry.Problems("retry")...)
+	if c.Incremental.Start != "" && c.Incremental.Param == "" {
+		errs.add("incremental.start", "needs incremental.param: it is that parameter's first value")
+	}
 	return errors.Join(errs...)
 }
 

@@ -260,6 +260,11 @@ func TestConfig_Validate(t *testing.T) {
 			},
 		},
 		{
+			name: "incremental start without its parameter",
+			give: Config{BaseURL: "http://x", Incremental: Incremental{Start: "1970-01-01T00:00:00Z"}},
+			want: []string{`incremental.start: needs incremental.param`},
+		},
+		{
 			name: "bearer and api key need their secret",
 			give: Config{BaseURL: "http://x", Auth: Auth{Kind: "bearer"}},
 			want: []string{`auth.token: required for auth kind bearer`},

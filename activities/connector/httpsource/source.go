@@ -197,8 +197,10 @@ func (s *Source) requestURL(req connector.Request) (*url.URL, error) {
 	for k, v := range s.cfg.Query {
 		q.Set(k, v)
 	}
-	if s.cfg.Incremental.Param != "" && req.Since.Cursor != "" {
-		q.Set(s.cfg.Incremental.Param, req.Since.Cursor)
+	if inc := s.cfg.Incremental; inc.Param != "" && req.Since.Cursor != "" {
+		q.Set(inc.Param, req.Since.Cursor)
+	} else if inc.Param != "" && inc.Start != "" {
+		q.Set(inc.Param, inc.Start)
 	}
 	limit := ""
 	if req.Limit > 0 {

@@ -86,6 +86,18 @@ func TestSource_FetchRequestURL(t *testing.T) {
 			want: "/v1/items?limit=5",
 		},
 		{
+			name: "incremental start sent without a checkpoint",
+			cfg:  Config{Pagination: Pagination{Style: StyleCursor}, Incremental: Incremental{Param: "updated_since", Start: "1970-01-01T00:00:00Z"}},
+			give: connector.Request{Limit: 5},
+			want: "/v1/items?limit=5&updated_since=1970-01-01T00%3A00%3A00Z",
+		},
+		{
+			name: "incremental start gives way to the checkpoint",
+			cfg:  Config{Pagination: Pagination{Style: StyleCursor}, Incremental: Incremental{Param: "updated_since", Start: "1970-01-01T00:00:00Z"}},
+			give: connector.Request{Limit: 5, Since: cursor.Checkpoint{Cursor: "2024-01-01T00:00:00Z", Key: "7"}},
+			want: "/v1/items?limit=5&updated_since=2024-01-01T00%3A00%3A00Z",
+		},
+		{
 			name: "cursor token",
 			cfg:  Config{Pagination: Pagination{Style: StyleCursor, CursorParam: "after"}},
 			give: connector.Request{Position: cursor.Position{Token: "abc=="}, Limit: 5},
