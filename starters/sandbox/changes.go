@@ -66,15 +66,20 @@ func (s *Server) listChanges(q url.Values) reply {
 		afterAt, afterID = at, id
 	}
 	from := since.UTC().Format(timestampLayout)
+	// Only the entries after the cursor are sorted, and only the page's
+	// are copied: each page costs one pass over the customers.
+	later := func(at, id string) bool {
+		return at >= from && (afterAt == "" || at > afterAt || at == afterAt && id > afterID)
+	}
 	var feed []change
 	for _, id := range s.ws.ids {
-		if c := s.ws.byID[id]; c.UpdatedAt >= from {
-			feed = append(feed, change{at: c.UpdatedAt, id: id, item: c.clone()})
+		if c := s.ws.byID[id]; later(c.UpdatedAt, id) {
+			feed = append(feed, change{at: c.UpdatedAt, id: id, item: c})
 		}
 	}
 	if q.Get("include_deleted") == "true" {
 		for id, d := range s.ws.deleted {
-			if d.UpdatedAt >= from {
+			if later(d.UpdatedAt, id) {
 				feed = append(feed, change{at: d.UpdatedAt, id: id, item: d})
 			}
 		}
@@ -85,27 +90,19 @@ func (s *Server) listChanges(q url.Values) reply {
 		}
 		return strings.Compare(a.id, b.id)
 	})
-	start := 0
-	if afterAt != "" {
-		start, _ = slices.BinarySearchFunc(feed, change{at: afterAt, id: afterID}, func(a, b change) int {
-			if c := strings.Compare(a.at, b.at); c != 0 {
-				return c
-			}
-			return strings.Compare(a.id, b.id)
-		})
-		if start < len(feed) && feed[start].at == afterAt && feed[start].id == afterID {
-			start++
-		}
-	}
 	out := changeList{Data: []any{}}
-	for _, c := range feed[start:] {
+	for _, c := range feed {
 		if len(out.Data) == limit {
 			out.HasMore = true
-			last := feed[start+limit-1]
+			last := feed[limit-1]
 			out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last.at + "|" + last.id))
 			break
 		}
-		out.Data = append(out.Data, c.item)
+		item := c.item
+		if live, ok := item.(*Customer); ok {
+			item = live.clone()
+		}
+		out.Data = append(out.Data, item)
 	}
 	return jsonReply(http.StatusOK, out)
 }

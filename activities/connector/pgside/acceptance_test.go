@@ -22,9 +22,14 @@ func accounts(hard bool) pgside.Config {
 }
 
 func open(hard bool) func(t *testing.T, pageSize int) connectortest.SideFixture {
+	return openKeyed(hard, "text")
+}
+
+// openKeyed is open with a key column of type keyType.
+func openKeyed(hard bool, keyType string) func(t *testing.T, pageSize int) connectortest.SideFixture {
 	return func(t *testing.T, pageSize int) connectortest.SideFixture {
 		pg := pgtest.New(t)
-		if _, err := pg.DB.Exec(`CREATE TABLE accounts (id text PRIMARY KEY, email text NOT NULL UNIQUE, full_name text,
+		if _, err := pg.DB.Exec(`CREATE TABLE accounts (id ` + keyType + ` PRIMARY KEY, email text NOT NULL UNIQUE, full_name text,
 			seats integer, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), deleted_at timestamptz)`); err != nil {
 			t.Fatal(err)
 		}
@@ -74,4 +79,11 @@ func TestSide_Acceptance(t *testing.T) {
 // the row: the feed cannot show them.
 func TestSide_AcceptanceHardDeletes(t *testing.T) {
 	connectortest.Side(t, connectortest.SideDriver{Open: open(true), Record: record, BadConfigs: badConfigs()})
+}
+
+// TestSide_AcceptanceUUIDKeys runs it on a table keyed by a uuid (records
+// created for the other side's get UUIDs derived from its keys).
+func TestSide_AcceptanceUUIDKeys(t *testing.T) {
+	connectortest.Side(t, connectortest.SideDriver{Open: openKeyed(false, "uuid"), Record: record, DeletesInFeed: true, BadConfigs: badConfigs(),
+		Idem: func(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }})
 }

@@ -219,7 +219,7 @@ ON CONFLICT (%s) DO NOTHING RETURNING %s`, e.target, q(s.Key), strings.Join(cols
 		}
 	} else {
 		k, v := arg(key), arg(expect)
-		err = e.db.QueryRowContext(ctx, fmt.Sprintf(`UPDATE %s SET %s, %s = now()%s WHERE %s::text = %s AND %s = %s::timestamptz RETURNING %s`,
+		err = e.db.QueryRowContext(ctx, fmt.Sprintf(`UPDATE %s SET %s, %s = now()%s WHERE %s = %s AND %s = %s::timestamptz RETURNING %s`,
 			e.target, strings.Join(sets, ", "), q(s.UpdatedAt), deleted, q(s.Key), k, q(s.UpdatedAt), v, q(s.UpdatedAt)), args...).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
 			return connector.Written{}, connector.ErrChanged
@@ -235,9 +235,9 @@ ON CONFLICT (%s) DO NOTHING RETURNING %s`, e.target, q(s.Key), strings.Join(cols
 // updated_at is still expect.
 func (e *pgEndpoint) Delete(ctx context.Context, key, expect string) error {
 	s := e.side
-	stmt := fmt.Sprintf(`DELETE FROM %s WHERE %s::text = $1 AND %s = $2::timestamptz`, e.target, q(s.Key), q(s.UpdatedAt))
+	stmt := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND %s = $2::timestamptz`, e.target, q(s.Key), q(s.UpdatedAt))
 	if s.DeletedAt != "" {
-		stmt = fmt.Sprintf(`UPDATE %s SET %s = now(), %s = now() WHERE %s::text = $1 AND %s = $2::timestamptz`,
+		stmt = fmt.Sprintf(`UPDATE %s SET %s = now(), %s = now() WHERE %s = $1 AND %s = $2::timestamptz`,
 			e.target, q(s.DeletedAt), q(s.UpdatedAt), q(s.Key), q(s.UpdatedAt))
 	}
 	res, err := e.db.ExecContext(ctx, stmt, key, expect)
@@ -251,7 +251,7 @@ func (e *pgEndpoint) Delete(ctx context.Context, key, expect string) error {
 			live = " AND " + q(s.DeletedAt) + " IS NULL"
 		}
 		var exists bool
-		if err := e.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s::text = $1%s)`, e.target, q(s.Key), live), key).Scan(&exists); err != nil {
+		if err := e.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1%s)`, e.target, q(s.Key), live), key).Scan(&exists); err != nil {
 			return postgres.Classify(err, "delete from "+e.target)
 		}
 		if exists {
