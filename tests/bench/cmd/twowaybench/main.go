@@ -1,8 +1,10 @@
 // Command twowaybench measures a two-way integration (make bench-twoway):
 // the time both sides take to converge after N edits split between them,
-// and the writes per edit (1.0: no echo, nothing written twice), beside
-// the same number of edits made on one side only, carried one way by the
-// same integration, in the same run.
+// and the writes per edit (1.0: no echo, nothing written twice), beside,
+// in the same run: N edits made on one side only, carried one way by the
+// same integration; and N edits made on billing, carried by the two-way
+// integration to the table and by the one-way pipeline (SyncWorkflow,
+// billing's change feed into a copy table), the baseline.
 //
 // It starts its own Temporal dev server (headless), the sandbox's billing
 // API on loopback, a fresh PostgreSQL schema with the accounts table, and
@@ -25,6 +27,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sync"
+	"testing/fstest"
 	"time"
 
 	tlog "go.temporal.io/sdk/log"
@@ -32,16 +35,20 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/tetherflow/tether/activities/connector/httpsource"
+	"github.com/tetherflow/tether/activities/connector/pgsink"
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/mapping"
 	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/activities/twoway"
-	"github.com/tetherflow/tether/schemas"
+	"github.com/tetherflow/tether/starters/cli"
 	"github.com/tetherflow/tether/starters/devstack"
 	"github.com/tetherflow/tether/starters/sandbox"
 	"github.com/tetherflow/tether/tests/pgtest"
 	"github.com/tetherflow/tether/workers/app"
+	"github.com/tetherflow/tether/workflows/datasync"
 	twowaywf "github.com/tetherflow/tether/workflows/twoway"
 )
 
@@ -155,11 +162,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	one, err := integration.NewRegistry()
+	one, err := integration.NewRegistry(oneWay(url))
 	if err != nil {
 		return err
 	}
-	schs, err := schema.NewRegistry(schemas.FS())
+	schs, err := schema.NewRegistry(fstest.MapFS{"customers.schema.json": {Data: []byte(customersSchema)}})
 	if err != nil {
 		return err
 	}
@@ -195,7 +202,7 @@ func run() error {
 		WHERE substr(id, 5)::int <= $1`, half); err != nil {
 		return err
 	}
-	if err := b.patchBilling(ctx, half+1, o.edits); err != nil {
+	if err := b.patchBilling(ctx, half+1, o.edits, map[string]any{"plan": "enterprise"}); err != nil {
 		return err
 	}
 	conv, err := b.converge(ctx)
@@ -221,8 +228,154 @@ func run() error {
 	}
 	fmt.Printf("%-44s %9s  %d (%.3f per edit)\n", fmt.Sprintf("one way: %d edits on the app side", o.edits), oneWay.dur.Round(time.Millisecond),
 		oneWay.writes, float64(oneWay.writes)/float64(o.edits))
-	fmt.Printf("\nratio two-way/one-way time: %.2f; both sides identical after each phase\n", float64(conv.dur)/float64(oneWay.dur))
+
+	// The baseline: the one-way pipeline (SyncWorkflow: fetch, validate,
+	// transform, apply) carrying the same edits, made on billing, into a
+	// copy table; it first loads the customers as they are.
+	if _, err := b.runOneWay(ctx, tq); err != nil {
+		return err
+	}
+	if err := b.patchBilling(ctx, 1, o.edits, map[string]any{"name": "Billing edit"}); err != nil {
+		return err
+	}
+	twoWayB, err := b.converge(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.same(); err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %9s  %d (%.3f per edit)\n", fmt.Sprintf("two-way: %d edits on the billing side", o.edits), twoWayB.dur.Round(time.Millisecond),
+		twoWayB.writes, float64(twoWayB.writes)/float64(o.edits))
+	pipe, err := b.runOneWay(ctx, tq)
+	if err != nil {
+		return err
+	}
+	if err := b.copied(); err != nil {
+		return err
+	}
+	applied := pipe.res.Counts.Applied()
+	fmt.Printf("%-44s %9s  %d (%.3f per edit; %d pages read)\n", "one-way pipeline: the same edits into a table", pipe.dur.Round(time.Millisecond),
+		applied, float64(applied)/float64(o.edits), pipe.res.Counts.Pages)
+
+	fmt.Printf("\nratio, time:\n")
+	fmt.Printf("  two-way billing edits / one-way pipeline, the same edits:   %.2f\n", float64(twoWayB.dur)/float64(pipe.dur))
+	fmt.Printf("  two-way split edits / one-way pipeline:                     %.2f\n", float64(conv.dur)/float64(pipe.dur))
+	fmt.Printf("  two-way split edits / the same integration one way (app):   %.2f\n", float64(conv.dur)/float64(oneWay.dur))
+	fmt.Println("both sides identical after each phase; the copy table identical to billing after the pipeline")
 	return nil
+}
+
+// oneWay is the one-way integration of the baseline: billing's customers,
+// read by their change feed (cursor pages of 100, incremental by
+// updated_at), into the table customers_copy.
+func oneWay(url string) integration.Definition {
+	return integration.Definition{
+		Name:        "billing-customers-copy",
+		Description: "billing customers → PostgreSQL customers_copy (the two-way bench's one-way baseline)",
+		Version:     1,
+		Source: integration.Source{HTTP: &httpsource.Config{
+			BaseURL:     url,
+			Path:        "/v1/customers",
+			RecordsPath: "data",
+			Pagination:  httpsource.Pagination{Style: httpsource.StyleCursor},
+			// The change feed from the start; later runs ask from their checkpoint.
+			Incremental: httpsource.Incremental{Param: "updated_since", Start: "1970-01-01T00:00:00Z"},
+		}},
+		Schema:      "customers.schema.json",
+		KeyField:    "id",
+		CursorField: "updated_at",
+		Mapping: mapping.Mapping{Fields: []mapping.Field{
+			{To: "id", From: "id", Required: true},
+			{To: "email", From: "email", Required: true},
+			{To: "name", From: "name"},
+			{To: "plan", From: "plan"},
+			{To: "version", From: "version", Cast: "int", Required: true},
+			{To: "updated_at", From: "updated_at", Cast: "timestamp", Required: true},
+		}},
+		Destination: integration.Destination{Postgres: &pgsink.Table{
+			Name: "customers_copy",
+			Columns: []pgsink.Column{
+				{Name: "id", Type: "text", NotNull: true},
+				{Name: "email", Type: "text", NotNull: true},
+				{Name: "name", Type: "text"},
+				{Name: "plan", Type: "text"},
+				{Name: "version", Type: "bigint"},
+				{Name: "updated_at", Type: "timestamptz"},
+			},
+			Key:           []string{"id"},
+			VersionColumn: "version",
+		}},
+		BatchSize: sandbox.MaxCustomerListLimit,
+	}
+}
+
+// customersSchema is the billing customer's JSON Schema (the records the
+// one-way pipeline validates).
+const customersSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "description": "A billing customer, as the sandbox's billing API serves it",
+  "type": "object",
+  "required": ["id", "email", "version", "updated_at"],
+  "properties": {
+    "id": {"type": "string", "minLength": 1},
+    "email": {"type": "string", "minLength": 3},
+    "name": {"type": "string"},
+    "plan": {"type": "string"},
+    "version": {"type": "integer", "minimum": 1},
+    "updated_at": {"type": "string", "format": "date-time"}
+  }
+}`
+
+type pipelineRun struct {
+	res datasync.Result
+	dur time.Duration
+}
+
+// runOneWay runs the one-way integration once, to the end.
+func (b *bench) runOneWay(ctx context.Context, tq string) (pipelineRun, error) {
+	var r pipelineRun
+	t0 := time.Now()
+	h, err := cli.StartSync(ctx, b.c, tq, datasync.Input{Integration: "billing-customers-copy", Trigger: "bench"})
+	if err != nil {
+		return r, err
+	}
+	if err := b.c.GetWorkflow(ctx, h.GetID(), "").Get(ctx, &r.res); err != nil {
+		return r, fmt.Errorf("one-way run: %w", err)
+	}
+	r.dur = time.Since(t0)
+	if r.res.Counts.Invalid != 0 {
+		return r, fmt.Errorf("one-way run: %d records quarantined", r.res.Counts.Invalid)
+	}
+	return r, nil
+}
+
+// copied checks that the copy table holds billing's customers exactly.
+func (b *bench) copied() error {
+	rows, err := b.db.Query(`SELECT id, email, coalesce(name, ''), coalesce(plan, ''), version FROM customers_copy`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	got := map[string]string{}
+	for rows.Next() {
+		var id, e, n, p string
+		var v int
+		if err := rows.Scan(&id, &e, &n, &p, &v); err != nil {
+			return err
+		}
+		got[id] = fmt.Sprintf("%s/%s/%s/v%d", e, n, p, v)
+	}
+	billing := b.sb.Customers()
+	if len(billing) != len(got) {
+		return fmt.Errorf("the copy differs: %d rows, %d customers", len(got), len(billing))
+	}
+	for _, c := range billing {
+		if want := fmt.Sprintf("%s/%s/%s/v%d", c.Email, c.Name, c.Plan, c.Version); got[c.ID] != want {
+			return fmt.Errorf("the copy differs on %s: %q, billing %q", c.ID, got[c.ID], want)
+		}
+	}
+	return rows.Err()
 }
 
 type bench struct {
@@ -264,7 +417,7 @@ func (b *bench) waitCycle(ctx context.Context, n int) (twowaywf.Progress, error)
 
 // patchBilling edits customers u<from>..u<to> through the API, 8 at a
 // time, as people in the billing system would.
-func (b *bench) patchBilling(ctx context.Context, from, to int) error {
+func (b *bench) patchBilling(ctx context.Context, from, to int, set map[string]any) error {
 	ids := map[string]string{}
 	for _, c := range b.sb.Customers() {
 		ids[c.Email] = c.ID
@@ -277,7 +430,7 @@ func (b *bench) patchBilling(ctx context.Context, from, to int) error {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				body, _ := json.Marshal(map[string]any{"plan": "enterprise"})
+				body, _ := json.Marshal(set)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, b.url+"/v1/customers/"+ids[fmt.Sprintf("u%d@example.com", i)], bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
