@@ -9,6 +9,8 @@ package validate
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
@@ -64,48 +66,22 @@ func Page(ctx context.Context, ps *pages.Pages, st *store.Store, c *catalog.Inte
 	if p.Validated {
 		return p, nil
 	}
+	// Each record is checked on its own, the page's records spread over
+	// the cores; what they found is gathered in the records' order.
+	checked := make([]check, len(p.Raw))
+	parallel(len(p.Raw), func(i int) { checked[i] = checkRecord(c, in.Since, p.Raw[i]) })
 	var bad []store.QuarantineEntry
-	reject := func(i int, key, step string, errs ...store.ErrorDetail) {
-		bad = append(bad, pages.Quarantine(c.Def.Name, in.Ref, i, p.Raw[i], key, step, errs))
-	}
 	valid := make([]pages.Valid, 0, len(p.Raw))
 	skipped := 0
-	for i, raw := range p.Raw {
-		v, err := schema.Decode(raw)
-		if err != nil {
-			reject(i, "", store.StepValidate, store.ErrorDetail{Keyword: "json", Message: "record is not valid JSON: " + err.Error()})
-			continue
-		}
-		rec, ok := v.(map[string]any)
-		if !ok {
-			reject(i, "", store.StepValidate, store.ErrorDetail{Keyword: "type", Message: fmt.Sprintf("record is a JSON %s, not an object", record.Kind(v))})
-			continue
-		}
-		// Records strictly before the checkpoint's cursor were committed
-		// already: skip them before anything else, even when keyless.
-		cur, hasCur := "", false
-		if len(c.CursorPath) > 0 && !in.Since.IsZero() {
-			cur, hasCur = record.Scalar(record.Lookup(rec, c.CursorPath))
-			if hasCur && cursor.CompareValues(cur, in.Since.Cursor, true) < 0 {
-				skipped++
-				continue
-			}
-		}
-		key, hasKey := record.Scalar(record.Lookup(rec, c.KeyPath))
-		if !hasKey {
-			reject(i, "", store.StepKey, store.ErrorDetail{Pointer: record.Pointer(c.KeyPath), Keyword: "key",
-				Message: fmt.Sprintf("record has no key: field %q is missing, null or not a scalar", c.Def.KeyField)})
-			continue
-		}
-		if hasCur && cursor.Compare(cursor.Checkpoint{Cursor: cur, Key: key}, in.Since) <= 0 {
+	for i, ch := range checked {
+		switch {
+		case ch.skip:
 			skipped++
-			continue
+		case ch.errs != nil:
+			bad = append(bad, pages.Quarantine(c.Def.Name, in.Ref, i, p.Raw[i], ch.key, ch.step, ch.errs))
+		default:
+			valid = append(valid, pages.Valid{Index: i, Rec: ch.rec, Key: ch.key})
 		}
-		if errs := c.Validator.Validate(v); len(errs) > 0 {
-			reject(i, key, store.StepValidate, Details(errs)...)
-			continue
-		}
-		valid = append(valid, pages.Valid{Index: i, Rec: rec, Key: key})
 	}
 	invalid := 0
 	if len(bad) > 0 {
@@ -121,6 +97,75 @@ func Page(ctx context.Context, ps *pages.Pages, st *store.Store, c *catalog.Inte
 	}
 	p.Valid, p.ValidCount, p.Skipped, p.Invalid, p.Validated = valid, len(valid), skipped, invalid, true
 	return p, nil
+}
+
+// check is what checking one record found: skip it (at or before the
+// checkpoint), quarantine it (errs, at step), or keep it (rec, key).
+type check struct {
+	skip bool
+	rec  map[string]any
+	key  string
+	step string
+	errs []store.ErrorDetail
+}
+
+// checkRecord decodes and checks one raw record of the page.
+func checkRecord(c *catalog.Integration, since cursor.Checkpoint, raw []byte) check {
+	v, err := schema.Decode(raw)
+	if err != nil {
+		return check{step: store.StepValidate, errs: []store.ErrorDetail{{Keyword: "json", Message: "record is not valid JSON: " + err.Error()}}}
+	}
+	rec, ok := v.(map[string]any)
+	if !ok {
+		return check{step: store.StepValidate, errs: []store.ErrorDetail{{Keyword: "type", Message: fmt.Sprintf("record is a JSON %s, not an object", record.Kind(v))}}}
+	}
+	// Records strictly before the checkpoint's cursor were committed
+	// already: skip them before anything else, even when keyless.
+	cur, hasCur := "", false
+	if len(c.CursorPath) > 0 && !since.IsZero() {
+		cur, hasCur = record.Scalar(record.Lookup(rec, c.CursorPath))
+		if hasCur && cursor.CompareValues(cur, since.Cursor, true) < 0 {
+			return check{skip: true}
+		}
+	}
+	key, hasKey := record.Scalar(record.Lookup(rec, c.KeyPath))
+	if !hasKey {
+		return check{step: store.StepKey, errs: []store.ErrorDetail{{Pointer: record.Pointer(c.KeyPath), Keyword: "key",
+			Message: fmt.Sprintf("record has no key: field %q is missing, null or not a scalar", c.Def.KeyField)}}}
+	}
+	if hasCur && cursor.Compare(cursor.Checkpoint{Cursor: cur, Key: key}, since) <= 0 {
+		return check{skip: true}
+	}
+	if errs := c.Validator.Validate(v); len(errs) > 0 {
+		return check{key: key, step: store.StepValidate, errs: Details(errs)}
+	}
+	return check{rec: rec, key: key}
+}
+
+// parallel calls fn(i) for every i below n, spread over the cores in
+// contiguous chunks (a page's records: validation is CPU work, and the
+// worker has cores to spare while it waits on the source and the
+// destination). A small n runs on the calling goroutine.
+func parallel(n int, fn func(i int)) {
+	const minChunk = 64
+	workers := min(runtime.GOMAXPROCS(0), n/minChunk)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for from := 0; from < n; from += chunk {
+		to := min(from+chunk, n)
+		wg.Go(func() {
+			for i := from; i < to; i++ {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // Details are a schema's errors as quarantine details.

@@ -2,7 +2,7 @@
 // integrations written as workflow code it is built with (the customer
 // onboarding example, workflows/onboarding).
 //
-//	worker [--config FILE]
+//	worker [--config FILE] [--cpuprofile FILE]
 //
 // Configuration comes from defaults, the optional YAML file and the
 // environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL,
@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/tetherflow/tether/workers/app"
@@ -31,8 +32,21 @@ func main() {
 func run() int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	file := fs.String("config", os.Getenv("TETHER_CONFIG"), "YAML configuration file (env TETHER_CONFIG)")
+	profile := fs.String("cpuprofile", os.Getenv("TETHER_CPUPROFILE"), "write a CPU profile of the worker's life to this file, for go tool pprof (env TETHER_CPUPROFILE)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "worker: cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
