@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetherflow/tether/activities/connector"
@@ -228,26 +230,87 @@ func count(bs ...bool) int {
 	return n
 }
 
-// Registry holds the two-way integrations a worker runs.
+// Registry holds the two-way integrations a worker runs. It is safe for
+// concurrent use: Replace swaps in a new set (integration files changed)
+// while cycles read it.
 type Registry struct {
+	mu   sync.RWMutex
 	defs map[string]Definition
+	// gen counts each integration's changes: sides opened for an older
+	// generation are opened again.
+	gen map[string]int
 }
 
 // NewRegistry checks defs and holds them.
 func NewRegistry(defs ...Definition) (*Registry, error) {
-	r := &Registry{defs: map[string]Definition{}}
+	m, err := checked(defs)
+	gen := make(map[string]int, len(m))
+	for name := range m {
+		gen[name] = 1
+	}
+	return &Registry{defs: m, gen: gen}, err
+}
+
+// checked validates defs and keys them by name, with their defaults.
+func checked(defs []Definition) (map[string]Definition, error) {
+	m := map[string]Definition{}
 	var errs []error
 	for _, d := range defs {
 		if err := d.Validate(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, dup := r.defs[d.Name]; dup {
+		if _, dup := m[d.Name]; dup {
 			errs = append(errs, fmt.Errorf("two-way integration %q is defined twice", d.Name))
 		}
-		r.defs[d.Name] = d.WithDefaults()
+		m[d.Name] = d.WithDefaults()
 	}
-	return r, errors.Join(errs...)
+	return m, errors.Join(errs...)
+}
+
+// Changes are what a Replace did, by integration name, sorted.
+type Changes struct {
+	Added, Removed, Changed []string
+}
+
+// Empty says nothing changed.
+func (c Changes) Empty() bool { return len(c.Added)+len(c.Removed)+len(c.Changed) == 0 }
+
+// Replace checks defs as NewRegistry does and, when they are valid and
+// every side opens through conns (nil: not checked), makes them the
+// registry's integrations; otherwise it keeps the current ones and says
+// why. Cycles that begin after it use the new definitions.
+func (r *Registry) Replace(conns *connector.Registry, defs ...Definition) (Changes, error) {
+	m, err := checked(defs)
+	if err == nil && conns != nil {
+		err = (&Registry{defs: m}).Check(conns)
+	}
+	if err != nil {
+		return Changes{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ch Changes
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		old, ok := r.defs[name]
+		switch {
+		case !ok:
+			ch.Added = append(ch.Added, name)
+		case !reflect.DeepEqual(old, m[name]): // a Go resolver compares unequal: its sides are opened again, harmlessly
+			ch.Changed = append(ch.Changed, name)
+		default:
+			continue
+		}
+		r.gen[name]++
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.defs)) {
+		if _, ok := m[name]; !ok {
+			ch.Removed = append(ch.Removed, name)
+			delete(r.gen, name)
+		}
+	}
+	r.defs = m
+	return ch, nil
 }
 
 // Check opens every side of every integration through conns, as a worker
@@ -257,7 +320,7 @@ func NewRegistry(defs ...Definition) (*Registry, error) {
 func (r *Registry) Check(conns *connector.Registry) error {
 	var errs []error
 	for _, name := range r.Names() {
-		d := r.defs[name]
+		d, _ := r.Get(name)
 		for _, s := range []SideSpec{d.A, d.B} {
 			if _, err := s.Open(name, conns); err != nil {
 				errs = append(errs, fmt.Errorf("two-way integration %q, side %s: %w", name, s.Name, err))
@@ -269,12 +332,20 @@ func (r *Registry) Check(conns *connector.Registry) error {
 
 // Get returns the integration name.
 func (r *Registry) Get(name string) (Definition, error) {
+	d, _, err := r.current(name)
+	return d, err
+}
+
+// current returns the integration name and its generation.
+func (r *Registry) current(name string) (Definition, int, error) {
 	if r != nil {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
 		if d, ok := r.defs[name]; ok {
-			return d, nil
+			return d, r.gen[name], nil
 		}
 	}
-	return Definition{}, fmt.Errorf("no two-way integration %q on this worker", name)
+	return Definition{}, 0, fmt.Errorf("no two-way integration %q on this worker", name)
 }
 
 // Names lists the integrations, sorted.
@@ -282,5 +353,7 @@ func (r *Registry) Names() []string {
 	if r == nil {
 		return nil
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	return slices.Sorted(maps.Keys(r.defs))
 }

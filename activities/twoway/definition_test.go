@@ -1,6 +1,7 @@
 package twoway
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,45 @@ func TestDefinition_ValidateSides(t *testing.T) {
 				t.Fatalf("error %v; want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRegistry_Replace: a new set of integrations replaces the current one
+// only when every definition is valid, and says what was added, changed
+// and removed; a changed integration's sides are opened again.
+func TestRegistry_Replace(t *testing.T) {
+	def := func(name, owner string) Definition {
+		return Definition{Name: name, Policy: Policy{Kind: LastWriterWins},
+			A: SideSpec{Name: "app", Kind: "k", Shared: []string{"email", owner}},
+			B: SideSpec{Name: "crm", Kind: "k", Shared: []string{"email", owner}}}
+	}
+	r, err := NewRegistry(def("one", "name"), def("two", "name"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, gen1, _ := r.current("one")
+	ch, err := r.Replace(nil, def("one", "plan"), def("three", "name"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ch.Added, ch.Changed, ch.Removed); got != "[three] [one] [two]" {
+		t.Errorf("changes %s, want [three] [one] [two]", got)
+	}
+	if _, gen2, _ := r.current("one"); gen2 == gen1 {
+		t.Errorf("a changed integration kept its generation %d", gen1)
+	}
+	if _, err := r.Get("two"); err == nil {
+		t.Error("a removed integration is still there")
+	}
+	if ch, err := r.Replace(nil, def("one", "plan"), def("three", "name")); err != nil || !ch.Empty() {
+		t.Errorf("the same set again: %+v, %v; want no change", ch, err)
+	}
+	bad := def("one", "plan")
+	bad.B.Shared = []string{"email"}
+	if _, err := r.Replace(nil, bad); err == nil || !strings.Contains(err.Error(), `shared field "plan" of a has no member on b`) {
+		t.Errorf("an invalid set: %v", err)
+	}
+	if names := r.Names(); fmt.Sprint(names) != "[one three]" {
+		t.Errorf("after an invalid set the registry holds %v, want the last good [one three]", names)
 	}
 }

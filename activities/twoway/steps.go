@@ -55,6 +55,7 @@ func Register(r worker.ActivityRegistry, a *Activities) {
 // sides holds an integration's two open endpoints.
 type sides struct {
 	def    Definition
+	gen    int // the definition's generation in the registry
 	ep     [2]Endpoint
 	fields []string
 	// parked are the ids of the conflicts waiting for a person when the
@@ -63,19 +64,19 @@ type sides struct {
 }
 
 // open returns the integration's endpoints, opened on first use and kept
-// (the definitions are the worker's for its life): an HTTP side's
-// connections and rate limit carry over from cycle to cycle.
+// until its definition changes: an HTTP side's connections and rate limit
+// carry over from cycle to cycle.
 func (a *Activities) open(name string) (*sides, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s, ok := a.opened[name]; ok {
-		return s, nil
-	}
-	def, err := a.Defs.Get(name)
+	def, gen, err := a.Defs.current(name)
 	if err != nil {
 		return nil, failure.Permanent(failure.TypeConfig, err)
 	}
-	s := &sides{def: def, fields: slices.Sorted(maps.Keys(def.A.Fields()))}
+	if s, ok := a.opened[name]; ok && s.gen == gen {
+		return s, nil
+	}
+	s := &sides{def: def, gen: gen, fields: slices.Sorted(maps.Keys(def.A.Fields()))}
 	for i, spec := range []SideSpec{def.A, def.B} {
 		if s.ep[i], err = spec.Open(name, a.Sides); err != nil {
 			return nil, failure.Permanent(failure.TypeConfig, fmt.Errorf("two-way integration %q, side %s: %w", name, spec.Name, err))

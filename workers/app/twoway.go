@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -46,27 +47,12 @@ type TwoWayParams struct {
 // integration files' (kind: two-way) of integrations_dir. One that is not
 // valid, or a name defined twice, stops the worker before it starts,
 // naming the file and the setting, and so does a side its connector
-// refuses to open. (Two-way files are read at start: a
-// change takes effect when the worker restarts.)
+// refuses to open. The files are watched while the worker runs
+// (startTwoWay): a change is applied when they all load.
 func NewTwoWay(p TwoWayParams) (*twoway.Registry, error) {
-	defs := slices.Clone(p.Defs)
-	if dir := p.Config.IntegrationsDir; dir != "" {
-		files, err := declarative.TwoWayFiles(dir)
-		if err != nil {
-			return nil, err
-		}
-		var errs []error
-		for _, f := range files {
-			d, err := declarative.LoadTwoWay(f, os.LookupEnv, os.ReadFile, config.HTTP(p.Config.Connections))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			defs = append(defs, d)
-		}
-		if err := errors.Join(errs...); err != nil {
-			return nil, fmt.Errorf("integrations_dir %s:\n%w", dir, err)
-		}
+	defs, err := twoWayDefs(p.Config, p.Defs)
+	if err != nil {
+		return nil, err
 	}
 	reg, err := twoway.NewRegistry(defs...)
 	if err != nil {
@@ -81,27 +67,123 @@ func NewTwoWay(p TwoWayParams) (*twoway.Registry, error) {
 	return reg, nil
 }
 
+// twoWayDefs are the Go two-way integrations goDefs and those of the
+// integration files of cfg's integrations_dir.
+func twoWayDefs(cfg config.Config, goDefs []twoway.Definition) ([]twoway.Definition, error) {
+	defs := slices.Clone(goDefs)
+	dir := cfg.IntegrationsDir
+	if dir == "" {
+		return defs, nil
+	}
+	files, err := declarative.TwoWayFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, f := range files {
+		d, err := declarative.LoadTwoWay(f, os.LookupEnv, os.ReadFile, config.HTTP(cfg.Connections))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		defs = append(defs, d)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("integrations_dir %s:\n%w", dir, err)
+	}
+	return defs, nil
+}
+
+// twoWayRunParams are what startTwoWay runs the integrations with.
+type twoWayRunParams struct {
+	fx.In
+	Lifecycle  fx.Lifecycle
+	Client     client.Client
+	DB         *sql.DB
+	Config     config.Config
+	Registry   *twoway.Registry
+	Connectors *connector.Registry
+	GoDefs     []twoway.Definition `group:"twoway"`
+	Logger     *slog.Logger
+	Worker     *Worker // started first: the workflows need a poller
+}
+
 // startTwoWay starts the two-way integrations' workflows once the worker
 // polls, and wakes them on their PostgreSQL sides' notifications (Notify)
-// until the worker stops.
-func startTwoWay(lc fx.Lifecycle, c client.Client, db *sql.DB, cfg config.Config, reg *twoway.Registry, log *slog.Logger, _ *Worker) {
+// until the worker stops. It follows the two-way files of integrations_dir:
+// a file added starts its integration, a file changed is used from the
+// next cycle on, a file removed cancels its integration's workflow; a
+// change that does not load (or whose sides do not open) is logged and
+// the last good files stay.
+func startTwoWay(p twoWayRunParams) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	lc.Append(fx.Hook{
+	var wg sync.WaitGroup
+	log, reg := p.Logger, p.Registry
+	// watch installs the notify triggers of the current integrations and
+	// listens until its context ends; a reload starts it again.
+	var stopWatch context.CancelFunc
+	watch := func() {
+		if stopWatch != nil {
+			stopWatch()
+		}
+		var wctx context.Context
+		wctx, stopWatch = context.WithCancel(ctx)
+		wg.Go(func() {
+			if err := twoway.Watch(wctx, p.DB, p.Config.Database.URL, reg, WakeTwoWay(p.Client, log), log); err != nil {
+				log.Warn("two-way: not woken by table changes; cycles run on their timer", "error", err)
+			}
+		})
+	}
+	reload := func() {
+		defs, err := twoWayDefs(p.Config, p.GoDefs)
+		var ch twoway.Changes
+		if err == nil {
+			ch, err = reg.Replace(p.Connectors, defs...)
+		}
+		if err != nil {
+			log.Error("two-way integration files changed but do not load; the last good ones stay", "dir", p.Config.IntegrationsDir, "error", err)
+			return
+		}
+		if ch.Empty() {
+			return
+		}
+		log.Info("two-way integration files reloaded", "added", ch.Added, "changed", ch.Changed, "removed", ch.Removed)
+		if err := StartTwoWay(ctx, p.Client, p.Config.Temporal.TaskQueue, reg, log); err != nil {
+			log.Error("two-way: start the integrations", "error", err)
+		}
+		for _, name := range ch.Removed {
+			if err := p.Client.CancelWorkflow(ctx, twowaywf.WorkflowID(name), ""); err != nil {
+				log.Warn("two-way: cancel a removed integration's workflow", "integration", name, "error", err)
+			}
+		}
+		watch()
+	}
+	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(start context.Context) error {
-			if err := StartTwoWay(start, c, cfg.Temporal.TaskQueue, reg, log); err != nil {
+			if err := StartTwoWay(start, p.Client, p.Config.Temporal.TaskQueue, reg, log); err != nil {
 				return err
 			}
-			go func() {
-				defer close(done)
-				if err := twoway.Watch(ctx, db, cfg.Database.URL, reg, WakeTwoWay(c, log), log); err != nil {
-					log.Warn("two-way: not woken by table changes; cycles run on their timer", "error", err)
-				}
-			}()
+			watch()
+			if dir := p.Config.IntegrationsDir; dir != "" {
+				wg.Go(func() {
+					err := declarative.Changes(ctx, dir, nil, func(err error) {
+						if err != nil {
+							log.Warn("two-way integration files", "error", err)
+							return
+						}
+						reload()
+					})
+					if err != nil {
+						log.Warn("two-way integration files are not watched: a change takes effect when the worker restarts", "error", err)
+					}
+				})
+			}
 			return nil
 		},
 		OnStop: func(context.Context) error {
 			cancel()
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):

@@ -24,15 +24,6 @@ const debounce = 200 * time.Millisecond
 // when ctx ends, or the error that stopped it from watching. It does not
 // watch files outside dir (a schema or secret file elsewhere).
 func Watch(ctx context.Context, dir string, onChange func([]Spec, error)) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", dir, err)
-	}
-	defer w.Close()
-	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("watch %s: %w", dir, unwrapPath(err))
-	}
-
 	last := ""
 	load := func() {
 		specs, err := LoadDir(dir)
@@ -46,8 +37,33 @@ func Watch(ctx context.Context, dir string, onChange func([]Spec, error)) error 
 		last = state
 		onChange(specs, err)
 	}
-	load()
+	return Changes(ctx, dir, load, func(err error) {
+		if err != nil {
+			onChange(nil, err)
+			last = ""
+			return
+		}
+		load()
+	})
+}
 
+// Changes watches dir until ctx ends: ready runs once the watch is in
+// place (a change from then on is seen), and changed after each change
+// in the directory (a burst of events, as an editor's save or a deploy
+// makes, is one change), or with the error the watch reported. It
+// returns nil when ctx ends, or the error that stopped it from watching.
+func Changes(ctx context.Context, dir string, ready func(), changed func(error)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	defer w.Close()
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("watch %s: %w", dir, unwrapPath(err))
+	}
+	if ready != nil {
+		ready()
+	}
 	timer := time.NewTimer(debounce)
 	timer.Stop()
 	defer timer.Stop()
@@ -67,10 +83,9 @@ func Watch(ctx context.Context, dir string, onChange func([]Spec, error)) error 
 			if !ok {
 				return nil
 			}
-			onChange(nil, fmt.Errorf("watch %s: %w", dir, err))
-			last = ""
+			changed(fmt.Errorf("watch %s: %w", dir, err))
 		case <-timer.C:
-			load()
+			changed(nil)
 		}
 	}
 }
