@@ -152,7 +152,7 @@ func workerApp(t *testing.T, cfg config.Config) interface {
 
 // metricsStatus serves cfg's metrics endpoint as the worker does (on a
 // free loopback port, with cfg's token) and returns the status of a GET of
-// path: what a probe or a scrape of that path gets.
+// path: what a scrape of that path gets.
 func metricsStatus(t *testing.T, cfg config.Config, path string) int {
 	t.Helper()
 	cfg.Metrics.Listen = "127.0.0.1:0"
@@ -171,6 +171,42 @@ func metricsStatus(t *testing.T, cfg config.Config, path string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// lifecycleStatus is what a path answers while the worker starts (before
+// it polls), while it polls, and once its graceful stop has begun.
+type lifecycleStatus [3]int
+
+// probeStatus serves cfg's metrics endpoint as the worker does (on a free
+// loopback port, with cfg's token, without a database to check) and
+// returns the status of a GET of path, without a token, at each step of
+// the worker's lifecycle as the worker marks it (NewWorker): what a
+// kubelet's probe of that path gets.
+func probeStatus(t *testing.T, cfg config.Config, path string) lifecycleStatus {
+	t.Helper()
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	reg, err := app.NewMetricsRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := fxtest.NewLifecycle(t)
+	m := app.NewMetricsServer(lc, cfg, reg, slog.New(slog.DiscardHandler))
+	lc.RequireStart()
+	defer lc.RequireStop()
+	c := &http.Client{Timeout: 20 * time.Second}
+	defer c.CloseIdleConnections()
+	var out lifecycleStatus
+	for i, step := range []func(){func() {}, m.Ready.Polling, m.Ready.Stopping} {
+		step()
+		resp, err := c.Get("http://" + m.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out[i] = resp.StatusCode
+	}
+	return out
 }
 
 // listensOnEveryInterface reports whether a host:port listen address is
@@ -918,11 +954,15 @@ func TestKubernetes_WorkerEnvironmentIsWhatTheWorkerReads(t *testing.T) {
 	}
 }
 
-// TestKubernetes_ProbesHitTheWorkersMetricsEndpoint: the worker serves no
-// health endpoint of its own; every probe GETs a path its metrics endpoint
-// answers 200 (with the configured token, if any), on its port, and the
-// start-up probe waits as long as the worker's start may take.
-func TestKubernetes_ProbesHitTheWorkersMetricsEndpoint(t *testing.T) {
+// TestKubernetes_ProbesUseTheWorkersHealthEndpoints: the liveness probe
+// GETs /healthz and the start-up and readiness probes /readyz, on the
+// worker's metrics port, and the worker's real metrics server answers them
+// so: /healthz 200 whatever the worker does, /readyz 503 until the worker
+// polls, 200 while it polls and 503 once its stop begins, with and
+// without metrics.token (a probe sends no token). The start-up probe waits
+// as long as the worker's start may take, and every probe waits longer
+// than /readyz may take.
+func TestKubernetes_ProbesUseTheWorkersHealthEndpoints(t *testing.T) {
 	d := loadK8sWorker(t)
 	port := d.metricsPort(t)
 	found := slices.ContainsFunc(d.c.Ports, func(p portSpec) bool {
@@ -931,32 +971,46 @@ func TestKubernetes_ProbesHitTheWorkersMetricsEndpoint(t *testing.T) {
 	if !found {
 		t.Errorf("the container declares no port %d (metrics.listen %s)", port, d.cfg.Metrics.Listen)
 	}
-	for name, p := range map[string]*probe{"startupProbe": d.c.StartupProbe, "livenessProbe": d.c.LivenessProbe, "readinessProbe": d.c.ReadinessProbe} {
-		if p == nil {
-			t.Errorf("no %s", name)
+	// What the worker answers on each path, as it starts, polls and stops.
+	liveness := lifecycleStatus{http.StatusOK, http.StatusOK, http.StatusOK}
+	readiness := lifecycleStatus{http.StatusServiceUnavailable, http.StatusOK, http.StatusServiceUnavailable}
+	for _, c := range []struct {
+		name string
+		p    *probe
+		path string
+		want lifecycleStatus
+	}{
+		{"startupProbe", d.c.StartupProbe, "/readyz", readiness},
+		{"livenessProbe", d.c.LivenessProbe, "/healthz", liveness},
+		{"readinessProbe", d.c.ReadinessProbe, "/readyz", readiness},
+	} {
+		if c.p == nil {
+			t.Errorf("no %s", c.name)
 			continue
 		}
-		switch {
-		case p.HTTPGet != nil:
-			if got := d.containerPort(t, p.HTTPGet.Port); got != port {
-				t.Errorf("%s on port %d, the worker serves metrics on %d", name, got, port)
-			}
-			if s := metricsStatus(t, d.cfg, p.HTTPGet.Path); s < 200 || s >= 400 {
-				t.Errorf("%s GET %s: the worker answers %d", name, p.HTTPGet.Path, s)
-			}
-			if cmp.Or(p.HTTPGet.Scheme, "HTTP") != "HTTP" {
-				t.Errorf("%s scheme %s, the worker's metrics are plain HTTP here", name, p.HTTPGet.Scheme)
-			}
-		case p.TCPSocket != nil:
-			if got := d.containerPort(t, p.TCPSocket.Port); got != port {
-				t.Errorf("%s on port %d, the worker listens on %d", name, got, port)
-			}
-		default:
-			t.Errorf("%s: want httpGet or tcpSocket", name)
+		if c.p.HTTPGet == nil {
+			t.Errorf("%s: want httpGet %s on port %d", c.name, c.path, port)
+			continue
 		}
-		// A scrape reads the database for at most 3 s (state metrics).
-		if p.TimeoutSeconds < 4 {
-			t.Errorf("%s timeoutSeconds %d: /metrics may take up to 3 s when the database is slow", name, p.TimeoutSeconds)
+		if c.p.HTTPGet.Path != c.path {
+			t.Errorf("%s GET %s, want %s", c.name, c.p.HTTPGet.Path, c.path)
+		}
+		if got := d.containerPort(t, c.p.HTTPGet.Port); got != port {
+			t.Errorf("%s on port %d, the worker serves /healthz and /readyz on its metrics port %d", c.name, got, port)
+		}
+		if cmp.Or(c.p.HTTPGet.Scheme, "HTTP") != "HTTP" {
+			t.Errorf("%s scheme %s, the worker's metrics port is plain HTTP here", c.name, c.p.HTTPGet.Scheme)
+		}
+		for _, token := range []string{d.cfg.Metrics.Token, "a-metrics-token"} {
+			cfg := d.cfg
+			cfg.Metrics.Token = token
+			if got := probeStatus(t, cfg, c.p.HTTPGet.Path); got != c.want {
+				t.Errorf("%s GET %s (metrics.token %q): the worker answers %v as it starts, polls and stops; want %v", c.name, c.p.HTTPGet.Path, token, got, c.want)
+			}
+		}
+		// /readyz pings PostgreSQL for at most app.ReadyCheckTimeout.
+		if timeout := time.Duration(cmp.Or(c.p.TimeoutSeconds, 1)) * time.Second; timeout <= app.ReadyCheckTimeout {
+			t.Errorf("%s timeoutSeconds %d: /readyz may take %s when the database does not answer", c.name, c.p.TimeoutSeconds, app.ReadyCheckTimeout)
 		}
 	}
 	if p := d.c.StartupProbe; p != nil {

@@ -97,20 +97,40 @@ func NewTracing(lc fx.Lifecycle, log *slog.Logger) (*Tracing, error) {
 	return &Tracing{On: on}, nil
 }
 
-// MetricsServer serves a registry's metrics at /metrics over HTTP.
-type MetricsServer struct{ server }
+// MetricsServer serves a registry's metrics at /metrics over HTTP, and
+// the worker's liveness (/healthz) and readiness (/readyz, see Readiness)
+// beside them.
+type MetricsServer struct {
+	server
+	// Ready is what /readyz answers; the worker's lifecycle sets it
+	// (NewWorker).
+	Ready *Readiness
+}
 
 // NewMetricsServer serves the registry on metrics.listen from the start of
 // the app (before the worker polls) to its stop; an empty listen address
-// turns it off.
+// turns it off. metrics.token guards /metrics only: /healthz and /readyz
+// answer without it (the kubelet's probes send no token), and tell only
+// whether the worker lives and polls.
 func NewMetricsServer(lc fx.Lifecycle, cfg config.Config, reg *prometheus.Registry, log *slog.Logger) *MetricsServer {
+	ready := NewReadiness(log)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", httpauth.Bearer(cfg.Metrics.Token, "tether metrics", "missing or wrong token: scrape with Authorization: Bearer <metrics.token>", promhttp.InstrumentMetricHandler(reg,
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))))
-	m := &MetricsServer{server{what: "metrics endpoint", key: "metrics.listen / TETHER_METRICS_LISTEN", path: "/metrics",
-		listen: cfg.Metrics.Listen, tls: cfg.Metrics.TLS, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log}}
+	mux.Handle("GET /healthz", Healthz())
+	mux.Handle("GET /readyz", ready)
+	m := &MetricsServer{server: server{what: "metrics endpoint", key: "metrics.listen / TETHER_METRICS_LISTEN", path: "/metrics",
+		listen: cfg.Metrics.Listen, tls: cfg.Metrics.TLS, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, log: log}, Ready: ready}
 	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
 	return m
+}
+
+// readiness is the Readiness of m (nil when m is nil).
+func (m *MetricsServer) readiness() *Readiness {
+	if m == nil {
+		return nil
+	}
+	return m.Ready
 }
 
 // server is an HTTP server of the worker, bound at the app's start (a

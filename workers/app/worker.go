@@ -17,6 +17,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/tetherflow/tether/activities/lib/heartbeat"
+	"github.com/tetherflow/tether/activities/lib/postgres"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/telemetry"
@@ -40,6 +41,10 @@ type WorkerParams struct {
 	// Extra registers more workflows and activities on the worker
 	// (WithWorkflows): your own integrations as workflow code.
 	Extra []Registration `group:"registrations"`
+	// Health is the metrics endpoint, whose /readyz follows this worker:
+	// ready once it polls, with PostgreSQL answering, until its stop
+	// begins (absent: nothing to tell).
+	Health *MetricsServer `optional:"true"`
 }
 
 // Registration puts workflows or activities on a worker.
@@ -54,11 +59,16 @@ type Worker struct {
 // NewWorker returns the worker; in OnStart it reads the deployment's id
 // from the database, refuses a task queue that workers of another
 // database poll, registers the workflows and activities and starts
-// polling. OnStop stops polling and waits up to worker.graceful_stop for
-// running activities to finish.
+// polling, and marks the worker ready (/readyz). OnStop marks it not ready,
+// stops polling and waits up to worker.graceful_stop for running
+// activities to finish.
 func NewWorker(p WorkerParams) *Worker {
 	cfg := p.Config
 	out := &Worker{}
+	ready := p.Health.readiness()
+	if p.Store != nil {
+		ready.Require("database", func(ctx context.Context) error { return postgres.Ping(ctx, p.Store.DB, cfg.Database.URL) })
+	}
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, cfg.Temporal.ConnectTimeout)
@@ -93,9 +103,11 @@ func NewWorker(p WorkerParams) *Worker {
 			}
 			p.Logger.Info("worker polling", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 				"address", cfg.Temporal.Address, "deployment", id)
+			ready.Polling()
 			return nil
 		},
 		OnStop: func(context.Context) error {
+			ready.Stopping()
 			if out.w == nil {
 				return nil
 			}
