@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,6 +145,8 @@ type server struct {
 	log             *slog.Logger
 	addr            net.Addr      // bound by Start
 	done            chan struct{} // closed when Serve returns
+	// serving is true from Start's listen to the beginning of Stop.
+	serving atomic.Bool
 }
 
 // Start binds the listen address and serves in the background.
@@ -173,12 +176,14 @@ func (m *server) Start(ctx context.Context) error {
 			m.log.Error(m.what+" stopped", "address", m.addr.String(), "error", err)
 		}
 	}()
+	m.serving.Store(true)
 	m.log.Info(m.what+" serving", "url", scheme+"://"+m.addr.String()+m.path)
 	return nil
 }
 
 // Stop shuts the server down, letting requests in flight finish.
 func (m *server) Stop(ctx context.Context) error {
+	m.serving.Store(false)
 	if m.done == nil {
 		return nil
 	}

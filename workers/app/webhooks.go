@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,8 @@ type WebhookParams struct {
 	Client       client.Client
 	Registry     *prometheus.Registry
 	Logger       *slog.Logger
+	// Health, when set, is not ready while the receiver is not listening.
+	Health *MetricsServer `optional:"true"`
 }
 
 // NewWebhookServer checks the webhook sources against the integrations
@@ -66,6 +69,14 @@ func NewWebhookServer(p WebhookParams) (*WebhookServer, error) {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	w.Receiver = rcv
+	if p.Health != nil {
+		p.Health.Ready.Require("webhooks", func(context.Context) error {
+			if !w.serving.Load() {
+				return errors.New("webhooks: the receiver is not listening")
+			}
+			return nil
+		})
+	}
 	handler, err := instrumentWebhooks(p.Registry, rcv)
 	if err != nil {
 		return nil, err
