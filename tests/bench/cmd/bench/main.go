@@ -1,14 +1,21 @@
 // Command bench measures the durable sync pipeline against a plain,
 // non-durable Go loop doing the same fetch → validate → transform → upsert
-// work, in the same run, on the same machine:
+// work and against a peer, Benthos v4.27 doing the same job
+// (tests/bench/peer/benthos), in the same run, on the same machine and the
+// same sandbox data:
 //
-//	go run ./tests/bench/cmd/bench [--records 100000] [--page 1000]
+//	go run ./tests/bench/cmd/bench [--records 100000] [--page 1000] [--runs 1]
+//	    [--contenders loop,durable,benthos]
 //
 // It starts its own Temporal dev server (headless), the sandbox CRM API on
-// loopback, and a worker process, each on free ports, syncs the records into
-// a fresh PostgreSQL schema, then prints records/s for both, their ratio,
-// history events per run, and the worker's peak RSS. Everything it starts
-// stops when it ends.
+// loopback, and a worker process per durable run, each on free ports,
+// builds Benthos once into a cache folder (.tether/bench/benthos-peer),
+// syncs the records into a fresh PostgreSQL schema per contender and run,
+// checks the row count, then prints wall time and records/s for each
+// contender (min/median/max over --runs rounds, the contenders alternating),
+// history events per execution, the worker's and Benthos's peak RSS, and
+// the ratios the targets are about. Everything it starts stops when it
+// ends.
 package main
 
 import (
@@ -26,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -59,38 +67,96 @@ func main() {
 	}
 }
 
+// The contenders, in the order a round runs them by default.
+const (
+	loopName    = "loop"
+	durableName = "durable"
+	benthosName = "benthos"
+)
+
+// destTable is the table every contender writes (crm-contacts' destination).
+const destTable = "crm_contacts"
+
 // options are the command's flags.
 type options struct {
 	records, page, inFlight int
+	runs                    int
+	contenders              []string
 	dsn                     string
 	keep                    bool
 	telemetry               bool
 	temporalEnv             bool
+	benthosThreads          int
+	benthosCache            string
+	timeout                 time.Duration
 }
 
-func parseFlags() options {
+func (o options) has(contender string) bool {
+	for _, c := range o.contenders {
+		if c == contender {
+			return true
+		}
+	}
+	return false
+}
+
+func parseFlags() (options, error) {
 	var o options
+	var contenders string
 	flag.IntVar(&o.records, "records", 100000, "contacts to sync")
-	flag.IntVar(&o.page, "page", 1000, "records per page (and per upsert batch)")
-	flag.IntVar(&o.inFlight, "in-flight", 4, "pages between fetch and apply")
-	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped)")
-	flag.BoolVar(&o.keep, "keep", false, "keep the schema and logs")
-	flag.BoolVar(&o.telemetry, "telemetry", true, "also run the durable pipeline with telemetry off, with metrics and tracing on (OTLP to a loopback receiver), and with payloads encrypted, to measure their cost")
+	flag.IntVar(&o.page, "page", 1000, "records per page (and per upsert batch): the loop's and Benthos's page, and the sandbox's largest (the worker asks for crm-contacts' batch_size, 1000)")
+	flag.IntVar(&o.inFlight, "in-flight", 4, "pages between fetch and apply, as printed in the header (the worker uses crm-contacts' pages_in_flight, 4)")
+	flag.IntVar(&o.runs, "runs", 1, "rounds: each runs every contender once, one after another (loop, durable, benthos, loop, ...); min/median/max are over the rounds")
+	flag.StringVar(&contenders, "contenders", "loop,durable,benthos", "contenders to run, in this order in each round: loop (plain Go loop), durable (the durable pipeline), benthos (Benthos v4.27, the peer)")
+	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped per contender and round)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the schemas and logs")
+	flag.BoolVar(&o.telemetry, "telemetry", true, "in the first round, also run the durable pipeline with telemetry off, with metrics and tracing on (OTLP to a loopback receiver), and with payloads encrypted, to measure their cost")
 	flag.BoolVar(&o.temporalEnv, "temporal-env", false, "run the durable pipeline on the Temporal cluster TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS* and TEMPORAL_PROFILE name (as the Temporal CLI and the worker read them), instead of a dev server of its own")
+	flag.IntVar(&o.benthosThreads, "benthos-threads", 2, "Benthos pipeline threads (its THREADS)")
+	flag.StringVar(&o.benthosCache, "benthos-cache", filepath.Join(".tether", "bench", "benthos-peer"), "folder the Benthos binary is built into once and reused from (keyed by the program's go.mod, go.sum and main.go)")
+	flag.DurationVar(&o.timeout, "timeout", 2*time.Hour, "the whole command's limit, the Benthos build included")
 	flag.Parse()
-	return o
+	if flag.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if o.runs < 1 {
+		return o, fmt.Errorf("--runs %d: at least 1", o.runs)
+	}
+	if o.records < 1 || o.page < 1 {
+		return o, errors.New("--records and --page must be positive")
+	}
+	seen := map[string]bool{}
+	for _, c := range strings.Split(contenders, ",") {
+		c = strings.TrimSpace(strings.ToLower(c))
+		switch c {
+		case "":
+			continue
+		case loopName, durableName, benthosName:
+		default:
+			return o, fmt.Errorf("--contenders: unknown %q (loop, durable, benthos)", c)
+		}
+		if !seen[c] {
+			seen[c] = true
+			o.contenders = append(o.contenders, c)
+		}
+	}
+	if len(o.contenders) == 0 {
+		return o, errors.New("--contenders: none")
+	}
+	return o, nil
 }
 
 // bench is what one run sets up, and how to undo it.
 type bench struct {
 	o          options
-	work       string            // logs and the worker binary
-	suffix     string            // names the run's schemas and task queue
-	durDSN     map[string]string // each durable variant's schema
-	loopDSN    string            // the plain loop's schema
-	server     string            // the dev server's address; empty on a cluster of the environment's
+	moduleDir  string // the repository root (the command runs from it)
+	work       string // logs and the worker binary
+	suffix     string // names the run's schemas and task queues
+	admin      *sql.DB
+	server     string // the dev server's address; empty on a cluster of the environment's
 	workerBin  string
 	sandboxURL string // the sandbox CRM API
+	benthosBin string
 
 	closers []func()
 }
@@ -106,12 +172,18 @@ func (b *bench) close() {
 }
 
 func run() error {
-	o := parseFlags()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	b := &bench{o: o}
 	defer b.close()
 
+	if b.moduleDir, err = os.Getwd(); err != nil {
+		return err
+	}
 	work, err := os.MkdirTemp("", "tether-bench")
 	if err != nil {
 		return err
@@ -120,96 +192,177 @@ func run() error {
 	if !o.keep {
 		b.onClose(func() { os.RemoveAll(work) })
 	}
-	if err := b.createSchemas(ctx); err != nil {
+	if b.admin, err = postgres.Open(ctx, o.dsn); err != nil {
 		return err
 	}
+	b.onClose(func() { b.admin.Close() })
+	b.suffix = fmt.Sprint(time.Now().UnixNano())
 	if err := b.serveSandbox(); err != nil {
 		return err
 	}
 
-	fmt.Printf("tether bench: %d records in pages of %d, %d pages in flight, %d cores\n", o.records, o.page, o.inFlight, numCPU())
-
-	// Baseline first: a plain loop over the same components.
-	loopDur, loopRows, err := plainLoop(ctx, b.loopDSN, b.sandboxURL, o.page)
-	if err != nil {
-		return fmt.Errorf("plain loop: %w", err)
+	fmt.Printf("tether bench: %d records (sandbox seed 42, no invalid records) in pages of %d, %d pages in flight, %d cores, %d round(s) of %s\n",
+		o.records, o.page, o.inFlight, numCPU(), o.runs, strings.Join(o.contenders, ", "))
+	if load := loadAvg(); load != "" {
+		fmt.Printf("load average before: %s\n", load)
 	}
 
-	// The durable pipeline: dev server + worker process as deployed
-	// (metrics on, tracing off); then, each on a fresh schema and task
-	// queue, with telemetry off and with metrics and tracing on.
-	c, err := b.startServer(ctx)
-	if err != nil {
-		return err
-	}
-	var runs []durableRun
-	for _, v := range variants {
-		if v.key != "default" && !o.telemetry {
-			continue
-		}
-		env := append([]string{"DATABASE_URL=" + b.durDSN[v.key]}, v.env...)
-		var otlp *otlpDiscard
-		if v.traced {
-			otlp = serveOTLPDiscard(b)
-			env = append(env, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-				"OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.url, "OTEL_SERVICE_NAME=tether-bench-worker")
-		}
-		vc := c
-		if v.encrypted {
-			if env, vc, err = b.encryptedClient(ctx, env); err != nil {
-				return err
-			}
-		}
-		d, err := b.durable(ctx, vc, v.key, env)
-		if err != nil {
-			return fmt.Errorf("%s: %w", v.name, err)
-		}
-		if otlp != nil {
-			d.spans = otlp.spans.Load()
-		}
-		d.name = v.name
-		runs = append(runs, d)
-	}
-
-	printResults(loopDur, loopRows, runs)
-	for _, r := range runs {
-		if r.res.Counts.Inserted != loopRows {
-			return fmt.Errorf("the contenders disagree: %s inserted %d rows, loop %d", r.name, r.res.Counts.Inserted, loopRows)
+	// Set-up that is not timed: the Benthos build, the dev server and the
+	// worker binary.
+	if o.has(benthosName) {
+		if b.benthosBin, err = buildBenthos(ctx, filepath.Join(b.moduleDir, peerDir), o.benthosCache, os.Stdout); err != nil {
+			return fmt.Errorf("benthos build: %w", err)
 		}
 	}
-	return nil
-}
-
-// createSchemas creates a fresh schema per contender.
-func (b *bench) createSchemas(ctx context.Context) error {
-	admin, err := postgres.Open(ctx, b.o.dsn)
-	if err != nil {
-		return err
-	}
-	b.onClose(func() { admin.Close() })
-	b.suffix = fmt.Sprint(time.Now().UnixNano())
-	loopSchema := "bench_loop_" + b.suffix
-	b.durDSN = map[string]string{}
-	for _, v := range variants {
-		b.durDSN[v.key], _ = postgres.WithSearchPath(b.o.dsn, "bench_"+v.key+"_"+b.suffix)
-	}
-	schemas := []string{loopSchema}
-	for _, v := range variants {
-		schemas = append(schemas, "bench_"+v.key+"_"+b.suffix)
-	}
-	for _, s := range schemas {
-		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+s); err != nil {
+	var c client.Client
+	if o.has(durableName) {
+		if c, err = b.startServer(ctx); err != nil {
 			return err
 		}
-		if !b.o.keep {
-			b.onClose(func() { admin.Exec("DROP SCHEMA " + s + " CASCADE") }) //nolint:errcheck
+	}
+	if o.has(durableName) && o.telemetry {
+		if o.runs > 1 {
+			fmt.Println("telemetry off / metrics + tracing / encrypted variants of the durable pipeline: first round only (--telemetry=false skips them)")
 		}
 	}
-	b.loopDSN, _ = postgres.WithSearchPath(b.o.dsn, loopSchema)
+
+	res := results{}
+	for round := 1; round <= o.runs; round++ {
+		fmt.Printf("\nround %d/%d\n", round, o.runs)
+		for _, k := range o.contenders {
+			switch k {
+			case loopName:
+				s, err := b.runLoop(ctx, round)
+				if err != nil {
+					return fmt.Errorf("plain loop, round %d: %w", round, err)
+				}
+				res.add(loopName, "plain Go loop (baseline)", s)
+			case durableName:
+				for _, v := range variants {
+					if v.key != "default" && (!o.telemetry || round > 1) {
+						continue
+					}
+					s, err := b.runVariant(ctx, c, v, round)
+					if err != nil {
+						return fmt.Errorf("%s, round %d: %w", v.name, round, err)
+					}
+					res.add(durableName+"/"+v.key, v.name, s)
+				}
+			case benthosName:
+				s, err := b.runBenthos(ctx, round)
+				if err != nil {
+					return fmt.Errorf("benthos, round %d: %w", round, err)
+				}
+				res.add(benthosName, "Benthos v4.27 (peer)", s)
+			}
+		}
+	}
+	res.print(o)
+	if load := loadAvg(); load != "" {
+		fmt.Printf("\nload average after: %s\n", load)
+	}
 	return nil
 }
 
-// serveSandbox serves the sandbox CRM API on loopback.
+// freshSchema creates a schema for one contender's run and returns its
+// name, a DSN with search_path set to it, and how to drop it.
+func (b *bench) freshSchema(ctx context.Context, name string, round int) (string, string, func(), error) {
+	s := fmt.Sprintf("bench_%s_%s_r%d", name, b.suffix, round)
+	if _, err := b.admin.ExecContext(ctx, "CREATE SCHEMA "+s); err != nil {
+		return "", "", nil, err
+	}
+	drop := func() {
+		if !b.o.keep {
+			b.admin.Exec("DROP SCHEMA IF EXISTS " + s + " CASCADE") //nolint:errcheck
+		}
+	}
+	b.onClose(drop) // if the run fails before it drops its own
+	dsn, err := postgres.WithSearchPath(b.o.dsn, s)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return s, dsn, drop, nil
+}
+
+// checkRows counts the rows a contender left in its schema: every record,
+// once.
+func (b *bench) checkRows(ctx context.Context, schemaName string) (int, error) {
+	var n int
+	if err := b.admin.QueryRowContext(ctx, "SELECT count(*) FROM "+schemaName+"."+destTable).Scan(&n); err != nil {
+		return 0, err
+	}
+	if n != b.o.records {
+		return n, fmt.Errorf("%s.%s holds %d rows, want %d", schemaName, destTable, n, b.o.records)
+	}
+	return n, nil
+}
+
+// runLoop runs the plain loop on a fresh schema.
+func (b *bench) runLoop(ctx context.Context, round int) (sample, error) {
+	s, dsn, drop, err := b.freshSchema(ctx, "loop", round)
+	if err != nil {
+		return sample{}, err
+	}
+	defer drop()
+	dur, rows, err := plainLoop(ctx, dsn, b.sandboxURL, b.o.page)
+	if err != nil {
+		return sample{}, err
+	}
+	if rows != b.o.records {
+		return sample{}, fmt.Errorf("upserted %d rows, want %d", rows, b.o.records)
+	}
+	n, err := b.checkRows(ctx, s)
+	if err != nil {
+		return sample{}, err
+	}
+	out := sample{dur: dur, rows: n}
+	progress("plain Go loop", out, "")
+	return out, nil
+}
+
+// runVariant runs one durable variant on a fresh schema and task queue.
+func (b *bench) runVariant(ctx context.Context, c client.Client, v variant, round int) (sample, error) {
+	s, dsn, drop, err := b.freshSchema(ctx, v.key, round)
+	if err != nil {
+		return sample{}, err
+	}
+	defer drop()
+	env := append([]string{"DATABASE_URL=" + dsn}, v.env...)
+	var otlp *otlpDiscard
+	if v.traced {
+		otlp = serveOTLPDiscard(b)
+		env = append(env, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+			"OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.url, "OTEL_SERVICE_NAME=tether-bench-worker")
+	}
+	vc := c
+	if v.encrypted {
+		if env, vc, err = b.encryptedClient(ctx, env); err != nil {
+			return sample{}, err
+		}
+	}
+	d, err := b.durable(ctx, vc, fmt.Sprintf("%s-r%d", v.key, round), env)
+	if err != nil {
+		return sample{}, err
+	}
+	if d.res.Counts.Inserted != b.o.records {
+		return sample{}, fmt.Errorf("inserted %d rows, want %d", d.res.Counts.Inserted, b.o.records)
+	}
+	n, err := b.checkRows(ctx, s)
+	if err != nil {
+		return sample{}, err
+	}
+	out := sample{dur: d.dur, rows: n, rss: d.rss, events: d.events, executions: d.executions, pages: d.res.Counts.Pages}
+	extra := ""
+	if otlp != nil {
+		out.spans = otlp.spans.Load()
+		extra = fmt.Sprintf(", %d OTLP exports", out.spans)
+	}
+	progress(v.name, out, fmt.Sprintf("%d history events in %d execution(s)%s", d.events, d.executions, extra))
+	return out, nil
+}
+
+// serveSandbox serves the sandbox CRM API on loopback: the data every
+// contender reads.
 func (b *bench) serveSandbox() error {
 	sb, err := sandbox.New(sandbox.Options{Seed: 42, Contacts: b.o.records, MaxPageSize: b.o.page})
 	if err != nil {
@@ -226,8 +379,8 @@ func (b *bench) serveSandbox() error {
 	return nil
 }
 
-// startDurable starts the dev server and a worker process polling the
-// task queue tq, and returns a client once the worker polls.
+// startServer starts the dev server (unless -temporal-env), builds the
+// worker binary and returns a client.
 func (b *bench) startServer(ctx context.Context) (client.Client, error) {
 	if !b.o.temporalEnv {
 		cliPath, err := devstack.EnsureTemporalCLI(ctx, os.Stderr)
@@ -241,11 +394,8 @@ func (b *bench) startServer(ctx context.Context) (client.Client, error) {
 		b.onClose(func() { srv.Stop(10 * time.Second) }) //nolint:errcheck
 		b.server = srv.Address
 	}
-	moduleDir, err := os.Getwd()
-	if err != nil {
-		return nil, err
-	}
-	if b.workerBin, err = devstack.BuildBinary(ctx, moduleDir, "./workers/cmd/worker", b.work); err != nil {
+	var err error
+	if b.workerBin, err = devstack.BuildBinary(ctx, b.moduleDir, "./workers/cmd/worker", b.work); err != nil {
 		return nil, err
 	}
 	c, err := app.Dial(ctx, b.temporal(), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -266,7 +416,8 @@ func (b *bench) temporal() config.Temporal {
 }
 
 // durable starts a worker process with env on a task queue of its own
-// (variant names it), runs the sync on it, measures it and stops it.
+// (variant names it, with the round), runs the sync on it, measures it and
+// stops it.
 func (b *bench) durable(ctx context.Context, c client.Client, variant string, env []string) (durableRun, error) {
 	tq := "bench-" + variant + "-" + b.suffix
 	log := filepath.Join(b.work, "worker-"+variant+".log")
@@ -323,7 +474,8 @@ type variant struct {
 }
 
 // variants are the durable pipeline's: as deployed first (its figure is
-// the one compared), then telemetry off and everything on.
+// the one compared, in every round), then, in the first round only,
+// telemetry off, everything on and payloads encrypted.
 var variants = []variant{
 	{key: "default", name: "durable pipeline (metrics on)", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}},
 	{key: "off", name: "durable, telemetry off", env: []string{"TETHER_METRICS_LISTEN="}},
@@ -361,7 +513,7 @@ func (b *bench) encryptedClient(ctx context.Context, env []string) ([]string, cl
 type durableRun struct {
 	res                datasync.Result
 	dur                time.Duration
-	rss                string // the worker's peak RSS
+	rss                int64 // the worker's peak RSS, bytes (0: unknown)
 	events, executions int
 	spans              int64  // OTLP export requests (traced variant)
 	name               string // the variant's
@@ -385,29 +537,6 @@ func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Pro
 		return d, err
 	}
 	return d, nil
-}
-
-// printResults prints the contenders' figures and the durable runs' cost.
-func printResults(loopDur time.Duration, loopRows int, runs []durableRun) {
-	loopRate := float64(loopRows) / loopDur.Seconds()
-	rate := func(d durableRun) float64 { return float64(d.res.Counts.Inserted) / d.dur.Seconds() }
-	fmt.Printf("\n%-40s %10s %12s %12s\n", "", "time", "records/s", "peak RSS")
-	fmt.Printf("%-40s %10s %12.0f %12s   (%d rows)\n", "plain Go loop (baseline)", loopDur.Round(time.Millisecond), loopRate, "", loopRows)
-	for _, d := range runs {
-		extra := ""
-		if d.spans > 0 {
-			extra = fmt.Sprintf(", %d OTLP exports", d.spans)
-		}
-		fmt.Printf("%-40s %10s %12.0f %12s   (%d rows%s)\n", d.name, d.dur.Round(time.Millisecond), rate(d), d.rss, d.res.Counts.Inserted, extra)
-	}
-	d := runs[0]
-	fmt.Printf("\nratio durable/plain:             %.2f\n", rate(d)/loopRate)
-	if len(runs) == 4 {
-		fmt.Printf("records/s vs telemetry off:      metrics %.2f, metrics + tracing %.2f\n", rate(runs[0])/rate(runs[1]), rate(runs[2])/rate(runs[1]))
-		fmt.Printf("records/s encrypted / plain:     %.2f (both with metrics on)\n", rate(runs[3])/rate(runs[0]))
-	}
-	fmt.Printf("history events:                  %d in %d execution(s) (%.0f per execution, %d pages)\n",
-		d.events, d.executions, float64(d.events)/float64(max(1, d.executions)), d.res.Counts.Pages)
 }
 
 // plainLoop does the pipeline's work without Temporal or staging: fetch a
@@ -540,18 +669,35 @@ func historyEvents(ctx context.Context, c client.Client, workflowID string) (eve
 	return events, executions, nil
 }
 
-// peakRSS reads VmHWM of a process.
-func peakRSS(pid int) string {
+// peakRSS reads VmHWM of a process, in bytes (0 when unknown).
+func peakRSS(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return "unknown (" + err.Error() + ")"
+		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb * 1024
 		}
 	}
-	return "unknown"
+	return 0
+}
+
+// loadAvg is /proc/loadavg's three averages, or empty.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func numCPU() int { return runtime.NumCPU() }
