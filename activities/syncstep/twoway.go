@@ -114,10 +114,19 @@ type ResolveInput struct {
 	Choose      string         `json:"choose"`
 	Prefer      string         `json:"prefer,omitempty"`
 	Values      map[string]any `json:"values,omitempty"`
+	// By names the person resolving it, for a client that sends no
+	// Temporal identity with its Update (the Web UI): recorded as given,
+	// marked so. A sender's identity, when there is one, is recorded
+	// instead.
+	By string `json:"by,omitempty"`
 	// UpdateID names the Update that asked for it (set by the workflow):
 	// the step reads who sent it from the history.
 	UpdateID string `json:"updateId,omitempty"`
 }
+
+// NamedBy is how a resolver named in an Update's input (By) is recorded:
+// a name the client gave, not an identity Temporal carried.
+func NamedBy(by string) string { return by + " (named in the Update)" }
 
 // ResolveResult is what a manual resolution did.
 type ResolveResult struct {

@@ -761,6 +761,9 @@ func (a *Activities) ResolveConflict(ctx context.Context, in syncstep.ResolveInp
 		}
 	}
 	by := a.updateSender(ctx, in.UpdateID)
+	if by == store.UnknownActor && strings.TrimSpace(in.By) != "" {
+		by = syncstep.NamedBy(strings.TrimSpace(in.By))
+	}
 	p.AKey, p.BKey, p.AVersion, p.BVersion, p.Base = keys[0], keys[1], versions[0], versions[1], encode(result)
 	if _, err := a.Store.SaveTwoWayPair(ctx, p); err != nil {
 		return out, err

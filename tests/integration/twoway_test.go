@@ -393,7 +393,9 @@ func TestTwoWay_ManualResolutionThroughATemporalCLIUpdate(t *testing.T) {
 	if out, err := update(`{"conflict":999999,"choose":"a"}`); err == nil || !strings.Contains(out, "is not waiting for a person") {
 		t.Errorf("an unknown conflict: %v\n%s", err, out)
 	}
-	out, err := update(fmt.Sprintf(`{"conflict":%d,"choose":"values","values":{"email":"eve@example.com","name":"Eve Both","plan":"free"}}`, id))
+	// "by" names a resolver for clients without an identity; the CLI
+	// sends one, which is what is recorded.
+	out, err := update(fmt.Sprintf(`{"conflict":%d,"choose":"values","values":{"email":"eve@example.com","name":"Eve Both","plan":"free"},"by":"mallory"}`, id))
 	if err != nil {
 		t.Fatalf("temporal workflow update execute: %v\n%s", err, out)
 	}
@@ -402,8 +404,8 @@ func TestTwoWay_ManualResolutionThroughATemporalCLIUpdate(t *testing.T) {
 	}
 	list, err := p.store.ListConflicts(context.Background(), store.ConflictFilter{Integration: p.name, ID: id})
 	if err != nil || len(list) != 1 || list[0].Status != store.ConflictResolved || list[0].Resolution != "manual: edited values" ||
-		list[0].ResolvedBy == "" || list[0].ResolvedBy == store.UnknownActor {
-		t.Errorf("the conflict after the resolution: %+v, %v", list, err)
+		list[0].ResolvedBy == "" || list[0].ResolvedBy == store.UnknownActor || strings.Contains(list[0].ResolvedBy, "mallory") {
+		t.Errorf("the conflict after the resolution: %+v, %v; want it resolved by the CLI's identity", list, err)
 	}
 	if len(p.progress().Parked) != 0 {
 		t.Errorf("still parked: %+v", p.progress().Parked)
