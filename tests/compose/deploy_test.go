@@ -31,6 +31,7 @@ import (
 	"go.uber.org/fx/fxtest"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tetherflow/tether/tests/tooltest"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/codec"
 	"github.com/tetherflow/tether/workers/config"
@@ -50,8 +51,6 @@ const (
 	// temporalSchemaDir is where the admin-tools image keeps the
 	// versioned PostgreSQL schemas of its server version.
 	temporalSchemaDir = "/etc/temporal/schema/postgresql/v12"
-
-	missingPromtool = "promtool not found (PATH, /usr/bin/promtool): install Debian's prometheus package: apt-get install prometheus (or make promtool)"
 )
 
 // ---- what the worker reads ----
@@ -577,28 +576,11 @@ func TestCompose_PrometheusLoadsTheRepositorysAlertRules(t *testing.T) {
 	}
 }
 
-// promtool returns the promtool binary: it fails the test in CI when
-// there is none, and skips it elsewhere (as workers/prometheus does).
-func promtool(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("promtool"); err == nil {
-		return p
-	}
-	if fi, err := os.Stat("/usr/bin/promtool"); err == nil && fi.Mode()&0o111 != 0 {
-		return "/usr/bin/promtool"
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(missingPromtool)
-	}
-	t.Skip(missingPromtool)
-	return ""
-}
-
 // TestCompose_PromtoolChecksThePrometheusConfig: promtool accepts the
 // configuration, laid out as the container sees it, and finds every rule
 // of the alert rules file in it.
 func TestCompose_PromtoolChecksThePrometheusConfig(t *testing.T) {
-	bin := promtool(t)
+	bin := tooltest.Promtool(t)
 	f := load(t)
 	cfgPath, mounts := prometheusFiles(t, f)
 	dir := t.TempDir()

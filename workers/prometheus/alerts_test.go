@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tetherflow/tether/tests/tooltest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -27,31 +28,12 @@ const (
 	// runbookURL is the prefix of every alert's runbook_url; the anchor
 	// after it is the alert's name in lower case.
 	runbookURL = "https://github.com/tetherflow/tether/blob/main/docs/alerts.md#"
-
-	missingPromtool = "promtool not found (PATH, /usr/bin/promtool): install Debian's prometheus package: apt-get install prometheus (or make promtool)"
 )
-
-// promtool returns the promtool binary: it fails the test in CI when there
-// is none, and skips it elsewhere.
-func promtool(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("promtool"); err == nil {
-		return p
-	}
-	if fi, err := os.Stat("/usr/bin/promtool"); err == nil && fi.Mode()&0o111 != 0 {
-		return "/usr/bin/promtool"
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(missingPromtool)
-	}
-	t.Skip(missingPromtool)
-	return ""
-}
 
 // TestRules_PassPromtool: promtool finds every alert of alerts.yml valid,
 // and every unit test of alerts_test.yml passes.
 func TestRules_PassPromtool(t *testing.T) {
-	bin := promtool(t)
+	bin := tooltest.Promtool(t)
 	rules := loadRules(t)
 	tests := []struct {
 		name string
