@@ -154,15 +154,8 @@ func workerApp(t *testing.T, cfg config.Config) interface {
 // path: what a scrape of that path gets.
 func metricsStatus(t *testing.T, cfg config.Config, path string) int {
 	t.Helper()
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	reg, err := app.NewMetricsRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc := fxtest.NewLifecycle(t)
-	m := app.NewMetricsServer(lc, cfg, reg, slog.New(slog.DiscardHandler))
-	lc.RequireStart()
-	defer lc.RequireStop()
+	m, stop := serveMetrics(t, cfg)
+	defer stop()
 	resp, err := http.Get("http://" + m.Addr() + path)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +163,21 @@ func metricsStatus(t *testing.T, cfg config.Config, path string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// serveMetrics starts cfg's metrics endpoint as the worker does, on a
+// free loopback port; stop stops it.
+func serveMetrics(t *testing.T, cfg config.Config) (m *app.MetricsServer, stop func()) {
+	t.Helper()
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	reg, err := app.NewMetricsRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := fxtest.NewLifecycle(t)
+	m = app.NewMetricsServer(lc, cfg, reg, slog.New(slog.DiscardHandler))
+	lc.RequireStart()
+	return m, lc.RequireStop
 }
 
 // lifecycleStatus is what a path answers while the worker starts (before
@@ -183,15 +191,8 @@ type lifecycleStatus [3]int
 // kubelet's probe of that path gets.
 func probeStatus(t *testing.T, cfg config.Config, path string) lifecycleStatus {
 	t.Helper()
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	reg, err := app.NewMetricsRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc := fxtest.NewLifecycle(t)
-	m := app.NewMetricsServer(lc, cfg, reg, slog.New(slog.DiscardHandler))
-	lc.RequireStart()
-	defer lc.RequireStop()
+	m, stop := serveMetrics(t, cfg)
+	defer stop()
 	c := &http.Client{Timeout: 20 * time.Second}
 	defer c.CloseIdleConnections()
 	var out lifecycleStatus
