@@ -83,7 +83,7 @@ type options struct {
 	runs                    int
 	contenders              []string
 	dsn                     string
-	keep                    bool
+	keep, steps             bool
 	telemetry               bool
 	temporalEnv             bool
 	benthosThreads          int
@@ -110,6 +110,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&contenders, "contenders", "loop,durable,benthos", "contenders to run, in this order in each round: loop (plain Go loop), durable (the durable pipeline), benthos (Benthos v4.27, the peer)")
 	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped per contender and round)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schemas and logs")
+	flag.BoolVar(&o.steps, "steps", true, "after each durable run (metrics on), print where its time went: per step kind, the time waiting in the task queue and running, from its history")
 	flag.BoolVar(&o.telemetry, "telemetry", true, "in the first round, also run the durable pipeline with telemetry off, with metrics and tracing on (OTLP to a loopback receiver), and with payloads encrypted, to measure their cost")
 	flag.BoolVar(&o.temporalEnv, "temporal-env", false, "run the durable pipeline on the Temporal cluster TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS* and TEMPORAL_PROFILE name (as the Temporal CLI and the worker read them), instead of a dev server of its own")
 	flag.IntVar(&o.benthosThreads, "benthos-threads", 2, "Benthos pipeline threads (its THREADS)")
@@ -358,6 +359,9 @@ func (b *bench) runVariant(ctx context.Context, c client.Client, v variant, roun
 		extra = fmt.Sprintf(", %d OTLP exports", out.spans)
 	}
 	progress(v.name, out, fmt.Sprintf("%d history events in %d execution(s)%s", d.events, d.executions, extra))
+	if d.steps != nil && v.key == "default" {
+		printStepTimes(d.steps, d.markers, d.dur)
+	}
 	return out, nil
 }
 
@@ -517,6 +521,8 @@ type durableRun struct {
 	events, executions int
 	spans              int64  // OTLP export requests (traced variant)
 	name               string // the variant's
+	steps              []*stepTime
+	markers            int
 }
 
 // runDurable syncs crm-contacts on the worker w polling tq, and measures it.
@@ -535,6 +541,11 @@ func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Pro
 	d.events, d.executions, err = historyEvents(ctx, c, runHandle.GetID())
 	if err != nil {
 		return d, err
+	}
+	if b.o.steps {
+		if d.steps, d.markers, err = stepTimes(ctx, c, runHandle.GetID()); err != nil {
+			return d, err
+		}
 	}
 	return d, nil
 }
