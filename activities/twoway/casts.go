@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/big"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,10 +119,10 @@ func stringToScalar(v any) (any, error) {
 	case "false":
 		return false, nil
 	}
-	if _, ok := ratOf(s); ok {
+	if jsonNumber.MatchString(s) {
 		return json.Number(s), nil
 	}
-	return nil, fmt.Errorf("%q is neither a number nor true or false", s)
+	return nil, fmt.Errorf("%q is neither a JSON number nor true or false", s)
 }
 
 func scalarToString(v any) (any, error) {
@@ -148,8 +149,22 @@ func unixToTime(v any) (any, error) {
 	if !ok || !r.IsInt() {
 		return nil, fmt.Errorf("%v is not a whole number of seconds", v)
 	}
+	// RFC 3339 has four-digit years: 0001-01-01 to 9999-12-31.
+	if !r.Num().IsInt64() || r.Num().Int64() < minUnix || r.Num().Int64() > maxUnix {
+		return nil, fmt.Errorf("%v seconds is not a time of years 1 to 9999", v)
+	}
 	return time.Unix(r.Num().Int64(), 0).UTC().Format(time.RFC3339), nil
 }
+
+// The Unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+const (
+	minUnix = -62135596800
+	maxUnix = 253402300799
+)
+
+// jsonNumber is a number as JSON writes it (RFC 8259): text the "string"
+// cast reads as a number must be one, or it would not encode.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
 func timeToUnix(v any) (any, error) {
 	if v == nil {

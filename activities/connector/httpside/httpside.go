@@ -257,6 +257,10 @@ func (e *httpEndpoint) Changes(ctx context.Context, after, afterKey string, fn f
 		if next == "" {
 			return nil
 		}
+		if next == token {
+			// Asking again would answer the same page for ever.
+			return failure.Permanent(failure.TypeSinkHTTP, fmt.Errorf("GET %s: %s %q repeats the cursor the page was asked with", s.Path, s.NextCursor, next))
+		}
 		token = next
 	}
 }
@@ -265,6 +269,10 @@ func (e *httpEndpoint) Changes(ctx context.Context, after, afterKey string, fn f
 func (e *httpEndpoint) change(obj map[string]any) (connector.Change, error) {
 	s := e.side
 	var c connector.Change
+	switch obj[s.Key].(type) {
+	case map[string]any, []any, bool:
+		return c, failure.Permanent(failure.TypeSinkHTTP, fmt.Errorf("%s: a record's %q is %v, not a string or a number", s.Path, s.Key, obj[s.Key]))
+	}
 	c.Key = scalar(obj[s.Key])
 	if c.Key == "" {
 		return c, failure.Permanent(failure.TypeSinkHTTP, fmt.Errorf("%s: a record has no %q", s.Path, s.Key))

@@ -25,8 +25,17 @@ func Pointer(path []string) string {
 	if len(path) == 0 {
 		return ""
 	}
-	return "/" + strings.Join(path, "/")
+	var b strings.Builder
+	for _, p := range path {
+		b.WriteByte('/')
+		b.WriteString(pointerEscaper.Replace(p))
+	}
+	return b.String()
 }
+
+// pointerEscaper escapes a JSON Pointer's reference token (RFC 6901): "~"
+// as "~0", then "/" as "~1".
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // Lookup returns the value at path in rec, or nil.
 func Lookup(rec map[string]any, path []string) any {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"path"
 	"slices"
 	"sort"
@@ -320,38 +321,76 @@ func appendFieldErrors(out []FieldError, l *jsonschema.ValidationError) []FieldE
 	if l.Message == "not allowed" {
 		kw = "false" // the value's schema is false
 	}
+	at := pointer(l.InstanceLocation)
 	switch kw {
 	case "required":
 		// "missing properties: 'a', 'b'"
-		for _, name := range QuotedNames(l.Message) {
+		names := QuotedNames(l.Message)
+		for _, name := range names {
 			out = append(out, FieldError{
-				Pointer: l.InstanceLocation + "/" + escape(name),
+				Pointer: at + "/" + escape(name),
 				Keyword: kw,
 				Message: fmt.Sprintf("required property %q is missing", name),
 			})
 		}
-		return out
+		if len(names) > 0 {
+			return out
+		}
 	case "dependentRequired", "dependencies":
 		// "property 'a' is required, if 'b' property exists"
 		if names := QuotedNames(l.Message); len(names) == 2 {
 			return append(out, FieldError{
-				Pointer: l.InstanceLocation + "/" + escape(names[0]),
+				Pointer: at + "/" + escape(names[0]),
 				Keyword: kw,
 				Message: fmt.Sprintf("property %q is required when %q is present", names[0], names[1]),
 			})
 		}
 	case "additionalProperties":
 		// "additionalProperties 'a', 'b' not allowed"
-		for _, name := range QuotedNames(l.Message) {
+		names := QuotedNames(l.Message)
+		for _, name := range names {
 			out = append(out, FieldError{
-				Pointer: l.InstanceLocation + "/" + escape(name),
+				Pointer: at + "/" + escape(name),
 				Keyword: kw,
 				Message: fmt.Sprintf("property %q is not allowed", name),
 			})
 		}
-		return out
+		if len(names) > 0 {
+			return out
+		}
 	}
-	return append(out, FieldError{Pointer: l.InstanceLocation, Keyword: kw, Message: l.Message})
+	// The error as the library says it, at the value it is about: also
+	// when its message names properties in a way that cannot be read back
+	// (the library's quoting loses a name's trailing backslash), so that
+	// no error is ever dropped.
+	return append(out, FieldError{Pointer: at, Keyword: kw, Message: l.Message})
+}
+
+// closesName reports whether rest, the text after a quote in one of the
+// library's messages, follows a quoted name: the end, another name, or
+// the message's end ("not allowed", "is required, if ...").
+func closesName(rest string) bool {
+	for _, next := range []string{"", ", '", " not allowed", " is required", " property exists"} {
+		if rest == next || next != "" && strings.HasPrefix(rest, next) {
+			return true
+		}
+	}
+	return false
+}
+
+// pointer is the library's instance location as a plain RFC 6901 pointer:
+// the library also percent-encodes each token ("/first%20name").
+func pointer(loc string) string {
+	if !strings.Contains(loc, "%") {
+		return loc
+	}
+	parts := strings.Split(loc, "/")
+	for i, p := range parts {
+		if u, err := url.PathUnescape(p); err == nil {
+			parts[i] = u
+		}
+	}
+	return strings.Join(parts, "/")
 }
 
 // keywordOf returns the keyword at the end of a keyword location such as
@@ -380,9 +419,25 @@ func QuotedNames(msg string) []string {
 		j := i + 1
 		for j < len(msg) && msg[j] != '\'' {
 			if msg[j] == '\\' {
+				// The library's quoting turns a name's trailing backslash
+				// and the closing quote into \' : a \' that ends the message
+				// or is followed by the next name or the message's end is
+				// that, not an escaped quote.
+				if j+1 < len(msg) && msg[j+1] == '\'' && closesName(msg[j+2:]) {
+					break
+				}
 				j++
 			}
 			j++
+		}
+		if j < len(msg) && msg[j] == '\\' { // a trailing backslash, kept
+			head := strings.ReplaceAll(msg[i+1:j], `\'`, `'`)
+			if s, err := strconv.Unquote(`"` + strings.ReplaceAll(head, `"`, `\"`) + `"`); err == nil {
+				head = s
+			}
+			names = append(names, head+`\`)
+			i = j + 1
+			continue
 		}
 		if j >= len(msg) {
 			break
