@@ -11,7 +11,7 @@ GO_TEST_TIMEOUT ?= 20m
 # stops when the command ends (starters/cmd/withpg, docs/testing.md).
 WITHPG = go build -o .tether/bin/withpg ./starters/cmd/withpg && .tether/bin/withpg --
 
-.PHONY: demo test unit bench bench-twoway chaos temporal-cli promtool chromium vet fmt
+.PHONY: demo test unit bench bench-twoway chaos temporal-cli promtool chromium vet fmt fuzz
 
 demo: temporal-cli
 	$(WITHPG) go run ./starters/cmd/tether up $(ARGS)
@@ -54,10 +54,43 @@ vet:
 test: temporal-cli promtool chromium vet
 	$(WITHPG) go test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
+# Fuzzing: every Fuzz target in the module (found by name in the *_test.go
+# files, so a new one is picked up), FUZZTIME each (go fuzzes one target
+# per run); FUZZFLAGS=-parallel=1 on a busy machine. Every target runs,
+# then the failed ones are listed; a failing input is written to the
+# package's testdata/fuzz/<target>. make test runs the seed corpora. A run
+# that fails only with "context deadline exceeded" at the end of FUZZTIME,
+# writing no input, is Go's race golang/go#75804 (fixed in Go 1.27): it is
+# run once more. Minimizing an input (a new interesting one, or a failing
+# one) is bounded to FUZZMINIMIZETIME calls (go's default, 60s each, can
+# take the whole FUZZTIME).
+FUZZTIME ?= 30s
+FUZZMINIMIZETIME ?= 1000x
+fuzz:
+	@set -o pipefail; failed=(); log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	while read -r file name; do \
+		dir=$$(dirname "$$file"); \
+		for try in 1 2; do \
+			echo "== $$name ($$dir, $(FUZZTIME))"; \
+			if go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $(FUZZFLAGS) "$$dir" </dev/null 2>&1 | tee "$$log"; then break; fi; \
+			if [ $$try = 1 ] && grep -qx '    context deadline exceeded' "$$log" && ! grep -q 'Failing input written' "$$log"; then \
+				echo "== $$name: the fuzztime deadline race (golang/go#75804), once more"; continue; \
+			fi; \
+			failed+=("$$name ($$dir)"); break; \
+		done; \
+	done < <(grep -r --exclude-dir='.?*' --exclude-dir=testdata --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . | sed 's/:func / /' | sort); \
+	if (( $${#failed[@]} )); then printf 'fuzz target failed: %s\n' "$${failed[@]}"; exit 1; fi
+
 # Unit tests only (no dev server, still the real PostgreSQL for SQL tests).
 unit:
 	$(WITHPG) go test -count=1 -short ./...
 
+# Sync throughput on the same sandbox data: the plain Go loop, the durable
+# pipeline and Benthos v4.27 (tests/bench/peer/benthos, built once into
+# .tether/bench/benthos-peer: minutes the first time); records/s, wall time,
+# history events, peak RSS and the targets' ratios. ARGS="--runs 5"
+# alternates the contenders and prints min/median/max; --contenders
+# loop,durable skips Benthos; -h lists the flags (docs/benchmarks.md).
 bench: temporal-cli
 	$(WITHPG) go run ./tests/bench/cmd/bench $(ARGS)
 
