@@ -8,10 +8,12 @@
 // reaches another system happens in the fx lifecycle, in this order at
 // start, each bounded by a timeout: PostgreSQL is pinged and migrated
 // (database.go), Temporal is dialled and checked (temporal.go), /metrics
-// binds, the schedules and captures are applied (schedules.go), the worker
-// starts polling (worker.go), and the webhook receiver binds. The
-// integrations are compiled while the graph is built, so a broken
-// integration file stops the worker before it connects to anything.
+// binds with /healthz and /readyz (health.go), the schedules and captures
+// are applied (schedules.go), the worker starts polling (worker.go: ready
+// from then), the two-way integrations start (twoway.go), and the webhook
+// receiver binds. The integrations are compiled while the graph is built,
+// so a broken integration file stops the worker before it connects to
+// anything; the integration files are watched while it runs.
 package app
 
 import (
