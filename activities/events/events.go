@@ -35,8 +35,6 @@ import (
 	"go.temporal.io/sdk/worker"
 )
 
-// Quarantine step of an event refused before it reached a destination.
-const stepEvent = "event"
 
 // Activities applies events. Its fields are what it uses.
 type Activities struct {
@@ -203,7 +201,7 @@ func (b *eventBatch) winners(fresh []bool) []int {
 			for j, reason := range ev.Invalid {
 				details[j] = store.ErrorDetail{Keyword: "event", Message: reason}
 			}
-			b.quarantine(i, stepEvent, details...)
+			b.quarantine(i, store.StepEvent, details...)
 			continue
 		case ev.Key == "":
 			b.quarantine(i, store.StepKey, store.ErrorDetail{Keyword: "key", Message: "event has no entity key"})

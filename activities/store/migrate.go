@@ -357,6 +357,13 @@ CREATE TABLE tether_conflicts (
 );
 CREATE UNIQUE INDEX tether_conflicts_one_parked ON tether_conflicts (integration, pair_id) WHERE status = 'parked';
 CREATE INDEX tether_conflicts_by_integration ON tether_conflicts (integration, detected_at DESC);`},
+		{19, "event quarantine step", `
+-- An event the webhook receiver marked invalid (its source's schema) is
+-- quarantined at step 'event': the check refused it, and the insert failed
+-- the shard's whole batch, again and again (found by make chaos).
+ALTER TABLE tether_quarantine DROP CONSTRAINT tether_quarantine_step_check;
+ALTER TABLE tether_quarantine ADD CONSTRAINT tether_quarantine_step_check
+    CHECK (step IN ('validate', 'transform', 'apply', 'key', 'event'));`},
 	}
 }
 

@@ -26,6 +26,9 @@ const (
 	StepApply = "apply"
 	// StepKey: the record's key could not be extracted.
 	StepKey = "key"
+	// StepEvent: the webhook receiver found the event invalid (its
+	// source's schema).
+	StepEvent = "event"
 )
 
 // ErrorDetail is one reason a record was quarantined.

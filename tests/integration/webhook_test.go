@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tetherflow/tether/activities/integration"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/store"
 	"github.com/tetherflow/tether/workers/app"
 	"github.com/tetherflow/tether/workers/config"
@@ -401,4 +402,65 @@ func TestWebhooks_AcceptedWhileNoWorkerRunsThenAllAppliedInOrder(t *testing.T) {
 // appWebhookRoutes routes one source as the worker does.
 func appWebhookRoutes(src webhook.Source, reg *integration.Registry) (map[string]webhook.Route, []webhook.Source, error) {
 	return app.WebhookRoutes([]config.WebhookSource{{Source: src}}, reg, nil)
+}
+
+// TestWebhooks_AnEventItsSourceSchemaRefusesIsQuarantinedAndTheRestApplied:
+// with a schema on the webhook source, an event that breaks it is
+// acknowledged as quarantined and kept in the quarantine at step "event"
+// with the reason, and the valid events of the same shard are applied (the
+// quarantine refused the step, and the shard's whole batch was retried
+// for ever: found by make chaos).
+func TestWebhooks_AnEventItsSourceSchemaRefusesIsQuarantinedAndTheRestApplied(t *testing.T) {
+	var name string
+	s := newStack(t, stackOptions{defs: eventContacts(&name)})
+	reg, err := integration.NewRegistry(s.defs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := crmHookSource(name)
+	src.Schema = "contact-event.schema.json"
+	routes, sources, err := appWebhookRoutes(src, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The event's envelope, with its contact's email a string.
+	sch := schema.NewEmptyRegistry()
+	if err := sch.Add(src.Schema, []byte(`{"type": "object", "required": ["type", "data"],
+		"properties": {"type": {"type": "string"}, "data": {"type": "object", "required": ["id", "email"],
+			"properties": {"email": {"type": "string"}}}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	rcv, err := webhook.New(sources, sch, webhook.NewTemporalAccepter(s.client, s.taskQueue, routes, s.store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(rcv)
+	t.Cleanup(ts.Close)
+	h := &hooks{s: s, url: ts.URL, source: src, shards: routes[src.Name].Shards}
+	for id := 1; id <= 8; id++ {
+		body := contactEvent(id, 1, "contact.created")
+		if id == 5 {
+			body = bytes.Replace(body, []byte(`"email":"c5@example.com"`), []byte(`"email":42`), 1)
+		}
+		code, _, answer := h.send(fmt.Sprintf("schema-%d", id), body, hookSecret, time.Now())
+		want := `"accepted"`
+		if id == 5 {
+			want = `"quarantined"`
+		}
+		if code != http.StatusAccepted || !strings.Contains(answer, want) {
+			t.Fatalf("event %d: %d %s, want 202 %s", id, code, answer, want)
+		}
+	}
+	eventually(t, 30*time.Second, "the seven valid contacts applied", func() bool {
+		return s.count(`SELECT count(*) FROM crm_contacts`) == 7
+	})
+	if n := s.count(`SELECT count(*) FROM crm_contacts WHERE id = 5`); n != 0 {
+		t.Errorf("the invalid contact 5 was applied")
+	}
+	eventually(t, 30*time.Second, "contact 5 quarantined at step event", func() bool {
+		return s.count(`SELECT count(*) FROM tether_quarantine WHERE integration = $1 AND step = 'event' AND record_key = '5'`, name) == 1
+	})
+	if p := h.progress(name); p.LastError != "" {
+		t.Errorf("a shard failed: %s", p.LastError)
+	}
 }
