@@ -95,12 +95,16 @@ bench: temporal-cli
 	$(WITHPG) go run ./tests/bench/cmd/bench $(ARGS)
 
 # Two-way convergence: 10,000 edits split between the sides, beside as
-# many made on one side, writes per edit (ARGS=-edits N).
+# many made on one side and the one-way pipeline carrying the same edits,
+# writes per edit (ARGS=-edits N).
 bench-twoway: temporal-cli
 	$(WITHPG) go run ./tests/bench/cmd/twowaybench $(ARGS)
 
-# Recovery under worker crashes: a fault-free sync and one with SIGKILLs,
-# checked row by row (100,000 records, two workers, 10 kills by default).
+# Chaos: a 100,000-record sync under each fault (workers SIGKILLed, a
+# failing and slow source, PostgreSQL connections terminated or refused,
+# commit answers lost, the dev server restarted, shuffled and redelivered
+# webhooks), each checked row by row; ARGS="--scenarios kill-2w,commit-lost
+# --records 20000"; a table of faults, rows lost and duplicated.
 chaos: temporal-cli
 	$(WITHPG) go run ./tests/bench/cmd/chaosbench $(ARGS)
 
