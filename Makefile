@@ -11,7 +11,7 @@ GO_TEST_TIMEOUT ?= 20m
 # stops when the command ends (starters/cmd/withpg, docs/testing.md).
 WITHPG = go build -o .tether/bin/withpg ./starters/cmd/withpg && .tether/bin/withpg --
 
-.PHONY: demo test unit bench bench-twoway chaos temporal-cli promtool chromium vet fmt fuzz
+.PHONY: demo test unit bench bench-twoway chaos bench-scale temporal-cli promtool chromium vet fmt fuzz
 
 demo: temporal-cli
 	$(WITHPG) go run ./starters/cmd/tether up $(ARGS)
@@ -107,6 +107,13 @@ bench-twoway: temporal-cli
 # --records 20000"; a table of faults, rows lost and duplicated.
 chaos: temporal-cli
 	$(WITHPG) go run ./tests/bench/cmd/chaosbench $(ARGS)
+
+# Scale-out: 1, 2 and 3 worker processes on one task queue syncing 3
+# copies of crm-contacts (50,000 records each) at once; wall time,
+# records/s and the CPU seconds of the workers, the dev server and
+# PostgreSQL per phase (ARGS="--records 20000 --workers 1,2").
+bench-scale: temporal-cli
+	$(WITHPG) go run ./tests/bench/cmd/scalebench $(ARGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

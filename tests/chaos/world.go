@@ -193,12 +193,31 @@ func (w *world) serve(h http.Handler) (string, error) {
 // crm-contacts-yaml.yaml) under the world's name, its source the sandbox
 // (or the proxy in front of it), into crm_contacts.
 func (w *world) integrationFile() string {
+	return ContactsIntegrationFile(ContactsFile{Name: w.integ, Description: "chaos scenario " + w.name, SourceURL: w.srcURL,
+		Timeout: w.o.timeout.String(), RateLimit: w.o.rateLimit, Burst: w.o.burst, Table: "crm_contacts", BatchSize: w.o.batchSize})
+}
+
+// ContactsFile is what ContactsIntegrationFile varies.
+type ContactsFile struct {
+	Name, Description string
+	SourceURL         string // the sandbox's (or a proxy's) base URL
+	Timeout           string // one request's bound ("30s")
+	RateLimit         float64
+	Burst             int
+	Table             string
+	BatchSize         int
+}
+
+// ContactsIntegrationFile is an integration file with crm-contacts' source,
+// schema and mapping (workers/integrations/yaml/crm-contacts-yaml.yaml),
+// under another name, into another table.
+func ContactsIntegrationFile(f ContactsFile) string {
 	rate := ""
-	if w.o.rateLimit > 0 {
-		rate = fmt.Sprintf("    rate_limit: {requests_per_second: %g, burst: %d}\n", w.o.rateLimit, max(1, w.o.burst))
+	if f.RateLimit > 0 {
+		rate = fmt.Sprintf("    rate_limit: {requests_per_second: %g, burst: %d}\n", f.RateLimit, max(1, f.Burst))
 	}
 	return fmt.Sprintf(`name: %s
-description: chaos scenario %s
+description: %s
 version: 1
 source:
   http:
@@ -259,7 +278,7 @@ atomic: false
 invalid_threshold: 0.05
 batch_size: %d
 pages_in_flight: 4
-`, w.integ, w.name, w.srcURL, w.o.timeout, rate, table, w.o.batchSize)
+`, f.Name, f.Description, f.SourceURL, f.Timeout, rate, f.Table, f.BatchSize)
 }
 
 // workerEnv is a worker's environment.
