@@ -94,16 +94,26 @@ func TestWorkerProcess_ServesMetricsAndStopsOnAnAddressInUse(t *testing.T) {
 			t.Fatalf("the sync created no customer: %+v", res)
 		}
 
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
+		// The worker counts the run's completion as it reports the last
+		// workflow task, which may be just after the client has the
+		// result: read /metrics until the counter is there (or give up
+		// and let the checks below say what is missing).
+		var body string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+			}
+			body = string(b)
+			if strings.Contains(body, "temporal_workflow_completed_total{") || time.Now().After(deadline) {
+				break
+			}
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s: %s %v", url, resp.Status, err)
-		}
-		body := string(b)
 		labels := `destination="billing",integration="crm-billing-customers"`
 		if v, ok := metricValue(body, `tether_destination_requests_total{`+labels+`,outcome="ok"}`); !ok || v != float64(res.Counts.Inserted) {
 			t.Errorf("ok calls %v (found %v), want one per customer created (%d)", v, ok, res.Counts.Inserted)
