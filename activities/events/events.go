@@ -35,7 +35,6 @@ import (
 	"go.temporal.io/sdk/worker"
 )
 
-
 // Activities applies events. Its fields are what it uses.
 type Activities struct {
 	Catalog *catalog.Catalog

@@ -190,7 +190,13 @@ func timeToUnix(v any) (any, error) {
 type castEndpoint struct {
 	Endpoint
 	computed []computer
-	casts    map[string]Cast // by shared field
+	casts    []fieldCast // by shared field, sorted: the same field's error first every time
+}
+
+// fieldCast is a shared field's cast.
+type fieldCast struct {
+	field string
+	cast  Cast
 }
 
 // withCasts wraps e with its computed fields and the casts named by field
@@ -203,13 +209,13 @@ func withCasts(e Endpoint, computed map[string]Computed, named map[string]string
 	if err != nil {
 		return nil, err
 	}
-	ce := &castEndpoint{Endpoint: e, computed: cs, casts: map[string]Cast{}}
-	for f, name := range named {
-		c, ok := castNamed(name)
+	ce := &castEndpoint{Endpoint: e, computed: cs}
+	for _, f := range slices.Sorted(maps.Keys(named)) {
+		c, ok := castNamed(named[f])
 		if !ok {
-			return nil, fmt.Errorf("casts.%s: no cast %q (known: %s)", f, name, strings.Join(castNames(), ", "))
+			return nil, fmt.Errorf("casts.%s: no cast %q (known: %s)", f, named[f], strings.Join(castNames(), ", "))
 		}
-		ce.casts[f] = c
+		ce.casts = append(ce.casts, fieldCast{field: f, cast: c})
 	}
 	return ce, nil
 }
@@ -227,17 +233,17 @@ func (e *castEndpoint) Changes(ctx context.Context, cursor, key string, fn func(
 					problems = append(problems, err.Error())
 				}
 			}
-			for _, f := range slices.Sorted(maps.Keys(e.casts)) {
-				v, ok := rec[f]
+			for _, fc := range e.casts {
+				v, ok := rec[fc.field]
 				if !ok {
 					continue
 				}
-				shared, err := e.casts[f].ToShared(v)
+				shared, err := fc.cast.ToShared(v)
 				if err != nil {
-					problems = append(problems, fmt.Sprintf("field %s: %v", f, err))
+					problems = append(problems, fmt.Sprintf("field %s: %v", fc.field, err))
 					continue
 				}
-				rec[f] = shared
+				rec[fc.field] = shared
 			}
 			page[i].Record = rec
 			if len(problems) > 0 {
@@ -250,7 +256,8 @@ func (e *castEndpoint) Changes(ctx context.Context, cursor, key string, fn func(
 
 func (e *castEndpoint) Put(ctx context.Context, key string, rec Record, expect, idem string) (Written, error) {
 	out := maps.Clone(rec)
-	for f, c := range e.casts {
+	for _, fc := range e.casts {
+		f, c := fc.field, fc.cast
 		v, ok := rec[f]
 		if !ok {
 			continue

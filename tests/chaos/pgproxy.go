@@ -118,18 +118,8 @@ func (p *pgProxy) pipeClient(pair *pgPair) {
 		if first {
 			h = hdr[1:]
 		}
-		if _, err := io.ReadFull(r, h); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
-		if n < 0 {
-			return
-		}
-		if cap(body) < n {
-			body = make([]byte, n)
-		}
-		body = body[:n]
-		if _, err := io.ReadFull(r, body); err != nil {
+		var err error
+		if body, err = readMessage(r, h, hdr[1:], body); err != nil {
 			return
 		}
 		if !first && (hdr[0] == 'Q' || hdr[0] == 'P') && bytes.Contains(body, []byte(table)) {
@@ -150,6 +140,25 @@ func (p *pgProxy) pipeClient(pair *pgPair) {
 	}
 }
 
+// readMessage reads one protocol message: its header into h (the type
+// byte, except for a connection's first message, and the length, which
+// length holds), then its body, into buf's storage when it fits.
+func readMessage(r io.Reader, h, length, buf []byte) ([]byte, error) {
+	if _, err := io.ReadFull(r, h); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(length)) - 4
+	if n < 0 {
+		return nil, errors.New("a message shorter than its length field")
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(r, buf)
+	return buf, err
+}
+
 // pipeServer passes the server's messages on to the client, dropping the
 // connection at an armed COMMIT.
 func (p *pgProxy) pipeServer(pair *pgPair) {
@@ -159,18 +168,8 @@ func (p *pgProxy) pipeServer(pair *pgPair) {
 	var hdr [5]byte
 	var body []byte
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
-		if n < 0 {
-			return
-		}
-		if cap(body) < n {
-			body = make([]byte, n)
-		}
-		body = body[:n]
-		if _, err := io.ReadFull(r, body); err != nil {
+		var err error
+		if body, err = readMessage(r, hdr[:], hdr[1:], body); err != nil {
 			return
 		}
 		if hdr[0] == 'C' && (string(body) == "COMMIT\x00" || string(body) == "ROLLBACK\x00") {
