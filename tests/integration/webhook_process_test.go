@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/syncstep"
@@ -362,4 +363,86 @@ func TestWebhooks_EqualVersionsInOtherNotationsLastArrivalWins(t *testing.T) {
 	if p := queryShard(t, s, events.WorkflowID(name, 0)); p.Counts.Superseded != 1 || p.Counts.Stale != 0 {
 		t.Errorf("counts %+v; want the earlier event superseded, none stale", p.Counts)
 	}
+}
+
+// TestWebhooks_DeliveriesArrivingTogetherAreRecordedInGroups: many senders
+// at once, one shard. The receiver answers each delivery once its group's
+// signal-with-start is in the shard's history; the history then holds
+// fewer signals than deliveries, every delivery in exactly one of them,
+// and every delivery is applied, each entity at its newest version.
+func TestWebhooks_DeliveriesArrivingTogetherAreRecordedInGroups(t *testing.T) {
+	var name string
+	s := newStack(t, stackOptions{defs: oneShard(&name)})
+	h := newHooks(s, crmHookSource(name))
+	const senders, each, entities = 24, 10, 40
+	errs := make(chan string, senders*each)
+	done := make(chan struct{})
+	for g := range senders {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				n := g*each + i
+				// Entity n%entities at version n/entities+1: every entity
+				// gets 6 versions from different senders.
+				code, _, answer := h.send(fmt.Sprintf("grp-%d", n), contactEvent(n%entities+1, n/entities+1, "contact.updated"), hookSecret, time.Now())
+				if code != http.StatusAccepted {
+					errs <- fmt.Sprintf("grp-%d: %d %s", n, code, answer)
+				}
+			}
+		}()
+	}
+	for range senders {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	deliveries := func() int {
+		return s.count(`SELECT count(*) FROM tether_event_deliveries WHERE integration = $1`, name)
+	}
+	eventually(t, 60*time.Second, "every delivery applied", func() bool { return deliveries() == senders*each })
+	names := s.lastNames("crm_contacts")
+	for id := 1; id <= entities; id++ {
+		if want := fmt.Sprintf("V%d", senders*each/entities); names[int64(id)] != want {
+			t.Errorf("contact %d at %q, want %s (its newest version)", id, names[int64(id)], want)
+		}
+	}
+
+	// What the shard's history holds: every delivery once, in groups.
+	iter := s.client.GetWorkflowHistory(context.Background(), events.WorkflowID(name, 0), "", false, 0)
+	signals, grouped := 0, map[string]int{}
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a == nil {
+			continue
+		}
+		if a.GetSignalName() != events.SignalEvents {
+			t.Fatalf("signal %q in the history, want only %q", a.GetSignalName(), events.SignalEvents)
+		}
+		var group []syncstep.Event
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &group); err != nil {
+			t.Fatal(err)
+		}
+		signals++
+		for _, e := range group {
+			grouped[e.DeliveryID]++
+		}
+	}
+	if len(grouped) != senders*each {
+		t.Errorf("%d distinct deliveries in the history's signals, want %d", len(grouped), senders*each)
+	}
+	for id, n := range grouped {
+		if n != 1 {
+			t.Errorf("delivery %s in %d signals, want 1", id, n)
+		}
+	}
+	if signals >= senders*each {
+		t.Errorf("%d signals for %d deliveries from %d senders at once: none was grouped", signals, senders*each, senders)
+	}
+	t.Logf("%d deliveries from %d concurrent senders recorded with %d signals", senders*each, senders, signals)
 }

@@ -3,6 +3,8 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -45,21 +47,62 @@ type SignalWithStarter interface {
 // ErrDuplicate (200), and nothing is signalled; one redelivered before its
 // first delivery was applied is signalled again and dropped by the
 // workflow or, at the latest, by the apply's transaction.
+//
+// Deliveries for one shard are recorded in groups, as a database groups
+// commits: while a signal-with-start to a shard is in flight, the events
+// arriving for it wait, and go together in the next one (SignalEvents,
+// up to MaxSignalEvents events or MaxSignalBytes of records). A delivery
+// alone is signalled at once, so grouping adds no delay at a low rate,
+// and at a high one the server writes one signal for many deliveries:
+// that, not the server's cost per signal, then bounds the acceptance
+// rate. Each delivery is still answered only once its own group is in
+// the history.
 type TemporalAccepter struct {
 	client     SignalWithStarter
 	taskQueue  string
 	routes     map[string]Route
 	deliveries DeliveryLog
+	// timeout bounds one signal-with-start of a group.
+	timeout time.Duration
+
+	mu     sync.Mutex
+	queues map[string]*shardQueue // by workflow id
+}
+
+// Limits of one signal-with-start of a group of events.
+const (
+	// MaxSignalEvents bounds the events of one signal.
+	MaxSignalEvents = 200
+	// MaxSignalBytes bounds the records' bytes of one signal (Temporal
+	// warns at 512 KiB a payload and refuses 2 MiB); a larger delivery
+	// goes alone.
+	MaxSignalBytes = 256 << 10
+)
+
+// shardQueue holds the deliveries waiting for a shard's next signal.
+type shardQueue struct {
+	waiting  []*delivery
+	flushing bool // a goroutine is signalling this shard's groups
+	input    events.Input
+}
+
+// delivery is one event waiting to be recorded.
+type delivery struct {
+	ev    syncstep.Event
+	size  int
+	taken bool       // in a group being signalled (guarded by TemporalAccepter.mu)
+	done  chan error // the group's outcome
 }
 
 // NewTemporalAccepter builds the accepter of the sources in routes (by
 // source name); events start workflows on taskQueue.
 func NewTemporalAccepter(c SignalWithStarter, taskQueue string, routes map[string]Route, deliveries DeliveryLog) *TemporalAccepter {
-	return &TemporalAccepter{client: c, taskQueue: taskQueue, routes: routes, deliveries: deliveries}
+	return &TemporalAccepter{client: c, taskQueue: taskQueue, routes: routes, deliveries: deliveries,
+		timeout: DefaultAcceptTimeout, queues: map[string]*shardQueue{}}
 }
 
 // Accept signals ev to its shard's workflow, starting it if it is not
-// running.
+// running, in a group with the events arriving for the shard meanwhile.
 func (t *TemporalAccepter) Accept(ctx context.Context, ev Event) error {
 	route, ok := t.routes[ev.Source]
 	if !ok || route.Integration == "" {
@@ -81,13 +124,79 @@ func (t *TemporalAccepter) Accept(ctx context.Context, ev Event) error {
 	}
 	shard := events.Shard(ev.EntityKey, route.Shards) // a keyless (quarantined) event hashes as ""
 	id := events.WorkflowID(route.Integration, shard)
-	_, err = t.client.SignalWithStartWorkflow(ctx, id, events.SignalEvent, ToStep(ev),
-		client.StartWorkflowOptions{ID: id, TaskQueue: t.taskQueue},
-		events.WorkflowType, events.Input{Integration: route.Integration, Shard: shard})
-	if err != nil {
-		return fmt.Errorf("signal-with-start %s: %w", id, err)
+	step := ToStep(ev)
+	d := &delivery{ev: step, size: len(step.Record) + len(step.Key) + len(step.DeliveryID) + 256, done: make(chan error, 1)}
+
+	t.mu.Lock()
+	q := t.queues[id]
+	if q == nil {
+		q = &shardQueue{input: events.Input{Integration: route.Integration, Shard: shard}}
+		t.queues[id] = q
 	}
-	return nil
+	q.waiting = append(q.waiting, d)
+	if !q.flushing {
+		q.flushing = true
+		go t.flush(id, q)
+	}
+	t.mu.Unlock()
+
+	select {
+	case err := <-d.done:
+		return err
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !d.taken {
+		// Not signalled: take it back, so that the 503 the receiver answers
+		// leaves nothing recorded.
+		for i, w := range q.waiting {
+			if w == d {
+				q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+				break
+			}
+		}
+		return ctx.Err()
+	}
+	return fmt.Errorf("signal-with-start %s: %w", id, ctx.Err())
+}
+
+// flush signals the shard's waiting deliveries, a group at a time, until
+// none waits.
+func (t *TemporalAccepter) flush(id string, q *shardQueue) {
+	for {
+		t.mu.Lock()
+		if len(q.waiting) == 0 {
+			q.flushing = false
+			t.mu.Unlock()
+			return
+		}
+		n, bytes := 0, 0
+		for n < len(q.waiting) && n < MaxSignalEvents && (n == 0 || bytes+q.waiting[n].size <= MaxSignalBytes) {
+			bytes += q.waiting[n].size
+			q.waiting[n].taken = true
+			n++
+		}
+		group := q.waiting[:n:n]
+		q.waiting = append([]*delivery(nil), q.waiting[n:]...)
+		t.mu.Unlock()
+
+		evs := make([]syncstep.Event, len(group))
+		for i, d := range group {
+			evs[i] = d.ev
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+		_, err := t.client.SignalWithStartWorkflow(ctx, id, events.SignalEvents, evs,
+			client.StartWorkflowOptions{ID: id, TaskQueue: t.taskQueue},
+			events.WorkflowType, q.input)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("signal-with-start %s (%d events): %w", id, len(evs), err)
+		}
+		for _, d := range group {
+			d.done <- err
+		}
+	}
 }
 
 // ToStep is the event as the events workflow applies it.

@@ -47,6 +47,12 @@ const WorkflowType = "EventsWorkflow"
 // SignalEvent is the signal carrying one syncstep.Event.
 const SignalEvent = "event"
 
+// SignalEvents is the signal carrying several events ([]syncstep.Event),
+// in the order they are applied: the webhook receiver records the
+// deliveries that arrive together for one shard with one
+// signal-with-start (see webhook.TemporalAccepter).
+const SignalEvents = "events"
+
 // QueryProgress returns a Progress.
 const QueryProgress = "progress"
 
@@ -142,7 +148,8 @@ func EventsWorkflow(ctx workflow.Context, in Input) error {
 	if in.Integration == "" {
 		return temporal.NewNonRetryableApplicationError(`input: "integration" is required`, "ConfigError", nil)
 	}
-	s := &shard{in: in, ch: workflow.GetSignalChannel(ctx, SignalEvent), recent: map[string]bool{}}
+	s := &shard{in: in, ch: workflow.GetSignalChannel(ctx, SignalEvent),
+		batches: workflow.GetSignalChannel(ctx, SignalEvents), recent: map[string]bool{}}
 	if in.State != nil {
 		s.st = *in.State
 		s.lastAppliedAt, s.dropped = s.st.LastAppliedAt, s.st.Dropped
@@ -162,7 +169,8 @@ func EventsWorkflow(ctx workflow.Context, in Input) error {
 
 type shard struct {
 	in        Input
-	ch        workflow.ReceiveChannel
+	ch        workflow.ReceiveChannel // SignalEvent: one event a signal
+	batches   workflow.ReceiveChannel // SignalEvents: several a signal
 	st        State
 	recent    map[string]bool
 	pendingID map[string]bool
@@ -205,10 +213,44 @@ func (s *shard) drain() {
 	for {
 		var ev syncstep.Event
 		if !s.ch.ReceiveAsync(&ev) {
-			return
+			break
 		}
 		s.receive(ev)
 	}
+	for {
+		var evs []syncstep.Event
+		if !s.batches.ReceiveAsync(&evs) {
+			return
+		}
+		s.receiveAll(evs)
+	}
+}
+
+func (s *shard) receiveAll(evs []syncstep.Event) {
+	for _, ev := range evs {
+		s.receive(ev)
+	}
+}
+
+// onSignals makes sel wait for either signal, taking what it brings.
+// received, when not nil, is set when one came.
+func (s *shard) onSignals(ctx workflow.Context, sel workflow.Selector, received *bool) {
+	sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
+		var ev syncstep.Event
+		c.Receive(ctx, &ev)
+		s.receive(ev)
+		if received != nil {
+			*received = true
+		}
+	})
+	sel.AddReceive(s.batches, func(c workflow.ReceiveChannel, _ bool) {
+		var evs []syncstep.Event
+		c.Receive(ctx, &evs)
+		s.receiveAll(evs)
+		if received != nil {
+			*received = true
+		}
+	})
 }
 
 func (s *shard) run(ctx workflow.Context) error {
@@ -256,11 +298,7 @@ func (s *shard) waitOnIdleTimer(ctx workflow.Context) (done bool, err error) {
 	}
 	fired := false
 	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
-		var ev syncstep.Event
-		c.Receive(ctx, &ev)
-		s.receive(ev)
-	})
+	s.onSignals(ctx, sel, nil)
 	sel.AddFuture(s.idleTimer, func(workflow.Future) { fired = true })
 	sel.Select(ctx)
 	if ctx.Err() != nil {
@@ -283,12 +321,7 @@ func (s *shard) waitWithNewTimer(ctx workflow.Context) (done bool, err error) {
 	tctx, cancel := workflow.WithCancel(ctx)
 	got := false
 	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
-		var ev syncstep.Event
-		c.Receive(ctx, &ev)
-		s.receive(ev)
-		got = true
-	})
+	s.onSignals(ctx, sel, &got)
 	sel.AddFuture(workflow.NewTimer(tctx, s.idle), func(workflow.Future) {})
 	sel.Select(ctx)
 	cancel()

@@ -180,6 +180,24 @@ func TestEventsWorkflow_AppliesInArrivalOrderAcrossBatches(t *testing.T) {
 	}, p)
 }
 
+// The receiver signals the deliveries that arrive together as one
+// SignalEvents; older receivers signal one SignalEvent each. Both are
+// applied in arrival order, redeliveries across them dropped.
+func TestEventsWorkflow_TakesGroupsOfEventsInOneSignal(t *testing.T) {
+	f := &fakeApply{}
+	env := newEnv(t, f)
+	group1, group2 := evsOf(ids("g", 3)), evsOf(ids("h", 2))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalEvents, group1) }, time.Second)
+	signalAt(env, 2*time.Second, ev("s1", "ks1"), group1[1]) // group1[1]: a redelivery
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalEvents, append(group2, group1[0])) }, 3*time.Second)
+	env.ExecuteWorkflow(EventsWorkflow, Input{Integration: "crm-contacts", IdleTimeout: time.Minute})
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, []string{"g1", "g2", "g3", "s1", "h1", "h2"}, f.appliedIDs())
+	require.Equal(t, 2, queryProgress(t, env).DroppedRedeliveries)
+}
+
 func TestEventsWorkflow_FailedBatchIsRetriedWithoutLossOrReordering(t *testing.T) {
 	tests := []struct {
 		name      string
