@@ -9,6 +9,10 @@
 // TETHER_*). Bad configuration, or a Temporal or PostgreSQL that cannot be
 // reached, stops it with one message and exit status 1 before it polls.
 // SIGINT or SIGTERM stop polling and let running activities finish.
+//
+// The worker runs its garbage collector at GOGC=400 (app.DefaultGCPercent)
+// unless GOGC is set: more heap for less CPU. GOGC=100 restores Go's
+// default; GOMEMLIMIT caps the heap.
 package main
 
 import (
@@ -36,6 +40,7 @@ func run() int {
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
+	app.TuneGC()
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		if err == nil {

@@ -204,6 +204,15 @@ func run() error {
 
 	fmt.Printf("tether bench: %d records (sandbox seed 42, no invalid records) in pages of %d, %d pages in flight, %d cores, %d round(s) of %s\n",
 		o.records, o.page, o.inFlight, numCPU(), o.runs, strings.Join(o.contenders, ", "))
+	// The plain loop runs in this process: it gets the garbage collector
+	// setting the worker binary runs with (app.TuneGC), so the two differ
+	// by Temporal and staging only. The worker inherits GOGC when it is set.
+	gc, fromEnv := app.TuneGC()
+	gcFrom := "the worker's default"
+	if fromEnv {
+		gcFrom = "GOGC"
+	}
+	fmt.Printf("garbage collector: GOGC=%d (%s) in the worker and in this process (the plain loop, the sandbox)\n", gc, gcFrom)
 	if load := loadAvg(); load != "" {
 		fmt.Printf("load average before: %s\n", load)
 	}
