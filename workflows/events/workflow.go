@@ -2,10 +2,12 @@
 // webhook events in order per entity.
 //
 // Every entity's events go to one workflow, picked by a hash of its key
-// among the integration's shards (Definition.Events.Shards, default 4):
+// among the integration's shards (Definition.Events.Shards, default 1):
 // id "<integration>/events/<shard>". The webhook receiver records each
-// event with signal-with-start, so the event is in the workflow's history
-// (durable, even while no worker runs) before the sender gets its 202. The
+// event with signal-with-start (SignalEvents: the deliveries that arrived
+// together; SignalEvent, one, from older receivers), so the event is in the
+// workflow's history (durable, even while no worker runs) before the sender
+// gets its 202. The
 // workflow applies what it has received in arrival order, in batches, with
 // the ApplyEvents local activity: one transaction per batch, each entity
 // reduced to its newest event, the destination's version column skipping
