@@ -86,6 +86,13 @@ type Capabilities struct {
 	// Conditional sources answer "not modified" from page memos; Capture
 	// sources can stream their changes as events.
 	Incremental, Conditional, Capture bool
+	// FollowsPages: an incremental read follows the source's pages from
+	// its Since to the end (Page.Next), because the next page stays right
+	// while records change (keyset pagination). Without it, every page is
+	// asked "since" the last record read, which is safe with page or
+	// offset pagination but reads again, and skips, the records sharing
+	// that record's cursor value.
+	FollowsPages bool
 }
 
 // Sink writes batches of rows to one destination.

@@ -116,6 +116,7 @@ func (a *Activities) start(ctx context.Context, in syncstep.StartRunInput) (sync
 		return syncstep.StartRunOutput{Plan: plan}, nil
 	}
 	plan.Incremental = def.CursorField != ""
+	plan.FollowPages = plan.Incremental && c.Source != nil && c.Source.Capabilities().FollowsPages
 	switch {
 	case plan.Incremental && found && !in.Full && !cp.Checkpoint.IsZero():
 		plan.Since = cp.Checkpoint

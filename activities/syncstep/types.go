@@ -45,6 +45,10 @@ type Plan struct {
 	// Incremental is true when the integration reads by a cursor field:
 	// every page is requested "since" the last (cursor, key) seen.
 	Incremental bool `json:"incremental"`
+	// FollowPages: an incremental read follows the source's pages from
+	// Since to the end instead of asking again since every page's last
+	// record (connector.Capabilities.FollowsPages).
+	FollowPages bool `json:"followPages,omitempty"`
 	// Since is where the read starts (incremental integrations).
 	Since cursor.Checkpoint `json:"since"`
 	// Start is the page to start from (full reads resuming an unfinished run).

@@ -391,3 +391,51 @@ func TestSync_SeveralWorkerProcessesShareOneRun(t *testing.T) {
 	}
 	checkContacts(t, s)
 }
+
+// TestSync_FollowPagesReadsRecordsSharingAnUpdatedAtOnce: records that
+// share few updated_at values (groups of 700 across pages of 500). Asked
+// again "since" every page's last record, an inclusive updated_since reads
+// that record's group again each time; with incremental.follow_pages
+// (cursor pagination) the read follows the API's next cursor and fetches
+// every record exactly once. Both end with the same rows; an incremental
+// run after changes still reads only what changed.
+func TestSync_FollowPagesReadsRecordsSharingAnUpdatedAtOnce(t *testing.T) {
+	const seeded, groups, group = 500, 5, 700
+	const total = seeded + groups*group
+	fetched := map[bool]int{}
+	for _, follow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follow_pages=%v", follow), func(t *testing.T) {
+			defs := func(crm config.Connection) []integration.Definition {
+				d := integrations.CRMContacts(crm)
+				d.Source.HTTP.Pagination = httpsource.Pagination{Style: "cursor", CursorParam: "cursor", LimitParam: "limit", NextCursorPath: "next_cursor"}
+				d.Source.HTTP.Query = map[string]string{"pagination": "cursor"}
+				d.Source.HTTP.Incremental.FollowPages = follow
+				d.BatchSize = 500
+				return []integration.Definition{d}
+			}
+			s := newStack(t, stackOptions{sandbox: sandbox.Options{Seed: 21, Contacts: seeded}, defs: defs})
+			for range groups {
+				s.sandbox.Add("contacts", group) // one updated_at for the group
+			}
+			res := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+			if res.Counts.Inserted != total {
+				t.Fatalf("inserted %d, want %d (counts %+v)", res.Counts.Inserted, total, res.Counts)
+			}
+			checkContacts(t, s)
+			fetched[follow] = res.Counts.Fetched
+			if follow && (res.Counts.Fetched != total || res.Counts.Skipped != 0) {
+				t.Errorf("following the pages fetched %d records and skipped %d, want each of the %d once", res.Counts.Fetched, res.Counts.Skipped, total)
+			}
+			touched := s.sandbox.Touch("contacts", 40)
+			again := s.mustSync(datasync.Input{Integration: "crm-contacts"})
+			if again.Counts.Updated != len(touched) || again.Counts.Inserted != 0 {
+				t.Errorf("incremental run after %d changes: counts %+v", len(touched), again.Counts)
+			}
+			checkContacts(t, s)
+		})
+	}
+	if fetched[false] <= total {
+		t.Errorf("asking since every page's last record fetched %d of %d records: the groups were not read again, so the test shows nothing", fetched[false], total)
+	}
+	t.Logf("records fetched for %d: %d asking since every page's last record, %d following the pages", total, fetched[false], fetched[true])
+}

@@ -172,12 +172,14 @@ const integrationShortReadWarn = "warn"
 // advance moves the read position past a fetched page. Incremental reads
 // restart from the first page "since" the page's last (cursor, key), which
 // is robust to records moving while the run reads; when a whole page shares
-// one cursor value they page forward within it.
+// one cursor value they page forward within it. A source whose pages stay
+// right while records move (Plan.FollowPages) is paged forward to the end
+// of the read.
 func (r *run) advance(out syncstep.FetchPageOutput) {
 	if out.Done {
 		r.done = true
 	}
-	if r.st.Plan.Incremental && out.Advanced && !out.NotModified {
+	if r.st.Plan.Incremental && !r.st.Plan.FollowPages && out.Advanced && !out.NotModified {
 		if out.Done {
 			return
 		}

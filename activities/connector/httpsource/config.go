@@ -139,6 +139,18 @@ type Incremental struct {
 	// run, a full read), for APIs that list changes only with the filter
 	// set (e.g. "1970-01-01T00:00:00Z"); empty: Param is left out then.
 	Start string `mapstructure:"start" yaml:"start" json:"start,omitempty"`
+	// FollowPages follows the API's next cursor or link from the first
+	// page of a read to its last, with Param fixed at the read's start,
+	// instead of asking again "since" the last record of every page. An
+	// API's filter is usually inclusive (updated_since=t returns the
+	// records updated at t), so asking again reads once more every record
+	// sharing the last one's updated_at: many, when they share few values.
+	// Only for cursor or link pagination whose token names a position in
+	// the (updated_at, id) order (keyset pagination): a record updated
+	// during the read then moves past the token and is read again later,
+	// not skipped. With page or offset pagination that update shifts the
+	// following pages and one record would be skipped, so it is refused.
+	FollowPages bool `mapstructure:"follow_pages" yaml:"follow_pages" json:"follow_pages,omitempty"`
 }
 
 // Auth holds a source's credentials (shared with the HTTP sink). Its
@@ -170,6 +182,14 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Retry.Problems("retry")...)
 	if c.Incremental.Start != "" && c.Incremental.Param == "" {
 		errs.add("incremental.start", "needs incremental.param: it is that parameter's first value")
+	}
+	if c.Incremental.FollowPages {
+		switch {
+		case c.Incremental.Param == "":
+			errs.add("incremental.follow_pages", "needs incremental.param: it follows the pages of an incremental read")
+		case d.Pagination.Style != StyleCursor && d.Pagination.Style != StyleLink:
+			errs.add("incremental.follow_pages", "needs cursor or link pagination, got %q: with page or offset pagination a record updated during the read shifts the following pages and one record would be skipped", d.Pagination.Style)
+		}
 	}
 	return errors.Join(errs...)
 }

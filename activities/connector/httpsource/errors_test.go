@@ -265,6 +265,20 @@ func TestConfig_Validate(t *testing.T) {
 			want: []string{`incremental.start: needs incremental.param`},
 		},
 		{
+			name: "follow_pages with link pagination is valid",
+			give: Config{BaseURL: "http://x", Pagination: Pagination{Style: "link"}, Incremental: Incremental{Param: "updated_since", FollowPages: true}},
+		},
+		{
+			name: "follow_pages without its parameter",
+			give: Config{BaseURL: "http://x", Pagination: Pagination{Style: "cursor"}, Incremental: Incremental{FollowPages: true}},
+			want: []string{`incremental.follow_pages: needs incremental.param`},
+		},
+		{
+			name: "follow_pages with offset pagination, which would skip records",
+			give: Config{BaseURL: "http://x", Pagination: Pagination{Style: "offset"}, Incremental: Incremental{Param: "updated_since", FollowPages: true}},
+			want: []string{`incremental.follow_pages: needs cursor or link pagination, got "offset": with page or offset pagination a record updated during the read shifts the following pages and one record would be skipped`},
+		},
+		{
 			name: "bearer and api key need their secret",
 			give: Config{BaseURL: "http://x", Auth: Auth{Kind: "bearer"}},
 			want: []string{`auth.token: required for auth kind bearer`},

@@ -116,7 +116,8 @@ func New(integration string, cfg Config, opts ...Option) (*Source, error) {
 // parameter is set, and answers "not modified" from page memos with
 // conditional requests.
 func (s *Source) Capabilities() connector.Capabilities {
-	return connector.Capabilities{Kind: "http", Incremental: s.cfg.Incremental.Param != "", Conditional: s.cfg.ConditionalRequests}
+	return connector.Capabilities{Kind: "http", Incremental: s.cfg.Incremental.Param != "", Conditional: s.cfg.ConditionalRequests,
+		FollowsPages: s.cfg.Incremental.Param != "" && s.cfg.Incremental.FollowPages}
 }
 
 // Fetch reads the page at req.Position. Its errors are classified with
