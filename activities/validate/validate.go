@@ -136,7 +136,7 @@ func checkRecord(c *catalog.Integration, since cursor.Checkpoint, raw []byte) ch
 	if hasCur && cursor.Compare(cursor.Checkpoint{Cursor: cur, Key: key}, since) <= 0 {
 		return check{skip: true}
 	}
-	if errs := c.Validator.Validate(v); len(errs) > 0 {
+	if errs := c.Validator.ValidateRaw(raw, v); len(errs) > 0 {
 		return check{key: key, step: store.StepValidate, errs: Details(errs)}
 	}
 	return check{rec: rec, key: key}

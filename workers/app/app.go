@@ -33,6 +33,7 @@ import (
 	"github.com/tetherflow/tether/activities/connector"
 	"github.com/tetherflow/tether/activities/integration"
 	"github.com/tetherflow/tether/activities/lib/observe"
+	"github.com/tetherflow/tether/activities/lib/schema"
 	"github.com/tetherflow/tether/activities/twoway"
 	"github.com/tetherflow/tether/workers/config"
 	"github.com/tetherflow/tether/workers/integrations"
@@ -94,6 +95,7 @@ func startTimeout(cfg config.Config) time.Duration {
 // (when cfg has a crm connection); extra options add to it
 // (WithIntegrations, WithWorkflows).
 func New(cfg config.Config, extra ...fx.Option) *fx.App {
+	schema.SetKnownRecords(cfg.Worker.ValidationCache)
 	opts := []fx.Option{
 		fx.Supply(cfg),
 		fx.Supply(integrations.For(cfg.Connections)),

@@ -146,6 +146,10 @@ type Worker struct {
 	MaxConcurrentWorkflowTasks   int           `mapstructure:"max_concurrent_workflow_tasks"`
 	GracefulStop                 time.Duration `mapstructure:"graceful_stop"`
 	CachePages                   int           `mapstructure:"cache_pages"`
+	// ValidationCache bounds how many records each schema remembers as
+	// valid by the hash of their bytes, so that one read again unchanged
+	// is not validated again (schema.SetKnownRecords); 0 turns it off.
+	ValidationCache int `mapstructure:"validation_cache"`
 	// Integrations limits which registered integrations this worker runs
 	// (empty = all).
 	Integrations []string `mapstructure:"integrations"`
@@ -212,6 +216,7 @@ var defaults = map[string]any{
 	"worker.max_concurrent_workflow_tasks":   16,
 	"worker.graceful_stop":                   "30s",
 	"worker.cache_pages":                     64,
+	"worker.validation_cache":                1 << 20,
 	"worker.integrations":                    []string{},
 	"log.level":                              "info",
 	"log.format":                             "text",
@@ -365,6 +370,9 @@ func (w Worker) problems() []error {
 	}
 	if w.GracefulStop < 0 {
 		errs = append(errs, problem("worker.graceful_stop", "must not be negative"))
+	}
+	if w.ValidationCache < 0 {
+		errs = append(errs, problem("worker.validation_cache", "%d must not be negative (0 turns it off)", w.ValidationCache))
 	}
 	return errs
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
@@ -51,6 +52,11 @@ func (e FieldError) String() string {
 type Validator struct {
 	name   string
 	schema *jsonschema.Schema
+
+	// Records found valid, by the hash of their bytes (ValidateRaw).
+	knownOnce sync.Once
+	known     *knownSet
+	knownHits atomic.Int64
 }
 
 // Name returns the schema file the validator was compiled from.

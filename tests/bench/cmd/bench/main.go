@@ -85,6 +85,7 @@ type options struct {
 	dsn                     string
 	keep, steps             bool
 	telemetry               bool
+	reread                  bool
 	temporalEnv             bool
 	benthosThreads          int
 	benthosCache            string
@@ -111,6 +112,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.dsn, "database-url", pgtest.BaseDSN(), "PostgreSQL (a fresh schema is created and dropped per contender and round)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schemas and logs")
 	flag.BoolVar(&o.steps, "steps", true, "after each durable run (metrics on), print where its time went: per step kind, the time waiting in the task queue and running, from its history")
+	flag.BoolVar(&o.reread, "reread", true, "in the first round, also time a full re-read of the unchanged source right after the durable pipeline's first load, on the same worker, with the validation memory on (the default) and off")
 	flag.BoolVar(&o.telemetry, "telemetry", true, "in the first round, also run the durable pipeline with telemetry off, with metrics and tracing on (OTLP to a loopback receiver), and with payloads encrypted, to measure their cost")
 	flag.BoolVar(&o.temporalEnv, "temporal-env", false, "run the durable pipeline on the Temporal cluster TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS* and TEMPORAL_PROFILE name (as the Temporal CLI and the worker read them), instead of a dev server of its own")
 	flag.IntVar(&o.benthosThreads, "benthos-threads", 2, "Benthos pipeline threads (its THREADS)")
@@ -249,7 +251,7 @@ func run() error {
 				res.add(loopName, "plain Go loop (baseline)", s)
 			case durableName:
 				for _, v := range variants {
-					if v.key != "default" && (!o.telemetry || round > 1) {
+					if v.key != "default" && (round > 1 || (v.reread && !o.reread) || (!v.reread && !o.telemetry)) {
 						continue
 					}
 					s, err := b.runVariant(ctx, c, v, round)
@@ -350,11 +352,19 @@ func (b *bench) runVariant(ctx context.Context, c client.Client, v variant, roun
 			return sample{}, err
 		}
 	}
-	d, err := b.durable(ctx, vc, fmt.Sprintf("%s-r%d", v.key, round), env)
+	d, err := b.durable(ctx, vc, fmt.Sprintf("%s-r%d", v.key, round), env, v.reread)
 	if err != nil {
 		return sample{}, err
 	}
-	if d.res.Counts.Inserted != b.o.records {
+	if v.reread {
+		// The timed run read everything again (and, asking again since
+		// each page's last record, the records sharing its updated_at):
+		// nothing to write.
+		if d.res.Counts.Fetched < b.o.records || d.res.Counts.Unchanged != b.o.records || d.res.Counts.Applied() != 0 {
+			return sample{}, fmt.Errorf("re-read: fetched %d, unchanged %d, written %d; want every one of %d read and none written",
+				d.res.Counts.Fetched, d.res.Counts.Unchanged, d.res.Counts.Applied(), b.o.records)
+		}
+	} else if d.res.Counts.Inserted != b.o.records {
 		return sample{}, fmt.Errorf("inserted %d rows, want %d", d.res.Counts.Inserted, b.o.records)
 	}
 	n, err := b.checkRows(ctx, s)
@@ -431,7 +441,9 @@ func (b *bench) temporal() config.Temporal {
 // durable starts a worker process with env on a task queue of its own
 // (variant names it, with the round), runs the sync on it, measures it and
 // stops it.
-func (b *bench) durable(ctx context.Context, c client.Client, variant string, env []string) (durableRun, error) {
+// With reread, it first loads the source (untimed), then times a full
+// re-read of it on the same worker.
+func (b *bench) durable(ctx context.Context, c client.Client, variant string, env []string, reread bool) (durableRun, error) {
 	tq := "bench-" + variant + "-" + b.suffix
 	log := filepath.Join(b.work, "worker-"+variant+".log")
 	var server []string
@@ -451,7 +463,12 @@ func (b *bench) durable(ctx context.Context, c client.Client, variant string, en
 	if err := waitPoller(ctx, c, tq, w); err != nil {
 		return durableRun{}, err
 	}
-	return b.runDurable(ctx, c, w, tq, log)
+	if reread {
+		if _, err := b.runDurable(ctx, c, w, tq, log, false); err != nil {
+			return durableRun{}, err
+		}
+	}
+	return b.runDurable(ctx, c, w, tq, log, reread)
 }
 
 // otlpDiscard is an OTLP/HTTP receiver on loopback that counts the spans'
@@ -484,6 +501,7 @@ type variant struct {
 	env       []string
 	traced    bool // export spans over OTLP to a loopback receiver
 	encrypted bool // payloads encrypted (workers/codec), with a fresh key
+	reread    bool // time a full re-read after an untimed first load
 }
 
 // variants are the durable pipeline's: as deployed first (its figure is
@@ -494,6 +512,8 @@ var variants = []variant{
 	{key: "off", name: "durable, telemetry off", env: []string{"TETHER_METRICS_LISTEN="}},
 	{key: "traced", name: "durable, metrics + tracing on", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}, traced: true},
 	{key: "encrypted", name: "durable, payloads encrypted", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}, encrypted: true},
+	{key: "reread", name: "durable, full re-read, unchanged", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0"}, reread: true},
+	{key: "rereadoff", name: "durable, full re-read, validation memory off", env: []string{"TETHER_METRICS_LISTEN=127.0.0.1:0", "TETHER_WORKER_VALIDATION_CACHE=0"}, reread: true},
 }
 
 // encryptedClient makes a fresh key, adds it to the worker's env and
@@ -535,10 +555,10 @@ type durableRun struct {
 }
 
 // runDurable syncs crm-contacts on the worker w polling tq, and measures it.
-func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Process, tq, log string) (durableRun, error) {
+func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Process, tq, log string, full bool) (durableRun, error) {
 	var d durableRun
 	t0 := time.Now()
-	runHandle, err := cli.StartSync(ctx, c, tq, datasync.Input{Integration: "crm-contacts", Trigger: "bench"})
+	runHandle, err := cli.StartSync(ctx, c, tq, datasync.Input{Integration: "crm-contacts", Trigger: "bench", Full: full})
 	if err != nil {
 		return d, err
 	}
