@@ -191,9 +191,9 @@ func (b *bench) runBenthos(ctx context.Context, round int) (sample, error) {
 		"PEER_DSN="+dsn,
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	t0 := time.Now()
+	t0, cpu := time.Now(), startCPU()
 	err = cmd.Run()
-	dur := time.Since(t0)
+	dur, busy := time.Since(t0), cpu.seconds()
 	if err != nil {
 		return sample{}, fmt.Errorf("%v (log %s)%s", err, logPath, tailOf(logPath))
 	}
@@ -212,7 +212,7 @@ func (b *bench) runBenthos(ctx context.Context, round int) (sample, error) {
 	if err != nil {
 		return sample{}, fmt.Errorf("%w (log %s)%s", err, logPath, tailOf(logPath))
 	}
-	out := sample{dur: dur, rows: n, rss: rss}
+	out := sample{dur: dur, rows: n, rss: rss, cpu: busy}
 	progress("Benthos v4.27", out, fmt.Sprintf("%d quarantined, %d threads", quarantined, b.o.benthosThreads))
 	return out, nil
 }

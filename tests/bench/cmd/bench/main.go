@@ -316,7 +316,7 @@ func (b *bench) runLoop(ctx context.Context, round int) (sample, error) {
 		return sample{}, err
 	}
 	defer drop()
-	dur, rows, err := plainLoop(ctx, dsn, b.sandboxURL, b.o.page)
+	dur, cpu, rows, err := plainLoop(ctx, dsn, b.sandboxURL, b.o.page)
 	if err != nil {
 		return sample{}, err
 	}
@@ -327,7 +327,7 @@ func (b *bench) runLoop(ctx context.Context, round int) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	out := sample{dur: dur, rows: n}
+	out := sample{dur: dur, rows: n, cpu: cpu}
 	progress("plain Go loop", out, "")
 	return out, nil
 }
@@ -371,7 +371,7 @@ func (b *bench) runVariant(ctx context.Context, c client.Client, v variant, roun
 	if err != nil {
 		return sample{}, err
 	}
-	out := sample{dur: d.dur, rows: n, rss: d.rss, events: d.events, executions: d.executions, pages: d.res.Counts.Pages}
+	out := sample{dur: d.dur, rows: n, rss: d.rss, events: d.events, executions: d.executions, pages: d.res.Counts.Pages, cpu: d.cpu}
 	extra := ""
 	if otlp != nil {
 		out.spans = otlp.spans.Load()
@@ -547,6 +547,7 @@ type durableRun struct {
 	res                datasync.Result
 	dur                time.Duration
 	rss                int64 // the worker's peak RSS, bytes (0: unknown)
+	cpu                float64
 	events, executions int
 	spans              int64  // OTLP export requests (traced variant)
 	name               string // the variant's
@@ -557,7 +558,7 @@ type durableRun struct {
 // runDurable syncs crm-contacts on the worker w polling tq, and measures it.
 func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Process, tq, log string, full bool) (durableRun, error) {
 	var d durableRun
-	t0 := time.Now()
+	t0, cpu := time.Now(), startCPU()
 	runHandle, err := cli.StartSync(ctx, c, tq, datasync.Input{Integration: "crm-contacts", Trigger: "bench", Full: full})
 	if err != nil {
 		return d, err
@@ -565,7 +566,7 @@ func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Pro
 	if err := c.GetWorkflow(ctx, runHandle.GetID(), "").Get(ctx, &d.res); err != nil {
 		return d, fmt.Errorf("durable run: %w (worker log %s)", err, log)
 	}
-	d.dur = time.Since(t0)
+	d.dur, d.cpu = time.Since(t0), cpu.seconds()
 	d.rss = peakRSS(w.Pid())
 	d.events, d.executions, err = historyEvents(ctx, c, runHandle.GetID())
 	if err != nil {
@@ -581,44 +582,44 @@ func (b *bench) runDurable(ctx context.Context, c client.Client, w *devstack.Pro
 
 // plainLoop does the pipeline's work without Temporal or staging: fetch a
 // page, validate, transform, upsert in one transaction, repeat.
-func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.Duration, int, error) {
+func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.Duration, float64, int, error) {
 	db, err := postgres.Open(ctx, dsn)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer db.Close()
 	def := integrations.CRMContacts(config.Connection{BaseURL: sandboxURL, Auth: "none"}).Normalize()
 	src, err := httpsource.New(def.Name, *def.Source.HTTP)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	reg, err := schema.NewRegistry(schemas.FS())
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	v, err := reg.Get(def.Schema)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	mapFn, err := def.Mapping.Compile()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	fn := mapping.Chain(mapFn, def.Transform)
 	sink, err := pgsink.NewTableWriter(*def.Destination.Postgres)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := sink.Ensure(ctx, db); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	start := time.Now()
+	start, cpu := time.Now(), startCPU()
 	total := 0
 	req := connector.Request{Integration: def.Name, Limit: pageSize}
 	for {
 		pg, err := src.Fetch(ctx, req)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		rows := make([]pgsink.Row, 0, len(pg.Records))
 		for _, raw := range pg.Records {
@@ -638,7 +639,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 		}
 		n, err := upsert(ctx, db, sink, rows)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		total += n
 		if pg.Done {
@@ -646,7 +647,7 @@ func plainLoop(ctx context.Context, dsn, sandboxURL string, pageSize int) (time.
 		}
 		req.Position = pg.Next
 	}
-	return time.Since(start), total, nil
+	return time.Since(start), cpu.seconds(), total, nil
 }
 
 func upsert(ctx context.Context, db *sql.DB, sink *pgsink.TableWriter, rows []pgsink.Row) (int, error) {

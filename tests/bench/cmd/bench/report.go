@@ -14,6 +14,7 @@ type sample struct {
 	rss                       int64         // peak RSS of the contender's process, bytes (0: not measured)
 	events, executions, pages int           // durable runs: history events, executions, pages
 	spans                     int64         // traced variant: OTLP export requests
+	cpu                       float64       // the machine's busy CPU-seconds over the timed span (0: unknown)
 }
 
 func (s sample) rate() float64 { return float64(s.rows) / s.dur.Seconds() }
@@ -67,6 +68,7 @@ func (s *series) stat(f func(sample) float64) stats {
 func (s *series) wall() stats { return s.stat(func(x sample) float64 { return x.dur.Seconds() }) }
 func (s *series) rate() stats { return s.stat(sample.rate) }
 func (s *series) rss() stats  { return s.stat(func(x sample) float64 { return float64(x.rss) }) }
+func (s *series) cpu() stats  { return s.stat(func(x sample) float64 { return x.cpu }) }
 
 // progress prints one run's line as it ends.
 func progress(name string, s sample, extra string) {
@@ -77,7 +79,11 @@ func progress(name string, s sample, extra string) {
 	if extra != "" {
 		extra = ", " + extra
 	}
-	fmt.Printf("  %-34s %9.3fs %9.0f records/s  (%d rows%s%s)\n", name, s.dur.Seconds(), s.rate(), s.rows, rss, extra)
+	cpu := ""
+	if s.cpu > 0 {
+		cpu = fmt.Sprintf(", machine CPU %.1f s busy = %.0f%% of %d cores", s.cpu, 100*s.cpu/s.dur.Seconds()/float64(numCPU()), numCPU())
+	}
+	fmt.Printf("  %-34s %9.3fs %9.0f records/s  (%d rows%s%s%s)\n", name, s.dur.Seconds(), s.rate(), s.rows, rss, cpu, extra)
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
@@ -92,6 +98,12 @@ func triple(s stats, n int, f func(float64) string) string {
 
 func secs(v float64) string { return fmt.Sprintf("%.3fs", v) }
 func recs(v float64) string { return fmt.Sprintf("%.0f", v) }
+func cpus(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
 func mibs(v float64) string {
 	if v == 0 {
 		return "-"
@@ -108,7 +120,8 @@ func (r *results) print(o options) {
 		head = "wall min / median / max"
 	}
 	fmt.Printf("\nsummary over %d round(s), %d records each:\n", o.runs, o.records)
-	fmt.Printf("%-40s %4s  %-30s  %-30s  %s\n", "", "runs", head, strings.Replace(head, "wall", "records/s", 1), strings.Replace(head, "wall", "peak RSS MiB", 1))
+	fmt.Printf("%-40s %4s  %-30s  %-30s  %-30s  %s\n", "", "runs", head, strings.Replace(head, "wall", "records/s", 1),
+		strings.Replace(head, "wall", "machine CPU s", 1), strings.Replace(head, "wall", "peak RSS MiB", 1))
 	for _, key := range r.order {
 		s := r.by[key]
 		n := len(s.samples)
@@ -116,9 +129,10 @@ func (r *results) print(o options) {
 		if n < o.runs {
 			name += " (round 1)"
 		}
-		fmt.Printf("%-40s %4d  %-30s  %-30s  %s\n", name, n, triple(s.wall(), n, secs), triple(s.rate(), n, recs), triple(s.rss(), n, mibs))
+		fmt.Printf("%-40s %4d  %-30s  %-30s  %-30s  %s\n", name, n, triple(s.wall(), n, secs), triple(s.rate(), n, recs), triple(s.cpu(), n, cpus), triple(s.rss(), n, mibs))
 	}
 	fmt.Println("(peak RSS: the worker process's for the durable pipeline, the Benthos process's for Benthos; the plain loop runs inside the bench process)")
+	fmt.Println("(machine CPU: busy CPU-seconds of every process over the timed span: the contender and what serves it, PostgreSQL, the dev server, the sandbox)")
 
 	d := r.by[durableName+"/default"]
 	if d != nil {
