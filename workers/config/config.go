@@ -216,7 +216,7 @@ var defaults = map[string]any{
 	"worker.max_concurrent_workflow_tasks":   16,
 	"worker.graceful_stop":                   "30s",
 	"worker.cache_pages":                     64,
-	"worker.validation_cache":                1 << 20,
+	"worker.validation_cache":                1 << 17,
 	"worker.integrations":                    []string{},
 	"log.level":                              "info",
 	"log.format":                             "text",
