@@ -59,10 +59,12 @@ const (
 // name: a key of its configuration (config.ReadsEnv), a variable of the
 // Temporal environment configuration that changes the connection it makes
 // (contrib/envconfig, as config.Temporal.Connection loads it), an
-// encryption key (codec.EnvPrefix), or one its main reads itself.
+// encryption key (codec.EnvPrefix), one its main reads itself, or one of
+// the Go runtime's memory settings (GOGC: app.TuneGC leaves the worker's
+// default to it; GOMEMLIMIT).
 func readsEnv(t *testing.T, name string) bool {
 	t.Helper()
-	if config.ReadsEnv(name) || temporalEnvRead(t, name) {
+	if config.ReadsEnv(name) || temporalEnvRead(t, name) || name == "GOGC" || name == "GOMEMLIMIT" {
 		return true
 	}
 	if id, ok := strings.CutPrefix(name, codec.EnvPrefix); ok && id != "" {
