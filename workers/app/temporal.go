@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"go.uber.org/fx"
+	"google.golang.org/grpc"
 
 	"github.com/tetherflow/tether/workers/codec"
 	"github.com/tetherflow/tether/workers/config"
@@ -77,6 +78,7 @@ func clientOptions(t config.Temporal, kr *codec.Keyring, log *slog.Logger) (clie
 	opts.DataConverter, opts.FailureConverter = codec.DataConverter(kr), codec.FailureConverter(kr)
 	opts.Logger = tlog.NewStructuredLogger(log)
 	opts.Interceptors = telemetry.ClientInterceptors()
+	opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, grpc.WithChainUnaryInterceptor(retryBusyWorkflow))
 	return opts, nil
 }
 
