@@ -373,8 +373,12 @@ func TestWebhooks_EqualVersionsInOtherNotationsLastArrivalWins(t *testing.T) {
 func TestWebhooks_DeliveriesArrivingTogetherAreRecordedInGroups(t *testing.T) {
 	var name string
 	s := newStack(t, stackOptions{defs: oneShard(&name)})
-	h := newHooks(s, crmHookSource(name))
-	const senders, each, entities = 24, 10, 40
+	src := crmHookSource(name)
+	src.RateLimit = webhook.RateLimit{PerSecond: 10000, Burst: 10000}
+	h := newHooks(s, src)
+	// Enough deliveries that the shard usually continues as new on the
+	// way (at 500 history events).
+	const senders, each, entities = 24, 60, 40
 	errs := make(chan string, senders*each)
 	done := make(chan struct{})
 	for g := range senders {
@@ -409,28 +413,40 @@ func TestWebhooks_DeliveriesArrivingTogetherAreRecordedInGroups(t *testing.T) {
 		}
 	}
 
-	// What the shard's history holds: every delivery once, in groups.
-	iter := s.client.GetWorkflowHistory(context.Background(), events.WorkflowID(name, 0), "", false, 0)
-	signals, grouped := 0, map[string]int{}
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := ev.GetWorkflowExecutionSignaledEventAttributes()
-		if a == nil {
-			continue
-		}
-		if a.GetSignalName() != events.SignalEvents {
-			t.Fatalf("signal %q in the history, want only %q", a.GetSignalName(), events.SignalEvents)
-		}
-		var group []syncstep.Event
-		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &group); err != nil {
-			t.Fatal(err)
-		}
-		signals++
-		for _, e := range group {
-			grouped[e.DeliveryID]++
+	// What the shard's histories hold, over every run it continued as new
+	// into (newest first): every delivery once, in groups.
+	id := events.WorkflowID(name, 0)
+	d, err := s.client.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signals, grouped, runs := 0, map[string]int{}, 0
+	for runID := d.GetWorkflowExecutionInfo().GetExecution().GetRunId(); runID != ""; runs++ {
+		iter := s.client.GetWorkflowHistory(context.Background(), id, runID, false, 0)
+		runID = ""
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := ev.GetWorkflowExecutionStartedEventAttributes(); st != nil {
+				runID = st.GetContinuedExecutionRunId() // the run before, if any
+			}
+			a := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if a == nil {
+				continue
+			}
+			if a.GetSignalName() != events.SignalEvents {
+				t.Fatalf("signal %q in the history, want only %q", a.GetSignalName(), events.SignalEvents)
+			}
+			var group []syncstep.Event
+			if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &group); err != nil {
+				t.Fatal(err)
+			}
+			signals++
+			for _, e := range group {
+				grouped[e.DeliveryID]++
+			}
 		}
 	}
 	if len(grouped) != senders*each {
@@ -444,5 +460,5 @@ func TestWebhooks_DeliveriesArrivingTogetherAreRecordedInGroups(t *testing.T) {
 	if signals >= senders*each {
 		t.Errorf("%d signals for %d deliveries from %d senders at once: none was grouped", signals, senders*each, senders)
 	}
-	t.Logf("%d deliveries from %d concurrent senders recorded with %d signals", senders*each, senders, signals)
+	t.Logf("%d deliveries from %d concurrent senders recorded with %d signals in %d run(s)", senders*each, senders, signals, runs)
 }
