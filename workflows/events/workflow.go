@@ -7,11 +7,11 @@
 // event with signal-with-start (SignalEvents: the deliveries that arrived
 // together; SignalEvent, one, from older receivers), so the event is in the
 // workflow's history (durable, even while no worker runs) before the sender
-// gets its 202. The
-// workflow applies what it has received in arrival order, in batches, with
-// the ApplyEvents local activity: one transaction per batch, each entity
-// reduced to its newest event, the destination's version column skipping
-// anything older than the stored row. Different shards apply in parallel.
+// gets its 202. The workflow applies what it has received in arrival
+// order, in batches, with the ApplyEvents local activity: one transaction
+// per batch, each entity reduced to its newest event, the destination's
+// version column skipping anything older than the stored row. Different
+// shards apply in parallel.
 //
 // Why shards and not one workflow per entity: a workflow start costs the
 // dev server 20-30 ms of CPU on this kind of machine (see docs), so one
@@ -250,21 +250,22 @@ func (s *shard) receiveAll(evs []syncstep.Event) {
 // onSignals makes sel wait for either signal, taking what it brings.
 // received, when not nil, is set when one came.
 func (s *shard) onSignals(ctx workflow.Context, sel workflow.Selector, received *bool) {
+	took := func() {
+		if received != nil {
+			*received = true
+		}
+	}
 	sel.AddReceive(s.ch, func(c workflow.ReceiveChannel, _ bool) {
 		var ev syncstep.Event
 		c.Receive(ctx, &ev)
 		s.receive(ev)
-		if received != nil {
-			*received = true
-		}
+		took()
 	})
 	sel.AddReceive(s.batches, func(c workflow.ReceiveChannel, _ bool) {
 		var evs []syncstep.Event
 		c.Receive(ctx, &evs)
 		s.receiveAll(evs)
-		if received != nil {
-			*received = true
-		}
+		took()
 	})
 }
 
