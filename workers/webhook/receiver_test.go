@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -689,8 +690,11 @@ func TestReceiver_LogsNoSecretsOrBodies(t *testing.T) {
 		}
 	}
 	_, macs, _ := strings.Cut(sig, ",v1=")
+	// The peer's address is logged, and its ephemeral port may hold any
+	// digits (once 47114): it is left out of the search for the body's.
+	scrubbed := regexp.MustCompile(`"remote":"[^"]*"`).ReplaceAllString(logs, `"remote":""`)
 	for _, leak := range []string{secretNew, secretOld, secretOther, "carol@example.com", "dave@@example.com", "key-31337", "4711", "secret-ish", macs} {
-		if strings.Contains(logs, leak) {
+		if strings.Contains(scrubbed, leak) {
 			t.Errorf("logs contain %q:\n%s", leak, logs)
 		}
 	}
